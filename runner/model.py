@@ -1,0 +1,272 @@
+"""The validated manifest as frozen values.
+
+:func:`runner.manifest.load_manifest` builds these after the schema and the
+semantic checks passed, so code downstream can trust every reference: a
+device's link, recipe and recovery policy exist, its images fit its chip.
+
+Mappings are read-only (``MappingProxyType``) and keep manifest order; lists
+are tuples. Every element remembers where it was written (:class:`Location`)
+so that later stages (the compiler) can still report file:line:column.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+__all__ = [
+    "NOWHERE",
+    "Device",
+    "DeviceLink",
+    "EraseScope",
+    "EraseStep",
+    "Execution",
+    "ImageSpec",
+    "LinkSpec",
+    "Location",
+    "LogSpec",
+    "Manifest",
+    "OptionBytesStep",
+    "Recipe",
+    "RecoveryPolicy",
+    "ResetStep",
+    "SimulatedDevice",
+    "SimulationSpec",
+    "Step",
+    "VerifyMethod",
+    "VerifyStep",
+    "WriteStep",
+    "frozen_map",
+]
+
+
+def frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only, order-keeping copy of ``data``."""
+    return MappingProxyType(dict(data or {}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
+    """Where something was written: ``file:line:column`` (1-based)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+NOWHERE = Location(file="<built>", line=0, column=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageSpec:
+    """A firmware image: ``images.<name>``.
+
+    ``address`` is required for raw binaries and optional (an override of the
+    load address of the first segment) for no other format. ``sha256`` pins
+    the file's content: a mismatch refuses the run.
+    """
+
+    name: str
+    path: Path
+    format: str = "auto"
+    address: int | None = None
+    sha256: str | None = None
+    preserve: bool = False
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkSpec:
+    """A physical link: ``transports.<name>`` (a probe, a port, a bus)."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=frozen_map)
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceLink:
+    """A device's use of a link, with device-level settings (an I2C address, a CAN node)."""
+
+    link: str
+    options: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+class EraseScope(enum.Enum):
+    MASS = "mass"   # the whole flash
+    USED = "used"   # exactly the pages/sectors the images touch
+    NONE = "none"   # the flash is known to be erased
+
+
+class VerifyMethod(enum.Enum):
+    AUTO = "auto"          # on-target checksum when the link offers one, else read-back
+    CHECKSUM = "checksum"  # on-target checksum; an error if the link has none
+    READBACK = "readback"  # read everything back and compare
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One step of a recipe. ``recovery`` overrides the device's policy for this step."""
+
+    kind: ClassVar[str] = "step"
+    location: Location = NOWHERE
+    recovery: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EraseStep(Step):
+    kind: ClassVar[str] = "erase"
+    scope: EraseScope = EraseScope.USED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteStep(Step):
+    kind: ClassVar[str] = "write"
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyStep(Step):
+    kind: ClassVar[str] = "verify"
+    method: VerifyMethod = VerifyMethod.AUTO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionBytesStep(Step):
+    """Set option bytes. ``rdp: 2`` (and permanent protection) need ``confirm: irreversible``."""
+
+    kind: ClassVar[str] = "option-bytes"
+    rdp: int | None = None
+    fields: Mapping[str, int] = field(default_factory=frozen_map)
+    confirm: str | None = None
+
+    @property
+    def irreversible(self) -> bool:
+        return self.rdp == 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetStep(Step):
+    """Leave the chip running. ``mode`` None lets the link choose its natural way."""
+
+    kind: ClassVar[str] = "reset"
+    mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipe:
+    name: str
+    steps: tuple[Step, ...]
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryPolicy:
+    """``recovery.<name>``: what to do when a step fails.
+
+    A failing step whose error category is in ``on`` is retried up to
+    ``retries`` times, waiting ``backoff * backoff_factor**attempt`` seconds
+    (capped at ``max_backoff``); before each retry the policy walks its
+    ``actions`` in turn (``reconnect``, ``reset``, …).
+    """
+
+    name: str
+    retries: int = 0
+    backoff: float = 0.0
+    backoff_factor: float = 2.0
+    max_backoff: float = 30.0
+    on: frozenset[str] = frozenset()
+    actions: tuple[str, ...] = ()
+    location: Location = NOWHERE
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        return float(min(self.max_backoff, self.backoff * self.backoff_factor ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Device:
+    """``devices.<name>``: one chip on one link, flashed by one recipe."""
+
+    name: str
+    chip: str
+    link: DeviceLink
+    recipe: str
+    recovery: str | None = None
+    after: tuple[str, ...] = ()
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Execution:
+    max_parallel: int = 8
+    fail_fast: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSpec:
+    """``log.file`` is a template: ``{name}``, ``{run_id}``, ``{date}``, ``{time}``."""
+
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulatedDevice:
+    """``simulation.devices.<name>``: how a simulated chip starts (RDP, faults, quirks)."""
+
+    rdp: int = 0
+    faults: tuple[Mapping[str, Any], ...] = ()
+    fill: int | None = None
+    quirks: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationSpec:
+    """``simulation``: settings used only when the manifest runs simulated."""
+
+    time_scale: float = 1.0
+    seed: str | None = None
+    devices: Mapping[str, SimulatedDevice] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    """A whole validated manifest (with its includes merged in).
+
+    ``path`` is the top file; ``files`` every file read, in order; ``sha256``
+    the digest of the top file's bytes followed by each include's (what
+    ``run.started`` records).
+    """
+
+    version: int
+    name: str
+    path: Path
+    sha256: str
+    files: tuple[Path, ...]
+    description: str = ""
+    simulate: bool = False
+    simulation: SimulationSpec = field(default_factory=SimulationSpec)
+    images: Mapping[str, ImageSpec] = field(default_factory=frozen_map)
+    links: Mapping[str, LinkSpec] = field(default_factory=frozen_map)
+    recipes: Mapping[str, Recipe] = field(default_factory=frozen_map)
+    recovery: Mapping[str, RecoveryPolicy] = field(default_factory=frozen_map)
+    devices: Mapping[str, Device] = field(default_factory=frozen_map)
+    execution: Execution = field(default_factory=Execution)
+    log: LogSpec = field(default_factory=LogSpec)
+
+    def recipe_for(self, device: Device) -> Recipe:
+        return self.recipes[device.recipe]
+
+    def recovery_for(self, device: Device, step: Step | None = None) -> RecoveryPolicy | None:
+        """The policy in force for ``step`` of ``device``: step, then device, then ``default``."""
+        name = (step.recovery if step is not None and step.recovery else None) \
+            or device.recovery or ("default" if "default" in self.recovery else None)
+        return self.recovery.get(name) if name else None

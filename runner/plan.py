@@ -1,0 +1,283 @@
+"""The plan: what a run will do, as values.
+
+:func:`runner.compiler.compile_plan` turns a :class:`~runner.model.Manifest`
+into a :class:`Plan`: per device a chain of :class:`Task` s (connect/identify,
+then the recipe's steps), across devices the ``after`` edges, and for each
+device the physical resource its link holds exclusively. The executor runs a
+plan; ``flashrunner plan`` renders one (:mod:`runner.render`).
+
+A device is the unit of scheduling: its tasks run in order over one open
+transport session. The DAG between devices comes from ``after`` edges; the
+exclusive resources serialise devices sharing a bus or probe.
+
+Results are values too (:class:`Outcome`, :class:`StepResult`,
+:class:`DeviceResult`, :class:`RunResult`): exceptions are for "cannot
+continue", a failed step is an outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.memmap import MemoryMap
+from runner.model import (
+    NOWHERE,
+    EraseScope,
+    Execution,
+    Location,
+    LogSpec,
+    RecoveryPolicy,
+    SimulationSpec,
+    VerifyMethod,
+    frozen_map,
+)
+from transports.base import OptionBytesChange, ResetMode
+from transports.chips import Chip, FlashBlock
+
+__all__ = [
+    "ConnectAction",
+    "DevicePlan",
+    "DeviceResult",
+    "EraseAction",
+    "ImageUse",
+    "OptionBytesAction",
+    "Outcome",
+    "Plan",
+    "ResetAction",
+    "RunResult",
+    "Stage",
+    "StepResult",
+    "Task",
+    "TaskAction",
+    "TaskKind",
+    "VerifyAction",
+    "WriteAction",
+]
+
+
+class TaskKind(enum.Enum):
+    CONNECT = "connect"
+    ERASE = "erase"
+    WRITE = "write"
+    VERIFY = "verify"
+    OPTION_BYTES = "option-bytes"
+    RESET = "reset"
+
+
+# ----------------------------------------------------------------------------- actions
+# What a task does, with everything the executor needs and nothing it must look up.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectAction:
+    """Open the session, identify the chip, check it is the manifest's chip."""
+
+    expected_dev_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EraseAction:
+    """Erase ``blocks`` (empty with ``scope`` MASS: the whole flash)."""
+
+    scope: EraseScope
+    blocks: tuple[FlashBlock, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageUse:
+    """An image as written by a task: its name, file digest and where it lands."""
+
+    name: str
+    sha256: str
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteAction:
+    """Program ``memory`` (already padded to the write unit)."""
+
+    memory: MemoryMap
+    images: tuple[ImageUse, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyAction:
+    """Compare flash with ``memory`` (everything the device's write steps wrote)."""
+
+    method: VerifyMethod
+    memory: MemoryMap
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionBytesAction:
+    change: OptionBytesChange
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetAction:
+    mode: ResetMode
+
+
+TaskAction = ConnectAction | EraseAction | WriteAction | VerifyAction | OptionBytesAction \
+    | ResetAction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """One step of one device.
+
+    Attributes:
+        id: ``<device>/<index>-<kind>``, unique in the plan and stable across runs.
+        bytes: bytes moved over the link (written, read back, …).
+        estimate_s: expected duration from the link's speed model and the chip's timings.
+        recovery: the policy in force for this task (``None``: fail at once).
+    """
+
+    id: str
+    device: str
+    index: int
+    kind: TaskKind
+    action: TaskAction
+    bytes: int = 0
+    estimate_s: float = 0.0
+    recovery: RecoveryPolicy | None = None
+    location: Location = NOWHERE
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}-{self.kind.value}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevicePlan:
+    """Everything about one device's part of the run."""
+
+    device: str
+    chip: Chip
+    link: str
+    kind: str
+    resource: str
+    options: Mapping[str, Any] = field(default_factory=frozen_map)
+    tasks: tuple[Task, ...] = ()
+    after: tuple[str, ...] = ()
+    memory: MemoryMap = field(default_factory=MemoryMap)
+    images: tuple[ImageUse, ...] = ()
+    location: Location = NOWHERE
+
+    @property
+    def estimate_s(self) -> float:
+        return sum(task.estimate_s for task in self.tasks)
+
+    @property
+    def bytes(self) -> int:
+        return sum(task.bytes for task in self.tasks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stage:
+    """Devices that can run side by side once earlier stages are done.
+
+    Stages are a reading aid (``flashrunner plan``): the executor starts a
+    device as soon as its own dependencies and resource allow.
+    """
+
+    index: int
+    devices: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """A compiled manifest."""
+
+    name: str
+    manifest_path: Path
+    manifest_sha256: str
+    simulate: bool
+    simulation: SimulationSpec
+    execution: Execution
+    log: LogSpec
+    devices: tuple[DevicePlan, ...]
+    stages: tuple[Stage, ...]
+    critical_path: tuple[str, ...]
+    estimate_s: float
+    image_digests: Mapping[str, str] = field(default_factory=frozen_map)
+    warnings: tuple[str, ...] = ()
+
+    def device(self, name: str) -> DevicePlan:
+        for device in self.devices:
+            if device.device == name:
+                return device
+        raise KeyError(name)
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(task for device in self.devices for task in device.tasks)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"                   # not run: --only, or fail-fast stopped the run
+    UPSTREAM_FAILED = "upstream-failed"   # a device it comes after failed
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
+    task: str
+    kind: TaskKind
+    outcome: Outcome
+    duration_s: float = 0.0
+    attempts: int = 1
+    bytes: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    error_category: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceResult:
+    device: str
+    outcome: Outcome
+    steps: tuple[StepResult, ...] = ()
+    duration_s: float = 0.0
+    identity: Mapping[str, Any] = field(default_factory=frozen_map)
+    error: str | None = None
+    error_type: str | None = None
+    error_category: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    run_id: str
+    plan: Plan
+    devices: tuple[DeviceResult, ...]
+    duration_s: float
+    interrupted: bool = False
+    log_file: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(d.outcome is Outcome.OK for d in self.devices
+                                            if d.reason != "not selected")
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok, 1 a device failed, 130 interrupted (DESIGN.md exit codes)."""
+        if self.interrupted:
+            return 130
+        return 0 if self.ok else 1
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for device in self.devices:
+            counts[device.outcome.value] = counts.get(device.outcome.value, 0) + 1
+        return counts

@@ -1,0 +1,21 @@
+"""Shared fixtures: the chip database and simulated chips."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from transports.chips import ChipDatabase, chip_database
+from transports.sim import SimulationWorld
+
+
+@pytest.fixture(scope="session")
+def chips() -> ChipDatabase:
+    return chip_database()
+
+
+@pytest.fixture
+def world() -> Iterator[SimulationWorld]:
+    with SimulationWorld(time_scale=0.0, seed="tests") as sim_world:
+        yield sim_world

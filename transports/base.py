@@ -1,0 +1,248 @@
+"""The transport contract: what every way of reaching a chip must offer.
+
+A transport is one *session* with one chip over one link (a USART port, an I2C
+address on a bus, a CAN node, a USB DFU device, an ST-Link probe). The runner
+opens it, asks for the chip's identity, erases, writes, reads, resets, and
+closes it; verification is done once, by the runner, with :meth:`checksum`
+when the transport offers it and by read-back otherwise.
+
+Each transport class declares its :class:`Capability` set so the compiler can
+reject a step the link cannot do before anything runs, and a
+:class:`SpeedModel` so the plan can estimate durations.
+
+Transports never import the runner's planner or executor; the only things they
+share with it are the error tree (:mod:`runner.errors`), the chip database and
+the simulation world (:mod:`transports.sim.world`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from transports.chips import Chip, FlashBlock
+
+if TYPE_CHECKING:
+    from transports.sim.world import SimulationWorld
+
+__all__ = [
+    "MASS_ERASE",
+    "Capability",
+    "Checksum",
+    "ChipIdentity",
+    "LinkRequest",
+    "OptionBytes",
+    "OptionBytesChange",
+    "Progress",
+    "ResetMode",
+    "SpeedModel",
+    "Transport",
+    "TransportClass",
+    "no_progress",
+]
+
+
+class Capability(enum.Enum):
+    """What a link can do; the compiler checks steps against these."""
+
+    ERASE_PAGES = "erase-pages"
+    ERASE_MASS = "erase-mass"
+    WRITE = "write"
+    READ = "read"
+    CHECKSUM = "checksum"          # on-target checksum, cheaper than read-back
+    RESET_HARDWARE = "reset-hardware"
+    RESET_SOFTWARE = "reset-software"
+    GO = "go"                      # jump to an address (bootloader Go / DFU leave)
+    OPTION_BYTES = "option-bytes"  # read and write the option bytes, RDP included
+    READ_UNPROTECT = "read-unprotect"
+    WRITE_UNPROTECT = "write-unprotect"
+    UID = "uid"                    # identify() reports the 96-bit unique ID
+
+
+class ResetMode(enum.Enum):
+    """How to leave the chip after flashing."""
+
+    HARDWARE = "hardware"  # NRST pulse (probe pin, DTR/RTS, GPIO)
+    SOFTWARE = "software"  # AIRCR.SYSRESETREQ over the debug port
+    GO = "go"              # jump to the application (bootloader Go, DFU leave)
+    HALT = "halt"          # reset and stay halted (debug probes)
+
+
+#: Progress callback: (bytes done, bytes total). Called from the transport's thread.
+Progress = Callable[[int, int], None]
+
+
+def no_progress(done: int, total: int) -> None:
+    """A :data:`Progress` that ignores its reports."""
+
+
+#: Pass to :meth:`Transport.erase` to erase the whole flash.
+MASS_ERASE: Sequence[FlashBlock] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChipIdentity:
+    """Who the chip is, as read from the chip itself (for the audit log).
+
+    ``dev_id`` is the 12-bit DEV_ID/PID; ``uid`` the 96-bit unique ID as hex
+    (empty when the link cannot read it); ``flash_size`` in bytes as the
+    chip's flash-size register reports it (``None`` when unknown).
+    """
+
+    dev_id: int
+    rev_id: int | None = None
+    uid: str = ""
+    flash_size: int | None = None
+    rdp_level: int | None = None
+    bootloader_version: str | None = None
+    probe: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def log_fields(self) -> dict[str, Any]:
+        """Fields for the ``device.identified`` event."""
+        data: dict[str, Any] = {"dev_id": f"0x{self.dev_id:03X}"}
+        if self.rev_id is not None:
+            data["rev_id"] = f"0x{self.rev_id:04X}"
+        if self.uid:
+            data["uid"] = self.uid
+        if self.flash_size is not None:
+            data["flash_size"] = self.flash_size
+        if self.rdp_level is not None:
+            data["rdp_level"] = self.rdp_level
+        if self.bootloader_version:
+            data["bootloader_version"] = self.bootloader_version
+        if self.probe:
+            data["probe"] = self.probe
+        data.update(self.details)
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checksum:
+    """An on-target checksum and the algorithm the runner must reproduce.
+
+    Algorithms are named in :mod:`transports.checksums`.
+    """
+
+    algorithm: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionBytes:
+    """The option bytes as read: raw image plus decoded fields."""
+
+    raw: bytes
+    rdp_level: int
+    fields: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionBytesChange:
+    """What to change. ``rdp_level`` 2 is irreversible and needs ``confirmed``."""
+
+    rdp_level: int | None = None
+    fields: Mapping[str, int] = field(default_factory=dict)
+    confirmed_irreversible: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeedModel:
+    """Throughput figures used for plan estimates (not for timeouts).
+
+    Chip-side times (erase, program) come from the chip database; these are
+    the link's own costs.
+    """
+
+    connect_s: float
+    write_bytes_per_s: float
+    read_bytes_per_s: float
+    checksum_bytes_per_s: float | None = None
+    #: The link's own overhead per erase unit (command frames), on top of the chip's erase time.
+    erase_overhead_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkRequest:
+    """Everything a transport needs to open a session with one device's chip.
+
+    ``options`` are the manifest's settings for the link merged with the
+    device's own (e.g. an I2C address or CAN node); ``simulation`` is set in
+    simulate mode: the transport then opens its simulated endpoint from the
+    world instead of hardware, and runs the very same protocol code.
+    """
+
+    device: str
+    link: str
+    kind: str
+    options: Mapping[str, Any]
+    chip: Chip
+    simulation: SimulationWorld | None = None
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """One session with one chip. Methods raise :class:`runner.errors.TransportError`."""
+
+    capabilities: frozenset[Capability]
+
+    def connect(self) -> None:
+        """Open the link and bring the chip into a state where it takes commands."""
+
+    def identify(self) -> ChipIdentity:
+        """Read the chip's identity (DEV_ID, UID, flash size, RDP, versions)."""
+
+    def erase(self, blocks: Sequence[FlashBlock], progress: Progress = no_progress) -> None:
+        """Erase these erase units, or the whole flash when given :data:`MASS_ERASE`."""
+
+    def write(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        """Program ``data`` at ``address`` (already erased, write-unit aligned and padded)."""
+
+    def read(self, address: int, length: int, progress: Progress = no_progress) -> bytes:
+        """Read ``length`` bytes from ``address``."""
+
+    def checksum(self, address: int, length: int) -> Checksum:
+        """On-target checksum; only called when :attr:`Capability.CHECKSUM` is offered."""
+
+    def reset(self, mode: ResetMode) -> None:
+        """Leave the chip running (or halted) in the given way."""
+
+    def read_option_bytes(self) -> OptionBytes:
+        """Read the option bytes (RDP level included)."""
+
+    def write_option_bytes(self, change: OptionBytesChange) -> None:
+        """Change option bytes; RDP 1 → 0 mass-erases the flash, as silicon does."""
+
+    def close(self) -> None:
+        """Release the link. Safe to call more than once and after errors."""
+
+
+class TransportClass(Protocol):
+    """What the registry loads: a class that opens sessions for one link kind."""
+
+    kind: ClassVar[str]
+    #: Capabilities known without talking to a chip (the compiler's view).
+    capabilities: ClassVar[frozenset[Capability]]
+    #: Manifest option names this kind accepts, beyond ``kind``, for validation.
+    option_names: ClassVar[frozenset[str]]
+
+    @classmethod
+    def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:
+        """Throughput figures for these settings (baud rate, clock, …)."""
+        ...
+
+    @classmethod
+    def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:
+        """The physical resource this session holds exclusively.
+
+        Devices whose sessions return the same key are serialised by the
+        executor: two I2C addresses on one bus share ``i2c:<bus>``.
+        """
+        ...
+
+    @classmethod
+    def open(cls, request: LinkRequest) -> Transport:
+        """Create (not yet connect) a session for ``request``."""
+        ...

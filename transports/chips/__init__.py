@@ -1,0 +1,332 @@
+"""The chip database: STM32 facts as validated data, keyed by DEV_ID/PID and part name.
+
+The data lives in ``transports/chips/data/*.yaml`` (one file per family) and is
+checked against ``schemas/chips.schema.json`` when loaded. A *line* is one die
+(one DEV_ID); its *parts* differ only in how much flash and RAM they expose, so
+a part's flash geometry is the line's geometry truncated to the part's size.
+
+Everything else in flashrunner asks this module, never hard-codes addresses.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from runner.errors import PlanError
+from schemas import load_schema
+
+__all__ = [
+    "BootloaderInfo",
+    "Chip",
+    "ChipDatabase",
+    "FlashBlock",
+    "FlashGeometry",
+    "FlashTiming",
+    "OptionBytesInfo",
+    "chip_database",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlashBlock:
+    """One erase unit: a page (uniform parts) or a sector (F2/F4/F7/H7).
+
+    ``index`` counts from the start of flash across banks (the page number the
+    system bootloader's Erase takes); ``bank`` and ``index_in_bank`` are what
+    dual-bank controllers take.
+    """
+
+    index: int
+    address: int
+    size: int
+    bank: int = 1
+    index_in_bank: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.address + self.size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlashGeometry:
+    """Main flash of one part: where it is, its erase units, how it programs."""
+
+    base: int
+    blocks: tuple[FlashBlock, ...]
+    write_unit: int
+    erased: int = 0xFF
+    banks: int = 1
+    bank2_base: int | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(block.size for block in self.blocks)
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+    @property
+    def uniform(self) -> bool:
+        """True when every erase unit has the same size (pages, not a sector map)."""
+        return len({block.size for block in self.blocks}) == 1
+
+    def contains(self, address: int, length: int = 1) -> bool:
+        return self.base <= address and address + length <= self.end
+
+    def block_at(self, address: int) -> FlashBlock:
+        """The erase unit holding ``address``; ``ValueError`` outside flash."""
+        if not self.contains(address):
+            raise ValueError(f"0x{address:08X} is outside flash "
+                             f"0x{self.base:08X}..0x{self.end:08X}")
+        starts = [block.address for block in self.blocks]
+        return self.blocks[bisect.bisect_right(starts, address) - 1]
+
+    def blocks_covering(self, address: int, length: int) -> tuple[FlashBlock, ...]:
+        """Every erase unit that ``[address, address+length)`` touches, in order."""
+        if length <= 0:
+            return ()
+        first = self.block_at(address).index
+        last = self.block_at(address + length - 1).index
+        return self.blocks[first:last + 1]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlashTiming:
+    """Typical datasheet figures: used for plan estimates and simulated durations."""
+
+    page_erase_ms: float
+    erase_ms_per_kib: float
+    mass_erase_ms: float
+    program_us: float
+
+    def erase_seconds(self, block_size: int) -> float:
+        return (self.page_erase_ms + self.erase_ms_per_kib * block_size / 1024) / 1000
+
+    def program_seconds(self, nbytes: int, write_unit: int) -> float:
+        units = -(-nbytes // write_unit)
+        return units * self.program_us / 1e6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionBytesInfo:
+    """Where the option bytes live and how RDP levels are encoded."""
+
+    address: int
+    size: int
+    rdp_level0: int = 0xAA
+    rdp_level2: int = 0xCC
+    has_level2: bool = True
+
+    def rdp_level(self, rdp_byte: int) -> int:
+        """Decode an RDP byte into level 0, 1 or 2."""
+        if rdp_byte == self.rdp_level0:
+            return 0
+        if self.has_level2 and rdp_byte == self.rdp_level2:
+            return 2
+        return 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootloaderInfo:
+    """System-memory bootloader parameters (AN2606 device-dependent table)."""
+
+    ram: tuple[int, int] | None = None
+    system_memory: tuple[int, int] | None = None
+    option_bytes: tuple[int, int] | None = None
+    pages_per_sector: int = 1
+    flags: frozenset[str] = frozenset()
+    bl_id: tuple[int, ...] = ()
+    bl_id_address: int | None = None
+    i2c_address: int | None = None
+    usart_version: int | None = None
+    interfaces: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chip:
+    """Everything flashrunner knows about one STM32 part."""
+
+    part: str
+    line: str
+    family: str
+    dev_id: int
+    core: str
+    controller: str
+    flash: FlashGeometry
+    ram: tuple[int, int]
+    idcode_address: int
+    flash_size_address: int
+    uid_address: int
+    uid_offsets: tuple[int, int, int]
+    flash_controller_address: int | None
+    option_bytes: OptionBytesInfo
+    timing: FlashTiming
+    bootloader: BootloaderInfo
+    reference: str
+    notes: str = ""
+
+    @property
+    def flash_kib(self) -> int:
+        return self.flash.size // 1024
+
+
+def _geometry(line: Mapping[str, Any], flash_kib: int) -> FlashGeometry:
+    spec = line["flash"]
+    base = spec["base"]
+    bank2_base = spec.get("bank2-base")
+    banks = spec.get("banks", 1)
+    wanted = flash_kib * 1024
+    blocks: list[FlashBlock] = []
+    address = base
+    bank_index = 0
+    bank = 1
+    for region in spec["regions"]:
+        for _ in range(region["count"]):
+            if address - base >= wanted:
+                break
+            if banks > 1 and bank2_base is not None and address >= bank2_base and bank == 1:
+                bank, bank_index = 2, 0
+            blocks.append(FlashBlock(index=len(blocks), address=address, size=region["size"],
+                                     bank=bank, index_in_bank=bank_index))
+            address += region["size"]
+            bank_index += 1
+    if address - base != wanted:
+        raise PlanError(f"chip database: {line['name']}: flash regions do not add up to "
+                        f"{flash_kib} KiB")
+    if bank2_base is not None and bank2_base >= base + wanted:
+        # A smaller part of a dual-bank line: its flash is split in halves.
+        # RM0351 §3.2: on 512 KiB L47x parts bank 2 starts at half the flash.
+        half = base + wanted // 2
+        blocks = [FlashBlock(index=b.index, address=b.address, size=b.size,
+                             bank=1 if b.address < half else 2,
+                             index_in_bank=(b.address - (base if b.address < half else half))
+                             // b.size)
+                  for b in blocks]
+        bank2_base = half if banks > 1 else None
+    return FlashGeometry(base=base, blocks=tuple(blocks), write_unit=spec["write-unit"],
+                         erased=spec.get("erased", 0xFF), banks=banks, bank2_base=bank2_base)
+
+
+def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: str,
+          reference: str) -> Chip:
+    registers = line["registers"]
+    ob = line["option-bytes"]
+    timing = line["timing"]
+    boot = line.get("bootloader", {})
+    ram_start, ram_end = line["ram"]
+    if "ram-kib" in size:
+        ram_end = ram_start + size["ram-kib"] * 1024
+    return Chip(
+        part=part,
+        line=line["name"],
+        family=family,
+        dev_id=line["dev_id"],
+        core=line["core"],
+        controller=line["controller"],
+        flash=_geometry(line, size["flash-kib"]),
+        ram=(ram_start, ram_end),
+        idcode_address=registers["idcode"],
+        flash_size_address=registers["flash-size"],
+        uid_address=registers["uid"],
+        uid_offsets=tuple(registers.get("uid-offsets", (0, 4, 8))),
+        flash_controller_address=registers.get("flash-controller"),
+        option_bytes=OptionBytesInfo(
+            address=ob["address"], size=ob["size"], rdp_level0=ob.get("rdp-level0", 0xAA),
+            rdp_level2=ob.get("rdp-level2", 0xCC), has_level2=ob.get("has-level2", True)),
+        timing=FlashTiming(page_erase_ms=timing["page-erase-ms"],
+                           erase_ms_per_kib=timing.get("erase-ms-per-kib", 0.0),
+                           mass_erase_ms=timing["mass-erase-ms"],
+                           program_us=timing["program-us"]),
+        bootloader=BootloaderInfo(
+            ram=tuple(boot["ram"]) if "ram" in boot else None,
+            system_memory=(tuple(boot["system-memory"])
+                           if "system-memory" in boot else None),
+            option_bytes=(tuple(boot["option-bytes"])
+                          if "option-bytes" in boot else None),
+            pages_per_sector=boot.get("pages-per-sector", 1),
+            flags=frozenset(boot.get("flags", ())),
+            bl_id=tuple(boot.get("bl-id", ())),
+            bl_id_address=boot.get("bl-id-address"),
+            i2c_address=boot.get("i2c-address"),
+            usart_version=boot.get("usart-version"),
+            interfaces=frozenset(boot.get("interfaces", ())),
+        ),
+        reference=reference,
+        notes=line.get("notes", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChipDatabase:
+    """All known parts, by part name and by DEV_ID."""
+
+    chips: Mapping[str, Chip]
+    _by_dev_id: Mapping[int, tuple[Chip, ...]] = field(repr=False)
+
+    @classmethod
+    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]]) -> ChipDatabase:
+        """Build from parsed data files (``{source name: document}``), validating each."""
+        validator = jsonschema.Draft202012Validator(load_schema("chips"))
+        chips: dict[str, Chip] = {}
+        by_dev_id: dict[int, list[Chip]] = {}
+        for source, document in sorted(documents.items()):
+            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+            if errors:
+                where = "/".join(str(p) for p in errors[0].absolute_path)
+                raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
+                                hint="the shipped chip data is damaged; reinstall flashrunner")
+            for line in document["lines"]:
+                for part, size in line["parts"].items():
+                    if part in chips:
+                        raise PlanError(f"chip database {source}: part {part} defined twice")
+                    chip = _chip(part, size, line, document["family"], document["reference"])
+                    chips[part] = chip
+                    by_dev_id.setdefault(chip.dev_id, []).append(chip)
+        return cls(chips, {k: tuple(v) for k, v in by_dev_id.items()})
+
+    def __iter__(self) -> Iterator[Chip]:
+        return iter(sorted(self.chips.values(), key=lambda c: c.part))
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def __contains__(self, part: object) -> bool:
+        return isinstance(part, str) and part.lower() in self.chips
+
+    def part(self, name: str) -> Chip:
+        """The chip called ``name`` (case-insensitive); ``KeyError`` names near misses."""
+        key = name.lower()
+        try:
+            return self.chips[key]
+        except KeyError:
+            close = [p for p in self.chips if p.startswith(key[:9])][:5]
+            raise KeyError(name if not close else f"{name} (did you mean {', '.join(close)}?)")\
+                from None
+
+    def by_dev_id(self, dev_id: int) -> tuple[Chip, ...]:
+        """Every part sharing DEV_ID/PID ``dev_id`` (empty when unknown)."""
+        return self._by_dev_id.get(dev_id, ())
+
+    @cached_property
+    def dev_ids(self) -> frozenset[int]:
+        return frozenset(self._by_dev_id)
+
+
+@cache
+def chip_database() -> ChipDatabase:
+    """The database shipped with flashrunner (loaded and validated once)."""
+    documents: dict[str, Mapping[str, Any]] = {}
+    folder = resources.files(__name__).joinpath("data")
+    for entry in folder.iterdir():
+        if entry.name.endswith(".yaml"):
+            documents[entry.name] = yaml.safe_load(entry.read_text("utf-8"))
+    return ChipDatabase.from_documents(documents)

@@ -1,0 +1,118 @@
+"""Fault injection for simulated chips: the reliability tests' lever.
+
+A :class:`FaultPlan` holds faults; front ends call :meth:`FaultPlan.check`
+before they carry out an operation and translate an :class:`InjectedFault`
+into what the wire would show (no answer, a NACK, a dropped USB device, a
+corrupted byte). A fault fires when the operation's running byte count for
+the session reaches ``at_byte``; a *transient* fault fires ``times`` times and
+then clears, a permanent one (``times=None``) fires every time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FAULT_KINDS", "FAULT_OPS", "Fault", "FaultPlan", "InjectedFault"]
+
+FAULT_KINDS = frozenset({"timeout", "nack", "link-lost", "corrupt", "brownout"})
+FAULT_OPS = frozenset({"connect", "erase", "write", "read", "any"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fault:
+    """One planned fault.
+
+    Attributes:
+        kind: ``timeout`` (no answer), ``nack`` (refusal), ``link-lost``
+            (the link drops), ``corrupt`` (a programmed byte comes out wrong),
+            ``brownout`` (power lost: the operation is cut short, link drops).
+        op: which operation it hits; ``any`` matches all.
+        at_byte: fires once this many bytes of ``op`` have passed (0 = at once).
+        times: how often it fires before clearing; ``None`` = permanent.
+    """
+
+    kind: str
+    op: str = "write"
+    at_byte: int = 0
+    times: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of "
+                             f"{', '.join(sorted(FAULT_KINDS))}")
+        if self.op not in FAULT_OPS:
+            raise ValueError(f"unknown fault op {self.op!r}; use one of "
+                             f"{', '.join(sorted(FAULT_OPS))}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Fault:
+        """Build from a manifest entry such as ``{kind: timeout, op: write, at-byte: 4096}``."""
+        times = data.get("times", 1)
+        if data.get("permanent"):
+            times = None
+        return cls(kind=data["kind"], op=data.get("op", "write"),
+                   at_byte=int(data.get("at-byte", 0)), times=times)
+
+
+class InjectedFault(Exception):
+    """Raised inside a simulator when a planned fault fires."""
+
+    def __init__(self, fault: Fault, offset: int) -> None:
+        super().__init__(f"injected {fault.kind} during {fault.op} at byte {offset}")
+        self.fault = fault
+        self.offset = offset
+
+    @property
+    def kind(self) -> str:
+        return self.fault.kind
+
+
+class FaultPlan:
+    """The faults planned for one simulated chip, with running byte counters."""
+
+    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        self._remaining: dict[int, int | None] = {}
+        self._faults: list[Fault] = []
+        self._counters: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.fired: list[tuple[Fault, int]] = []
+        for fault in faults:
+            self.add(fault)
+
+    def add(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+            self._remaining[len(self._faults) - 1] = fault.times
+
+    def __bool__(self) -> bool:
+        return bool(self._faults)
+
+    def check(self, op: str, length: int = 0) -> None:
+        """Account ``length`` bytes of ``op``; raise :class:`InjectedFault` if one is due.
+
+        Raises before the bytes are counted as done, so the fault's offset is
+        the first byte that did not make it.
+        """
+        with self._lock:
+            start = self._counters.get(op, 0)
+            end = start + length
+            for index, fault in enumerate(self._faults):
+                remaining = self._remaining[index]
+                if remaining == 0 or fault.op not in (op, "any"):
+                    continue
+                if start <= fault.at_byte < max(end, start + 1) or (
+                        fault.at_byte < start and remaining is None):
+                    if remaining is not None:
+                        self._remaining[index] = remaining - 1
+                    offset = max(fault.at_byte, start)
+                    self.fired.append((fault, offset))
+                    raise InjectedFault(fault, offset)
+            self._counters[op] = end
+
+    def reset_counters(self) -> None:
+        """Start counting bytes afresh (a new session)."""
+        with self._lock:
+            self._counters.clear()
