@@ -225,8 +225,10 @@ class TransportClass(Protocol):
     kind: ClassVar[str]
     #: Capabilities known without talking to a chip (the compiler's view).
     capabilities: ClassVar[frozenset[Capability]]
-    #: Manifest option names this kind accepts, beyond ``kind``, for validation.
-    option_names: ClassVar[frozenset[str]]
+    #: JSON Schema (draft 2020-12) of this kind's options: the link's keys
+    #: (everything but ``kind``) merged with a device's own (``transport: {use: …}``).
+    #: ``additionalProperties: false`` so a typo'd option is an error with its location.
+    options_schema: ClassVar[Mapping[str, Any]]
 
     @classmethod
     def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:

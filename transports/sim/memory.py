@@ -51,7 +51,16 @@ class MemoryTransport:
 
     kind: ClassVar[str] = "sim"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
-    option_names: ClassVar[frozenset[str]] = frozenset({"rate", "bus"})
+    options_schema: ClassVar[Mapping[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "rate": {"type": "number", "exclusiveMinimum": 0,
+                     "description": "Simulated wire speed in bytes per second."},
+            "bus": {"type": "string",
+                    "description": "Devices naming the same bus share it, one at a time."},
+        },
+    }
 
     def __init__(self, request: LinkRequest, sim: SimChip) -> None:
         self.request = request
