@@ -2,20 +2,38 @@
 
 :func:`load_image` reads an :class:`~runner.model.ImageSpec`'s file, checks its
 pin, detects the format from content (or takes ``format:``), and returns a
-:class:`LoadedImage`. Parsing of text formats is delegated to bincopy.
+:class:`LoadedImage`. The formats live in :mod:`runner.formats` (Intel HEX and
+S-record through bincopy, ELF through pyelftools) and :mod:`runner.dfufile`.
+
+:func:`merge_images` and :func:`check_fits` are the rules the compiler applies
+to a device's images: no two images claim the same byte, and every byte lies
+in the chip's flash.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.dfufile import has_dfu_suffix, read_dfu
 from runner.errors import ImageError
-from runner.memmap import MemoryMap, Segment
+from runner.formats import parse_elf, parse_ihex, parse_srec
+from runner.memmap import MemoryMap, OverlapError, Segment
 from runner.model import ImageSpec
+from transports.chips import FlashGeometry
 
-__all__ = ["FORMATS", "LoadedImage", "detect_format", "file_sha256", "load_image"]
+__all__ = [
+    "FORMATS",
+    "LoadedImage",
+    "check_fits",
+    "detect_format",
+    "file_sha256",
+    "load_image",
+    "merge_images",
+    "parse_image",
+]
 
 FORMATS = ("bin", "ihex", "srec", "elf", "dfu")
 
@@ -27,6 +45,7 @@ class LoadedImage:
     format: str
     sha256: str
     memory: MemoryMap
+    preserve: bool = False
 
 
 def file_sha256(path: Path) -> str:
@@ -37,18 +56,61 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_srec_start(head: bytes) -> bool:
+    return len(head) >= 2 and head[:1] == b"S" and head[1:2] in b"0123456789"
+
+
 def detect_format(data: bytes) -> str:
-    """Guess the format from the first bytes of the file."""
+    """Guess the format from the file's content (anything unrecognised is raw binary)."""
     if data.startswith(b"\x7fELF"):
         return "elf"
-    if data.startswith(b"DfuSe"):
+    if data.startswith(b"DfuSe") or has_dfu_suffix(data):
         return "dfu"
-    head = data.lstrip()[:1]
-    if head == b":":
+    head = data.lstrip()[:2]
+    if head[:1] == b":":
         return "ihex"
-    if head == b"S" and data.lstrip()[1:2].isdigit():
+    if _is_srec_start(head):
         return "srec"
     return "bin"
+
+
+def parse_image(data: bytes, fmt: str, path: str, address: int | None = None) -> MemoryMap:
+    """Parse ``data`` as ``fmt``; ``address`` places raw content (bin, plain DFU)."""
+    if fmt == "ihex":
+        return parse_ihex(data, path)
+    if fmt == "srec":
+        return parse_srec(data, path)
+    if fmt == "elf":
+        if not data.startswith(b"\x7fELF"):
+            raise ImageError(f"{path}: at offset 0x0: not an ELF file (no \\x7fELF magic)",
+                             path=path, offset=0,
+                             hint="check `format:` on the image, or the file")
+        return parse_elf(data, path)
+    if fmt == "dfu":
+        dfu = read_dfu(data, path)
+        if dfu.dfuse:
+            try:
+                memory = dfu.memory()
+            except OverlapError as error:
+                raise ImageError(f"{path}: two DfuSe targets both write 0x{error.address:08X}",
+                                 path=path, hint="rebuild the .dfu file") from error
+            if not memory:
+                raise ImageError(f"{path}: the DfuSe file has no data", path=path)
+            return memory
+        return _raw(dfu.payload, path, address, "a plain DFU file")
+    if fmt == "bin":
+        return _raw(data, path, address, "a raw binary")
+    raise ImageError(f"{path}: unknown image format {fmt!r}", path=path,
+                     hint=f"use one of: {', '.join(FORMATS)}")
+
+
+def _raw(data: bytes, path: str, address: int | None, what: str) -> MemoryMap:
+    if address is None:
+        raise ImageError(f"{path} is {what} and has no address", path=path,
+                         hint="add `address:` to the image (e.g. 0x08000000)")
+    if not data:
+        raise ImageError(f"{path} is empty", path=path, hint="rebuild the image")
+    return MemoryMap((Segment(address, data),))
 
 
 def load_image(spec: ImageSpec) -> LoadedImage:
@@ -67,35 +129,37 @@ def load_image(spec: ImageSpec) -> LoadedImage:
             hint="the file is not the released one; rebuild it or update the pin "
                  "with `flashrunner pin`")
     fmt = detect_format(data) if spec.format == "auto" else spec.format
-    memory = _parse(spec, path, data, fmt)
-    if spec.address is not None and fmt != "bin" and memory:
+    try:
+        memory = parse_image(data, fmt, str(path), spec.address)
+    except ImageError as error:
+        raise ImageError(f"image {spec.name}: {error.message}", path=error.path,
+                         offset=error.offset, line=error.line, hint=error.hint) from error
+    if spec.address is not None:
+        # Raw content is already placed there; other formats move as a whole.
         memory = memory.shifted(spec.address - memory.start)
-    return LoadedImage(name=spec.name, path=path, format=fmt, sha256=digest, memory=memory)
+    return LoadedImage(name=spec.name, path=path, format=fmt, sha256=digest, memory=memory,
+                       preserve=spec.preserve)
 
 
-def _parse(spec: ImageSpec, path: Path, data: bytes, fmt: str) -> MemoryMap:
-    if fmt == "bin":
-        if spec.address is None:
-            raise ImageError(f"image {spec.name}: {path} is a raw binary and has no address",
-                             path=str(path), hint="add `address:` to the image")
-        if not data:
-            raise ImageError(f"image {spec.name}: {path} is empty", path=str(path))
-        return MemoryMap((Segment(spec.address, data),))
-    if fmt in ("ihex", "srec"):
-        import bincopy
+def merge_images(images: Iterable[LoadedImage]) -> MemoryMap:
+    """One device's images in one map; an overlap names both images and the address."""
+    images = tuple(images)
+    try:
+        return MemoryMap.merge((image.name, image.memory) for image in images)
+    except OverlapError as error:
+        raise ImageError(f"images {error.first} and {error.second} both write 0x"
+                         f"{error.address:08X}",
+                         hint="images of one device must not overlap; check their "
+                              "addresses or link scripts") from error
 
-        binfile = bincopy.BinFile()
-        try:
-            text = data.decode("ascii")
-            if fmt == "ihex":
-                binfile.add_ihex(text)
-            else:
-                binfile.add_srec(text)
-        except (UnicodeDecodeError, bincopy.Error) as error:
-            raise ImageError(f"image {spec.name}: {path} is not valid {fmt}: {error}",
-                             path=str(path)) from error
-        return MemoryMap.from_segments(
-            Segment(segment.minimum_address, bytes(segment.data))
-            for segment in binfile.segments)
-    raise ImageError(f"image {spec.name}: format {fmt} is not supported yet", path=str(path),
-                     hint="convert the file to Intel HEX or a raw binary")
+
+def check_fits(image: LoadedImage, geometry: FlashGeometry, part: str) -> None:
+    """Raise :class:`ImageError` unless every byte of ``image`` lies in the chip's flash."""
+    segment = image.memory.outside(geometry)
+    if segment is not None:
+        raise ImageError(
+            f"image {image.name}: bytes 0x{segment.address:08X}..0x{segment.end:08X} lie "
+            f"outside the flash of {part} (0x{geometry.base:08X}..0x{geometry.end:08X})",
+            path=str(image.path),
+            hint="check the image's address, or the chip the device names")
+
