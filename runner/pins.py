@@ -1,0 +1,200 @@
+"""sha256 pins of firmware images: check them, and rewrite them in the manifest.
+
+A pin (``images.<name>.sha256``) says which file the manifest was reviewed
+with; :func:`runner.images.load_image` refuses a file whose digest differs,
+before any device is touched. When a new release is deliberate,
+``flashrunner pin MANIFEST`` calls :func:`update_pins`, which edits only the
+pin values in the YAML text — comments, order, quoting and layout stay as the
+author wrote them — in the file where each image is defined (the manifest or
+a file it includes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from runner.errors import ImageError
+from runner.images import file_sha256
+
+__all__ = ["PinChange", "check_pin", "update_pins"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PinChange:
+    """One pin written: ``old`` is ``None`` where the image had no pin."""
+
+    file: Path
+    image: str
+    line: int
+    old: str | None
+    new: str
+
+    def __str__(self) -> str:
+        before = self.old if self.old is not None else "(no pin)"
+        return f"{self.file}:{self.line}: image {self.image}: {before} -> {self.new}"
+
+
+def check_pin(path: Path, expected: str, *, image: str = "") -> str:
+    """Return ``path``'s digest; raise :class:`ImageError` if it is not ``expected``."""
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected.lower():
+        label = f"image {image}: " if image else ""
+        raise ImageError(f"{label}{path} has sha256 {actual}, but the manifest pins "
+                         f"{expected.lower()}", path=str(path),
+                         hint="the file is not the released one; rebuild it or update the "
+                              "pin with `flashrunner pin`")
+    return actual
+
+
+@dataclass(frozen=True, slots=True)
+class _Edit:
+    start: int
+    end: int
+    text: str
+
+
+def _last_index(node: yaml.Node) -> int:
+    """Where ``node``'s text ends (block collections end at their last leaf)."""
+    if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
+        return _last_index(node.value[-1][1])
+    if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
+        return _last_index(node.value[-1])
+    return int(node.end_mark.index)
+
+
+def _replacement(node: yaml.ScalarNode, digest: str) -> str:
+    if node.style in ("'", '"'):
+        return f"{node.style}{digest}{node.style}"
+    return f'"{digest}"' if digest.isdigit() else digest
+
+
+def _insertion(text: str, mapping: yaml.MappingNode, digest: str) -> _Edit:
+    entry = f'sha256: "{digest}"'
+    if mapping.flow_style:
+        close = int(mapping.end_mark.index) - 1          # the '}'
+        before = close
+        while before > 0 and text[before - 1].isspace():
+            before -= 1
+        separator = " " if text[before - 1] in ",{" else ", "
+        return _Edit(before, before, f"{separator}{entry}")
+    column = mapping.value[0][0].start_mark.column
+    position = _last_index(mapping)
+    if position == 0 or text[position - 1] != "\n":
+        newline = text.find("\n", position)
+        if newline < 0:
+            return _Edit(len(text), len(text), f"\n{' ' * column}{entry}\n")
+        position = newline + 1
+    return _Edit(position, position, f"{' ' * column}{entry}\n")
+
+
+def _child(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
+    for key_node, value_node in mapping.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            found: yaml.Node = value_node
+            return found
+    return None
+
+
+def _plan_file(path: Path, text: str) -> tuple[list[_Edit], list[PinChange], list[Path]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        raise ImageError(f"{path}: not valid YAML: {error}", path=str(path),
+                         hint="run `flashrunner validate` on the manifest first") from error
+    edits: list[_Edit] = []
+    changes: list[PinChange] = []
+    includes: list[Path] = []
+    if not isinstance(root, yaml.MappingNode):
+        return edits, changes, includes
+    included = _child(root, "include")
+    if isinstance(included, yaml.SequenceNode):
+        includes = [path.parent / item.value for item in included.value
+                    if isinstance(item, yaml.ScalarNode)]
+    images = _child(root, "images")
+    if not isinstance(images, yaml.MappingNode):
+        return edits, changes, includes
+    for key_node, spec in images.value:
+        file_node = _child(spec, "file") if isinstance(spec, yaml.MappingNode) else None
+        if not isinstance(spec, yaml.MappingNode) or not isinstance(file_node, yaml.ScalarNode):
+            continue
+        image_path = path.parent / file_node.value
+        try:
+            digest = file_sha256(image_path)
+        except OSError as error:
+            raise ImageError(f"{path}:{key_node.start_mark.line + 1}: image {key_node.value}: "
+                             f"cannot read {image_path}: {error.strerror}; no pin was changed",
+                             path=str(image_path), hint="build the image first") from error
+        pin = _child(spec, "sha256")
+        if isinstance(pin, yaml.ScalarNode):
+            old = str(pin.value)
+            if old.lower() == digest:
+                continue
+            edits.append(_Edit(pin.start_mark.index, pin.end_mark.index,
+                               _replacement(pin, digest)))
+            line = pin.start_mark.line + 1
+        else:
+            old = None
+            edits.append(_insertion(text, spec, digest))
+            line = key_node.start_mark.line + 1
+        changes.append(PinChange(file=path, image=str(key_node.value), line=line, old=old,
+                                 new=digest))
+    return edits, changes, includes
+
+
+def _apply(text: str, edits: list[_Edit]) -> str:
+    for edit in sorted(edits, key=lambda e: e.start, reverse=True):
+        text = text[:edit.start] + edit.text + text[edit.end:]
+    return text
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o7777
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def update_pins(manifest_path: Path, *, dry_run: bool = False) -> list[PinChange]:
+    """Pin every image of ``manifest_path`` (and its includes) to its file's digest.
+
+    Every file is read and every image hashed before anything is written, so
+    a missing image changes nothing. Returns the pins written (or that would
+    be, with ``dry_run``), in file order.
+    """
+    pending: list[tuple[Path, str]] = []
+    changes: list[PinChange] = []
+    seen: set[Path] = set()
+    queue = [manifest_path]
+    while queue:
+        path = queue.pop(0)
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ImageError(f"cannot read manifest file {path}: {error}", path=str(path),
+                             hint="check the path; no pin was changed") from error
+        edits, file_changes, includes = _plan_file(path, text)
+        if edits:
+            pending.append((path, _apply(text, edits)))
+        changes.extend(file_changes)
+        queue[0:0] = includes
+    if not dry_run:
+        for path, text in pending:
+            _write_atomically(path, text)
+    return changes
