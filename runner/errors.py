@@ -41,6 +41,7 @@ __all__ = [
     "ReadProtected",
     "RunnerError",
     "TransportError",
+    "UnitDataError",
     "VerifyError",
     "WriteError",
     "error_categories",
@@ -140,6 +141,22 @@ class PlanError(RunnerError, ValueError):
     """A valid manifest that cannot be compiled into a plan."""
 
     category = "plan"
+
+
+class UnitDataError(RunnerError, ValueError):
+    """A per-unit value cannot be produced: a counter exhausted or its state file
+    damaged, no CSV row for a chip's UID, a value that does not fit its field.
+
+    Attributes:
+        source: the file the value comes from (state file or CSV), when there is one.
+    """
+
+    category = "unit-data"
+
+    def __init__(self, message: str, *, source: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
 
 
 class EnvironmentProblem(RunnerError, OSError):

@@ -1,0 +1,264 @@
+"""Per-unit data: a value computed for each chip and written at an address.
+
+Three sources, each producing the bytes to write and, for the audit log, the
+value in readable form and where it came from (:class:`UnitValue`):
+
+* :class:`CounterSource` — serial numbers from a station-wide counter
+  (:class:`runner.serials.SerialCounter`: atomic, journaled, never reused);
+* :class:`UidSource` — derived from the chip's 96-bit unique ID: the UID
+  itself, its CRC-32, a sha256 prefix, or an ASCII template of them;
+* :class:`CsvSource` — a column of a CSV file, the row chosen by the chip's
+  UID or taken in order (rows consumed through a counter, same atomicity).
+
+Numbers become bytes through an :class:`Encoding`: binary of ``width`` bytes
+in an ``endianness``, or ASCII through a printf-style ``template``
+(``"SN-%06d"``), NUL-padded to ``width`` when one is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from runner.errors import UnitDataError
+from runner.serials import SerialCounter
+
+__all__ = [
+    "CounterSource",
+    "CsvSource",
+    "Encoding",
+    "UidSource",
+    "UnitSource",
+    "UnitValue",
+    "compute_unit_value",
+]
+
+Endianness = Literal["little", "big"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitValue:
+    """What to write (``data``) and, for the log, the value and its source."""
+
+    data: bytes
+    value: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Encoding:
+    """Numbers and text → bytes. ``template`` set: ASCII; else ``width`` binary bytes."""
+
+    width: int | None = None
+    endianness: Endianness = "little"
+    template: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`UnitDataError` for a template or width that cannot work."""
+        if self.width is not None and self.width <= 0:
+            raise UnitDataError(f"width {self.width} must be at least 1 byte")
+        if self.template is not None:
+            try:
+                self.template % 0
+            except (TypeError, ValueError) as error:
+                raise UnitDataError(f"template {self.template!r} is not a printf-style "
+                                    f"template for one number: {error}",
+                                    hint="use one conversion, e.g. 'SN-%06d'") from error
+
+    def pad(self, text: str) -> bytes:
+        data = text.encode("ascii", errors="strict")
+        if self.width is None:
+            return data
+        if len(data) > self.width:
+            raise UnitDataError(f"{text!r} is {len(data)} bytes, longer than the field's "
+                                f"{self.width}", hint="widen the field or shorten the value")
+        return data.ljust(self.width, b"\0")
+
+    def number(self, value: int) -> bytes:
+        if self.template is not None:
+            return self.pad(self.template % value)
+        width = self.width if self.width is not None else 4
+        try:
+            return value.to_bytes(width, self.endianness)
+        except OverflowError as error:
+            raise UnitDataError(f"{value} does not fit in {width} bytes",
+                                hint="widen the field, or start a new counter range") from error
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CounterSource:
+    """``{counter: {state: serials.json, start: 1000, width: 4, endianness: little}}``."""
+
+    state: Path
+    start: int = 0
+    step: int = 1
+    limit: int | None = None
+    encoding: Encoding = field(default_factory=Encoding)
+
+    @property
+    def counter(self) -> SerialCounter:
+        return SerialCounter(state=self.state, start=self.start, step=self.step, limit=self.limit)
+
+
+UidDerivation = Literal["uid", "crc32", "sha256"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UidSource:
+    """``{uid: {derive: crc32}}`` or ``{uid: {template: "ID-{uid}"}}``.
+
+    ``derive``: ``uid`` (its 12 bytes as read), ``crc32`` (4 bytes in
+    ``endianness``), ``sha256`` (the first ``length`` bytes of the digest).
+    ``template`` instead gives ASCII with ``{uid}`` (hex), ``{crc32}`` (a number:
+    ``{crc32:08X}``) and ``{sha256}`` (hex); NUL-padded to ``width`` if set.
+    """
+
+    derive: UidDerivation = "uid"
+    length: int | None = None
+    template: str | None = None
+    width: int | None = None
+    endianness: Endianness = "little"
+
+
+CsvEncoding = Literal["ascii", "hex", "int"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CsvSource:
+    """``{csv: {file: units.csv, key: uid, column: calibration}}``.
+
+    ``key: uid`` picks the row whose ``key_column`` (default ``uid``) equals
+    the chip's UID; without ``key``, rows are used in order and ``state``
+    (default ``<file>.state.json``) records how many were used. The cell is
+    written as ``ascii`` text, ``hex`` bytes, or an ``int`` through ``encoding``.
+    """
+
+    file: Path
+    column: str
+    key: Literal["uid"] | None = None
+    key_column: str = "uid"
+    state: Path | None = None
+    cell: CsvEncoding = "ascii"
+    encoding: Encoding = field(default_factory=Encoding)
+
+    @property
+    def state_path(self) -> Path:
+        return self.state if self.state is not None else \
+            self.file.with_name(self.file.name + ".state.json")
+
+
+UnitSource = CounterSource | UidSource | CsvSource
+
+
+def _uid_bytes(uid: str) -> bytes:
+    try:
+        data = bytes.fromhex(uid)
+    except ValueError as error:
+        raise UnitDataError(f"the chip's UID {uid!r} is not hexadecimal") from error
+    if not data:
+        raise UnitDataError("the link did not report the chip's UID, which this value needs",
+                            hint="use a link that reads the UID, or a counter source")
+    return data
+
+
+def _from_uid(source: UidSource, uid: str) -> UnitValue:
+    raw = _uid_bytes(uid)
+    crc = zlib.crc32(raw)
+    digest = hashlib.sha256(raw).digest()
+    if source.template is not None:
+        try:
+            text = source.template.format(uid=raw.hex().upper(), crc32=crc,
+                                          sha256=digest.hex())
+        except (KeyError, IndexError, ValueError) as error:
+            raise UnitDataError(f"template {source.template!r} is invalid: {error}",
+                                hint="use the fields {uid}, {crc32} and {sha256}") from error
+        data = Encoding(width=source.width).pad(text)
+        return UnitValue(data=data, value=text, source=f"template of UID {raw.hex().upper()}")
+    if source.derive == "crc32":
+        data = crc.to_bytes(4, source.endianness)
+        return UnitValue(data=data, value=f"0x{crc:08X}",
+                         source=f"CRC-32 of UID {raw.hex().upper()}")
+    if source.derive == "sha256":
+        data = digest[:source.length or len(digest)]
+        return UnitValue(data=data, value=data.hex(),
+                         source=f"sha256 of UID {raw.hex().upper()} ({len(data)} bytes)")
+    return UnitValue(data=raw, value=raw.hex().upper(), source="chip UID")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and (line number, row) pairs of a CSV file."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = [(reader.line_num, dict(row)) for row in reader]
+            header = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UnitDataError(f"cannot read {path}: {error}", source=str(path),
+                            hint="check the file exists and is UTF-8 CSV with a header"
+                            ) from error
+    return header, rows
+
+
+def _cell_bytes(source: CsvSource, text: str, where: str) -> bytes:
+    try:
+        if source.cell == "hex":
+            return bytes.fromhex(text)
+        if source.cell == "int":
+            return source.encoding.number(int(text, 0))
+    except ValueError as error:
+        raise UnitDataError(f"{where}: {text!r} is not a valid {source.cell} value",
+                            source=str(source.file)) from error
+    return source.encoding.pad(text)
+
+
+def _from_csv(source: CsvSource, *, device: str, run_id: str, uid: str) -> UnitValue:
+    header, rows = _read_csv(source.file)
+    if source.column not in header:
+        raise UnitDataError(f"{source.file} has no column {source.column!r} "
+                            f"(columns: {', '.join(header)})", source=str(source.file))
+    if source.key == "uid":
+        if source.key_column not in header:
+            raise UnitDataError(f"{source.file} has no key column {source.key_column!r}",
+                                source=str(source.file))
+        wanted = _uid_bytes(uid).hex()
+        matches = [(line, row) for line, row in rows
+                   if (row.get(source.key_column) or "").strip().lower() == wanted]
+        if not matches:
+            raise UnitDataError(f"{source.file} has no row for UID {wanted.upper()}",
+                                source=str(source.file),
+                                hint="add the unit to the file before flashing it")
+        if len(matches) > 1:
+            lines = ", ".join(str(line) for line, _ in matches)
+            raise UnitDataError(f"{source.file} has several rows for UID {wanted.upper()} "
+                                f"(lines {lines})", source=str(source.file))
+        line, row = matches[0]
+        detail = f"uid {wanted.upper()}"
+    else:
+        if not rows:
+            raise UnitDataError(f"{source.file} has no rows", source=str(source.file))
+        counter = SerialCounter(state=source.state_path, start=0, limit=len(rows) - 1)
+        index = counter.allocate(device=device, run_id=run_id).value
+        line, row = rows[index]
+        detail = f"row {index + 1} of {len(rows)}"
+    text = (row.get(source.column) or "").strip()
+    where = f"{source.file}:{line}"
+    data = _cell_bytes(source, text, where)
+    return UnitValue(data=data, value=text,
+                     source=f"{where} column {source.column} ({detail})")
+
+
+def compute_unit_value(source: UnitSource, *, device: str, run_id: str,
+                       uid: str = "") -> UnitValue:
+    """The value for one unit; counters and in-order CSV rows are consumed here."""
+    if isinstance(source, CounterSource):
+        source.encoding.check()
+        allocation = source.counter.allocate(device=device, run_id=run_id)
+        return UnitValue(data=source.encoding.number(allocation.value),
+                         value=str(allocation.value), source=f"counter {source.state}")
+    if isinstance(source, UidSource):
+        return _from_uid(source, uid)
+    return _from_csv(source, device=device, run_id=run_id, uid=uid)
