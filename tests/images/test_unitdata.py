@@ -1,0 +1,135 @@
+"""Per-unit values: the bytes to write and what the log says about them."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from pathlib import Path
+
+import pytest
+
+from runner.errors import UnitDataError
+from runner.unitdata import (
+    CounterSource,
+    CsvSource,
+    Encoding,
+    UidSource,
+    compute_unit_value,
+)
+
+UID = "0123456789abcdef00112233"
+
+
+def _value(source, device: str = "unit-1", uid: str = UID):  # type: ignore[no-untyped-def]
+    return compute_unit_value(source, device=device, run_id="run-1", uid=uid)
+
+
+# ----------------------------------------------------------------------------- counter
+
+
+def test_counter_value_is_little_endian_binary_of_the_width(tmp_path: Path) -> None:
+    source = CounterSource(state=tmp_path / "s.json", start=0x1234,
+                           encoding=Encoding(width=4, endianness="little"))
+    value = _value(source)
+    assert value.data == b"\x34\x12\x00\x00"
+    assert value.value == str(0x1234) and value.source == f"counter {tmp_path / 's.json'}"
+
+
+def test_counter_value_big_endian(tmp_path: Path) -> None:
+    source = CounterSource(state=tmp_path / "s.json", start=0x0102,
+                           encoding=Encoding(width=2, endianness="big"))
+    assert _value(source).data == b"\x01\x02"
+
+
+def test_counter_value_as_ascii_template_padded_to_width(tmp_path: Path) -> None:
+    source = CounterSource(state=tmp_path / "s.json", start=42,
+                           encoding=Encoding(template="SN-%06d", width=12))
+    assert _value(source).data == b"SN-000042\0\0\0"
+
+
+def test_counter_value_too_wide_for_its_field_is_refused(tmp_path: Path) -> None:
+    source = CounterSource(state=tmp_path / "s.json", start=300, encoding=Encoding(width=1))
+    with pytest.raises(UnitDataError, match="300 does not fit in 1 bytes"):
+        _value(source)
+
+
+def test_bad_template_is_refused_before_any_value_is_allocated(tmp_path: Path) -> None:
+    source = CounterSource(state=tmp_path / "s.json", encoding=Encoding(template="SN-%s-%d"))
+    with pytest.raises(UnitDataError, match="not a printf-style template"):
+        _value(source)
+    assert not (tmp_path / "s.json").exists()
+
+
+# ----------------------------------------------------------------------------- UID
+
+
+def test_uid_itself_is_its_bytes_as_read() -> None:
+    value = _value(UidSource())
+    assert value.data == bytes.fromhex(UID) and value.source == "chip UID"
+
+
+def test_uid_crc32_in_the_chosen_byte_order() -> None:
+    crc = zlib.crc32(bytes.fromhex(UID))
+    assert _value(UidSource(derive="crc32", endianness="big")).data == crc.to_bytes(4, "big")
+    assert _value(UidSource(derive="crc32")).value == f"0x{crc:08X}"
+
+
+def test_uid_sha256_prefix() -> None:
+    digest = hashlib.sha256(bytes.fromhex(UID)).digest()
+    value = _value(UidSource(derive="sha256", length=8))
+    assert value.data == digest[:8] and "8 bytes" in value.source
+
+
+def test_uid_template_is_ascii() -> None:
+    crc = zlib.crc32(bytes.fromhex(UID))
+    value = _value(UidSource(template="ID-{uid}-{crc32:08X}", width=40))
+    text = f"ID-{UID.upper()}-{crc:08X}"
+    assert value.data == text.encode().ljust(40, b"\0") and value.value == text
+
+
+def test_uid_value_needs_a_uid() -> None:
+    with pytest.raises(UnitDataError, match="did not report the chip's UID"):
+        _value(UidSource(), uid="")
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+@pytest.fixture
+def units(tmp_path: Path) -> Path:
+    path = tmp_path / "units.csv"
+    path.write_text("uid,calibration,name\n"
+                    f"{UID.upper()},0a0b0c,first\n"
+                    "ffffffffffffffffffffffff,010203,second\n")
+    return path
+
+
+def test_csv_row_keyed_by_uid(units: Path) -> None:
+    value = _value(CsvSource(file=units, column="calibration", key="uid", cell="hex"))
+    assert value.data == b"\x0a\x0b\x0c"
+    assert value.source == f"{units}:2 column calibration (uid {UID.upper()})"
+
+
+def test_csv_without_row_for_the_uid_is_refused(units: Path) -> None:
+    with pytest.raises(UnitDataError, match="no row for UID 000000000000000000000000"):
+        _value(CsvSource(file=units, column="name", key="uid"), uid="00" * 12)
+
+
+def test_csv_rows_in_order_are_each_used_once(units: Path) -> None:
+    source = CsvSource(file=units, column="name")
+    assert [_value(source, device=d).value for d in ("a", "b")] == ["first", "second"]
+    with pytest.raises(UnitDataError, match="exhausted"):
+        _value(source, device="c")
+
+
+def test_csv_unknown_column_lists_the_columns(units: Path) -> None:
+    columns = r"no column 'serial' \(columns: uid, calibration, name\)"
+    with pytest.raises(UnitDataError, match=columns):
+        _value(CsvSource(file=units, column="serial", key="uid"))
+
+
+def test_csv_int_cell_through_the_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "u.csv"
+    path.write_text("gain\n0x1234\n")
+    source = CsvSource(file=path, column="gain", cell="int", encoding=Encoding(width=2))
+    assert _value(source).data == b"\x34\x12"
