@@ -13,6 +13,7 @@ the map to write and the map to verify (the whole sector), and
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ __all__ = [
     "PreservedWrite",
     "lost_bytes_warnings",
     "merge_preserved",
+    "overlay",
     "preserve_plan",
 ]
 
@@ -143,3 +145,29 @@ def lost_bytes_warnings(memory: MemoryMap, geometry: FlashGeometry,
             f"{lost} bytes outside the image will be lost; set `preserve: true` on the "
             f"image to keep them")
     return tuple(warnings)
+
+
+def overlay(base: MemoryMap, top: Iterable[Segment]) -> MemoryMap:
+    """``base`` with ``top``'s bytes laid over it (``top`` wins where both have a byte).
+
+    Used at run time to put kept bytes into the padding of a write (padding
+    holds only fill bytes there, as kept ranges never hold image bytes) and
+    into the map a verify compares, and to add per-unit values.
+    """
+    top = tuple(top)
+    pieces = sorted([*base.segments, *top], key=lambda s: s.address)
+    spans: list[list[int]] = []
+    for piece in pieces:
+        if spans and piece.address <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], piece.end)
+        elif piece.data:
+            spans.append([piece.address, piece.end])
+    buffers = [bytearray(end - start) for start, end in spans]
+    starts = [start for start, _ in spans]
+    for layer in (base.segments, top):
+        for segment in layer:
+            index = bisect.bisect_right(starts, segment.address) - 1
+            offset = segment.address - starts[index]
+            buffers[index][offset:offset + len(segment)] = segment.data
+    return MemoryMap.from_segments(Segment(start, bytes(buffer))
+                                   for start, buffer in zip(starts, buffers, strict=True))

@@ -20,9 +20,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from runner.errors import UnitDataError
 from runner.serials import SerialCounter
@@ -35,6 +36,8 @@ __all__ = [
     "UnitSource",
     "UnitValue",
     "compute_unit_value",
+    "source_from_mapping",
+    "unit_size",
 ]
 
 Endianness = Literal["little", "big"]
@@ -70,7 +73,11 @@ class Encoding:
                                     hint="use one conversion, e.g. 'SN-%06d'") from error
 
     def pad(self, text: str) -> bytes:
-        data = text.encode("ascii", errors="strict")
+        try:
+            data = text.encode("ascii")
+        except UnicodeEncodeError as error:
+            raise UnitDataError(f"{text!r} is not ASCII", hint="write the value in ASCII"
+                                ) from error
         if self.width is None:
             return data
         if len(data) > self.width:
@@ -206,13 +213,21 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
 def _cell_bytes(source: CsvSource, text: str, where: str) -> bytes:
     try:
         if source.cell == "hex":
-            return bytes.fromhex(text)
-        if source.cell == "int":
-            return source.encoding.number(int(text, 0))
+            data = bytes.fromhex(text)
+        elif source.cell == "int":
+            number = int(text, 0)
     except ValueError as error:
         raise UnitDataError(f"{where}: {text!r} is not a valid {source.cell} value",
                             source=str(source.file)) from error
-    return source.encoding.pad(text)
+    if source.cell == "int":
+        return source.encoding.number(number)
+    if source.cell == "ascii":
+        return source.encoding.pad(text)
+    width = source.encoding.width
+    if width is not None and len(data) != width:
+        raise UnitDataError(f"{where}: {text!r} is {len(data)} bytes, the field is {width}",
+                            source=str(source.file))
+    return data
 
 
 def _from_csv(source: CsvSource, *, device: str, run_id: str, uid: str) -> UnitValue:
@@ -262,3 +277,59 @@ def compute_unit_value(source: UnitSource, *, device: str, run_id: str,
     if isinstance(source, UidSource):
         return _from_uid(source, uid)
     return _from_csv(source, device=device, run_id=run_id, uid=uid)
+
+
+def unit_size(source: UnitSource) -> int:
+    """Bytes the value takes in flash, known before any value is computed.
+
+    Raises :class:`UnitDataError` when the size depends on the value (an ASCII
+    template or a CSV cell without ``width``): a field in flash has a fixed size.
+    """
+    if isinstance(source, CounterSource):
+        source.encoding.check()
+        if source.encoding.template is not None and source.encoding.width is None:
+            raise UnitDataError("a counter written as text needs `width` (the field's size)",
+                                hint="add e.g. `width: 12` beside the template")
+        return source.encoding.width or 4
+    if isinstance(source, UidSource):
+        if source.template is not None:
+            if source.width is None:
+                raise UnitDataError("a UID template needs `width` (the field's size)",
+                                    hint="add e.g. `width: 24` beside the template")
+            return source.width
+        return {"uid": 12, "crc32": 4}.get(source.derive) or source.length or 32
+    if source.encoding.width is None:
+        raise UnitDataError(f"the CSV column {source.column} needs `width` (the field's size)",
+                            hint="add e.g. `width: 16`")
+    source.encoding.check()
+    return source.encoding.width
+
+
+def _encoding(data: Mapping[str, Any]) -> Encoding:
+    return Encoding(width=data.get("width"), endianness=data.get("endianness", "little"),
+                    template=data.get("template"))
+
+
+def source_from_mapping(data: Mapping[str, Any], base: Path) -> UnitSource:
+    """Build a source from its manifest form (already schema-checked); paths from ``base``.
+
+    ``{counter: {state, start, step, limit, width, endianness, template}}``,
+    ``{uid: {derive, length, template, width, endianness}}`` or
+    ``{csv: {file, column, key, key-column, state, cell, width, endianness}}``.
+    """
+    if "counter" in data:
+        spec = data["counter"]
+        return CounterSource(state=base / spec["state"], start=spec.get("start", 0),
+                             step=spec.get("step", 1), limit=spec.get("limit"),
+                             encoding=_encoding(spec))
+    if "uid" in data:
+        spec = data["uid"] or {}
+        return UidSource(derive=spec.get("derive", "uid"), length=spec.get("length"),
+                         template=spec.get("template"), width=spec.get("width"),
+                         endianness=spec.get("endianness", "little"))
+    spec = data["csv"]
+    state = spec.get("state")
+    return CsvSource(file=base / spec["file"], column=spec["column"], key=spec.get("key"),
+                     key_column=spec.get("key-column", "uid"),
+                     state=base / state if state else None, cell=spec.get("cell", "ascii"),
+                     encoding=_encoding(spec))

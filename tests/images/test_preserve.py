@@ -11,6 +11,7 @@ from runner.preserve import (
     PreserveRange,
     lost_bytes_warnings,
     merge_preserved,
+    overlay,
     preserve_plan,
 )
 from transports.chips import chip_database
@@ -92,3 +93,17 @@ def test_warning_names_sector_image_and_bytes_lost() -> None:
 
 def test_no_warning_when_sectors_are_filled() -> None:
     assert lost_bytes_warnings(MemoryMap((Segment(0x08000000, bytes(0x4000)),)), F4) == ()
+
+
+def test_overlay_puts_kept_bytes_into_padding_and_beyond() -> None:
+    padded = MemoryMap((Segment(0x08000000, b"\x11\x11\xff\xff"),))   # 2 image bytes + fill
+    kept = [Segment(0x08000002, b"\xaa\xbb\xcc\xdd\xee\xff")]
+    merged = overlay(padded, kept)
+    assert merged.ranges == ((0x08000000, 0x08000008),)
+    assert merged.segments[0].data == b"\x11\x11\xaa\xbb\xcc\xdd\xee\xff"
+
+
+def test_overlay_keeps_separate_segments_apart() -> None:
+    base = MemoryMap((Segment(0x100, b"ab"),))
+    merged = overlay(base, [Segment(0x200, b"cd")])
+    assert merged.ranges == ((0x100, 0x102), (0x200, 0x202))

@@ -15,6 +15,8 @@ from runner.unitdata import (
     Encoding,
     UidSource,
     compute_unit_value,
+    source_from_mapping,
+    unit_size,
 )
 
 UID = "0123456789abcdef00112233"
@@ -133,3 +135,44 @@ def test_csv_int_cell_through_the_encoding(tmp_path: Path) -> None:
     path.write_text("gain\n0x1234\n")
     source = CsvSource(file=path, column="gain", cell="int", encoding=Encoding(width=2))
     assert _value(source).data == b"\x34\x12"
+
+
+# ----------------------------------------------------------------------------- sizes, manifest form
+
+
+def test_sizes_are_known_before_any_value(tmp_path: Path) -> None:
+    assert unit_size(CounterSource(state=tmp_path / "s")) == 4
+    assert unit_size(CounterSource(state=tmp_path / "s", encoding=Encoding(width=2))) == 2
+    assert unit_size(UidSource()) == 12
+    assert unit_size(UidSource(derive="crc32")) == 4
+    assert unit_size(UidSource(derive="sha256", length=6)) == 6
+    assert unit_size(UidSource(template="{uid}", width=24)) == 24
+
+
+def test_text_fields_without_width_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnitDataError, match="needs `width`"):
+        unit_size(CounterSource(state=tmp_path / "s", encoding=Encoding(template="%d")))
+    with pytest.raises(UnitDataError, match="needs `width`"):
+        unit_size(UidSource(template="{uid}"))
+    with pytest.raises(UnitDataError, match="needs `width`"):
+        unit_size(CsvSource(file=tmp_path / "u.csv", column="c"))
+
+
+def test_manifest_forms_resolve_paths_against_the_manifest_folder(tmp_path: Path) -> None:
+    counter = source_from_mapping({"counter": {"state": "serials.json", "start": 1000,
+                                               "width": 4, "endianness": "big"}}, tmp_path)
+    assert counter == CounterSource(state=tmp_path / "serials.json", start=1000,
+                                    encoding=Encoding(width=4, endianness="big"))
+    uid = source_from_mapping({"uid": {"derive": "crc32"}}, tmp_path)
+    assert uid == UidSource(derive="crc32")
+    rows = source_from_mapping({"csv": {"file": "u.csv", "column": "cal", "key": "uid",
+                                        "cell": "hex", "width": 3}}, tmp_path)
+    assert rows == CsvSource(file=tmp_path / "u.csv", column="cal", key="uid", cell="hex",
+                             encoding=Encoding(width=3))
+
+
+def test_csv_hex_cell_must_fill_its_field(units: Path) -> None:
+    source = CsvSource(file=units, column="calibration", key="uid", cell="hex",
+                       encoding=Encoding(width=4))
+    with pytest.raises(UnitDataError, match="is 3 bytes, the field is 4"):
+        _value(source)
