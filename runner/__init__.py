@@ -1,0 +1,1 @@
+from runner.compiler import compile_plan as compile_plan
