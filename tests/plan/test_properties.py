@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_the_critical_path_ends_with_the_device_that_ends_last(images, devices):
     timeline = simulate_schedule(plan.devices, plan.execution.max_parallel)
     chain = list(dict.fromkeys(task.split("/")[0] for task in plan.critical_path))
     assert timeline.ends[chain[-1]] == pytest.approx(plan.estimate_s)
-    for earlier, later in zip(chain, chain[1:]):
+    for earlier, later in pairwise(chain):
         assert timeline.starts[later] == pytest.approx(timeline.ends[earlier])
 
 
@@ -132,7 +133,7 @@ def test_a_graph_with_a_cycle_is_rejected_naming_a_real_cycle(images, devices):
     assert found, str(caught.value)
     cycle = found.group(1).split(" → ")
     assert cycle[0] == cycle[-1]
-    for waiting, awaited in zip(cycle, cycle[1:]):
+    for waiting, awaited in pairwise(cycle):
         assert awaited in after[waiting]
 
 
@@ -149,6 +150,6 @@ def test_estimates_grow_with_the_bytes_written(small, extra):
                                                recipes=[standard_recipe([image.name])])))
     lesser, greater = (p.device("s1") for p in plans)
     assert greater.bytes >= lesser.bytes
-    for a, b in zip(lesser.tasks, greater.tasks):
+    for a, b in zip(lesser.tasks, greater.tasks, strict=True):
         assert b.estimate_s >= a.estimate_s
     assert greater.estimate_s >= lesser.estimate_s
