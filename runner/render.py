@@ -64,19 +64,19 @@ def _hex(address: int) -> str:
 
 def render_table(plan: Plan) -> str:
     """The plan as people read it: header, stages with one row per device, critical path."""
-    total = sum(device.bytes for device in plan.devices)
+    written = sum(device.memory.size for device in plan.devices)
     lines = [
         f"plan {plan.name}  (manifest {plan.manifest_path.name}, "
         f"sha256 {plan.manifest_sha256[:12]})",
         f"simulate: {'on' if plan.simulate else 'off'}   devices: {len(plan.devices)}   "
-        f"max-parallel: {plan.execution.max_parallel}   bytes: {format_bytes(total)}   "
+        f"max-parallel: {plan.execution.max_parallel}   writes: {format_bytes(written)}   "
         f"estimated: {format_seconds(plan.estimate_s)}",
     ]
     if plan.not_selected:
         lines.append(f"not selected: {', '.join(plan.not_selected)}")
-    header = ("DEVICE", "CHIP", "LINK", "RESOURCE", "BYTES", "ESTIMATE")
+    header = ("DEVICE", "CHIP", "LINK", "RESOURCE", "WRITES", "ESTIMATE")
     rows = {d.device: (d.device, d.chip.part, f"{d.link} ({d.kind})", d.resource,
-                       format_bytes(d.bytes), format_seconds(d.estimate_s))
+                       format_bytes(d.memory.size), format_seconds(d.estimate_s))
             for d in plan.devices}
     widths = [max([len(header[i]), *(len(row[i]) for row in rows.values())])
               for i in range(len(header))]
@@ -150,6 +150,7 @@ def render_json(plan: Plan) -> dict[str, Any]:
         "execution": {"max-parallel": plan.execution.max_parallel,
                       "fail-fast": plan.execution.fail_fast},
         "bytes": sum(device.bytes for device in plan.devices),
+        "written": sum(device.memory.size for device in plan.devices),
         "estimate_s": round(plan.estimate_s, 3),
         "images": {name: {"sha256": digest} for name, digest in plan.image_digests.items()},
         "stages": [list(stage.devices) for stage in plan.stages],
@@ -172,6 +173,7 @@ def _device_json(device: DevicePlan) -> dict[str, Any]:
         "options": {key: _jsonable(value) for key, value in device.options.items()},
         "after": list(device.after),
         "bytes": device.bytes,
+        "written": device.memory.size,
         "estimate_s": round(device.estimate_s, 3),
         "memory": _memory_json(device.memory),
         "images": [_image_json(use) for use in device.images],
