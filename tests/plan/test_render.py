@@ -141,3 +141,24 @@ def test_sizes_read_like_people_write_them(size, text):
                                                (125.0, "2 min 05 s")])
 def test_durations_read_like_people_write_them(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def run_dot(text: str) -> subprocess.CompletedProcess[str]:
+    dot = shutil.which("dot")
+    if dot is None:
+        pytest.skip("Graphviz `dot` is not installed (apt-get install graphviz)")
+    return subprocess.run([dot, "-Tsvg"], input=text, text=True, capture_output=True,
+                          timeout=60, check=False)
+
+
+def test_dot_escapes_quotes_and_backslashes_in_names(boot):
+    odd = device('probe "A"\\1', link='link "x"')
+    plan = compile_plan(manifest([odd], images=[boot], recipes=[standard_recipe(["boot"])]))
+    assert run_dot(render_dot(plan)).returncode == 0
+
+
+def test_an_empty_plan_renders_in_every_form():
+    plan = compile_plan(manifest([]))
+    assert "critical path: none" in render_table(plan)
+    assert render_json(plan)["devices"] == []
+    assert run_dot(render_dot(plan)).returncode == 0
