@@ -17,6 +17,11 @@ Two choices worth knowing:
   ``after`` names a device left out does not wait for it (the operator asked
   for exactly these); the plan says so in a warning and lists the others in
   :attr:`~runner.plan.Plan.not_selected`.
+
+A task's ``bytes`` are the bytes it moves or compares: a write's padded data,
+a verify's compared range (by checksum or read-back), an option-bytes step's
+option block; connect, erase and reset move none. A verify before any write
+compares nothing (an empty memory map) and is warned about.
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ def _check_after(manifest: Manifest) -> None:
 def _select(manifest: Manifest, only: Sequence[str] | None) -> list[str]:
     if only is None:
         return list(manifest.devices)
+    if isinstance(only, str):
+        only = [only]
     unknown = [name for name in only if name not in manifest.devices]
     if unknown or not only:
         what = f"unknown device {', '.join(map(repr, unknown))}" if unknown \
@@ -233,7 +240,7 @@ class _Compiler:
             self._sim_links.add(link.name)
         options = frozen_map({**link.options, **device.link.options})
         speed = cls.speed_model(options, chip)
-        prepared = self._prepare(recipe, chip, cls, device)
+        prepared = self._prepare(recipe, chip, link.kind, cls, device)
         layout = self._layout(recipe, chip, device)
         for message in prepared.notes:
             self._note(message, device.name)
@@ -300,17 +307,17 @@ class _Compiler:
 
     # ------------------------------------------------------------------ steps
 
-    def _prepare(self, recipe: Recipe, chip: Chip, cls: TransportClass,
+    def _prepare(self, recipe: Recipe, chip: Chip, kind: str, cls: TransportClass,
                  device: Device) -> _Recipe:
-        key = (recipe.name, chip.part, cls.kind)
+        key = (recipe.name, chip.part, kind)
         if key not in self._recipes:
-            self._recipes[key] = self._prepare_recipe(recipe, chip, cls, device)
+            self._recipes[key] = self._prepare_recipe(recipe, chip, kind, cls.capabilities,
+                                                      device)
         return self._recipes[key]
 
-    def _prepare_recipe(self, recipe: Recipe, chip: Chip, cls: TransportClass,
-                        device: Device) -> _Recipe:
+    def _prepare_recipe(self, recipe: Recipe, chip: Chip, kind: str,
+                        caps: frozenset[Capability], device: Device) -> _Recipe:
         layout = self._layout(recipe, chip, device)
-        caps = cls.capabilities
         items = [_Prepared(kind=TaskKind.CONNECT, step=None, wire="connect",
                            action=ConnectAction(expected_dev_id=chip.dev_id))]
         notes: list[str] = []
@@ -320,14 +327,14 @@ class _Compiler:
                     f"{step.kind}"
             item: _Prepared | None
             if isinstance(step, EraseStep):
-                item = _erase(step, layout, chip, caps, where, cls.kind)
+                item = _erase(step, layout, chip, caps, where, kind)
                 if step.scope is EraseScope.USED:
                     notes.extend(sector_warnings(layout, chip))
                     if item is None:
                         notes.append(f"recipe {recipe.name}: erase has nothing to erase "
                                      f"(no image is written)")
             elif isinstance(step, WriteStep):
-                _need(caps, where, cls.kind, Capability.WRITE)
+                _need(caps, where, kind, Capability.WRITE)
                 memory = layout.steps[writes_done]
                 item = _Prepared(
                     kind=TaskKind.WRITE, step=step, bytes=memory.size, wire="write",
@@ -335,14 +342,14 @@ class _Compiler:
                     action=WriteAction(memory=memory, images=layout.step_uses[writes_done]))
                 writes_done += 1
             elif isinstance(step, VerifyStep):
-                item = _verify(step, layout.prefix(writes_done), caps, where, cls.kind)
+                item = _verify(step, layout.prefix(writes_done), caps, where, kind)
                 if not item.bytes:
                     notes.append(f"recipe {recipe.name}: verify comes before any write and "
                                  f"has nothing to compare")
             elif isinstance(step, OptionBytesStep):
-                item = _option_bytes(step, chip, caps, where, cls.kind)
+                item = _option_bytes(step, chip, caps, where, kind)
             elif isinstance(step, ResetStep):
-                item = _reset(step, caps, where, cls.kind)
+                item = _reset(step, caps, where, kind)
             else:
                 raise PlanError(f"{where}: unknown step kind")
             if item is not None:
