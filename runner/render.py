@@ -283,9 +283,11 @@ def render_dot(plan: Plan) -> str:
             before = plan.device(name)
             if not before.tasks:
                 continue
+            bold = ", penwidth=2" if before.tasks[-1].id in critical \
+                and device.tasks[0].id in critical else ""
             out.append(f"  {_quote(before.tasks[-1].id)} -> {_quote(device.tasks[0].id)} "
                        f"[ltail=cluster_{numbers[name]}, "
-                       f"lhead=cluster_{numbers[device.device]}, label=after];")
+                       f"lhead=cluster_{numbers[device.device]}, label=after{bold}];")
     for resource in dict.fromkeys(device.resource for device in plan.devices):
         node = _quote(f"resource {resource}")
         out.append(f"  {node} [shape=ellipse, style=dashed, label={_quote(resource)}];")
