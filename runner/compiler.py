@@ -103,9 +103,10 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
     """
     execution = manifest.execution
     if max_parallel is not None:
-        if max_parallel < 1:
-            raise PlanError(f"max-parallel must be at least 1, not {max_parallel}")
         execution = replace(execution, max_parallel=max_parallel)
+    if execution.max_parallel < 1:
+        raise PlanError(f"max-parallel must be at least 1, not {execution.max_parallel}",
+                        hint="give how many devices may be flashed at once")
     _check_after(manifest)
     selected = _select(manifest, only)
     compiler = _Compiler(manifest, chips if chips is not None else chip_database(),
