@@ -3,7 +3,7 @@
 Golden files live in ``tests/plan/golden/``. After a deliberate change to a
 rendering, regenerate them and review the diff::
 
-    FLASHRUNNER_REGEN_GOLDEN=1 python -m pytest tests/plan/test_render.py
+    FLASHRUNNER_REGEN_GOLDEN=1 python -m pytest tests/plan/test_plan_render.py
 """
 
 from __future__ import annotations
