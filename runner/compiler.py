@@ -330,7 +330,7 @@ class _Compiler:
             if isinstance(step, EraseStep):
                 item = _erase(step, layout, chip, caps, where, kind)
                 if step.scope is EraseScope.USED:
-                    notes.extend(sector_warnings(layout, chip))
+                    notes.extend(sector_warnings(layout))
                     if item is None:
                         notes.append(f"recipe {recipe.name}: erase has nothing to erase "
                                      f"(no image is written)")

@@ -103,8 +103,9 @@ def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
         prefixes=tuple(prefixes))
 
 
-def sector_warnings(layout: Layout, chip: Chip) -> tuple[str, ...]:
+def sector_warnings(layout: Layout) -> tuple[str, ...]:
     """Sectors that ``erase: {scope: used}`` wipes whole though the images fill only part."""
+    chip = layout.chip
     notes: list[str] = []
     noun = block_noun(chip.flash)
     for block in layout.blocks:
