@@ -15,7 +15,7 @@ from runner.errors import PlanError, VerifyError
 from runner.memmap import Segment
 from runner.model import VerifyMethod
 from runner.plan import VerifyAction
-from transports.base import Capability, Transport
+from transports.base import Capability, Progress, Transport
 from transports.checksums import compute
 
 __all__ = ["READ_BLOCK", "verify_memory"]
@@ -64,6 +64,10 @@ def _shifted(advance: Advance, base: int) -> Advance:
     return lambda done: advance(base + done)
 
 
+def _read_progress(advance: Advance, base: int) -> Progress:
+    return lambda done, _total: advance(base + done)
+
+
 def _checksum_matches(transport: Transport, segment: Segment, erased: int) -> bool:
     reported = transport.checksum(segment.address, len(segment))
     # The CRC unit takes whole words: the tail is padded as the transport pads it.
@@ -76,8 +80,7 @@ def _read_back(transport: Transport, segment: Segment, *, link: str, device: str
     for offset in range(0, len(segment), READ_BLOCK):
         expected = segment.data[offset:offset + READ_BLOCK]
         address = segment.address + offset
-        shifted = _shifted(advance, offset)
-        actual = transport.read(address, len(expected), lambda n, _total: shifted(n))
+        actual = transport.read(address, len(expected), _read_progress(advance, offset))
         if actual != expected:
             first = _first_difference(expected, actual)
             at = address + first
