@@ -109,11 +109,11 @@ def _recover(session: DeviceSession, task: Task, policy: RecoveryPolicy, retry: 
         except Interrupted:
             raise
         except Exception as error:
-            session.emit(ev.STEP_RECOVERY, step=task.id, attempt=retry, recovery=label,
-                         outcome="failed", policy=policy.name, **error_fields(error))
+            session.emit(ev.STEP_RECOVERY, error_fields(error), step=task.id, attempt=retry,
+                         recovery=label, outcome="failed", policy=policy.name)
             raise
-        session.emit(ev.STEP_RECOVERY, step=task.id, attempt=retry, recovery=label,
-                     outcome="ok", policy=policy.name, **extra)
+        session.emit(ev.STEP_RECOVERY, extra, step=task.id, attempt=retry, recovery=label,
+                     outcome="ok", policy=policy.name)
 
 
 def run_step(session: DeviceSession, task: Task) -> tuple[StepResult, BaseException | None]:
@@ -145,8 +145,8 @@ def run_step(session: DeviceSession, task: Task) -> tuple[StepResult, BaseExcept
                     break
                 retries += 1
                 delay = policy.delay(retries)
-                session.emit(ev.STEP_RETRIED, **common, attempt=retries, max=policy.retries,
-                             delay_s=delay, policy=policy.name, **error_fields(error))
+                session.emit(ev.STEP_RETRIED, error_fields(error), common, attempt=retries,
+                             max=policy.retries, delay_s=delay, policy=policy.name)
                 if cancel.wait(delay):
                     raise Interrupted("the run was interrupted")
                 try:
@@ -164,9 +164,8 @@ def run_step(session: DeviceSession, task: Task) -> tuple[StepResult, BaseExcept
     duration = time.monotonic() - started
     nbytes = task.bytes if outcome is Outcome.OK else 0
     failure_fields = error_fields(error) if error is not None else {}
-    session.emit(ev.STEP_FINISHED, **common, outcome=outcome.value,
-                 duration_ms=round(duration * 1000), bytes=nbytes, attempts=retries + 1,
-                 **extra, **failure_fields)
+    session.emit(ev.STEP_FINISHED, extra, failure_fields, common, outcome=outcome.value,
+                 duration_ms=round(duration * 1000), bytes=nbytes, attempts=retries + 1)
     result = StepResult(task=task.id, kind=task.kind, outcome=outcome, duration_s=duration,
                         attempts=retries + 1, bytes=nbytes,
                         error=failure_fields.get("error"),

@@ -118,8 +118,13 @@ class DeviceSession:
     def fields(self) -> dict[str, Any]:
         return {"device": self.plan.device, "transport": self.plan.link, "kind": self.plan.kind}
 
-    def emit(self, event: str, **fields: Any) -> None:
-        self.context.events.emit(event, **self.fields, **fields)
+    def emit(self, event: str, *parts: dict[str, Any], **fields: Any) -> None:
+        """Emit with the device fields; later ``parts`` and ``fields`` win on a clash."""
+        record = dict(self.fields)
+        for part in parts:
+            record.update(part)
+        record.update(fields)
+        self.context.events.emit(event, **record)
 
     # ------------------------------------------------------------------ the session
 
@@ -172,7 +177,7 @@ class DeviceSession:
             try:
                 transport.close()
             except Exception as error:  # closing must never hide the run's outcome
-                self.emit(ev.SESSION_CLOSE_FAILED, **error_fields(error))
+                self.emit(ev.SESSION_CLOSE_FAILED, error_fields(error))
 
     # ------------------------------------------------------------------ tasks
 
@@ -245,8 +250,8 @@ class DeviceSession:
             self.close()
         duration = time.monotonic() - started
         nbytes = sum(step.bytes for step in steps)
-        self.emit(ev.DEVICE_FINISHED, outcome=outcome.value,
-                  duration_ms=round(duration * 1000), bytes=nbytes, **failure)
+        self.emit(ev.DEVICE_FINISHED, failure, outcome=outcome.value,
+                  duration_ms=round(duration * 1000), bytes=nbytes)
         return DeviceResult(
             device=self.plan.device, outcome=outcome, steps=tuple(steps), duration_s=duration,
             identity=self.identity.log_fields() if self.identity else {},
