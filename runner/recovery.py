@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner import events as ev
-from runner.errors import Interrupted, error_categories
+from runner.errors import Interrupted, TransportError, error_categories
 from runner.memmap import Segment
 from runner.model import RecoveryPolicy
 from runner.plan import Outcome, StepResult, Task, WriteAction
@@ -37,12 +37,20 @@ def _reconnect(session: DeviceSession, task: Task) -> dict[str, Any]:
 
 
 def _reset(session: DeviceSession, task: Task) -> dict[str, Any]:
+    """Reset the chip the way the link can, then reconnect.
+
+    A link that went away cannot carry the reset: it is reconnected first.
+    """
     transport = session.transport
-    mode = ResetMode.SOFTWARE
-    if transport is not None and session.connected:
-        if Capability.RESET_HARDWARE in transport.capabilities:
-            mode = ResetMode.HARDWARE
+    if transport is None or not session.connected:
+        transport = session.ensure_connected()
+    mode = ResetMode.HARDWARE if Capability.RESET_HARDWARE in transport.capabilities \
+        else ResetMode.SOFTWARE
+    try:
         transport.reset(mode)
+    except TransportError:
+        session.close()
+        session.ensure_connected().reset(mode)
     session.close()
     session.connect()
     return {"mode": mode.value}
