@@ -80,19 +80,33 @@ def test_reset_recovery_resets_the_chip_then_reconnects(world: SimulationWorld) 
     assert [r["recovery"] for r in sink.named("step.recovery")] == ["reset", "re-erase"]
 
 
+class _FaultAfterIdentify(CapturingSink):
+    """Plans a connect timeout once the device is identified: the reconnect will hit it."""
+
+    def __init__(self, world: SimulationWorld) -> None:
+        super().__init__()
+        self.world = world
+
+    def emit(self, event: str, **fields: Any) -> None:
+        super().emit(event, **fields)
+        if event == "device.identified":
+            self.world.chips[fields["device"]].faults.add(
+                Fault(kind="timeout", op="connect", times=1))
+
+
 def test_failed_recovery_counts_as_an_attempt(world: SimulationWorld) -> None:
-    world.profiles["a"] = DeviceProfile(faults=(
-        Fault(kind="timeout", op="write", at_byte=1024, times=1),
-        Fault(kind="timeout", op="connect", times=1)))
-    sink = CapturingSink()
+    world.profiles["a"] = DeviceProfile(faults=(Fault(kind="timeout", op="write",
+                                                      at_byte=1024, times=1),))
+    sink = _FaultAfterIdentify(world)
     run = execute(plan([device("a", recovery=policy("timeout", retries=3,
                                                     actions=("reconnect",)))]),
                   world=world, events=sink)
-    # The connect fault fires at the first connect; the write fault then needs two retries.
-    outcomes = [r["outcome"] for r in sink.named("step.recovery")
-                if r["recovery"] == "reconnect"]
     assert run.ok
-    assert "ok" in outcomes
+    recoveries = [(r["attempt"], r["recovery"], r["outcome"])
+                  for r in sink.named("step.recovery")]
+    assert recoveries == [(1, "reconnect", "failed"), (2, "reconnect", "ok"),
+                          (2, "re-erase", "ok")]
+    assert run.devices[0].steps[2].attempts == 3
 
 
 class _CancelOnProgress(CapturingSink):
