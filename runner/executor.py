@@ -184,9 +184,13 @@ class _Scheduler:
     def run(self) -> bool:
         """Run every device; True when the run was interrupted."""
         cancel = self.context.cancel
-        self._schedule()
-        while self.running:
+        first = True
+        while first or self.running:
             try:
+                if first:
+                    first = False
+                    self._schedule()
+                    continue
                 if cancel.is_set():
                     self._interrupt("cancelled")
                 try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,20 @@ def test_cancel_from_another_thread_stops_a_paced_run(world: SimulationWorld) ->
         timer.cancel()
     assert run.exit_code == 130
     assert run.devices[0].outcome is Outcome.INTERRUPTED
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_interrupt_the_run_and_restore_handlers(
+        world: SimulationWorld, signum: signal.Signals) -> None:
+    world.time_scale = 1.0
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.2, os.kill, args=(os.getpid(), signum))
+    timer.start()
+    try:
+        run = execute(plan([device("a", rate=20_000, writes=((FLASH, image(65536)),)),
+                            device("b")], max_parallel=1), world=world)
+    finally:
+        timer.cancel()
+    assert run.exit_code == 130
+    assert [d.outcome for d in run.devices] == [Outcome.INTERRUPTED, Outcome.SKIPPED]
+    assert signal.getsignal(signal.SIGTERM) is before
