@@ -53,8 +53,9 @@ PLAN_WARNING = "plan.warning"
 #: ``chip`` (part), ``resource``, ``steps`` (count), ``estimate_s``.
 DEVICE_STARTED = "device.started"
 #: The chip answered and matches the manifest. Fields: ``device``, ``transport``,
-#: ``kind``, ``chip``, ``expected_dev_id``, then :meth:`ChipIdentity.log_fields`
-#: (``dev_id``, ``uid``, ``flash_size``, ``rdp_level``, ``probe``, …).
+#: ``kind``, ``chip`` (the manifest's part), ``expected_part``, ``expected_dev_id``,
+#: then :meth:`ChipIdentity.log_fields` (``dev_id``, ``uid``, ``flash_size``,
+#: ``rdp_level``, ``probe``, …).
 DEVICE_IDENTIFIED = "device.identified"
 #: A device ended after running. Fields: ``device``, ``transport``, ``kind``,
 #: ``outcome`` (ok / failed / interrupted), ``duration_ms``, ``bytes``, error fields
@@ -107,7 +108,7 @@ class EventSink(Protocol):
     """Receives events. Called from worker threads: implementations must be thread-safe."""
 
     def emit(self, event: str, **fields: Any) -> None:
-        """Handle one event; must not raise for ordinary I/O trouble of its own."""
+        """Handle one event (``fields`` are JSON-ready values)."""
 
 
 class NullSink:

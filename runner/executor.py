@@ -159,7 +159,7 @@ class _Scheduler:
                            and (n not in self.results
                                 or self.results[n].outcome is not Outcome.OK)]
                 if waiting or device.resource in self.busy \
-                        or len(self.running) >= self.plan.execution.max_parallel:
+                        or len(self.running) >= max(1, self.plan.execution.max_parallel):
                     continue
                 self.busy.add(device.resource)
                 thread = threading.Thread(target=self._worker, args=(device,),

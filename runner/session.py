@@ -161,8 +161,8 @@ class DeviceSession:
         first = self.identity is None
         self.identity = identity
         if first:
-            self.emit(ev.DEVICE_IDENTIFIED, chip=self.plan.chip.part,
-                      expected_dev_id=f"0x{expected:03X}", **identity.log_fields())
+            self.emit(ev.DEVICE_IDENTIFIED, identity.log_fields(), chip=self.plan.chip.part,
+                      expected_part=self.plan.chip.part, expected_dev_id=f"0x{expected:03X}")
         return identity
 
     def ensure_connected(self) -> Transport:

@@ -79,13 +79,15 @@ def device(name: str, *, part: str = "stm32f103c8",
 
 
 def plan(devices: Sequence[DevicePlan], *, max_parallel: int = 8, fail_fast: bool = False,
-         log_file: str | None = None, simulation: SimulationSpec | None = None) -> Plan:
+         log_file: str | None = None, simulation: SimulationSpec | None = None,
+         warnings: tuple[str, ...] = ()) -> Plan:
     return Plan(name="line-7", manifest_path=Path("line.yaml"), manifest_sha256="ab" * 32,
                 simulate=True, simulation=simulation or SimulationSpec(time_scale=0.0),
                 execution=Execution(max_parallel=max_parallel, fail_fast=fail_fast),
                 log=LogSpec(file=log_file), devices=tuple(devices),
                 stages=(Stage(index=0, devices=tuple(d.device for d in devices)),),
-                critical_path=(), estimate_s=0.1, image_digests={"image0": "cd" * 32})
+                critical_path=(), estimate_s=0.1, image_digests={"image0": "cd" * 32},
+                warnings=warnings)
 
 
 def policy(*on: str, retries: int = 2, actions: tuple[str, ...] = ()) -> RecoveryPolicy:

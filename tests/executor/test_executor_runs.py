@@ -171,3 +171,10 @@ def test_world_is_built_from_the_plans_simulation_settings_when_none_is_given() 
         faults=({"kind": "nack", "op": "write", "permanent": True},))})
     run = execute(plan([device("a"), device("b")], simulation=spec))
     assert [d.outcome for d in run.devices] == [Outcome.FAILED, Outcome.OK]
+
+
+def test_plan_warnings_are_reported_after_run_started(world: SimulationWorld) -> None:
+    sink = CapturingSink()
+    execute(plan([device("a")], warnings=("link-a is slow",)), world=world, events=sink)
+    assert sink.names()[:2] == ["run.started", "plan.warning"]
+    assert sink.named("plan.warning") == [{"message": "link-a is slow"}]
