@@ -124,59 +124,75 @@ def _recover(session: DeviceSession, task: Task, policy: RecoveryPolicy, retry: 
                      outcome="ok", policy=policy.name)
 
 
+class _Retries:
+    """The retry budget of one step and what to do before each retry."""
+
+    def __init__(self, session: DeviceSession, task: Task, common: dict[str, Any]) -> None:
+        self.session = session
+        self.task = task
+        self.common = common
+        self.done = 0
+        self.error: BaseException | None = None
+
+    def prepare(self, error: BaseException) -> bool:
+        """After ``error``, get ready for another attempt; False when the step has failed.
+
+        A recovery action that fails uses up its attempt, and its error is weighed
+        against the policy like the step's own.
+        """
+        policy = self.task.recovery
+        self.error = error
+        while policy is not None and _retryable(policy, self.error, self.done):
+            self.done += 1
+            delay = policy.delay(self.done)
+            self.session.emit(ev.STEP_RETRIED, error_fields(self.error), self.common,
+                              attempt=self.done, max=policy.retries, delay_s=delay,
+                              policy=policy.name)
+            if self.session.context.cancel.wait(delay):
+                raise Interrupted("the run was interrupted")
+            try:
+                _recover(self.session, self.task, policy, self.done)
+            except Interrupted:
+                raise
+            except Exception as failure:
+                self.error = failure
+                continue
+            return True
+        return False
+
+
 def run_step(session: DeviceSession, task: Task) -> tuple[StepResult, BaseException | None]:
     """Run ``task`` with its recovery policy; the result and the final error, if any."""
-    policy = task.recovery
-    cancel = session.context.cancel
     common = {"step": task.id, "action": task.kind.value}
-    session.emit(ev.STEP_STARTED, **common, bytes=task.bytes,
+    session.emit(ev.STEP_STARTED, common, bytes=task.bytes,
                  estimate_s=round(task.estimate_s, 3))
     started = time.monotonic()
-    retries = 0
-    error: BaseException | None = None
+    retries = _Retries(session, task, common)
     extra: dict[str, Any] = {}
-    outcome = Outcome.OK
+    outcome = Outcome.FAILED
     try:
         while True:
             try:
                 extra = session.perform(task)
-                error = None
-                break
-            except Interrupted:
+            except Interrupted:  # a RunnerError too, but never retried
                 raise
             except Exception as failure:
-                error = failure
-            # Decide on a retry; a failed recovery counts as an attempt and loops here.
-            while error is not None:
-                if policy is None or not _retryable(policy, error, retries):
-                    outcome = Outcome.FAILED
-                    break
-                retries += 1
-                delay = policy.delay(retries)
-                session.emit(ev.STEP_RETRIED, error_fields(error), common, attempt=retries,
-                             max=policy.retries, delay_s=delay, policy=policy.name)
-                if cancel.wait(delay):
-                    raise Interrupted("the run was interrupted")
-                try:
-                    _recover(session, task, policy, retries)
-                except Interrupted:
-                    raise
-                except Exception as failure:
-                    error = failure
+                if retries.prepare(failure):
                     continue
                 break
-            if outcome is Outcome.FAILED:
-                break
+            outcome, retries.error = Outcome.OK, None
+            break
     except Interrupted as interruption:
-        outcome, error = Outcome.INTERRUPTED, interruption
+        outcome, retries.error = Outcome.INTERRUPTED, interruption
     duration = time.monotonic() - started
     nbytes = task.bytes if outcome is Outcome.OK else 0
+    error = retries.error
     failure_fields = error_fields(error) if error is not None else {}
     session.emit(ev.STEP_FINISHED, extra, failure_fields, common, outcome=outcome.value,
-                 duration_ms=round(duration * 1000), bytes=nbytes, attempts=retries + 1)
+                 duration_ms=round(duration * 1000), bytes=nbytes, attempts=retries.done + 1)
     result = StepResult(task=task.id, kind=task.kind, outcome=outcome, duration_s=duration,
-                        attempts=retries + 1, bytes=nbytes,
+                        attempts=retries.done + 1, bytes=nbytes,
                         error=failure_fields.get("error"),
                         error_type=failure_fields.get("error_type"),
                         error_category=failure_fields.get("error_category"))
-    return result, error if outcome is not Outcome.OK else None
+    return result, error
