@@ -33,12 +33,13 @@ from typing import Any
 import runner
 from runner import events as ev
 from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
-from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult
+from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
+from runner.recovery import run_step
 from runner.session import DeviceSession, RunContext, error_fields
 from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
-__all__ = ["execute", "simulation_world", "tool_version"]
+__all__ = ["execute", "run_device", "simulation_world", "tool_version"]
 
 _POLL_S = 0.1
 
@@ -93,6 +94,40 @@ def _sigterm_sets(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_device(session: DeviceSession) -> DeviceResult:
+    """Run a device's tasks in order until one does not end OK; always close the session."""
+    plan, context = session.plan, session.context
+    started = time.monotonic()
+    session.emit(ev.DEVICE_STARTED, chip=plan.chip.part, resource=plan.resource,
+                 steps=len(plan.tasks), estimate_s=round(plan.estimate_s, 3))
+    steps: list[StepResult] = []
+    outcome = Outcome.OK
+    failure: dict[str, Any] = {}
+    try:
+        for task in plan.tasks:
+            if context.cancel.is_set():
+                outcome = Outcome.INTERRUPTED
+                break
+            result, error = run_step(session, task)
+            steps.append(result)
+            if result.outcome is not Outcome.OK:
+                outcome = result.outcome
+                failure = error_fields(error) if error is not None else {}
+                break
+    finally:
+        session.close()
+    duration = time.monotonic() - started
+    nbytes = sum(step.bytes for step in steps)
+    session.emit(ev.DEVICE_FINISHED, failure, outcome=outcome.value,
+                 duration_ms=round(duration * 1000), bytes=nbytes)
+    return DeviceResult(
+        device=plan.device, outcome=outcome, steps=tuple(steps), duration_s=duration,
+        identity=session.identity.log_fields() if session.identity else {},
+        error=failure.get("error"), error_type=failure.get("error_type"),
+        error_category=failure.get("error_category"),
+        reason="interrupted" if outcome is Outcome.INTERRUPTED else None)
+
+
 class _Scheduler:
     """Starts devices as their dependencies and resources allow; collects results."""
 
@@ -111,7 +146,7 @@ class _Scheduler:
 
     def _worker(self, device: DevicePlan) -> None:
         try:
-            result = DeviceSession(device, self.context).run()
+            result = run_device(DeviceSession(device, self.context))
         except BaseException as error:  # a bug in the runner itself: keep the pool alive
             fields = error_fields(error)
             self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,

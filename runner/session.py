@@ -22,12 +22,9 @@ from runner.model import EraseScope
 from runner.plan import (
     ConnectAction,
     DevicePlan,
-    DeviceResult,
     EraseAction,
     OptionBytesAction,
-    Outcome,
     ResetAction,
-    StepResult,
     Task,
     VerifyAction,
     WriteAction,
@@ -222,39 +219,3 @@ class DeviceSession:
             transport.reset(action.mode)
             return {"mode": action.mode.value}
         raise TypeError(f"unknown task action {type(action).__name__}")
-
-    # ------------------------------------------------------------------ the device
-
-    def run(self) -> DeviceResult:
-        from runner.recovery import run_step
-
-        started = time.monotonic()
-        self.emit(ev.DEVICE_STARTED, chip=self.plan.chip.part, resource=self.plan.resource,
-                  steps=len(self.plan.tasks), estimate_s=round(self.plan.estimate_s, 3))
-        steps: list[StepResult] = []
-        outcome = Outcome.OK
-        failure: dict[str, Any] = {}
-        try:
-            for task in self.plan.tasks:
-                if self.context.cancel.is_set():
-                    outcome = Outcome.INTERRUPTED
-                    break
-                result, error = run_step(self, task)
-                steps.append(result)
-                if result.outcome is not Outcome.OK:
-                    outcome = result.outcome
-                    if error is not None:
-                        failure = error_fields(error)
-                    break
-        finally:
-            self.close()
-        duration = time.monotonic() - started
-        nbytes = sum(step.bytes for step in steps)
-        self.emit(ev.DEVICE_FINISHED, failure, outcome=outcome.value,
-                  duration_ms=round(duration * 1000), bytes=nbytes)
-        return DeviceResult(
-            device=self.plan.device, outcome=outcome, steps=tuple(steps), duration_s=duration,
-            identity=self.identity.log_fields() if self.identity else {},
-            error=failure.get("error"), error_type=failure.get("error_type"),
-            error_category=failure.get("error_category"),
-            reason="interrupted" if outcome is Outcome.INTERRUPTED else None)
