@@ -1,10 +1,11 @@
-"""One device's part of a run: its tasks, in order, over one transport session.
+"""One device's transport session and the tasks carried out over it.
 
 :class:`DeviceSession` opens the link, connects and identifies the chip
-(refusing another chip than the manifest's before anything is written), runs
-each task through :func:`runner.recovery.run_step`, and closes the session in
-every case. It is also what recovery actions act on: reconnect, reset, and
-re-erasing what a partial write left behind.
+(refusing another chip than the manifest's before anything is written) and
+performs each task once (:meth:`DeviceSession.perform`); retries are
+:func:`runner.recovery.run_step`'s, the order of tasks
+:func:`runner.executor.run_device`'s. Recovery actions act on it: reconnect,
+reset, and re-erasing what a partial write left behind.
 """
 
 from __future__ import annotations
