@@ -219,23 +219,17 @@ class _Scheduler:
     def run(self) -> bool:
         """Run every device; True when the run was interrupted."""
         cancel = self.context.cancel
-        first = True
-        while first or self.running:
+        while True:
             try:
-                if first:
-                    first = False
-                    self._schedule()
-                    continue
                 if cancel.is_set():
                     self._interrupt("cancelled")
+                self._schedule()
+                if not self.running:
+                    break
                 try:
-                    result = self.done.get(timeout=_POLL_S)
+                    self._settle(self.done.get(timeout=_POLL_S))
                 except queue.Empty:
                     continue
-                self._settle(result)
-                if self.stopping_reason is None and cancel.is_set():
-                    self._interrupt("cancelled")
-                self._schedule()
             except KeyboardInterrupt:
                 self._interrupt("keyboard interrupt")
         reason = self.stopping_reason or "not runnable"

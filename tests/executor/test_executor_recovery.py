@@ -176,3 +176,12 @@ def test_ctrl_c_and_sigterm_interrupt_the_run_and_restore_handlers(
     assert run.exit_code == 130
     assert [d.outcome for d in run.devices] == [Outcome.INTERRUPTED, Outcome.SKIPPED]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_run_cancelled_before_it_starts_touches_no_chip(world: SimulationWorld) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    run = execute(plan([device("a"), device("b")]), world=world, cancel=cancel)
+    assert run.exit_code == 130
+    assert {(d.outcome, d.reason) for d in run.devices} == {(Outcome.SKIPPED, "interrupted")}
+    assert world.chips == {}
