@@ -13,12 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.compiler import compile_plan as compile_plan
+    from runner.executor import execute as execute
+    from runner.launch import run_manifest as run_manifest
+    from runner.manifest import load_manifest as load_manifest
+
+__version__ = "0.1.0"
 
 _PUBLIC: dict[str, str] = {
     "compile_plan": "runner.compiler",
+    "execute": "runner.executor",
+    "load_manifest": "runner.manifest",
+    "run_manifest": "runner.launch",
 }
 
-__all__ = ["compile_plan"]
+__all__ = ["__version__", "compile_plan", "execute", "load_manifest", "run_manifest"]
 
 
 def __getattr__(name: str) -> Any:
