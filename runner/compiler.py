@@ -45,6 +45,7 @@ from runner.model import (
     RecoveryPolicy,
     ResetStep,
     Step,
+    UnitDataStep,
     VerifyMethod,
     VerifyStep,
     WriteStep,
@@ -60,9 +61,11 @@ from runner.plan import (
     Task,
     TaskAction,
     TaskKind,
+    UnitDataAction,
     VerifyAction,
     WriteAction,
 )
+from runner.preserve import PreserveRange
 from runner.schedule import build_stages, find_cycle, simulate_schedule
 from transports.base import Capability, OptionBytesChange, ResetMode, SpeedModel, TransportClass
 from transports.chips import Chip, ChipDatabase, chip_database
@@ -211,7 +214,7 @@ class _Compiler:
         self.selected = selected
         self.images: dict[str, LoadedImage] = {}
         self._classes: dict[str, TransportClass] = {}
-        self._layouts: dict[tuple[tuple[tuple[str, ...], ...], str], Layout] = {}
+        self._layouts: dict[tuple[object, ...], Layout] = {}
         self._recipes: dict[tuple[str, str, str], _Recipe] = {}
         self._notes: dict[str, list[str]] = {}   # warning → devices it concerns
         self._sim_links: set[str] = set()
@@ -299,11 +302,14 @@ class _Compiler:
 
     def _layout(self, recipe: Recipe, chip: Chip, device: Device) -> Layout:
         writes = tuple(step.images for step in recipe.steps if isinstance(step, WriteStep))
-        key = (writes, chip.part)
+        fields = tuple((step.address, step.size) for step in recipe.steps
+                       if isinstance(step, UnitDataStep))
+        key = (writes, fields, chip.part)
         if key not in self._layouts:
             loaded = tuple(tuple(self._image(name, device) for name in names)
                            for names in writes)
-            self._layouts[key] = layout_images(loaded, chip, device=device.name)
+            self._layouts[key] = layout_images(loaded, chip, device=device.name,
+                                               fields=fields)
         return self._layouts[key]
 
     # ------------------------------------------------------------------ steps
@@ -323,6 +329,8 @@ class _Compiler:
                            action=ConnectAction(expected_dev_id=chip.dev_id))]
         notes: list[str] = []
         writes_done = 0
+        units_done = 0
+        keep: tuple[PreserveRange, ...] = ()
         for step in recipe.steps:
             where = f"{_where(step.location)}device {device.name}, recipe {recipe.name}: " \
                     f"{step.kind}"
@@ -334,17 +342,38 @@ class _Compiler:
                     if item is None:
                         notes.append(f"recipe {recipe.name}: erase has nothing to erase "
                                      f"(no image is written)")
+                    elif layout.preserve:
+                        item, keep = _preserving(item, layout, caps, where, kind), \
+                            layout.preserve
+                elif step.scope is EraseScope.MASS and layout.preserve:
+                    notes.append(f"recipe {recipe.name}: a mass erase keeps nothing; "
+                                 f"`preserve: true` has no effect")
             elif isinstance(step, WriteStep):
                 _need(caps, where, kind, Capability.WRITE)
                 memory = layout.steps[writes_done]
+                kept = sum(span.length for span in keep)
                 item = _Prepared(
-                    kind=TaskKind.WRITE, step=step, bytes=memory.size, wire="write",
-                    chip_s=chip.timing.program_seconds(memory.size, chip.flash.write_unit),
-                    action=WriteAction(memory=memory, images=layout.step_uses[writes_done]))
+                    kind=TaskKind.WRITE, step=step, bytes=memory.size + kept, wire="write",
+                    chip_s=chip.timing.program_seconds(memory.size + kept,
+                                                       chip.flash.write_unit),
+                    action=WriteAction(memory=memory, images=layout.step_uses[writes_done],
+                                       keep=keep))
                 writes_done += 1
+                keep = ()
+            elif isinstance(step, UnitDataStep):
+                _need(caps, where, kind, Capability.WRITE)
+                if step.source is None:
+                    raise PlanError(f"{where}: the step has no value source")
+                start, end = layout.fields[units_done]
+                item = _Prepared(
+                    kind=TaskKind.UNIT_DATA, step=step, bytes=end - start, wire="write",
+                    chip_s=chip.timing.program_seconds(end - start, chip.flash.write_unit),
+                    action=UnitDataAction(address=step.address, size=step.size,
+                                          source=step.source))
+                units_done += 1
             elif isinstance(step, VerifyStep):
                 item = _verify(step, layout.prefix(writes_done), caps, where, kind)
-                if not item.bytes:
+                if not item.bytes and not units_done:
                     notes.append(f"recipe {recipe.name}: verify comes before any write and "
                                  f"has nothing to compare")
             elif isinstance(step, OptionBytesStep):
@@ -355,7 +384,21 @@ class _Compiler:
                 raise PlanError(f"{where}: unknown step kind")
             if item is not None:
                 items.append(item)
+        if keep:
+            raise PlanError(f"device {device.name}, recipe {recipe.name}: the erase keeps the "
+                            f"bytes around preserved images, but no write step follows to put "
+                            f"them back", hint="write the images after the erase")
         return _Recipe(items=tuple(items), notes=tuple(dict.fromkeys(notes)))
+
+
+def _preserving(item: _Prepared, layout: Layout, caps: frozenset[Capability], where: str,
+                kind: str) -> _Prepared:
+    """The erase task, reading first what ``preserve: true`` keeps."""
+    _need(caps, where, kind, Capability.READ)
+    assert isinstance(item.action, EraseAction)
+    kept = sum(span.length for span in layout.preserve)
+    return replace(item, bytes=kept, wire="read",
+                   action=replace(item.action, preserve=layout.preserve))
 
 
 def _names(devices: Sequence[str]) -> str:

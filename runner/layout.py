@@ -6,6 +6,12 @@ chip's flash, padded to the write unit with the erased value, and the erase
 units the whole device map touches. The result depends only on the images and
 the part, so the compiler computes it once per (write steps, part) and shares
 it between every device that repeats them.
+
+Per-unit data fields (``unit-data`` steps) take part too: each must lie in
+flash, own its write units alone (no image byte, no image padding) and have
+its erase units erased. Sectors that ``preserve: true`` images fill only in
+part get a :class:`~runner.preserve.PreserveRange` for each stretch the
+erase would lose; the other partly filled sectors are warned about.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from dataclasses import dataclass
 
 from runner.errors import PlanError
 from runner.images import LoadedImage
-from runner.memmap import MemoryMap, OverlapError
+from runner.memmap import MemoryMap, OverlapError, Segment
 from runner.plan import ImageUse
+from runner.preserve import PreserveRange, preserve_plan
 from transports.chips import Chip, FlashBlock, FlashGeometry
 
 __all__ = ["SECTOR_MIN_SIZE", "Layout", "block_noun", "format_kib", "layout_images",
@@ -50,6 +57,10 @@ class Layout:
         blocks: the erase units ``memory`` touches (``erase: {scope: used}``).
         erase_seconds: the chip's time to erase ``blocks``.
         prefixes: ``prefixes[k]`` is what the first ``k`` write steps program.
+        fields: the unit-data fields, each ``(start, end)`` widened to whole write units.
+        preserve: stretches of partly filled erase units, touched by a
+            ``preserve: true`` image, to read before erasing and write back.
+        preserved: image names with ``preserve: true`` (for warnings).
     """
 
     chip: Chip
@@ -61,14 +72,20 @@ class Layout:
     blocks: tuple[FlashBlock, ...]
     erase_seconds: float
     prefixes: tuple[MemoryMap, ...]
+    fields: tuple[tuple[int, int], ...] = ()
+    preserve: tuple[PreserveRange, ...] = ()
+    owners: tuple[tuple[str, MemoryMap], ...] = ()
 
     def prefix(self, writes: int) -> MemoryMap:
         return self.prefixes[writes]
 
 
 def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
-                  device: str) -> Layout:
-    """Lay out the images of each write step; raise :class:`PlanError` if they cannot fit."""
+                  device: str, fields: Sequence[tuple[int, int]] = ()) -> Layout:
+    """Lay out the images of each write step and the unit-data ``fields`` (address, size).
+
+    Raises :class:`PlanError` if they cannot fit.
+    """
     flash = chip.flash
     seen: dict[str, LoadedImage] = {}
     for image in (image for step in steps for image in step):
@@ -92,7 +109,12 @@ def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
     prefixes = [MemoryMap()]
     for step_map in padded:
         prefixes.append(MemoryMap.from_segments((*prefixes[-1].segments, *step_map.segments)))
-    blocks = memory.blocks(flash)
+    field_map = _fields(fields, seen, memory, chip, device)
+    blocks = MemoryMap.from_segments((*memory.segments, *field_map.segments)).blocks(flash)
+    owned = MemoryMap.from_segments((*images.segments, *field_map.segments))
+    kept = [image.memory for image in seen.values() if image.preserve]
+    preserve = preserve_plan(owned, flash, blocks=MemoryMap.from_segments(
+        s for m in kept for s in m.segments).blocks(flash)) if kept else []
     uses = {name: ImageUse(name=name, sha256=image.sha256, ranges=image.memory.ranges)
             for name, image in seen.items()}
     return Layout(
@@ -100,24 +122,64 @@ def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
         step_uses=tuple(tuple(uses[image.name] for image in step) for step in steps),
         memory=memory, images=images, uses=tuple(uses.values()), blocks=blocks,
         erase_seconds=sum(chip.timing.erase_seconds(block.size) for block in blocks),
-        prefixes=tuple(prefixes))
+        prefixes=tuple(prefixes), fields=field_map.ranges, preserve=tuple(preserve),
+        owners=tuple((name, image.memory) for name, image in seen.items()))
+
+
+def _fields(fields: Sequence[tuple[int, int]], images: dict[str, LoadedImage],
+            memory: MemoryMap, chip: Chip, device: str) -> MemoryMap:
+    """The unit-data fields widened to write units; each checked against flash and images."""
+    flash = chip.flash
+    unit = flash.write_unit
+    widened: list[tuple[str, MemoryMap]] = []
+    for address, size in fields:
+        label = f"unit-data at 0x{address:08X}"
+        if not flash.contains(address, size):
+            raise PlanError(f"device {device}: {label} ({size} bytes) lies outside the flash "
+                            f"of {chip.part} (0x{flash.base:08X}..0x{flash.end:08X})",
+                            hint="move the field into flash")
+        for name, image in images.items():
+            if any(s.address < address + size and address < s.end for s in image.memory):
+                raise PlanError(f"device {device}: {label} ({size} bytes) overlaps image "
+                                f"{name}", hint="move the field out of the image")
+        start = address - address % unit
+        end = -(-(address + size) // unit) * unit
+        widened.append((label, MemoryMap((Segment(start, bytes([flash.erased]) * (end - start)),
+                                          ))))
+    try:
+        MemoryMap.merge([("the images", memory), *widened])
+        return MemoryMap.merge(widened)
+    except OverlapError as error:
+        raise PlanError(f"device {device}: {error.first} and {error.second} share the "
+                        f"{unit}-byte write unit at 0x{error.address:08X}",
+                        hint=f"align the field to {unit} bytes, away from other data") \
+            from error
 
 
 def sector_warnings(layout: Layout) -> tuple[str, ...]:
-    """Sectors that ``erase: {scope: used}`` wipes whole though the images fill only part."""
+    """Sectors that ``erase: {scope: used}`` wipes whole though the images fill only part.
+
+    Sectors whose bytes are preserved (``preserve: true``) are not warned about.
+    """
     chip = layout.chip
     notes: list[str] = []
     noun = block_noun(chip.flash)
+    preserved = {span.block.index for span in layout.preserve}
+    owned = [*layout.images.segments, *(Segment(a, bytes(b - a)) for a, b in layout.fields)]
     for block in layout.blocks:
-        if block.size < SECTOR_MIN_SIZE:
+        if block.size < SECTOR_MIN_SIZE or block.index in preserved:
             continue
         filled = sum(max(0, min(block.end, s.end) - max(block.address, s.address))
-                     for s in layout.images.segments)
+                     for s in owned)
         if filled < block.size:
+            names = [name for name, memory in layout.owners
+                     if any(s.address < block.end and block.address < s.end for s in memory)]
+            which = f" on image {', '.join(names)}" if names else ""
             notes.append(
                 f"{noun} 0x{block.address:08X} ({format_kib(block.size)}) of {chip.part} "
                 f"will be erased whole but the images only fill {format_kib(filled)} of it; "
-                f"bytes outside the images are lost")
+                f"the other {block.size - filled} bytes are lost (set `preserve: true`"
+                f"{which} to keep them)")
     return tuple(notes)
 
 

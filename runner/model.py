@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from runner.unitdata import UnitSource
 
 __all__ = [
     "NOWHERE",
@@ -37,6 +40,7 @@ __all__ = [
     "SimulatedDevice",
     "SimulationSpec",
     "Step",
+    "UnitDataStep",
     "VerifyMethod",
     "VerifyStep",
     "WriteStep",
@@ -159,6 +163,20 @@ class ResetStep(Step):
 
     kind: ClassVar[str] = "reset"
     mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitDataStep(Step):
+    """Write a value computed per unit (a serial, a UID derivative, a CSV row) at ``address``.
+
+    ``source`` is one of :data:`runner.unitdata.UnitSource`; ``size`` the bytes
+    the value takes (known before any value is computed).
+    """
+
+    kind: ClassVar[str] = "unit-data"
+    address: int = 0
+    size: int = 0
+    source: UnitSource | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,8 @@ from runner.model import (
     VerifyMethod,
     frozen_map,
 )
+from runner.preserve import PreserveRange
+from runner.unitdata import UnitSource
 from transports.base import OptionBytesChange, ResetMode
 from transports.chips import Chip, FlashBlock
 
@@ -54,6 +56,7 @@ __all__ = [
     "Task",
     "TaskAction",
     "TaskKind",
+    "UnitDataAction",
     "VerifyAction",
     "WriteAction",
 ]
@@ -66,6 +69,7 @@ class TaskKind(enum.Enum):
     VERIFY = "verify"
     OPTION_BYTES = "option-bytes"
     RESET = "reset"
+    UNIT_DATA = "unit-data"
 
 
 # ----------------------------------------------------------------------------- actions
@@ -81,10 +85,15 @@ class ConnectAction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EraseAction:
-    """Erase ``blocks`` (empty with ``scope`` MASS: the whole flash)."""
+    """Erase ``blocks`` (empty with ``scope`` MASS: the whole flash).
+
+    ``preserve``: bytes of those blocks to read before erasing (``preserve: true``
+    images in partly filled sectors); the next write puts them back.
+    """
 
     scope: EraseScope
     blocks: tuple[FlashBlock, ...] = ()
+    preserve: tuple[PreserveRange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,10 +107,15 @@ class ImageUse:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteAction:
-    """Program ``memory`` (already padded to the write unit)."""
+    """Program ``memory`` (already padded to the write unit).
+
+    ``keep``: preserved ranges whose bytes, read before the erase, this write
+    lays over its padding and writes back.
+    """
 
     memory: MemoryMap
     images: tuple[ImageUse, ...]
+    keep: tuple[PreserveRange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,8 +136,20 @@ class ResetAction:
     mode: ResetMode
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitDataAction:
+    """Compute a per-unit value after identify (:mod:`runner.unitdata`) and write it.
+
+    ``size`` is the value's length; it is written padded to the write unit.
+    """
+
+    address: int
+    size: int
+    source: UnitSource
+
+
 TaskAction = ConnectAction | EraseAction | WriteAction | VerifyAction | OptionBytesAction \
-    | ResetAction
+    | ResetAction | UnitDataAction
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

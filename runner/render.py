@@ -24,9 +24,11 @@ from runner.plan import (
     Plan,
     ResetAction,
     Task,
+    UnitDataAction,
     VerifyAction,
     WriteAction,
 )
+from runner.unitdata import describe_source
 from transports.chips import FlashBlock
 from transports.registry import load_transport
 
@@ -122,10 +124,16 @@ def _step_summary(task: Task, device: DevicePlan) -> str:
             return "mass erase"
         noun = block_noun(device.chip.flash)
         count = len(action.blocks)
-        return f"erase {count} {noun}{'s' if count != 1 else ''}"
+        kept = sum(span.length for span in action.preserve)
+        keeping = f", keeping {format_bytes(kept)}" if kept else ""
+        return f"erase {count} {noun}{'s' if count != 1 else ''}{keeping}"
     if isinstance(action, WriteAction):
         names = ", ".join(use.name for use in action.images)
-        return f"write {format_bytes(action.memory.size)} ({names})"
+        back = " + kept bytes" if action.keep else ""
+        return f"write {format_bytes(action.memory.size)} ({names}){back}"
+    if isinstance(action, UnitDataAction):
+        return (f"unit-data {format_bytes(action.size)} at {_hex(action.address)} "
+                f"({describe_source(action.source)})")
     if isinstance(action, VerifyAction):
         via = verify_via(action.method, _capabilities(device.kind))
         return f"verify ({'read-back' if via == 'readback' else via})"
@@ -226,9 +234,18 @@ def _task_json(task: Task, device: DevicePlan) -> dict[str, Any]:
     elif isinstance(action, EraseAction):
         data["scope"] = action.scope.value
         data["blocks"] = _block_runs(action.blocks)
+        if action.preserve:
+            data["preserve"] = [[_hex(span.address), _hex(span.end)]
+                                for span in action.preserve]
     elif isinstance(action, WriteAction):
         data["images"] = [use.name for use in action.images]
         data["memory"] = _memory_json(action.memory)
+        if action.keep:
+            data["keep"] = [[_hex(span.address), _hex(span.end)] for span in action.keep]
+    elif isinstance(action, UnitDataAction):
+        data["address"] = _hex(action.address)
+        data["size"] = action.size
+        data["source"] = describe_source(action.source)
     elif isinstance(action, VerifyAction):
         data["method"] = action.method.value
         data["via"] = verify_via(action.method, _capabilities(device.kind))

@@ -36,6 +36,7 @@ __all__ = [
     "UnitSource",
     "UnitValue",
     "compute_unit_value",
+    "describe_source",
     "source_from_mapping",
     "unit_size",
 ]
@@ -333,3 +334,15 @@ def source_from_mapping(data: Mapping[str, Any], base: Path) -> UnitSource:
                      key_column=spec.get("key-column", "uid"),
                      state=base / state if state else None, cell=spec.get("cell", "ascii"),
                      encoding=_encoding(spec))
+
+
+def describe_source(source: UnitSource) -> str:
+    """The source in a few words, for plans (before any value exists)."""
+    if isinstance(source, CounterSource):
+        return f"counter {source.state.name} from {source.start}"
+    if isinstance(source, UidSource):
+        if source.template is not None:
+            return f"template {source.template!r} of the chip UID"
+        return "the chip UID" if source.derive == "uid" else f"{source.derive} of the chip UID"
+    how = "by UID" if source.key == "uid" else "next unused row"
+    return f"{source.file.name} column {source.column} ({how})"

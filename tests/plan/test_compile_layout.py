@@ -42,7 +42,8 @@ def test_erase_estimate_is_the_chips_erase_time_per_block(boot, chips):
 def test_a_partly_filled_sector_is_warned_about(boot, app):
     plan = compile_plan(manifest([device("s1", chip="stm32f411re")], images=[boot, app]))
     assert ("s1: sector 0x08000000 (16 KiB) of stm32f411re will be erased whole but the "
-            "images only fill 4 KiB of it; bytes outside the images are lost") in plan.warnings
+            "images only fill 4 KiB of it; the other 12288 bytes are lost (set "
+            "`preserve: true` on image boot to keep them)") in plan.warnings
 
 
 def test_partly_filled_pages_are_not_warned_about(boot, app):
