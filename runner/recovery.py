@@ -77,7 +77,8 @@ def _retryable(policy: RecoveryPolicy | None, error: BaseException, retries_done
 def _reerase(session: DeviceSession, action: WriteAction) -> dict[str, Any]:
     """Erase the units ``action`` covers and rewrite what earlier writes put there."""
     transport = session.ensure_connected()
-    blocks = action.memory.blocks(session.plan.chip.flash)
+    # The write may carry kept bytes beyond its images (preserve: true): erase those too.
+    blocks = session.units.write_map(action).blocks(session.plan.chip.flash)
     transport.erase(blocks)
     rewritten = 0
     for block in blocks:

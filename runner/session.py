@@ -27,9 +27,11 @@ from runner.plan import (
     OptionBytesAction,
     ResetAction,
     Task,
+    UnitDataAction,
     VerifyAction,
     WriteAction,
 )
+from runner.unitrun import UnitState
 from runner.verify import verify_memory
 from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Transport
 from transports.registry import load_transport
@@ -46,6 +48,7 @@ class RunContext:
     cancel: threading.Event
     world: SimulationWorld | None
     progress_interval_s: float = 0.25
+    run_id: str = ""
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
@@ -111,6 +114,8 @@ class DeviceSession:
         self.connected = False
         #: Segments earlier write tasks of this device programmed (for re-erase recovery).
         self.written: list[Segment] = []
+        #: Bytes kept across a preserving erase, and per-unit values written.
+        self.units = UnitState(plan.chip.flash)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -191,22 +196,38 @@ class DeviceSession:
             if action.scope is EraseScope.NONE:
                 return {"scope": action.scope.value}
             blocks = MASS_ERASE if action.scope is EraseScope.MASS else action.blocks
+            kept = self.units.read_kept(transport, action.preserve) if action.preserve else {}
             tracker = StepProgress(self.context, fields, max(1, len(blocks)))
             transport.erase(blocks, lambda done, _total: tracker(done))
             ranges = tuple((b.address, b.address + b.size) for b in action.blocks)
             return {"scope": action.scope.value, "blocks": len(action.blocks),
-                    "ranges": hex_ranges(ranges)}
+                    "ranges": hex_ranges(ranges), **kept}
         if isinstance(action, WriteAction):
-            tracker = StepProgress(self.context, fields, action.memory.size)
+            memory = self.units.write_map(action)
+            tracker = StepProgress(self.context, fields, memory.size)
             done = 0
-            for segment in action.memory:
+            for segment in memory:
                 transport.write(segment.address, segment.data, tracker.shifted(done))
                 done += len(segment)
-            self.written.extend(action.memory)
-            return {"ranges": hex_ranges(action.memory.ranges), "images": [
+            self.written.extend(memory)
+            self.units.wrote(action)
+            extra = {"kept_bytes": memory.size - action.memory.size} if action.keep else {}
+            return {"ranges": hex_ranges(memory.ranges), **extra, "images": [
                 {"name": image.name, "sha256": image.sha256,
                  "ranges": hex_ranges(image.ranges)} for image in action.images]}
+        if isinstance(action, UnitDataAction):
+            value, segment = self.units.unit_value(
+                task.id, action, device=self.plan.device, run_id=self.context.run_id,
+                uid=self.identity.uid if self.identity else "")
+            tracker = StepProgress(self.context, fields, len(segment))
+            transport.write(segment.address, segment.data, tracker.shifted(0))
+            self.written.append(segment)
+            self.units.value_written(segment)
+            return {"address": f"0x{action.address:08X}", "size": action.size,
+                    "unit_value": value.value, "unit_source": value.source,
+                    "unit_bytes": value.data.hex()}
         if isinstance(action, VerifyAction):
+            action = self.units.verify_action(action)
             tracker = StepProgress(self.context, fields, action.memory.size)
             method = verify_memory(transport, action, erased=self.plan.chip.flash.erased,
                                    link=self.plan.link, device=self.plan.device,

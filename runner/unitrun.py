@@ -1,0 +1,93 @@
+"""The run-time side of kept bytes and per-unit values, for one device session.
+
+:class:`UnitState` holds what a device's session learned while running: the
+bytes read before a preserving erase (to be written back by the next write
+and covered by every later verify) and the per-unit values written (computed
+once per task, so a retried write never consumes a second serial).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from runner.errors import UnitDataError
+from runner.memmap import MemoryMap, Segment
+from runner.plan import UnitDataAction, VerifyAction, WriteAction
+from runner.preserve import PreserveRange, merge_preserved, overlay
+from runner.unitdata import UnitValue, compute_unit_value
+from transports.base import Transport
+from transports.chips import FlashGeometry
+
+__all__ = ["UnitState"]
+
+
+def _hex(address: int) -> str:
+    return f"0x{address:08X}"
+
+
+@dataclass(slots=True)
+class UnitState:
+    """Kept bytes and unit values of one device session."""
+
+    geometry: FlashGeometry
+    kept: list[tuple[PreserveRange, bytes]] = field(default_factory=list)
+    kept_written: bool = False
+    values: dict[str, tuple[UnitValue, Segment]] = field(default_factory=dict)
+    written_values: list[Segment] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ preserve
+
+    def read_kept(self, transport: Transport, spans: tuple[PreserveRange, ...]) -> dict[str, Any]:
+        """Read what the erase would lose (once: a retried erase must not re-read)."""
+        if not self.kept:
+            self.kept = [(span, transport.read(span.address, span.length)) for span in spans]
+        digest = hashlib.sha256(b"".join(data for _, data in self.kept)).hexdigest()
+        return {"preserved": [[_hex(span.address), _hex(span.end)] for span, _ in self.kept],
+                "preserved_bytes": sum(len(data) for _, data in self.kept),
+                "preserved_sha256": digest}
+
+    def write_map(self, action: WriteAction) -> MemoryMap:
+        """The write's padded map with the kept bytes it puts back laid over its padding."""
+        wanted = set(action.keep)
+        kept = [(span, data) for span, data in self.kept if span in wanted]
+        if not kept:
+            return action.memory
+        pieces = merge_preserved(MemoryMap(), kept, self.geometry.erased).write
+        return overlay(action.memory, pieces.segments).padded(self.geometry.write_unit,
+                                                              self.geometry.erased)
+
+    def wrote(self, action: WriteAction) -> None:
+        if action.keep:
+            self.kept_written = True
+
+    def verify_action(self, action: VerifyAction) -> VerifyAction:
+        """``action`` extended to the kept bytes and unit values written so far."""
+        extra: list[Segment] = list(self.written_values)
+        if self.kept_written:
+            extra.extend(Segment(span.address, data) for span, data in self.kept)
+        if not extra:
+            return action
+        return replace(action, memory=overlay(action.memory, extra))
+
+    # ------------------------------------------------------------------ unit data
+
+    def unit_value(self, task_id: str, action: UnitDataAction, *, device: str, run_id: str,
+                   uid: str) -> tuple[UnitValue, Segment]:
+        """The task's value (computed once) and the padded segment that writes it."""
+        if task_id not in self.values:
+            value = compute_unit_value(action.source, device=device, run_id=run_id, uid=uid)
+            if len(value.data) != action.size:
+                raise UnitDataError(f"{device}: the value {value.value!r} is "
+                                    f"{len(value.data)} bytes, the field at "
+                                    f"{_hex(action.address)} is {action.size}",
+                                    hint="check the field's width in the manifest")
+            unit = self.geometry.write_unit
+            padded = MemoryMap((Segment(action.address, value.data),)).padded(
+                unit, self.geometry.erased)
+            self.values[task_id] = (value, padded.segments[0])
+        return self.values[task_id]
+
+    def value_written(self, segment: Segment) -> None:
+        self.written_values.append(segment)
