@@ -93,7 +93,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     kinds = commands.add_parser("transports", help="list the link kinds and what they can do")
     kinds.set_defaults(handler=_cmd_transports)
+
+    pin = commands.add_parser("pin", help="set the images' sha256 pins to their files' digests")
+    pin.add_argument("manifest", type=Path, help="the manifest (YAML); includes are followed")
+    pin.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    pin.set_defaults(handler=_cmd_pin)
+
+    pack = commands.add_parser("dfu-pack", help="pack images into one DfuSe .dfu file")
+    pack.add_argument("out", type=Path, metavar="OUT.dfu")
+    pack.add_argument("images", nargs="+", metavar="IMAGE[@ADDRESS]",
+                      help="any supported image; raw binaries need @ADDRESS")
+    pack.add_argument("--vid", type=_uint16, default=0xFFFF, help="USB vendor id (0x0483)")
+    pack.add_argument("--pid", type=_uint16, default=0xFFFF, help="USB product id (0xDF11)")
+    pack.add_argument("--bcd", type=_uint16, default=0xFFFF, help="device release (bcdDevice)")
+    pack.set_defaults(handler=_cmd_dfu_pack)
     return parser
+
+
+def _uint16(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"{text} does not fit in 16 bits")
+    return value
 
 
 # ------------------------------------------------------------------------------ commands
@@ -228,6 +252,30 @@ def _cmd_transports(args: argparse.Namespace) -> int:
             continue
         caps = ", ".join(sorted(c.value for c in klass.capabilities))
         print(f"{kind:<8} {caps}")
+    return EXIT_OK
+
+
+def _cmd_pin(args: argparse.Namespace) -> int:
+    from runner.pins import update_pins
+
+    changes = update_pins(args.manifest, dry_run=args.dry_run)
+    for change in changes:
+        print(change)
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{len(changes)} pin{'s' if len(changes) != 1 else ''} {verb}")
+    return EXIT_OK
+
+
+def _cmd_dfu_pack(args: argparse.Namespace) -> int:
+    from runner.dfupack import pack_dfu
+
+    result = pack_dfu(args.out, args.images, vendor=args.vid, product=args.pid,
+                      device=args.bcd)
+    for image in result.images:
+        print(f"{image.name}: {image.path} ({image.format}, {image.memory.size} bytes, "
+              f"sha256 {image.sha256})")
+    print(f"{result.path}: {result.elements} element{'s' if result.elements != 1 else ''}, "
+          f"{result.size} bytes")
     return EXIT_OK
 
 
