@@ -201,7 +201,7 @@ def _geometry(line: Mapping[str, Any], flash_kib: int, part_banks: int | None = 
                         f"{flash_kib} KiB")
     if banks < 2:
         bank2_base = None
-    elif bank2_base is None or bank2_base >= base + wanted:
+    elif bank2_base is None or bank2_base >= base + wanted or spec.get("bank2-at-half", False):
         # A smaller part of a dual-bank line: its flash is split in halves.
         # RM0351 §3.2: on 512 KiB L47x parts bank 2 starts at half the flash.
         bank2_base = base + wanted // 2
