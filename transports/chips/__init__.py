@@ -207,7 +207,7 @@ def _geometry(line: Mapping[str, Any], flash_kib: int, part_banks: int | None = 
         bank2_base = base + wanted // 2
     blocks: list[FlashBlock] = []
     in_bank = {1: 0, 2: 0}
-    for start, size in zip(addresses, sizes):
+    for start, size in zip(addresses, sizes[:len(addresses)], strict=True):
         bank = 2 if bank2_base is not None and start >= bank2_base else 1
         blocks.append(FlashBlock(index=len(blocks), address=start, size=size, bank=bank,
                                  index_in_bank=in_bank[bank]))
@@ -285,11 +285,21 @@ class ChipDatabase:
                 where = "/".join(str(p) for p in errors[0].absolute_path)
                 raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
                                 hint="the shipped chip data is damaged; reinstall flashrunner")
-            for line in document["lines"]:
+            for number, line in enumerate(document["lines"]):
                 for part, size in line["parts"].items():
+                    where = f"lines/{number}/parts/{part}"
                     if part in chips:
-                        raise PlanError(f"chip database {source}: part {part} defined twice")
-                    chip = _chip(part, size, line, document["family"], document["reference"])
+                        raise PlanError(f"chip database {source}: {where}: part {part} is "
+                                        f"already defined by line {chips[part].line}",
+                                        hint="the shipped chip data is damaged; reinstall "
+                                             "flashrunner")
+                    try:
+                        chip = _chip(part, size, line, document["family"],
+                                     document["reference"])
+                    except PlanError as exc:
+                        raise PlanError(f"chip database {source}: {where}: {exc.message}",
+                                        hint="the shipped chip data is damaged; reinstall "
+                                             "flashrunner") from exc
                     chips[part] = chip
                     by_dev_id.setdefault(chip.dev_id, []).append(chip)
         return cls(chips, {k: tuple(v) for k, v in by_dev_id.items()})
