@@ -14,14 +14,16 @@ KIB = 1024
 
 
 def _line_flash_kib(line: Mapping[str, Any]) -> int:
-    return sum(region["count"] * region["size"] for region in line["flash"]["regions"]) // KIB
+    total: int = sum(region["count"] * region["size"] for region in line["flash"]["regions"])
+    return total // KIB
 
 
 def _line(documents: Mapping[str, Any], dev_id: int) -> Mapping[str, Any]:
     for document in documents.values():
         for line in document["lines"]:
             if line["dev_id"] == dev_id:
-                return line
+                found: Mapping[str, Any] = line
+                return found
     raise AssertionError(f"no line 0x{dev_id:03X}")
 
 
