@@ -181,6 +181,12 @@ class Chip:
 
 def _geometry(line: Mapping[str, Any], flash_kib: int, part_banks: int | None = None
               ) -> FlashGeometry:
+    """The line's erase units truncated to ``flash_kib``, each tagged with its bank.
+
+    Bank 2 starts at ``bank2-base`` (F1-XL: always 0x08080000) unless the part ends
+    before it or the line says ``bank2-at-half`` (L0 category 5): then it starts at
+    half of the part's flash. ``part_banks`` = 1 makes a part single bank (F42x 1 MiB).
+    """
     spec = line["flash"]
     base = spec["base"]
     bank2_base = spec.get("bank2-base")
