@@ -35,6 +35,10 @@ DEVIATIONS = {
                       "the 2 MiB part (two banks of 4x16, 1x64, 7x128 KiB)",
     (0x434, "pages"): "as 0x419",
 }
+# PIDs of the supplementary table ("additional PIDs known from AN2606") left out.
+SUPPLEMENT_EXCLUDED = {
+    0x492: "STM32WBA5x: flash geometry and identification registers not in our references",
+}
 FLAGS = {"F_NO_ME": "no-mass-erase", "F_OBLL": "obl-launch", "F_PEMPTY": "pempty"}
 
 
@@ -48,6 +52,8 @@ class TableRow:
     pps: int
     system_memory: tuple[int, int]
     flags: frozenset[str]
+    bl_ids: tuple[int, ...] = ()
+    bl_id_address: int | None = None
 
     def page_size(self, index: int) -> int:
         """Size of erase unit ``index``: the last listed size repeats."""
@@ -80,7 +86,28 @@ def parse_table(text: str) -> dict[int, TableRow]:
             pid=int(cells[0], 16), name=cells[1], free_ram=_range(cells[2]),
             flash=_range(cells[3]), pages=_pages(cells[4]), pps=int(cells[5]),
             system_memory=_range(cells[7]),
-            flags=frozenset(FLAGS[f] for f in cells[8].split(", ") if f in FLAGS))
+            flags=frozenset(FLAGS[f] for f in cells[8].split(", ") if f in FLAGS),
+            bl_ids=_hex_list(cells[9]), bl_id_address=_hex_or_none(cells[10]))
+    return rows
+
+
+def _hex_list(cell: str) -> tuple[int, ...]:
+    return () if cell == "-" else tuple(int(item, 16) for item in cell.split(", "))
+
+
+def _hex_or_none(cell: str) -> int | None:
+    return None if cell == "-" else int(cell, 16)
+
+
+def parse_supplement(text: str) -> dict[int, tuple[tuple[int, int], int, int | None]]:
+    """The supplementary rows: PID → (system memory, BL ID, BL ID address)."""
+    section = text.split("Additional PIDs known from AN2606", 1)[1].split("\n\n", 2)[1]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if re.fullmatch(r"0x[0-9A-Fa-f]{3}", cells[0]):
+            rows[int(cells[0], 16)] = (_range(cells[3]), int(cells[4], 16),
+                                       _hex_or_none(cells[5]))
     return rows
 
 
@@ -140,6 +167,18 @@ def test_bootloader_ram_and_system_memory_match(table: dict[int, TableRow],
     assert drifted == []
 
 
+def test_bootloader_ids_and_their_address_match(table: dict[int, TableRow],
+                                                chips: ChipDatabase) -> None:
+    drifted = []
+    for pid, row in sorted(table.items()):
+        if pid in EXCLUDED:
+            continue
+        boot = _largest(chips, pid).bootloader
+        if (boot.bl_id, boot.bl_id_address) != (row.bl_ids, row.bl_id_address):
+            drifted.append(f"0x{pid:03X} {row.name}")
+    assert drifted == []
+
+
 def test_pages_per_sector_and_flags_match(table: dict[int, TableRow],
                                           chips: ChipDatabase) -> None:
     drifted = []
@@ -166,3 +205,16 @@ def test_parser_reads_sector_lists_flags_and_ranges() -> None:
     assert rows[0x417].flags == {"no-mass-erase"} and rows[0x417].pages == (128,)
     assert [rows[0x411].page_size(i) for i in (0, 1, 2, 9)] == [16384, 65536, 131072, 131072]
     assert rows[0x411].free_ram == (0x20002000, 0x20020000)
+
+
+def test_supplementary_pids_match_system_memory_and_ids(chips: ChipDatabase) -> None:
+    if not REFERENCE.is_file():
+        pytest.skip(f"protocol reference not present at {REFERENCE}")
+    supplement = parse_supplement(REFERENCE.read_text("utf-8"))
+    assert {pid for pid in supplement if not chips.by_dev_id(pid)} == set(SUPPLEMENT_EXCLUDED)
+    for pid, (system_memory, bl_id, bl_id_address) in supplement.items():
+        if pid in SUPPLEMENT_EXCLUDED:
+            continue
+        boot = _largest(chips, pid).bootloader
+        assert (boot.system_memory, boot.bl_id, boot.bl_id_address) == (
+            system_memory, (bl_id,), bl_id_address), f"0x{pid:03X}"
