@@ -186,3 +186,42 @@ def test_part_larger_than_its_line_names_file_and_part(documents: dict[str, Any]
     _line(documents, 0x410)["parts"]["stm32f103cb"]["flash-kib"] = 256
     with pytest.raises(PlanError, match=r"stm32f1\.yaml: lines/\d+/parts/stm32f103cb"):
         ChipDatabase.from_documents(documents)
+
+
+# Lines whose bootloader free-RAM range is not inside the line's RAM, and why.
+FREE_RAM_OUTSIDE_LINE_RAM = {
+    0x450: "H7: the bootloader works in DTCM, the line RAM is AXI SRAM",
+    0x483: "H7: as 0x450",
+    0x480: "H7: as 0x450",
+    0x443: "AN2606 gives C011 the C031 range (12 KiB) although C011 has 6 KiB",
+    0x494: "AN2606's WB1x range spans the SRAM2 window; the line RAM is SRAM1",
+}
+
+
+def test_bootloader_free_ram_lies_in_line_ram(chips: ChipDatabase) -> None:
+    outside = set()
+    for dev_id in chips.dev_ids:
+        chip = chips.by_dev_id(dev_id)[0]
+        free = chip.bootloader.ram
+        line_ram = _line_ram(chip.line, chips)
+        if free is not None and not (line_ram[0] <= free[0] <= free[1] <= line_ram[1]):
+            outside.add(dev_id)
+    assert outside == set(FREE_RAM_OUTSIDE_LINE_RAM)
+
+
+def test_outside_free_ram_is_explained_in_notes(chips: ChipDatabase) -> None:
+    for dev_id in FREE_RAM_OUTSIDE_LINE_RAM:
+        notes = chips.by_dev_id(dev_id)[0].notes
+        assert "RAM" in notes, hex(dev_id)
+
+
+def _line_ram(line: str, chips: ChipDatabase) -> tuple[int, int]:
+    members = [chip for chip in chips if chip.line == line]
+    return min(c.ram[0] for c in members), max(c.ram[1] for c in members)
+
+
+def test_bootloader_option_range_starts_at_the_option_bytes(chips: ChipDatabase) -> None:
+    for chip in chips:
+        if chip.bootloader.option_bytes is not None:
+            start, end = chip.bootloader.option_bytes
+            assert start <= chip.option_bytes.address < end, chip.line
