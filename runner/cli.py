@@ -185,6 +185,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
                           console=None if args.quiet else sys.stderr)
+    if result.log_file is not None and not args.quiet:
+        print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
 
 
