@@ -107,7 +107,11 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
                     f"; allowed keys: {', '.join(known)}" if known else ""))
                 for key in extras]
     if kind == "required" and isinstance(value, Mapping):
-        missing = [k for k in rule if k not in value]
+        known = list(schema.get("properties", {}))
+        typos = [k for k in value if k not in known]
+        # A typo'd key is reported as unknown, with the missing key as suggestion.
+        missing = [k for k in rule if k not in value
+                   and not any(did_you_mean(t, [k]) for t in typos)]
         return [(path, False, f"{where} is missing the required key '{key}'; add it")
                 for key in missing]
     if kind == "propertyNames":
@@ -120,6 +124,8 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
             hint = "; write numbers without quotes (e.g. 0x08004000)"
         elif isinstance(value, str) and error.validator_value == "boolean":
             hint = "; write true or false without quotes"
+        elif error.validator_value == "string" and isinstance(value, (int, float)):
+            hint = "; put it in quotes so it stays text"
         return [(path, False,
                  f"expected {_expected(schema)}, got {_describe(value)}{hint}")]
     if kind == "enum":

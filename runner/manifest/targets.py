@@ -192,8 +192,8 @@ def _fit(checker: Checker, device: str, chip: Chip, recipe_name: str, recipe: An
         if image not in reported and not flash.contains(start, end - start):
             reported.add(image)
             checker.at(("devices", device, "chip"),
-                       f"image '{image}' (0x{start:08X}..0x{end:08X}) does not fit the flash "
-                       f"of {chip.part} (0x{flash.base:08X}..0x{flash.end:08X}, "
+                       f"image '{image}' (0x{start:08X}..0x{end - 1:08X}) does not fit the "
+                       f"flash of {chip.part} (0x{flash.base:08X}..0x{flash.end - 1:08X}, "
                        f"{flash.size // 1024} KiB); move the image or choose a larger part")
     reach: tuple[str, int] | None = None   # the image reaching furthest so far, and where
     clashes: set[tuple[str, str]] = set()

@@ -172,8 +172,9 @@ class _Builder:
                 if isinstance(key_node, ScalarNode) else None
             if not isinstance(key, str):
                 shown = key_node.value if isinstance(key_node, ScalarNode) else "a collection"
-                self._issue(key_node, path, f"key {shown!r} is not text; keys are names "
-                                            f"such as `chip` or `sensor-1`")
+                self._issue(key_node, (*path, str(shown)),
+                            f"key {shown!r} is not text; keys are names such as `chip` "
+                            f"or `sensor-1`")
                 key = str(shown)
             child = (*path, key)
             if key in first_seen and id(key_node) in explicit and id(first_seen[key]) in explicit:
