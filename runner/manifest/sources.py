@@ -24,14 +24,19 @@ from runner.errors import ManifestIssue
 from runner.manifest.structure import validate_file
 from runner.manifest.yamlmarks import Mark, Marks, format_path, load_marked
 from runner.manifest.yamlmarks import Path as DataPath
+from schemas import load_schema
 
-__all__ = ["MERGED_BY_NAME", "Source", "Sources", "read_sources"]
+__all__ = ["INCLUDABLE", "MERGED_BY_NAME", "Source", "Sources", "read_sources"]
 
 #: Sections whose entries are merged across files by name.
 MERGED_BY_NAME = frozenset({
     ("images",), ("transports",), ("recipes",), ("recovery",), ("devices",),
     ("simulation",), ("simulation", "devices"),
 })
+
+
+#: Top-level keys an included file may carry.
+INCLUDABLE = frozenset(load_schema("manifest")["$defs"]["included-file"]["properties"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,9 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
     sources.issues.extend(validate_file(data, marks, top=top))
     if not isinstance(data, dict):
         return
+    if not top:
+        # Keys an included file may not carry were reported by the schema; keep them out.
+        data = {k: v for k, v in data.items() if k in INCLUDABLE}
     _merge(sources, data, marks, ())
     sources.marks.values.setdefault((), marks.value(()))
     included = data.get("include")
