@@ -151,7 +151,7 @@ def _merge(sources: Sources, data: dict[str, Any], marks: Marks, prefix: DataPat
         if prefix == () and key == "include":
             continue
         path = (*prefix, key)
-        if key not in target:
+        if key not in target or (target[key] is None and path in MERGED_BY_NAME):
             target[key] = value
             for sub in marks.under(path):
                 sources.marks.values[sub] = marks.values[sub]

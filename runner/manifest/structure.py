@@ -94,6 +94,8 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
     """(path relative to the validated instance, point at key?, message) for one error."""
     path: Path = tuple(error.absolute_path)
     where = format_path(path) or subject or "the top level"
+    # The issue is prefixed with its path; name the subject only where there is none.
+    of = f" of {subject}" if subject and not path else ""
     kind = error.validator
     value = error.instance
     rule: Any = error.validator_value
@@ -112,11 +114,11 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
         # A typo'd key is reported as unknown, with the missing key as suggestion.
         missing = [k for k in rule if k not in value
                    and not any(did_you_mean(t, [k]) for t in typos)]
-        return [(path, False, f"{where} is missing the required key '{key}'; add it")
+        return [(path, False, f"the required key '{key}'{of} is missing; add it")
                 for key in missing]
     if kind == "propertyNames":
         key = str(value)
-        return [(path, True, f"name {key!r} is not allowed: use letters, digits, '.', "
+        return [((*path, key), True, f"name {key!r} is not allowed: use letters, digits, '.', "
                              f"'_' and '-', starting with a letter or digit")]
     if kind == "type":
         hint = ""
@@ -145,11 +147,11 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
         shown = f"0x{limit:X}" if isinstance(limit, int) and limit > 0xFFFF else str(limit)
         return [(path, False, f"{value!r} is out of range: must be {words[kind]} {shown}")]
     if kind in ("minItems", "minLength"):
-        return [(path, False, f"{where} must not be empty")]
+        return [(path, False, f"is empty; give at least one entry{of}")]
     if kind == "uniqueItems":
-        return [(path, False, f"{where} names something twice; list each once")]
+        return [(path, False, "names something twice; list each once")]
     if kind in ("oneOf", "anyOf"):
-        return _phrase_alternatives(error, path, where)
+        return _phrase_alternatives(error, path, subject)
     return [(path, False, error.message)]
 
 
@@ -163,7 +165,7 @@ def _pattern_name(path: Path) -> str:
 
 
 def _phrase_alternatives(error: ValidationError, path: Path,
-                         where: str) -> list[tuple[Path, bool, str]]:
+                         subject: str) -> list[tuple[Path, bool, str]]:
     rule: Any = error.validator_value
     branches: Sequence[Mapping[str, Any]] = rule
     value = error.instance
@@ -171,9 +173,10 @@ def _phrase_alternatives(error: ValidationError, path: Path,
         names = [b["required"][0] for b in branches]
         present = [n for n in names if n in value]
         if error.validator == "oneOf" and len(present) > 1:
-            return [(path, False, f"{where} has {' and '.join(present)}; a step does one "
-                                  f"thing, so put each in its own step")]
-        return [(path, False, f"{where} needs one of {', '.join(names)}")]
+            return [(path, False, f"has {' and '.join(present)}, but takes only one of "
+                                  f"them; split it in two")]
+        amount = "exactly" if error.validator == "oneOf" else "at least"
+        return [(path, False, f"needs {amount} one of the keys {', '.join(names)}")]
     by_branch: dict[int, list[ValidationError]] = {}
     for sub in error.context or ():
         by_branch.setdefault(int(sub.schema_path[0]), []).append(sub)
@@ -182,7 +185,7 @@ def _phrase_alternatives(error: ValidationError, path: Path,
     if len(fitting) == 1 and by_branch.get(fitting[0]):
         result: list[tuple[Path, bool, str]] = []
         for sub in by_branch[fitting[0]]:
-            for sub_path, at_key, message in phrase(sub, where):
+            for sub_path, at_key, message in phrase(sub, subject):
                 result.append((sub_path, at_key, message))
         return result
     wanted = " or ".join(_expected(b) for b in branches)

@@ -89,9 +89,11 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
     recipes = checker.data.get("recipes")
     if not isinstance(recipes, dict):
         recipes = {}
+    used: set[str] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
         link, options, _ = device_link(device)
+        used.add(link or "")
         recipe_name = device.get("recipe")
         recipe = recipes.get(recipe_name) if isinstance(recipe_name, str) else None
         if link in links:
@@ -99,6 +101,8 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
             _capabilities(checker, name, link, recipe_name, recipe, links[link])
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
             _fit(checker, name, chip, recipe_name, recipe, images)
+    for link in links.keys() - used:
+        _options(checker, None, link, {}, links[link])
 
 
 def _link_classes(checker: Checker) -> dict[str, TransportClass]:
@@ -143,21 +147,25 @@ def _chip(checker: Checker, chips: ChipDatabase, name: str,
     return None
 
 
-def _options(checker: Checker, device: str, link: str, own: dict[str, Any],
+def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any],
              transport: TransportClass) -> None:
+    """Check a device's options merged over its link's; ``device`` None: an unused link.
+
+    An unused link is checked on its own, except for keys its devices would add.
+    """
     link_options = {k: v for k, v in entries(checker.data, "transports")[link].items()
                     if k != "kind"}
     merged = {**link_options, **own}
     validator = jsonschema.Draft202012Validator(dict(transport.options_schema))
     subject = f"the options of {transport.kind} link {link}"
     for error in validator.iter_errors(merged):
+        if device is None and error.validator == "required" and not error.absolute_path:
+            continue
         for path, at_key, message in phrase(error, subject):
-            if path and path[0] in own:
+            if device is not None and (not path or path[0] in own):
                 full: DataPath = ("devices", device, "transport", *path)
-            elif path:
-                full = ("transports", link, *path)
             else:
-                full = ("devices", device, "transport")
+                full = ("transports", link, *path)
             checker.at(full, message, key=at_key)
 
 

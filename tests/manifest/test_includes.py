@@ -128,3 +128,9 @@ def test_simulation_devices_merge_across_files(layout: Path) -> None:
     manifest = load_manifest(layout)
     assert manifest.simulation.devices["dev"].rdp == 1
     assert manifest.simulation.time_scale == 0
+
+
+def test_an_empty_section_in_the_top_file_is_reported_once(layout: Path) -> None:
+    layout.write_text(layout.read_text() + "transports:\n")
+    (issue,) = issues_of(layout)
+    assert issue.endswith("transports: expected a mapping, got nothing")

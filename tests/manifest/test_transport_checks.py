@@ -132,7 +132,7 @@ def test_option_bytes_need_the_option_bytes_capability(tmp_path: Path) -> None:
 def test_a_missing_required_option_is_reported_at_the_device_link(tmp_path: Path) -> None:
     ((line, column, where, message),) = issues(manifest(tmp_path, link="{kind: basic}"))
     assert (line, column, where) == (11, 39, "devices.dev.transport")
-    assert "is missing the required key 'port'" in message
+    assert "the required key 'port' of the options of basic link link is missing" in message
 
 
 def test_device_options_are_merged_over_the_links(tmp_path: Path) -> None:
@@ -170,3 +170,12 @@ def test_a_kind_not_installed_says_so(tmp_path: Path) -> None:
     ((_, _, where, message),) = issues(manifest(tmp_path, link="{kind: gone}"))
     assert where == "transports.link.kind"
     assert "transport kind 'gone' is not available in this installation" in message
+
+
+def test_an_unused_link_still_has_its_options_checked(tmp_path: Path) -> None:
+    path = manifest(tmp_path)
+    path.write_text(path.read_text().replace(
+        "  link: {kind: basic, port: /dev/ttyUSB0}",
+        "  link: {kind: basic, port: /dev/ttyUSB0}\n  spare: {kind: basic, baud: 300}"))
+    ((_, _, where, message),) = issues(path)
+    assert where == "transports.spare.baud" and "must be at least 1200" in message
