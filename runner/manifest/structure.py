@@ -116,7 +116,7 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
                    and not any(did_you_mean(t, [k]) for t in typos)]
         return [(path, False, f"the required key '{key}'{of} is missing; add it")
                 for key in missing]
-    if kind == "propertyNames":
+    if "propertyNames" in error.schema_path:
         key = str(value)
         return [((*path, key), True, f"name {key!r} is not allowed: use letters, digits, '.', "
                              f"'_' and '-', starting with a letter or digit")]
