@@ -16,7 +16,8 @@ from runner.errors import ManifestIssue
 from runner.manifest.structure import did_you_mean
 from runner.manifest.yamlmarks import Marks, Path, format_path
 
-__all__ = ["Checker", "device_link", "entries", "steps"]
+__all__ = ["STEP_KINDS", "Checker", "device_link", "entries", "steps", "write_images",
+           "write_images_path"]
 
 STEP_KINDS = ("erase", "write", "verify", "option-bytes", "reset")
 
@@ -61,6 +62,7 @@ def write_images(step_value: Any) -> list[tuple[int, str]]:
 
 
 def write_images_path(step_value: Any) -> Path:
+    """Where a write step's list of image names sits below its ``write`` key."""
     return ("images",) if isinstance(step_value, dict) else ()
 
 
@@ -76,11 +78,6 @@ class Checker:
         mark = self.marks.key(path) if key else self.marks.value(path)
         self.issues.append(ManifestIssue(file=mark.file, line=mark.line, column=mark.column,
                                          where=format_path(path), message=message))
-
-    def where(self, path: Path) -> str:
-        """``file:line:column`` of ``path``, for messages that name the other end."""
-        mark = self.marks.key(path)
-        return f"{mark.file}:{mark.line}:{mark.column}"
 
     def reference(self, path: Path, name: Any, section: str, what: str, *,
                   owner: str) -> bool:

@@ -35,8 +35,8 @@ def check_references(checker: Checker) -> None:
     data = checker.data
     for name, device in entries(data, "devices").items():
         _device(checker, name, device)
-    for name, recipe in (data.get("recipes") or {}).items() \
-            if isinstance(data.get("recipes"), dict) else ():
+    recipes = data.get("recipes")
+    for name, recipe in recipes.items() if isinstance(recipes, dict) else ():
         _recipe(checker, name, recipe)
     _after_cycles(checker)
     simulation = data.get("simulation")

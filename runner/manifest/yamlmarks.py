@@ -75,10 +75,6 @@ class Marks:
         mark = self.keys.get(path)
         return mark if mark is not None else self.value(path)
 
-    def update(self, other: Marks) -> None:
-        self.values.update(other.values)
-        self.keys.update(other.keys)
-
     def under(self, prefix: Path) -> Iterator[Path]:
         """Every marked path at or below ``prefix``."""
         size = len(prefix)
