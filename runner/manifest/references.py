@@ -98,38 +98,45 @@ def _recipe(checker: Checker, name: str, recipe: Any) -> None:
 
 
 def _after_cycles(checker: Checker) -> None:
+    """Name each cycle of ``after`` once (depth first, iterative: chains may be long)."""
     devices = entries(checker.data, "devices")
     graph = {
-        name: [o for o in device.get("after", []) if isinstance(o, str) and o in devices
-               and o != name] if isinstance(device.get("after"), list) else []
+        name: [o for o in device["after"] if isinstance(o, str) and o in devices and o != name]
+        if isinstance(device.get("after"), list) else []
         for name, device in devices.items()
     }
     reported: set[frozenset[str]] = set()
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for other in graph[node]:
+    state: dict[str, int] = {}   # 1: on the current path, 2: done
+    for root, firsts in graph.items():
+        if root in state:
+            continue
+        path: list[str] = [root]
+        pending: list[list[str]] = [list(reversed(firsts))]
+        state[root] = 1
+        while path:
+            if not pending[-1]:
+                state[path.pop()] = 2
+                pending.pop()
+                continue
+            other = pending[-1].pop()
             if state.get(other) == 1:
-                ring = stack[stack.index(other):]
+                ring = path[path.index(other):]
                 if frozenset(ring) not in reported:
                     reported.add(frozenset(ring))
-                    start = ring[0]
-                    index = devices[start]["after"].index(ring[1])
-                    shown = " → ".join([*ring, start])
-                    checker.at(("devices", start, "after", index),
-                               f"devices wait for each other in a cycle: {shown} (each "
-                               f"comes after the next); remove one of these `after` entries")
+                    _report_cycle(checker, devices, ring)
             elif other not in state:
-                visit(other)
-        stack.pop()
-        state[node] = 2
+                state[other] = 1
+                path.append(other)
+                pending.append(list(reversed(graph[other])))
 
-    for name in graph:
-        if name not in state:
-            visit(name)
+
+def _report_cycle(checker: Checker, devices: dict[str, dict[str, Any]], ring: list[str]) -> None:
+    start = ring[0]
+    index = devices[start]["after"].index(ring[1])
+    shown = " → ".join([*ring, start])
+    checker.at(("devices", start, "after", index),
+               f"devices wait for each other in a cycle: {shown} (each comes after the "
+               f"next); remove one of these `after` entries")
 
 
 def _log(checker: Checker, log: Any) -> None:

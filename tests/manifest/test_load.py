@@ -251,3 +251,15 @@ def test_images_reaching_past_each_other_are_all_reported(tmp_path: Path) -> Non
     messages = [i.message for i in caught.value.issues]
     assert any("'app' and 'a' overlap" in m for m in messages)
     assert any("'app' and 'b' overlap" in m for m in messages)
+
+
+def test_a_long_after_chain_closing_on_itself_is_one_cycle(tmp_path: Path, app_bin: Path) -> None:
+    devices = "".join(f"  d{i}: {{chip: stm32f103c8, transport: link, recipe: std, "
+                      f"after: [d{(i + 1) % 1500}]}}\n" for i in range(1500))
+    text = MINIMAL.format(image=app_bin.name).split("devices:")[0] + "devices:\n" + devices
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path, "m.yaml", text))
+    (issue,) = caught.value.issues
+    assert issue.where == "devices.d0.after[0]"
+    assert issue.message.startswith("devices wait for each other in a cycle: d0 → d1 → d2")
+    assert "d1499 → d0 (each comes after the next)" in issue.message
