@@ -15,6 +15,7 @@ debug-port operation. ``reset: {}`` needs any of the reset capabilities.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ def image_spec(name: str, entry: Mapping[str, Any], folder: Path) -> ImageSpec |
         return None
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
         return None
-    return ImageSpec(name=name, path=folder / file, format=fmt, address=address,
+    return ImageSpec(name=name, path=Path(os.path.normpath(folder / file)), format=fmt,
+                     address=address,
                      sha256=sha.lower() if sha else None,
                      preserve=entry.get("preserve") is True)
 
