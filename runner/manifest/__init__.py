@@ -44,7 +44,7 @@ def load_manifest(path: str | os.PathLike[str], *,
     sources = read_sources(Path(display), display)
     issues = list(sources.issues)
     folders = {source.display: source.path.parent for source in sources.files}
-    if sources.files and sources.data:
+    if sources.data and not sources.incomplete:
         checker = Checker(sources.data, sources.marks)
         check_references(checker)
         check_targets(checker, chips if chips is not None else chip_database(), folders)

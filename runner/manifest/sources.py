@@ -56,6 +56,8 @@ class Sources:
     marks: Marks = field(default_factory=Marks)
     files: list[Source] = field(default_factory=list)
     issues: list[ManifestIssue] = field(default_factory=list)
+    #: A file could not be read or parsed: references into it would all look dangling.
+    incomplete: bool = False
 
     def issue(self, mark: Mark, where: DataPath, message: str) -> None:
         self.issues.append(ManifestIssue(file=mark.file, line=mark.line, column=mark.column,
@@ -75,6 +77,7 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
     try:
         content = path.read_bytes()
     except OSError as error:
+        sources.incomplete = True
         reason = error.strerror or str(error)
         if include_mark is None:
             sources.issues.append(ManifestIssue(file=display, line=1, column=1, where="",
@@ -89,6 +92,7 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
+        sources.incomplete = True
         sources.issues.append(ManifestIssue(
             file=display, line=1, column=1, where="",
             message=f"not UTF-8 text (byte {error.start}); save the file as UTF-8"))
@@ -102,6 +106,7 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
                                                     "the included file is empty"))
         return
     if data is None:
+        sources.incomplete = True
         return
     sources.issues.extend(validate_file(data, marks, top=top))
     if not isinstance(data, dict):
@@ -165,5 +170,5 @@ def _merge(sources: Sources, data: dict[str, Any], marks: Marks, prefix: DataPat
             continue
         first = sources.marks.key(path)
         sources.issue(marks.key(path), path,
-                      f"{format_path(path)} is already defined at {first.file}:{first.line}:"
+                      f"'{key}' is already defined at {first.file}:{first.line}:"
                       f"{first.column}; define it in one file only")

@@ -134,3 +134,10 @@ def test_an_empty_section_in_the_top_file_is_reported_once(layout: Path) -> None
     layout.write_text(layout.read_text() + "transports:\n")
     (issue,) = issues_of(layout)
     assert issue.endswith("transports: expected a mapping, got nothing")
+
+
+def test_an_unreadable_include_does_not_make_references_look_dangling(layout: Path) -> None:
+    write(layout.parent, "stations/bench.yaml", "transports:\n  link: {kind: sim\n")
+    (issue,) = issues_of(layout)
+    assert issue.startswith(str(layout.parent / "stations/bench.yaml"))
+    assert "YAML syntax error" in issue
