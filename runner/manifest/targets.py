@@ -4,6 +4,8 @@
 * image files load (readable, well-formed, matching their sha256 pin);
 * every image a device writes lies inside its chip's flash, and the images
   one device receives do not overlap;
+* a link through the ROM bootloader (uart, i2c, can, dfu) reaches a chip whose
+  bootloader offers that interface;
 * each link kind exists, its options (a device's own merged over the link's)
   satisfy the transport's ``options_schema``, and it can do every step of the
   recipes that run over it (``Capability``).
@@ -37,6 +39,8 @@ __all__ = ["check_targets", "image_spec", "step_needs"]
 _RESETS = {"hardware": Capability.RESET_HARDWARE, "software": Capability.RESET_SOFTWARE,
            "go": Capability.GO, "halt": Capability.RESET_SOFTWARE}
 _VERIFY = {"checksum": Capability.CHECKSUM, "readback": Capability.READ}
+#: Link kinds that talk to the ROM bootloader, and the interface it must offer (AN2606).
+_ROM_INTERFACE = {"uart": "usart", "i2c": "i2c", "can": "can", "dfu": "dfu"}
 
 
 def image_spec(name: str, entry: Mapping[str, Any], folder: Path) -> ImageSpec | None:
@@ -99,6 +103,8 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
         recipe_name = device.get("recipe")
         recipe = recipes.get(recipe_name) if isinstance(recipe_name, str) else None
         if link in links:
+            if chip is not None:
+                _bootloader(checker, name, chip, links[link])
             _options(checker, name, link, options, links[link])
             _capabilities(checker, name, link, recipe_name, recipe, links[link])
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
@@ -147,6 +153,17 @@ def _chip(checker: Checker, chips: ChipDatabase, name: str,
         "; `flashrunner chips` lists the known parts"
     checker.at(("devices", name, "chip"), f"unknown chip '{part}'{advice}")
     return None
+
+
+def _bootloader(checker: Checker, device: str, chip: Chip, transport: TransportClass) -> None:
+    wanted = _ROM_INTERFACE.get(transport.kind)
+    offered = chip.bootloader.interfaces
+    if wanted is None or not offered or wanted in offered:
+        return
+    checker.at(("devices", device, "transport"),
+               f"the system bootloader of {chip.part} has no {wanted} interface (it offers "
+               f"{', '.join(sorted(offered))}), so a {transport.kind} link cannot reach it; "
+               f"use another link")
 
 
 def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any],

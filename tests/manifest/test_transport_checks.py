@@ -179,3 +179,24 @@ def test_an_unused_link_still_has_its_options_checked(tmp_path: Path) -> None:
         "  link: {kind: basic, port: /dev/ttyUSB0}\n  spare: {kind: basic, baud: 300}"))
     ((_, _, where, message),) = issues(path)
     assert where == "transports.spare.baud" and "must be at least 1200" in message
+
+
+class I2cLink(BasicLink):
+    kind: ClassVar[str] = "i2c"
+
+
+def test_a_bootloader_link_needs_the_chip_to_offer_that_interface(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.BUILTIN, "i2c", f"{__name__}:I2cLink")
+    ((_, _, where, message),) = issues(manifest(tmp_path, link="{kind: i2c, port: '1'}"))
+    assert where == "devices.dev.transport"
+    assert message.startswith("the system bootloader of stm32f103c8 has no i2c interface "
+                              "(it offers usart)")
+
+
+def test_a_bootloader_link_is_fine_where_the_chip_offers_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.BUILTIN, "i2c", f"{__name__}:I2cLink")
+    path = manifest(tmp_path, link="{kind: i2c, port: '1'}")
+    path.write_text(path.read_text().replace("stm32f103c8", "stm32g071rb"))
+    assert load_manifest(path).links["link"].kind == "i2c"
