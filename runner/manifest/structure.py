@@ -110,7 +110,8 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
                 for key in extras]
     if kind == "required" and isinstance(value, Mapping):
         known = list(schema.get("properties", {}))
-        typos = [k for k in value if k not in known]
+        closed = schema.get("additionalProperties") is False
+        typos = [k for k in value if k not in known] if closed else []
         # A typo'd key is reported as unknown, with the missing key as suggestion.
         missing = [k for k in rule if k not in value
                    and not any(did_you_mean(t, [k]) for t in typos)]
@@ -187,7 +188,8 @@ def _phrase_alternatives(error: ValidationError, path: Path,
         for sub in by_branch[fitting[0]]:
             for sub_path, at_key, message in phrase(sub, subject):
                 result.append((sub_path, at_key, message))
-        return result
+        if result:
+            return result
     wanted = " or ".join(_expected(b) for b in branches)
     return [(path, False, f"expected {wanted}, got {_describe(value)}")]
 

@@ -263,3 +263,11 @@ def test_a_long_after_chain_closing_on_itself_is_one_cycle(tmp_path: Path, app_b
     assert issue.where == "devices.d0.after[0]"
     assert issue.message.startswith("devices wait for each other in a cycle: d0 → d1 → d2")
     assert "d1499 → d0 (each comes after the next)" in issue.message
+
+
+def test_a_typo_of_use_in_a_device_link_is_reported(tmp_path: Path, app_bin: Path) -> None:
+    text = MINIMAL.format(image=app_bin.name).replace("transport: link,",
+                                                      "transport: {uses: link},")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path, "m.yaml", text))
+    assert "the required key 'use' is missing" in caught.value.first.message
