@@ -125,7 +125,7 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
             continue
         at: DataPath = ("include", index)
         mark = marks.value(at)
-        target = path.parent / name
+        target = Path(os.path.normpath(path.parent / name))
         shown = os.path.normpath(os.path.join(os.path.dirname(display), name))
         resolved = _resolved(target)
         ring = [s for s in here if _resolved(s.path) == resolved]
