@@ -271,3 +271,13 @@ def test_a_typo_of_use_in_a_device_link_is_reported(tmp_path: Path, app_bin: Pat
     with pytest.raises(ManifestError) as caught:
         load_manifest(write(tmp_path, "m.yaml", text))
     assert "the required key 'use' is missing" in caught.value.first.message
+
+
+def test_the_chip_database_can_be_given(tmp_path: Path, app_bin: Path) -> None:
+    from transports.chips import ChipDatabase, chip_database
+
+    only_f4 = ChipDatabase({"stm32f411re": chip_database().part("stm32f411re")}, {})
+    path = write(tmp_path, "m.yaml", MINIMAL.format(image=app_bin.name))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, chips=only_f4)
+    assert caught.value.first.message.startswith("unknown chip 'stm32f103c8'")
