@@ -34,11 +34,13 @@ from runner.model import (
     SimulatedDevice,
     SimulationSpec,
     Step,
+    UnitDataStep,
     VerifyMethod,
     VerifyStep,
     WriteStep,
     frozen_map,
 )
+from runner.unitdata import source_from_mapping, unit_size
 
 __all__ = ["build_manifest"]
 
@@ -77,7 +79,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
         for name, link in entries(data, "transports").items()
     }
     recipes = {
-        name: Recipe(name=name, steps=_steps(name, recipe, marks, at),
+        name: Recipe(name=name, steps=_steps(name, recipe, marks, at, folders),
                      location=at(("recipes", name)))
         for name, recipe in (data.get("recipes") or {}).items()
     }
@@ -120,7 +122,8 @@ def _with_location(spec: ImageSpec, location: Location) -> ImageSpec:
                      sha256=spec.sha256, preserve=spec.preserve, location=location)
 
 
-def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any) -> tuple[Step, ...]:
+def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
+           folders: Mapping[str, Path]) -> tuple[Step, ...]:
     built: list[Step] = []
     for index, kind, value, step in steps(recipe):
         settings = value if isinstance(value, dict) else {}
@@ -137,6 +140,12 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any) -> tuple[Step, 
             built.append(OptionBytesStep(rdp=settings.get("rdp"),
                                          fields=frozen_map(settings.get("fields", {})),
                                          confirm=settings.get("confirm"), **common))
+        elif kind == "unit-data":
+            # Files of a unit-data source are relative to the file the recipe is in.
+            folder = folders[marks.key(("recipes", recipe_name, index)).file]
+            source = source_from_mapping(settings["source"], folder)
+            built.append(UnitDataStep(address=settings["address"], size=unit_size(source),
+                                      source=source, **common))
         else:
             built.append(ResetStep(mode=settings.get("mode"), **common))
     return tuple(built)

@@ -87,6 +87,8 @@ def _recipe(checker: Checker, name: str, recipe: Any) -> None:
                 seen.add(image)
                 checker.reference((*images_at, item), image, "images", "image", owner=owner)
             written = True
+        elif kind == "unit-data":
+            written = True
         elif kind == "verify" and not written:
             checker.at((*base, "verify"), f"recipe {name} verifies before it writes anything; "
                                           f"move `verify` after a `write` step", key=True)

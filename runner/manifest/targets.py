@@ -4,6 +4,8 @@
 * image files load (readable, well-formed, matching their sha256 pin);
 * every image a device writes lies inside its chip's flash, and the images
   one device receives do not overlap;
+* every unit-data field has a size fixed before its value exists, lies inside
+  the device's flash and overlaps none of its images;
 * a link through the ROM bootloader (uart, i2c, can, dfu) reaches a chip whose
   bootloader offers that interface;
 * each link kind exists, its options (a device's own merged over the link's)
@@ -24,12 +26,13 @@ from typing import Any
 
 import jsonschema
 
-from runner.errors import EnvironmentProblem, ImageError, PlanError
+from runner.errors import EnvironmentProblem, ImageError, PlanError, UnitDataError
 from runner.images import FORMATS, LoadedImage, load_image
 from runner.manifest.checks import Checker, device_link, entries, steps, write_images
 from runner.manifest.structure import phrase
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
+from runner.unitdata import source_from_mapping, unit_size
 from transports.base import Capability, TransportClass
 from transports.chips import Chip, ChipDatabase
 from transports.registry import load_transport
@@ -71,7 +74,7 @@ def step_needs(kind: str, value: Any) -> tuple[frozenset[Capability], str] | Non
         if scope == "used":
             return frozenset({Capability.ERASE_PAGES}), "erase pages"
         return None
-    if kind == "write":
+    if kind in ("write", "unit-data"):
         return frozenset({Capability.WRITE}), "write flash"
     if kind == "verify":
         method = settings.get("method", "auto")
@@ -95,6 +98,7 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
     recipes = checker.data.get("recipes")
     if not isinstance(recipes, dict):
         recipes = {}
+    sizes = _unit_sizes(checker, recipes)
     used: set[str] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
@@ -109,6 +113,7 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
             _capabilities(checker, name, link, recipe_name, recipe, links[link])
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
             _fit(checker, name, chip, recipe_name, recipe, images)
+            _fit_unit_data(checker, name, chip, recipe_name, recipe, images, sizes)
     for link in links.keys() - used:
         _options(checker, None, link, {}, links[link])
 
@@ -153,6 +158,52 @@ def _chip(checker: Checker, chips: ChipDatabase, name: str,
         "; `flashrunner chips` lists the known parts"
     checker.at(("devices", name, "chip"), f"unknown chip '{part}'{advice}")
     return None
+
+
+def _unit_sizes(checker: Checker, recipes: Mapping[str, Any]) -> dict[tuple[str, int], int]:
+    """The size of every well-formed unit-data field, by (recipe, step index).
+
+    A field whose size depends on its value (text without ``width``) is an issue.
+    """
+    sizes: dict[tuple[str, int], int] = {}
+    for recipe_name, recipe in recipes.items():
+        for index, kind, value, _ in steps(recipe):
+            if kind != "unit-data" or not isinstance(value, dict) \
+                    or not isinstance(value.get("source"), dict):
+                continue
+            try:
+                sizes[recipe_name, index] = unit_size(source_from_mapping(value["source"],
+                                                                          Path(".")))
+            except UnitDataError as error:
+                checker.at(("recipes", recipe_name, index, "unit-data", "source"), str(error))
+            except (KeyError, TypeError, AttributeError):
+                continue   # malformed: the schema has said so already
+    return sizes
+
+
+def _fit_unit_data(checker: Checker, device: str, chip: Chip, recipe_name: str, recipe: Any,
+                   images: Mapping[str, LoadedImage],
+                   sizes: Mapping[tuple[str, int], int]) -> None:
+    """Unit-data fields lie in flash and clear of every image the device receives."""
+    flash = chip.flash
+    written = [name for _, kind, value, _ in steps(recipe) if kind == "write"
+               for _, name in write_images(value) if name in images]
+    for index, kind, value, _ in steps(recipe):
+        size = sizes.get((recipe_name, index))
+        address = value.get("address") if isinstance(value, dict) else None
+        if kind != "unit-data" or size is None or not isinstance(address, int):
+            continue
+        where = ("recipes", recipe_name, index, "unit-data", "address")
+        if not flash.contains(address, size):
+            checker.at(where, f"unit-data at 0x{address:08X} ({size} bytes) does not fit the "
+                              f"flash of {chip.part} (0x{flash.base:08X}.."
+                              f"0x{flash.end - 1:08X}) of device {device}; move the field")
+            continue
+        for name in written:
+            if any(s.address < address + size and address < s.end
+                   for s in images[name].memory):
+                checker.at(where, f"unit-data at 0x{address:08X} ({size} bytes) overlaps "
+                                  f"image '{name}' on device {device}; move the field")
 
 
 def _bootloader(checker: Checker, device: str, chip: Chip, transport: TransportClass) -> None:
