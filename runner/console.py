@@ -177,7 +177,9 @@ class ConsoleRenderer:
         if outcome == "ok":
             amount = f" {format_bytes(int(f['bytes']))}" if f.get("bytes") else ""
             attempts = f" ({f['attempts']} attempts)" if int(f.get("attempts", 1)) > 1 else ""
-            text = (f"{f.get('device')}: {action} ok{amount} in "
+            value = f" = {f['unit_value']} from {f.get('unit_source')}" \
+                if "unit_value" in f else ""
+            text = (f"{f.get('device')}: {action} ok{amount}{value} in "
                     f"{format_duration(float(f.get('duration_ms', 0)))}{attempts}")
         else:
             text = self._paint(f"{f.get('device')}: {action} {outcome.upper()}: "

@@ -4,8 +4,10 @@ bincopy decodes each record (length, checksum, type) and assembles the
 segments. What it leaves to its caller we check here, because a truncated or
 concatenated file must not flash half a firmware: Intel HEX must end with
 its end-of-file record and have nothing after it; an S-record file must end
-with a termination record (S7/S8/S9) and its optional count record (S5/S6)
-must match the data records before it. Every problem names the line.
+with a termination record (S7/S8/S9) or a count record (S5/S6; some writers,
+bincopy among them, omit the termination record when there is no start
+address), and a count record must match the data records before it. Every
+problem names the line.
 """
 
 from __future__ import annotations
@@ -146,7 +148,9 @@ def parse_srec(data: bytes, path: str) -> MemoryMap:
                                       f"{data_records} precede it; records are missing")
         elif kind in "789":
             end_line = number
-    if end_line is None:
+    counted = bool(records) and records[-1][1][:2] in ("S5", "S6")
+    if end_line is None and not counted:
         last = records[-1][0] if records else 1
-        raise _fail(path, last, "no termination record (S7, S8 or S9); the file is truncated")
+        raise _fail(path, last, "no termination record (S7, S8 or S9) nor count record "
+                                "(S5, S6) at the end; the file is truncated")
     return _assemble(lines, path, lambda binfile, text: binfile.add_srec(text))

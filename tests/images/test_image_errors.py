@@ -101,8 +101,17 @@ def test_srec_bad_checksum_names_the_line(tmp_path: Path) -> None:
 
 def test_srec_without_termination_record_is_truncated(tmp_path: Path) -> None:
     lines = [line for line in _srec_lines() if not line.startswith(("S7", "S8", "S9"))]
-    error = _fails(_write(tmp_path, "a.srec", "\n".join(lines)))
+    error = _fails(_write(tmp_path, "a.srec", "\n".join(lines[:-1])))
     assert "no termination record" in error.message and "truncated" in error.message
+    assert error.line == len(lines) - 1
+
+
+def test_srec_ending_in_a_matching_count_record_is_complete(tmp_path: Path) -> None:
+    lines = [line for line in _srec_lines() if not line.startswith(("S7", "S8", "S9"))]
+    body = f"03{len(lines) - 1:04X}"
+    lines.append(f"S5{body}{~sum(bytes.fromhex(body)) & 0xFF:02X}")
+    assert load(_write(tmp_path, "a.srec", "\n".join(lines))).memory == \
+        load(DATA / "flat.srec").memory
 
 
 def test_srec_count_record_catches_a_lost_line(tmp_path: Path) -> None:
