@@ -19,6 +19,7 @@ from runner.model import (
     LinkSpec,
     Manifest,
     Recipe,
+    RecoveryPolicy,
     UnitDataStep,
     VerifyMethod,
     VerifyStep,
@@ -27,7 +28,8 @@ from runner.model import (
 )
 from runner.unitdata import CounterSource, Encoding, UidSource
 from transports.chips import chip_database
-from transports.sim import SimChip, SimulationWorld
+from transports.sim import Fault, SimChip, SimulationWorld
+from transports.sim.world import DeviceProfile
 
 F4 = "stm32f411re"
 FLASH = 0x08000000
@@ -36,7 +38,8 @@ CALIBRATION = 0x08030000      # someone else's bytes in the same sector
 
 
 def _manifest(tmp_path: Path, images: list[ImageSpec], steps: tuple, *,
-              devices: tuple[str, ...] = ("unit-1",), chip: str = F4) -> Manifest:
+              devices: tuple[str, ...] = ("unit-1",), chip: str = F4,
+              recovery: tuple[RecoveryPolicy, ...] = ()) -> Manifest:
     recipe = Recipe(name="std", steps=steps)
     return Manifest(
         version=1, name="line", path=tmp_path / "line.yaml", sha256="5e" * 32,
@@ -44,6 +47,7 @@ def _manifest(tmp_path: Path, images: list[ImageSpec], steps: tuple, *,
         images=frozen_map({i.name: i for i in images}),
         links=frozen_map({"bus": LinkSpec(name="bus", kind="sim")}),
         recipes=frozen_map({"std": recipe}),
+        recovery=frozen_map({policy.name: policy for policy in recovery}),
         devices=frozen_map({name: Device(name=name, chip=chip, link=DeviceLink(link="bus"),
                                          recipe="std") for name in devices}),
         execution=Execution(max_parallel=4))
@@ -188,3 +192,23 @@ def test_pin_mismatch_refuses_at_compile_time(tmp_path: Path) -> None:
                        sha256="ab" * 32)
     with pytest.raises(ImageError, match="but the manifest pins abab"):
         compile_plan(_manifest(tmp_path, [pinned], STEPS))
+
+
+def test_a_retried_unit_data_write_keeps_its_value(tmp_path: Path) -> None:
+    field = 0x08010000
+    source = CounterSource(state=tmp_path / "serials.json", start=7,
+                           encoding=Encoding(width=4))
+    steps = (EraseStep(), UnitDataStep(address=field, size=4, source=source,
+                                       recovery="again"),
+             VerifyStep(method=VerifyMethod.READBACK))
+    again = RecoveryPolicy(name="again", retries=2, on=frozenset({"timeout"}))
+    plan = compile_plan(_manifest(tmp_path, [], steps, recovery=(again,)))
+    flaky = DeviceProfile(faults=(Fault(kind="timeout", op="write", at_byte=0, times=1),))
+    with SimulationWorld(time_scale=0.0, profiles={"unit-1": flaky}) as world:
+        sink = CapturingSink()
+        assert execute(plan, world=world, events=sink).exit_code == 0
+        assert world.chips["unit-1"].flash[field - FLASH:field - FLASH + 4] == \
+            (7).to_bytes(4, "little")
+    unit = [f for f in sink.named("step.finished") if f["action"] == "unit-data"][0]
+    assert unit["attempts"] == 2 and unit["unit_value"] == "7"
+    assert [a.value for a in source.counter.journal()] == [7]
