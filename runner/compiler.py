@@ -302,7 +302,7 @@ class _Compiler:
 
     def _layout(self, recipe: Recipe, chip: Chip, device: Device) -> Layout:
         writes = tuple(step.images for step in recipe.steps if isinstance(step, WriteStep))
-        fields = tuple((step.address, step.size) for step in recipe.steps
+        fields = tuple((step.address, step.size, step.preserve) for step in recipe.steps
                        if isinstance(step, UnitDataStep))
         key = (writes, fields, chip.part)
         if key not in self._layouts:
@@ -331,6 +331,7 @@ class _Compiler:
         writes_done = 0
         units_done = 0
         keep: tuple[PreserveRange, ...] = ()
+        unit_carrier: int | None = None   # the first unit-data task after a preserving erase
         for step in recipe.steps:
             where = f"{_where(step.location)}device {device.name}, recipe {recipe.name}: " \
                     f"{step.kind}"
@@ -371,6 +372,8 @@ class _Compiler:
                     action=UnitDataAction(address=step.address, size=step.size,
                                           source=step.source))
                 units_done += 1
+                if keep and unit_carrier is None:
+                    unit_carrier = len(items)
             elif isinstance(step, VerifyStep):
                 item = _verify(step, layout.prefix(writes_done), caps, where, kind)
                 if not item.bytes and not units_done:
@@ -384,9 +387,17 @@ class _Compiler:
                 raise PlanError(f"{where}: unknown step kind")
             if item is not None:
                 items.append(item)
-        if keep:
+        if keep and unit_carrier is not None:
+            # No image is written after the erase: the first unit-data step puts the kept
+            # bytes back (they never share a write unit with its field).
+            carrier = items[unit_carrier]
+            assert isinstance(carrier.action, UnitDataAction)
+            kept = sum(span.length for span in keep)
+            items[unit_carrier] = replace(carrier, bytes=carrier.bytes + kept,
+                                          action=replace(carrier.action, keep=keep))
+        elif keep:
             raise PlanError(f"device {device.name}, recipe {recipe.name}: the erase keeps the "
-                            f"bytes around preserved images, but no write step follows to put "
+                            f"bytes around preserved data, but no write step follows to put "
                             f"them back", hint="write the images after the erase")
         return _Recipe(items=tuple(items), notes=tuple(dict.fromkeys(notes)))
 

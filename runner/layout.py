@@ -81,10 +81,11 @@ class Layout:
 
 
 def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
-                  device: str, fields: Sequence[tuple[int, int]] = ()) -> Layout:
-    """Lay out the images of each write step and the unit-data ``fields`` (address, size).
+                  device: str, fields: Sequence[tuple[int, int, bool]] = ()) -> Layout:
+    """Lay out the images of each write step and the unit-data ``fields``.
 
-    Raises :class:`PlanError` if they cannot fit.
+    ``fields`` holds (address, size, preserve) of each unit-data step in recipe
+    order. Raises :class:`PlanError` if anything cannot fit.
     """
     flash = chip.flash
     seen: dict[str, LoadedImage] = {}
@@ -109,12 +110,15 @@ def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
     prefixes = [MemoryMap()]
     for step_map in padded:
         prefixes.append(MemoryMap.from_segments((*prefixes[-1].segments, *step_map.segments)))
-    field_map = _fields(fields, seen, memory, chip, device)
+    widened = _fields(fields, seen, memory, chip, device)
+    field_map = MemoryMap.from_segments(Segment(a, bytes(b - a)) for a, b in widened)
     blocks = MemoryMap.from_segments((*memory.segments, *field_map.segments)).blocks(flash)
     owned = MemoryMap.from_segments((*images.segments, *field_map.segments))
-    kept = [image.memory for image in seen.values() if image.preserve]
-    preserve = preserve_plan(owned, flash, blocks=MemoryMap.from_segments(
-        s for m in kept for s in m.segments).blocks(flash)) if kept else []
+    kept = [segment for image in seen.values() if image.preserve for segment in image.memory]
+    kept.extend(Segment(a, bytes(b - a)) for (a, b), (_, _, keep) in zip(widened, fields,
+                                                                          strict=True) if keep)
+    preserve = preserve_plan(owned, flash, blocks=MemoryMap.from_segments(kept).blocks(flash)) \
+        if kept else []
     uses = {name: ImageUse(name=name, sha256=image.sha256, ranges=image.memory.ranges)
             for name, image in seen.items()}
     return Layout(
@@ -122,17 +126,17 @@ def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
         step_uses=tuple(tuple(uses[image.name] for image in step) for step in steps),
         memory=memory, images=images, uses=tuple(uses.values()), blocks=blocks,
         erase_seconds=sum(chip.timing.erase_seconds(block.size) for block in blocks),
-        prefixes=tuple(prefixes), fields=field_map.ranges, preserve=tuple(preserve),
+        prefixes=tuple(prefixes), fields=widened, preserve=tuple(preserve),
         owners=tuple((name, image.memory) for name, image in seen.items()))
 
 
-def _fields(fields: Sequence[tuple[int, int]], images: dict[str, LoadedImage],
-            memory: MemoryMap, chip: Chip, device: str) -> MemoryMap:
-    """The unit-data fields widened to write units; each checked against flash and images."""
+def _fields(fields: Sequence[tuple[int, int, bool]], images: dict[str, LoadedImage],
+            memory: MemoryMap, chip: Chip, device: str) -> tuple[tuple[int, int], ...]:
+    """Each unit-data field widened to write units, checked against flash and images."""
     flash = chip.flash
     unit = flash.write_unit
     widened: list[tuple[str, MemoryMap]] = []
-    for address, size in fields:
+    for address, size, _ in fields:
         label = f"unit-data at 0x{address:08X}"
         if not flash.contains(address, size):
             raise PlanError(f"device {device}: {label} ({size} bytes) lies outside the flash "
@@ -148,12 +152,13 @@ def _fields(fields: Sequence[tuple[int, int]], images: dict[str, LoadedImage],
                                           ))))
     try:
         MemoryMap.merge([("the images", memory), *widened])
-        return MemoryMap.merge(widened)
+        MemoryMap.merge(widened)
     except OverlapError as error:
         raise PlanError(f"device {device}: {error.first} and {error.second} share the "
                         f"{unit}-byte write unit at 0x{error.address:08X}",
                         hint=f"align the field to {unit} bytes, away from other data") \
             from error
+    return tuple(field.ranges[0] for _, field in widened)
 
 
 def sector_warnings(layout: Layout) -> tuple[str, ...]:
@@ -174,10 +179,11 @@ def sector_warnings(layout: Layout) -> tuple[str, ...]:
         if filled < block.size:
             names = [name for name, memory in layout.owners
                      if any(s.address < block.end and block.address < s.end for s in memory)]
-            which = f" on image {', '.join(names)}" if names else ""
+            which = f" on image {', '.join(names)}" if names else " on the unit-data step"
+            amount = format_kib(filled) if filled >= 1024 or not filled else f"{filled} bytes"
             notes.append(
                 f"{noun} 0x{block.address:08X} ({format_kib(block.size)}) of {chip.part} "
-                f"will be erased whole but the images only fill {format_kib(filled)} of it; "
+                f"will be erased whole but the images only fill {amount} of it; "
                 f"the other {block.size - filled} bytes are lost (set `preserve: true`"
                 f"{which} to keep them)")
     return tuple(notes)

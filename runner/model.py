@@ -170,13 +170,15 @@ class UnitDataStep(Step):
     """Write a value computed per unit (a serial, a UID derivative, a CSV row) at ``address``.
 
     ``source`` is one of :data:`runner.unitdata.UnitSource`; ``size`` the bytes
-    the value takes (known before any value is computed).
+    the value takes (known before any value is computed). ``preserve`` keeps the
+    rest of the erase unit the field is in, as ``preserve: true`` on an image does.
     """
 
     kind: ClassVar[str] = "unit-data"
     address: int = 0
     size: int = 0
     source: UnitSource | None = None
+    preserve: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

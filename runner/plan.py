@@ -141,11 +141,13 @@ class UnitDataAction:
     """Compute a per-unit value after identify (:mod:`runner.unitdata`) and write it.
 
     ``size`` is the value's length; it is written padded to the write unit.
+    ``keep``: as for :class:`WriteAction`, when no image write follows the erase.
     """
 
     address: int
     size: int
     source: UnitSource
+    keep: tuple[PreserveRange, ...] = ()
 
 
 TaskAction = ConnectAction | EraseAction | WriteAction | VerifyAction | OptionBytesAction \

@@ -18,7 +18,7 @@ from typing import Any
 
 from runner import events as ev
 from runner.errors import ChipMismatch, Interrupted, RunnerError, error_categories
-from runner.memmap import Segment
+from runner.memmap import MemoryMap, Segment
 from runner.model import EraseScope
 from runner.plan import (
     ConnectAction,
@@ -219,13 +219,19 @@ class DeviceSession:
             value, segment = self.units.unit_value(
                 task.id, action, device=self.plan.device, run_id=self.context.run_id,
                 uid=self.identity.uid if self.identity else "")
-            tracker = StepProgress(self.context, fields, len(segment))
-            transport.write(segment.address, segment.data, tracker.shifted(0))
-            self.written.append(segment)
+            memory = self.units.write_map(action, MemoryMap((segment,)))
+            tracker = StepProgress(self.context, fields, memory.size)
+            done = 0
+            for piece in memory:
+                transport.write(piece.address, piece.data, tracker.shifted(done))
+                done += len(piece)
+            self.written.extend(memory)
             self.units.value_written(segment)
+            self.units.wrote(action)
+            extra = {"kept_bytes": memory.size - len(segment)} if action.keep else {}
             return {"address": f"0x{action.address:08X}", "size": action.size,
                     "unit_value": value.value, "unit_source": value.source,
-                    "unit_bytes": value.data.hex()}
+                    "unit_bytes": value.data.hex(), **extra}
         if isinstance(action, VerifyAction):
             action = self.units.verify_action(action)
             tracker = StepProgress(self.context, fields, action.memory.size)

@@ -48,17 +48,21 @@ class UnitState:
                 "preserved_bytes": sum(len(data) for _, data in self.kept),
                 "preserved_sha256": digest}
 
-    def write_map(self, action: WriteAction) -> MemoryMap:
-        """The write's padded map with the kept bytes it puts back laid over its padding."""
+    def write_map(self, action: WriteAction | UnitDataAction,
+                  memory: MemoryMap | None = None) -> MemoryMap:
+        """The padded map to program (``memory``, default the write's) with the kept
+        bytes the action puts back laid over its padding."""
+        base = memory if memory is not None else \
+            action.memory if isinstance(action, WriteAction) else MemoryMap()
         wanted = set(action.keep)
         kept = [(span, data) for span, data in self.kept if span in wanted]
         if not kept:
-            return action.memory
+            return base
         pieces = merge_preserved(MemoryMap(), kept, self.geometry.erased).write
-        return overlay(action.memory, pieces.segments).padded(self.geometry.write_unit,
-                                                              self.geometry.erased)
+        return overlay(base, pieces.segments).padded(self.geometry.write_unit,
+                                                     self.geometry.erased)
 
-    def wrote(self, action: WriteAction) -> None:
+    def wrote(self, action: WriteAction | UnitDataAction) -> None:
         if action.keep:
             self.kept_written = True
 

@@ -145,7 +145,8 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
             folder = folders[marks.key(("recipes", recipe_name, index)).file]
             source = source_from_mapping(settings["source"], folder)
             built.append(UnitDataStep(address=settings["address"], size=unit_size(source),
-                                      source=source, **common))
+                                      source=source, preserve=settings.get("preserve", False),
+                                      **common))
         else:
             built.append(ResetStep(mode=settings.get("mode"), **common))
     return tuple(built)

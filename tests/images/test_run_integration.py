@@ -212,3 +212,57 @@ def test_a_retried_unit_data_write_keeps_its_value(tmp_path: Path) -> None:
     unit = [f for f in sink.named("step.finished") if f["action"] == "unit-data"][0]
     assert unit["attempts"] == 2 and unit["unit_value"] == "7"
     assert [a.value for a in source.counter.journal()] == [7]
+
+
+def test_plan_renderings_show_kept_bytes_and_unit_data(tmp_path: Path) -> None:
+    from runner.render import render_json, render_table
+
+    source = CounterSource(state=tmp_path / "serials.json", start=1000)
+    steps = (EraseStep(), WriteStep(images=("app",)),
+             UnitDataStep(address=0x0807FC00, size=4, source=source))
+    plan = compile_plan(_manifest(tmp_path, [_image(tmp_path, preserve=True)], steps))
+    table = render_table(plan)
+    assert "keeping 127.0 KiB" in table and "+ kept bytes" in table
+    assert "unit-data 4 B at 0x0807FC00 (counter serials.json from 1000)" in table
+    tasks = render_json(plan)["devices"][0]["tasks"]
+    assert tasks[1]["preserve"] == [["0x08020400", "0x08040000"]]
+    assert tasks[2]["keep"] == [["0x08020400", "0x08040000"]]
+    assert tasks[3]["source"] == "counter serials.json from 1000"
+
+
+def test_unit_data_with_preserve_keeps_the_rest_of_its_sector(
+        tmp_path: Path, world: SimulationWorld) -> None:
+    field = 0x08060000 + 0x100
+    sim = _seed_chip(world, "unit-1", {0x08060000: b"KEEP", field + 0x100: b"ME"})
+    steps = (EraseStep(), UnitDataStep(address=field, size=12, source=UidSource(),
+                                       preserve=True),
+             VerifyStep(method=VerifyMethod.READBACK))
+    plan = compile_plan(_manifest(tmp_path, [], steps))
+    assert not plan.warnings
+    assert execute(plan, world=world).exit_code == 0
+    flash = sim.flash
+    assert flash[field - FLASH:field - FLASH + 12] == sim.uid
+    assert flash[0x60000:0x60004] == b"KEEP"
+    assert flash[field + 0x100 - FLASH:field + 0x102 - FLASH] == b"ME"
+
+
+def test_unit_data_without_preserve_warns_about_its_sector(tmp_path: Path) -> None:
+    steps = (EraseStep(), UnitDataStep(address=0x08060000, size=4, source=UidSource(
+        derive="crc32")))
+    plan = compile_plan(_manifest(tmp_path, [], steps))
+    assert plan.warnings == (
+        "unit-1: sector 0x08060000 (128 KiB) of stm32f411re will be erased whole but the "
+        "images only fill 4 bytes of it; the other 131068 bytes are lost (set "
+        "`preserve: true` on the unit-data step to keep them)",)
+
+
+def test_adjacent_unit_data_fields_each_get_their_own_range(
+        tmp_path: Path, world: SimulationWorld) -> None:
+    steps = (EraseStep(),
+             UnitDataStep(address=0x08010000, size=4, source=UidSource(derive="crc32")),
+             UnitDataStep(address=0x08010004, size=12, source=UidSource()))
+    plan = compile_plan(_manifest(tmp_path, [], steps))
+    assert [t.bytes for t in plan.device("unit-1").tasks[2:]] == [4, 12]
+    assert execute(plan, world=world).exit_code == 0
+    sim = world.chips["unit-1"]
+    assert sim.flash[0x10004:0x10010] == sim.uid
