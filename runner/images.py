@@ -5,9 +5,9 @@ pin, detects the format from content (or takes ``format:``), and returns a
 :class:`LoadedImage`. The formats live in :mod:`runner.formats` (Intel HEX and
 S-record through bincopy, ELF through pyelftools) and :mod:`runner.dfufile`.
 
-:func:`merge_images` and :func:`check_fits` are the rules the compiler applies
-to a device's images: no two images claim the same byte, and every byte lies
-in the chip's flash.
+:func:`merge_images` combines several images into one map, an overlap naming
+both images (``flashrunner dfu-pack``; the compiler applies the same rule per
+device in :mod:`runner.layout`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from runner.errors import ImageError
 from runner.formats import parse_elf, parse_ihex, parse_srec
 from runner.memmap import MemoryMap, OverlapError, Segment
 from runner.model import ImageSpec
-from transports.chips import FlashGeometry
 
 __all__ = [
     "FORMATS",
     "LoadedImage",
-    "check_fits",
     "detect_format",
     "file_sha256",
     "load_image",
@@ -151,15 +149,3 @@ def merge_images(images: Iterable[LoadedImage]) -> MemoryMap:
                          f"{error.address:08X}",
                          hint="images of one device must not overlap; check their "
                               "addresses or link scripts") from error
-
-
-def check_fits(image: LoadedImage, geometry: FlashGeometry, part: str) -> None:
-    """Raise :class:`ImageError` unless every byte of ``image`` lies in the chip's flash."""
-    segment = image.memory.outside(geometry)
-    if segment is not None:
-        raise ImageError(
-            f"image {image.name}: bytes 0x{segment.address:08X}..0x{segment.end:08X} lie "
-            f"outside the flash of {part} (0x{geometry.base:08X}..0x{geometry.end:08X})",
-            path=str(image.path),
-            hint="check the image's address, or the chip the device names")
-

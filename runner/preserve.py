@@ -6,9 +6,10 @@ a 1 KiB image in a 128 KiB sector erases 127 KiB of something else
 (calibration, a bootloader's settings, a second image).
 
 The remedy is read, erase, write back: :func:`preserve_plan` says which bytes
-to read before the erase, :func:`merge_preserved` folds what was read into
-the map to write and the map to verify (the whole sector), and
-:func:`lost_bytes_warnings` words what is lost when preservation is off.
+to read before the erase (the compiler, :mod:`runner.layout`), and
+:func:`merge_preserved` and :func:`overlay` fold what was read into the map to
+write and the map to verify, which then covers the whole sector (the
+executor, :mod:`runner.unitrun`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from transports.chips import FlashBlock, FlashGeometry
 __all__ = [
     "PreserveRange",
     "PreservedWrite",
-    "lost_bytes_warnings",
     "merge_preserved",
     "overlay",
     "preserve_plan",
@@ -121,30 +121,6 @@ def merge_preserved(memory: MemoryMap, kept: Sequence[tuple[PreserveRange, bytes
         write.extend(_without_erased_runs(segment, erased))
     return PreservedWrite(write=MemoryMap.from_segments(write, label="kept bytes"),
                           verify=MemoryMap.from_segments(verify, label="kept bytes"))
-
-
-def lost_bytes_warnings(memory: MemoryMap, geometry: FlashGeometry,
-                        owners: Iterable[tuple[str, MemoryMap]] = ()) -> tuple[str, ...]:
-    """One warning per erase unit the write fills only in part, naming what is lost.
-
-    ``owners`` (image name, map) lets the warning name the image in the unit.
-    """
-    owners = tuple(owners)
-    warnings: list[str] = []
-    for block in memory.blocks(geometry):
-        lost = sum(end - start for start, end in _gaps(memory, block))
-        if not lost:
-            continue
-        names = [name for name, image in owners
-                 if any(s.address < block.end and s.end > block.address for s in image)]
-        which = f" for image {', '.join(names)}" if names else ""
-        unit = "page" if geometry.uniform else "sector"
-        warnings.append(
-            f"{unit} {block.index} (0x{block.address:08X}..0x{block.end:08X}) is erased"
-            f"{which} but only {block.size - lost} of its {block.size} bytes are written: "
-            f"{lost} bytes outside the image will be lost; set `preserve: true` on the "
-            f"image to keep them")
-    return tuple(warnings)
 
 
 def overlay(base: MemoryMap, top: Iterable[Segment]) -> MemoryMap:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner.errors import ImageError
-from runner.images import LoadedImage, check_fits, merge_images
+from runner.images import LoadedImage, merge_images
 from runner.memmap import MemoryMap, Segment
 from transports.chips import chip_database
 
@@ -30,18 +30,6 @@ def test_adjacent_images_merge_into_one_segment() -> None:
     boot = _image("boot", Segment(0x08000000, b"\x01" * 16))
     app = _image("app", Segment(0x08000010, b"\x02" * 16))
     assert merge_images([app, boot]).ranges == ((0x08000000, 0x08000020),)
-
-
-def test_image_past_the_end_of_flash_is_refused() -> None:
-    chip = chip_database().part("stm32f103c8")
-    image = _image("app", Segment(chip.flash.end - 4, bytes(8)))
-    with pytest.raises(ImageError, match=r"outside the flash of stm32f103c8"):
-        check_fits(image, chip.flash, chip.part)
-
-
-def test_image_inside_flash_fits() -> None:
-    chip = chip_database().part("stm32f103c8")
-    check_fits(_image("app", Segment(chip.flash.base, bytes(8))), chip.flash, chip.part)
 
 
 @st.composite

@@ -9,7 +9,6 @@ from runner.memmap import MemoryMap, Segment
 from runner.preserve import (
     ERASED_RUN,
     PreserveRange,
-    lost_bytes_warnings,
     merge_preserved,
     overlay,
     preserve_plan,
@@ -80,19 +79,6 @@ def test_merge_refuses_a_short_read() -> None:
     span = PreserveRange(block=F4.blocks[5], address=SECTOR5, length=16)
     with pytest.raises(FlashError, match="returned 8"):
         merge_preserved(MemoryMap(), [(span, bytes(8))])
-
-
-def test_warning_names_sector_image_and_bytes_lost() -> None:
-    image = MemoryMap((Segment(SECTOR5, bytes(1024)),))
-    warnings = lost_bytes_warnings(image, F4, owners=[("app", image)])
-    assert warnings == (
-        "sector 5 (0x08020000..0x08040000) is erased for image app but only 1024 of its "
-        "131072 bytes are written: 130048 bytes outside the image will be lost; set "
-        "`preserve: true` on the image to keep them",)
-
-
-def test_no_warning_when_sectors_are_filled() -> None:
-    assert lost_bytes_warnings(MemoryMap((Segment(0x08000000, bytes(0x4000)),)), F4) == ()
 
 
 def test_overlay_puts_kept_bytes_into_padding_and_beyond() -> None:
