@@ -114,3 +114,16 @@ def test_damaged_state_file_is_reported_with_the_journal_to_restore_from(
     with pytest.raises(UnitDataError, match="unreadable") as caught:
         SerialCounter(state=state).allocate(device="a", run_id="r")
     assert "serials.json.journal" in (caught.value.hint or "")
+
+
+def test_threads_of_one_run_share_a_counter_safely(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    counter = SerialCounter(state=tmp_path / "serials.json", start=1)
+
+    def allocate(index: int) -> int:
+        return counter.allocate(device=f"unit-{index}", run_id="r").value
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        values = list(pool.map(allocate, range(100)))
+    assert sorted(values) == list(range(1, 101))
