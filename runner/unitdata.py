@@ -35,6 +35,7 @@ __all__ = [
     "UidSource",
     "UnitSource",
     "UnitValue",
+    "check_source",
     "compute_unit_value",
     "describe_source",
     "source_from_mapping",
@@ -233,13 +234,8 @@ def _cell_bytes(source: CsvSource, text: str, where: str) -> bytes:
 
 def _from_csv(source: CsvSource, *, device: str, run_id: str, uid: str) -> UnitValue:
     header, rows = _read_csv(source.file)
-    if source.column not in header:
-        raise UnitDataError(f"{source.file} has no column {source.column!r} "
-                            f"(columns: {', '.join(header)})", source=str(source.file))
+    _check_columns(source, header)
     if source.key == "uid":
-        if source.key_column not in header:
-            raise UnitDataError(f"{source.file} has no key column {source.key_column!r}",
-                                source=str(source.file))
         wanted = _uid_bytes(uid).hex()
         matches = [(line, row) for line, row in rows
                    if (row.get(source.key_column) or "").strip().lower() == wanted]
@@ -346,3 +342,18 @@ def describe_source(source: UnitSource) -> str:
         return "the chip UID" if source.derive == "uid" else f"{source.derive} of the chip UID"
     how = "by UID" if source.key == "uid" else "next unused row"
     return f"{source.file.name} column {source.column} ({how})"
+
+
+def check_source(source: UnitSource) -> None:
+    """What can be checked before a run: a CSV file's readability and columns."""
+    if not isinstance(source, CsvSource):
+        return
+    _check_columns(source, _read_csv(source.file)[0])
+
+
+def _check_columns(source: CsvSource, header: list[str]) -> None:
+    wanted = [source.column] + ([source.key_column] if source.key == "uid" else [])
+    missing = [column for column in wanted if column not in header]
+    if missing:
+        raise UnitDataError(f"{source.file} has no column {', '.join(map(repr, missing))} "
+                            f"(columns: {', '.join(header)})", source=str(source.file))

@@ -32,7 +32,7 @@ from runner.manifest.checks import Checker, device_link, entries, steps, write_i
 from runner.manifest.structure import phrase
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
-from runner.unitdata import source_from_mapping, unit_size
+from runner.unitdata import check_source, source_from_mapping, unit_size
 from transports.base import Capability, TransportClass
 from transports.chips import Chip, ChipDatabase
 from transports.registry import load_transport
@@ -98,7 +98,7 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
     recipes = checker.data.get("recipes")
     if not isinstance(recipes, dict):
         recipes = {}
-    sizes = _unit_sizes(checker, recipes)
+    sizes = _unit_sizes(checker, recipes, folders)
     used: set[str] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
@@ -160,10 +160,12 @@ def _chip(checker: Checker, chips: ChipDatabase, name: str,
     return None
 
 
-def _unit_sizes(checker: Checker, recipes: Mapping[str, Any]) -> dict[tuple[str, int], int]:
+def _unit_sizes(checker: Checker, recipes: Mapping[str, Any],
+                folders: Mapping[str, Path]) -> dict[tuple[str, int], int]:
     """The size of every well-formed unit-data field, by (recipe, step index).
 
-    A field whose size depends on its value (text without ``width``) is an issue.
+    A field whose size depends on its value (text without ``width``) is an
+    issue, and so is a CSV file that cannot be read or lacks the columns named.
     """
     sizes: dict[tuple[str, int], int] = {}
     for recipe_name, recipe in recipes.items():
@@ -171,11 +173,14 @@ def _unit_sizes(checker: Checker, recipes: Mapping[str, Any]) -> dict[tuple[str,
             if kind != "unit-data" or not isinstance(value, dict) \
                     or not isinstance(value.get("source"), dict):
                 continue
+            at: DataPath = ("recipes", recipe_name, index, "unit-data", "source")
+            folder = folders.get(checker.marks.key(at).file, Path("."))
             try:
-                sizes[recipe_name, index] = unit_size(source_from_mapping(value["source"],
-                                                                          Path(".")))
+                source = source_from_mapping(value["source"], folder)
+                sizes[recipe_name, index] = unit_size(source)
+                check_source(source)
             except UnitDataError as error:
-                checker.at(("recipes", recipe_name, index, "unit-data", "source"), str(error))
+                checker.at(at, str(error))
             except (KeyError, TypeError, AttributeError):
                 continue   # malformed: the schema has said so already
     return sizes

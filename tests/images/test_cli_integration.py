@@ -235,3 +235,15 @@ def test_dfu_pack_command_writes_a_dfu_of_the_images(tmp_path: Path,
 def test_dfu_pack_command_refuses_a_raw_binary_without_address(tmp_path: Path) -> None:
     assert main(["dfu-pack", str(tmp_path / "fw.dfu"), str(DATA / "flat.bin")]) == 2
     assert not (tmp_path / "fw.dfu").exists()
+
+
+def test_csv_source_is_checked_at_validation(tmp_path: Path) -> None:
+    (tmp_path / "units.csv").write_text("uid,cal\n")
+    recipe = ("    - unit-data: {address: 0x0800FC00, source: {csv: {file: units.csv, "
+              "column: gain, key: uid, width: 4}}}")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(_manifest(tmp_path, recipe=recipe))
+    assert "has no column 'gain' (columns: uid, cal)" in caught.value.first.message
+    (tmp_path / "units.csv").unlink()
+    with pytest.raises(ManifestError, match="cannot read .*units.csv"):
+        load_manifest(_manifest(tmp_path, recipe=recipe))
