@@ -67,6 +67,7 @@ from runner.plan import (
 )
 from runner.preserve import PreserveRange
 from runner.schedule import build_stages, find_cycle, simulate_schedule
+from runner.unitdata import rehearsal_source
 from transports.base import Capability, OptionBytesChange, ResetMode, SpeedModel, TransportClass
 from transports.chips import Chip, ChipDatabase, chip_database
 from transports.registry import load_transport
@@ -112,13 +113,13 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
                         hint="give how many devices may be flashed at once")
     _check_after(manifest)
     selected = _select(manifest, only)
+    is_simulated = manifest.simulate if simulate is None else simulate
     compiler = _Compiler(manifest, chips if chips is not None else chip_database(),
-                         frozenset(selected))
+                         frozenset(selected), rehearsal=is_simulated)
     devices = tuple(compiler.device(manifest.devices[name]) for name in selected)
     timeline = simulate_schedule(devices, execution.max_parallel)
     by_name = {device.device: device for device in devices}
     critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
-    is_simulated = manifest.simulate if simulate is None else simulate
     warnings = compiler.warnings(simulated=is_simulated)
     return Plan(
         name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
@@ -208,10 +209,12 @@ class _Compiler:
     """One compilation: caches images, transport classes and laid-out recipes."""
 
     def __init__(self, manifest: Manifest, chips: ChipDatabase,
-                 selected: frozenset[str]) -> None:
+                 selected: frozenset[str], *, rehearsal: bool = False) -> None:
         self.manifest = manifest
         self.chips = chips
         self.selected = selected
+        #: A simulated run draws serials and CSV rows from rehearsal state files.
+        self.rehearsal = rehearsal
         self.images: dict[str, LoadedImage] = {}
         self._classes: dict[str, TransportClass] = {}
         self._layouts: dict[tuple[object, ...], Layout] = {}
@@ -369,8 +372,10 @@ class _Compiler:
                 item = _Prepared(
                     kind=TaskKind.UNIT_DATA, step=step, bytes=end - start, wire="write",
                     chip_s=chip.timing.program_seconds(end - start, chip.flash.write_unit),
-                    action=UnitDataAction(address=step.address, size=step.size,
-                                          source=step.source))
+                    action=UnitDataAction(
+                        address=step.address, size=step.size,
+                        source=rehearsal_source(step.source) if self.rehearsal
+                        else step.source))
                 units_done += 1
                 if keep and unit_carrier is None:
                     unit_carrier = len(items)

@@ -21,7 +21,7 @@ import csv
 import hashlib
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_source",
     "compute_unit_value",
     "describe_source",
+    "rehearsal_source",
     "source_from_mapping",
     "unit_size",
 ]
@@ -357,3 +358,20 @@ def _check_columns(source: CsvSource, header: list[str]) -> None:
     if missing:
         raise UnitDataError(f"{source.file} has no column {', '.join(map(repr, missing))} "
                             f"(columns: {', '.join(header)})", source=str(source.file))
+
+
+def _rehearsal_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.rehearsal{path.suffix}")
+
+
+def rehearsal_source(source: UnitSource) -> UnitSource:
+    """The source a simulated run uses: the same, but consuming nothing real.
+
+    A rehearsal must not burn production serial numbers or CSV rows, so its
+    counters live in ``<state>.rehearsal.<ext>`` beside the real ones.
+    """
+    if isinstance(source, CounterSource):
+        return replace(source, state=_rehearsal_path(source.state))
+    if isinstance(source, CsvSource) and source.key is None:
+        return replace(source, state=_rehearsal_path(source.state_path))
+    return source

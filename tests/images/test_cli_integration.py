@@ -42,7 +42,7 @@ def _manifest(folder: Path, *, devices: int = 1, images: str = "", recipe: str =
     text = f"""\
 manifest: 1
 name: line
-simulate: true
+simulate: false   # kind: sim links run anyway; counters are the real ones
 simulation: {{time-scale: 0}}
 images:
 {images or '  app: {file: app.hex}'}

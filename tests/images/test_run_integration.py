@@ -26,6 +26,7 @@ from runner.model import (
     WriteStep,
     frozen_map,
 )
+from runner.render import render_json, render_table
 from runner.unitdata import CounterSource, Encoding, UidSource
 from transports.chips import chip_database
 from transports.sim import Fault, SimChip, SimulationWorld
@@ -39,11 +40,12 @@ CALIBRATION = 0x08030000      # someone else's bytes in the same sector
 
 def _manifest(tmp_path: Path, images: list[ImageSpec], steps: tuple, *,
               devices: tuple[str, ...] = ("unit-1",), chip: str = F4,
-              recovery: tuple[RecoveryPolicy, ...] = ()) -> Manifest:
+              recovery: tuple[RecoveryPolicy, ...] = (), simulate: bool = False) -> Manifest:
+    """A manifest over ``kind: sim`` links (which run even when ``simulate`` is off)."""
     recipe = Recipe(name="std", steps=steps)
     return Manifest(
         version=1, name="line", path=tmp_path / "line.yaml", sha256="5e" * 32,
-        files=(tmp_path / "line.yaml",), simulate=True,
+        files=(tmp_path / "line.yaml",), simulate=simulate,
         images=frozen_map({i.name: i for i in images}),
         links=frozen_map({"bus": LinkSpec(name="bus", kind="sim")}),
         recipes=frozen_map({"std": recipe}),
@@ -215,8 +217,6 @@ def test_a_retried_unit_data_write_keeps_its_value(tmp_path: Path) -> None:
 
 
 def test_plan_renderings_show_kept_bytes_and_unit_data(tmp_path: Path) -> None:
-    from runner.render import render_json, render_table
-
     source = CounterSource(state=tmp_path / "serials.json", start=1000)
     steps = (EraseStep(), WriteStep(images=("app",)),
              UnitDataStep(address=0x0807FC00, size=4, source=source))
@@ -237,7 +237,7 @@ def test_unit_data_with_preserve_keeps_the_rest_of_its_sector(
     steps = (EraseStep(), UnitDataStep(address=field, size=12, source=UidSource(),
                                        preserve=True),
              VerifyStep(method=VerifyMethod.READBACK))
-    plan = compile_plan(_manifest(tmp_path, [], steps))
+    plan = compile_plan(_manifest(tmp_path, [], steps, simulate=True))
     assert not plan.warnings
     assert execute(plan, world=world).exit_code == 0
     flash = sim.flash
@@ -249,7 +249,7 @@ def test_unit_data_with_preserve_keeps_the_rest_of_its_sector(
 def test_unit_data_without_preserve_warns_about_its_sector(tmp_path: Path) -> None:
     steps = (EraseStep(), UnitDataStep(address=0x08060000, size=4, source=UidSource(
         derive="crc32")))
-    plan = compile_plan(_manifest(tmp_path, [], steps))
+    plan = compile_plan(_manifest(tmp_path, [], steps, simulate=True))
     assert plan.warnings == (
         "unit-1: sector 0x08060000 (128 KiB) of stm32f411re will be erased whole but the "
         "images only fill 4 bytes of it; the other 131068 bytes are lost (set "
@@ -266,3 +266,16 @@ def test_adjacent_unit_data_fields_each_get_their_own_range(
     assert execute(plan, world=world).exit_code == 0
     sim = world.chips["unit-1"]
     assert sim.flash[0x10004:0x10010] == sim.uid
+
+
+def test_a_rehearsal_draws_serials_from_its_own_counter(
+        tmp_path: Path, world: SimulationWorld) -> None:
+    source = CounterSource(state=tmp_path / "serials.json", start=1000)
+    steps = (EraseStep(), UnitDataStep(address=0x08010000, size=4, source=source))
+    plan = compile_plan(_manifest(tmp_path, [], steps, simulate=True))
+    sink = CapturingSink()
+    assert execute(plan, world=world, events=sink).exit_code == 0
+    unit = [f for f in sink.named("step.finished") if f["action"] == "unit-data"][0]
+    assert unit["unit_source"] == f"counter {tmp_path / 'serials.rehearsal.json'}"
+    assert not (tmp_path / "serials.json").exists()
+    assert "counter serials.rehearsal.json from 1000" in render_table(plan)
