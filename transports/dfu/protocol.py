@@ -217,8 +217,11 @@ class DfuProtocol:
                     self._recover()
                     raise self._protocol(f"{command}: GETSTATUS stalled {stalls} times",
                                          command) from None
-                self.sleep(last_poll)
-                waited += last_poll
+                # dfu-util reuses the last poll timeout; doubling it lets a ROM
+                # that under-reports its busy time finish.
+                backoff = max(last_poll, 0.005) * 2 ** (stalls - 1)
+                self.sleep(backoff)
+                waited += backoff
                 continue
             if reply.state == DfuState.DNBUSY:
                 last_poll = reply.poll_ms / 1000
