@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import LinkLost, ProtocolError, WriteError
-from tests.dfu.conftest import OpenLink, board_of, firmware, make_world
+from runner.errors import ConnectError, LinkLost, ProtocolError, WriteError
+from tests.dfu.conftest import OpenLink, board_of, firmware, make_world, plug
 from transports.base import ResetMode
 from transports.chips import Chip
 from transports.sim.world import DeviceProfile
@@ -126,3 +126,31 @@ def test_time_is_charged_to_the_chip_clock(f411: Chip, open_link: OpenLink) -> N
         before = clock.elapsed
         link.erase(f411.flash.blocks[5:6])  # one 128 KiB sector
         assert clock.elapsed - before >= f411.timing.erase_seconds(128 * 1024)
+
+
+def test_two_boards_flash_in_parallel_on_one_backend(f411: Chip, open_link: OpenLink) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = {"left": firmware(20_000), "right": firmware(30_000, entry=0x08000201)}
+    with make_world() as world:
+        links = {name: open_link(world, f411, name, **{"port-path": f"1-{port}"})
+                 for port, name in enumerate(images, 1)}
+
+        def flash(name: str) -> bytes:
+            link, image = links[name], images[name]
+            link.erase(f411.flash.blocks_covering(0x08000000, len(image)))
+            link.write(0x08000000, image)
+            return link.read(0x08000000, len(image))
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = dict(zip(images, pool.map(flash, images), strict=True))
+        assert results == images
+        assert world.chips["left"].flash[:20_000] == images["left"]
+
+
+def test_two_boards_without_a_selection_are_ambiguous(f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        plug(world, f411, "other")
+        with pytest.raises(ConnectError) as info:
+            open_link(world, f411)
+        assert "refusing to guess" in str(info.value)

@@ -170,6 +170,7 @@ class DfuTransport:
         return self._protocol
 
     def connect(self) -> None:
+        self.close()  # a reconnect starts from a fresh handle
         candidates = find_candidates(self.vid, self.pid, self.backend, self.names)
         chosen = select_candidate(candidates, vid=self.vid, pid=self.pid, serial=self.serial,
                                   port_path=self.port_path, names=self.names)
@@ -183,8 +184,8 @@ class DfuTransport:
             header = bytes(device.ctrl_transfer(0x80, 0x06, 0x0200, 0, 9))
             total = struct.unpack_from("<H", header, 2)[0]
             blob = bytes(device.ctrl_transfer(0x80, 0x06, 0x0200, 0, total))
-            self._product = usb.util.get_string(device, device.iProduct) or "" \
-                if device.iProduct else ""
+            product = usb.util.get_string(device, device.iProduct) if device.iProduct else None
+            self._product = product or ""
             interfaces = parse_interfaces(blob)
             names = {i.alternate: usb.util.get_string(device, i.name_index) or ""
                      for i in interfaces}
