@@ -112,6 +112,25 @@ def test_zero_length_download_in_idle_stalls(host: Host) -> None:
     assert host.state() == DfuState.DFU_ERROR
 
 
+def test_upload_moves_to_upload_idle_and_abort_returns_to_idle(host: Host) -> None:
+    host.dfu.set_address(0x1FFFC000)
+    host.dfu.abort()
+    assert host.state() == DfuState.DFU_IDLE
+    assert len(host.dev.ctrl_transfer(0xA1, 2, 2, 0, 16)) == 16
+    assert host.state() == DfuState.UPLOAD_IDLE
+    host.dfu.abort()
+    assert host.state() == DfuState.DFU_IDLE
+
+
+def test_zero_length_download_after_a_command_leaves_through_manifestation(
+        host: Host) -> None:
+    host.dfu.set_address(0x08000000)
+    host.dnload(2, b"")
+    assert host.state() == DfuState.MANIFEST_SYNC
+    assert host.dfu.get_status().state == DfuState.MANIFEST
+    assert host.board.enumerations == 2  # no firmware there: the ROM came back
+
+
 def test_get_commands_lists_the_dfuse_command_set(host: Host) -> None:
     assert bytes(host.dev.ctrl_transfer(0xA1, 2, 0, 0, 16)) == bytes([0x00, 0x21, 0x41, 0x92])
 

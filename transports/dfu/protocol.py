@@ -40,6 +40,7 @@ _SET_ADDRESS, _ERASE, _READ_UNPROTECT = 0x21, 0x41, 0x92
 _MAX_ZERO_POLLS = 100
 #: L4 ROMs stall GETSTATUS when polled before they are done; dfu-util retries 3 times.
 _MAX_BUSY_STALLS = 3
+_GETSTATUS_TIMEOUT_MS = 20_000
 
 
 class DfuState(enum.IntEnum):
@@ -146,14 +147,18 @@ class DfuProtocol:
             self.device.ctrl_transfer(_OUT, request, value, self.interface, data,
                                       timeout=self.timeout_ms)
 
-    def _in(self, request: int, value: int, length: int, what: str) -> bytes:
+    def _in(self, request: int, value: int, length: int, what: str,
+            timeout_ms: int | None = None) -> bytes:
         with usb_errors(what, self.names, stall_is_error=False):
             return bytes(self.device.ctrl_transfer(_IN, request, value, self.interface, length,
-                                                   timeout=self.timeout_ms))
+                                                   timeout=timeout_ms or self.timeout_ms))
 
     def get_status(self) -> StatusReply:
         self.polls += 1
-        raw = self._in(_GETSTATUS, 0, 6, "DFU_GETSTATUS")
+        # A ROM still erasing NAKs the next GETSTATUS until it is done; pydfu
+        # gives GETSTATUS 20 s for that reason.
+        raw = self._in(_GETSTATUS, 0, 6, "DFU_GETSTATUS",
+                       max(self.timeout_ms, _GETSTATUS_TIMEOUT_MS))
         try:
             return StatusReply.parse(raw)
         except ValueError as error:
