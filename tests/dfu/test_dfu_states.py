@@ -184,6 +184,13 @@ def test_rom_stalls_getstatus_only_when_quirked(host: Host) -> None:
     assert early.state == DfuState.DNBUSY and early.poll_ms > 0
 
 
+def test_requests_other_than_getstatus_stall_while_busy(host: Host) -> None:
+    host.dnload(0, b"\x41" + (0x08020000).to_bytes(4, "little"))
+    assert host.dfu.get_status().state == DfuState.DNBUSY
+    assert _stalls(lambda: host.dev.ctrl_transfer(0xA1, 5, 0, 0, 1))  # GETSTATE
+    assert host.dfu.get_status().state == DfuState.DFU_ERROR
+
+
 def test_stall_is_a_wire_signal_inside_the_protocol(host: Host) -> None:
     with pytest.raises(Stalled):
         host.dfu._out(1, 1, b"\x00", "DFU_DNLOAD")

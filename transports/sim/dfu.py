@@ -162,6 +162,8 @@ class SimDfuBoard:
     def enumerate(self) -> SimRomDfu:
         """Reset into the ROM: a fresh DFU device appears on the bus."""
         self.disconnect()
+        if self.enumerations:
+            self.sim.reset()
         self.enumerations += 1
         self.application = None
         self.device = SimRomDfu(self)
@@ -176,7 +178,6 @@ class SimDfuBoard:
 
     def leave(self, address: int) -> None:
         """DFU leave: jump to ``address`` if a vector table is there, else back to the ROM."""
-        self.sim.reset()
         chip = self.sim.chip
         try:
             msp, reset = struct.unpack("<II", self.sim.read_memory(address, 8, debug=False))
@@ -185,6 +186,7 @@ class SimDfuBoard:
         ram_start, ram_end = chip.ram
         if ram_start < msp <= ram_end and reset & 1 and chip.flash.contains(reset & ~1):
             self.disconnect()
+            self.sim.reset()
             self.application = address
         else:
             self.enumerate()
@@ -218,7 +220,6 @@ class SimRomDfu(SimUsbDevice):
         self.busy_until = 0.0
         self.after: str | None = None
         self.greeted = False
-        self.polls = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -270,6 +271,9 @@ class SimRomDfu(SimUsbDevice):
         handler = handlers.get(request.request)
         if handler is None:  # DETACH: the ROM is already in DFU mode
             raise self._stall()
+        if self.state == DNBUSY and request.request != _GETSTATUS \
+                and self._now() < self.busy_until:
+            raise self._stall()  # DFU 1.1 §A.1: only GETSTATUS while the device is busy
         return handler(request)
 
     def _dnload(self, request: ControlRequest) -> None:
@@ -355,7 +359,6 @@ class SimRomDfu(SimUsbDevice):
             + bytes([self.state, 0])
 
     def _getstatus(self, request: ControlRequest) -> bytes:
-        self.polls += 1
         if not self.greeted:
             self.greeted = True
             self.sim.faults.reset_counters()
