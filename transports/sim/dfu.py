@@ -87,15 +87,24 @@ def rom_serial(uid: bytes) -> str:
 
 
 def _flash_layout(chip: Chip) -> str:
-    runs: list[list[int]] = []
+    """``@Internal Flash  /0x08000000/04*016Kg,...``; a gap between banks starts a new group."""
+    groups: list[tuple[int, list[list[int]]]] = []
+    end = None
     for block in chip.flash.blocks:
+        if block.address != end:
+            groups.append((block.address, []))
+        runs = groups[-1][1]
         if runs and runs[-1][1] == block.size:
             runs[-1][0] += 1
         else:
             runs.append([1, block.size])
-    parts = [f"{count:02d}*{size // 1024:03d}Kg" if size % 1024 == 0
-             else f"{count:02d}*{size:03d} g" for count, size in runs]
-    return f"@Internal Flash  /0x{chip.flash.base:08X}/{','.join(parts)}"
+        end = block.end
+    text = "@Internal Flash  "
+    for address, runs in groups:
+        parts = [f"{count:02d}*{size // 1024:03d}Kg" if size % 1024 == 0
+                 else f"{count:02d}*{size:03d} g" for count, size in runs]
+        text += f"/0x{address:08X}/{','.join(parts)}"
+    return text
 
 
 def layout_strings(chip: Chip, quirks: Mapping[str, Any] | None = None) -> tuple[str, ...]:
