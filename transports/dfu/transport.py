@@ -13,7 +13,6 @@ then passes simulated time.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -40,12 +39,12 @@ from transports.dfu.layout import ERASABLE, READABLE, WRITABLE, MemoryLayout, pa
 from transports.dfu.protocol import DfuProtocol
 from transports.dfu.usb import (
     DFU_MODE_PROTOCOL,
+    DeviceDescription,
     DfuCandidate,
     FunctionalDescriptor,
     LinkNames,
     find_candidates,
-    find_functional_descriptor,
-    parse_interfaces,
+    read_description,
     select_candidate,
     usb_errors,
 )
@@ -119,6 +118,7 @@ class DfuTransport:
         self._protocol: DfuProtocol | None = None
         self._candidate: DfuCandidate | None = None
         self._product = ""
+        self._bcd_device = 0
         self._functional: FunctionalDescriptor | None = None
         self._interface = 0
         self._layouts: dict[int, MemoryLayout] = {}
@@ -176,35 +176,24 @@ class DfuTransport:
                                   port_path=self.port_path, names=self.names)
         self._candidate, self._device = chosen, chosen.device
         device = chosen.device
-        with usb_errors("reading descriptors", self.names):
-            try:
-                device.get_active_configuration()
-            except usb.core.USBError:
-                device.set_configuration()
-            header = bytes(device.ctrl_transfer(0x80, 0x06, 0x0200, 0, 9))
-            total = struct.unpack_from("<H", header, 2)[0]
-            blob = bytes(device.ctrl_transfer(0x80, 0x06, 0x0200, 0, total))
-            product = usb.util.get_string(device, device.iProduct) if device.iProduct else None
-            self._product = product or ""
-            interfaces = parse_interfaces(blob)
-            names = {i.alternate: usb.util.get_string(device, i.name_index) or ""
-                     for i in interfaces}
-        self._check_interfaces(interfaces, find_functional_descriptor(blob))
-        self._interface = interfaces[0].number
+        description = read_description(device, self.names)
+        self._check_interfaces(description.interfaces, description.functional)
+        self._product, self._bcd_device = description.product, description.bcd_device
+        self._interface = description.interfaces[0].number
         self._layouts = {}
-        for alternate, text in names.items():
+        for alternate, text in description.alternates.items():
             try:
                 self._layouts[alternate] = parse_layout(text)
             except ProtocolError:
                 continue  # an alternate we cannot parse is one we do not use
-        self._flash_alt = self._choose_flash_alt(names)
+        self._flash_alt = self._choose_flash_alt(description.alternates)
         self._option_alt = self._find_alt("Option Bytes", self.chip.option_bytes.address)
         identity.check_product(self._product, self.chip, self.names)
         identity.check_flash_layout(self._layouts[self._flash_alt], self.chip, self.names)
         with usb_errors("claiming the DFU interface", self.names):
             usb.util.claim_interface(device, self._interface)
         self._protocol = DfuProtocol(device, interface=self._interface,
-                                     transfer_size=self._transfer_size(device),
+                                     transfer_size=self._transfer_size(description),
                                      timeout_ms=self.timeout_ms, sleep=self.sleep,
                                      names=self.names)
         self._select_alt(self._flash_alt)
@@ -231,10 +220,11 @@ class DfuTransport:
                                **where)
         self._functional = functional
 
-    def _transfer_size(self, device: Any) -> int:
-        assert self._functional is not None
-        size = int(self.request.options.get("transfer-size", self._functional.transfer_size))
-        return max(min(size, _MAX_TRANSFER), int(device.bMaxPacketSize0))
+    def _transfer_size(self, description: DeviceDescription) -> int:
+        assert description.functional is not None
+        size = int(self.request.options.get("transfer-size",
+                                            description.functional.transfer_size))
+        return max(min(size, _MAX_TRANSFER), description.max_packet_size)
 
     def _find_alt(self, name: str, address: int) -> int | None:
         for alternate, layout in sorted(self._layouts.items()):
@@ -305,7 +295,7 @@ class DfuTransport:
             flash_size=flash_kib * 1024 if flash_kib is not None else None, rdp_level=rdp,
             bootloader_version=f"DfuSe {self._functional.dfu_version >> 8}."
                                f"{self._functional.dfu_version & 0xFF:x} "
-                               f"(bcdDevice 0x{self._device.bcdDevice:04X})",
+                               f"(bcdDevice 0x{self._bcd_device:04X})",
             probe=f"USB DFU {self.vid:04x}:{self.pid:04x} {candidate.describe()}",
             details=details)
         return self._identity

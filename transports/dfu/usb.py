@@ -28,6 +28,7 @@ from runner.errors import (
 
 __all__ = [
     "UDEV_HINT",
+    "DeviceDescription",
     "DfuCandidate",
     "DfuInterface",
     "FunctionalDescriptor",
@@ -37,6 +38,7 @@ __all__ = [
     "find_functional_descriptor",
     "parse_interfaces",
     "port_path_of",
+    "read_description",
     "select_candidate",
     "usb_errors",
 ]
@@ -249,3 +251,40 @@ def select_candidate(candidates: list[DfuCandidate], *, vid: int, pid: int,
         f"{names.device}: {listed}; refusing to guess",
         hint="ROM DFU serials can collide on identical boards: set port-path on the link "
              "to the USB port the board is plugged into", **where)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceDescription:
+    """What a DFU device says about itself before any DFU request is made."""
+
+    product: str
+    bcd_device: int
+    max_packet_size: int
+    interfaces: tuple[DfuInterface, ...]
+    functional: FunctionalDescriptor | None
+    #: alternate setting -> its interface string (the DfuSe memory layout)
+    alternates: dict[int, str]
+
+
+def read_description(device: Any, names: LinkNames) -> DeviceDescription:
+    """Configure ``device`` if needed and read its descriptors and strings.
+
+    The configuration descriptor is read raw (GET_DESCRIPTOR) so that a
+    functional descriptor placed after the last alternate setting is found.
+    """
+    with usb_errors("reading descriptors", names):
+        try:
+            device.get_active_configuration()
+        except usb.core.USBError:
+            device.set_configuration()
+        header = bytes(device.ctrl_transfer(0x80, 0x06, _DESC_CONFIGURATION << 8, 0, 9))
+        total = struct.unpack_from("<H", header, 2)[0]
+        blob = bytes(device.ctrl_transfer(0x80, 0x06, _DESC_CONFIGURATION << 8, 0, total))
+        product = usb.util.get_string(device, device.iProduct) if device.iProduct else None
+        interfaces = parse_interfaces(blob)
+        alternates = {i.alternate: (usb.util.get_string(device, i.name_index) or "")
+                      if i.name_index else "" for i in interfaces}
+    return DeviceDescription(product=product or "", bcd_device=int(device.bcdDevice),
+                             max_packet_size=int(device.bMaxPacketSize0),
+                             interfaces=interfaces, functional=find_functional_descriptor(blob),
+                             alternates=alternates)
