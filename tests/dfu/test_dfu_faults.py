@@ -67,3 +67,14 @@ def test_board_silent_at_connect_is_a_link_timeout(f411: Chip, open_link: OpenLi
     with make_world(_profile(Fault(kind="timeout", op="connect"))) as world, \
             pytest.raises(LinkTimeout):
         open_link(world, f411)
+
+
+def test_corrupted_read_differs_once_and_a_second_read_is_right(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world(_profile(Fault(kind="corrupt", op="read", at_byte=100))) as world:
+        link = open_link(world, f411)
+        link.erase(f411.flash.blocks[:1])
+        link.write(0x08000000, firmware(4096))
+        first = link.read(0x08000000, 4096)
+        assert first != firmware(4096)
+        assert link.read(0x08000000, 4096) == firmware(4096)

@@ -243,11 +243,9 @@ class SimRomDfu(SimUsbDevice):
         self.state, self.status = DFU_ERROR, status
         return UsbStall()
 
-    def _vanish(self, *, come_back: bool) -> usb.core.USBError:
-        if come_back:
-            self.board.enumerate()
-        else:
-            self.board.disconnect()
+    def _vanish(self) -> usb.core.USBError:
+        """The link dropped (a glitch, a brown-out): the chip resets into the ROM again."""
+        self.board.enumerate()
         return usb.core.USBError("No such device (it may have been disconnected)", -4,
                                  errno.ENODEV)
 
@@ -262,7 +260,7 @@ class SimRomDfu(SimUsbDevice):
                 if fault.kind == "brownout" and self.pending and self.pending.kind == "write":
                     half = self.pending.data[:len(self.pending.data) // 2]
                     self._program(self.pending.address, half)
-                raise self._vanish(come_back=True) from fault
+                raise self._vanish() from fault
             return fault.kind
         return None
 
@@ -322,7 +320,8 @@ class SimRomDfu(SimUsbDevice):
             self.state = DFU_IDLE
             return _COMMANDS[:length]
         address = self.pointer + (block - 2) * length
-        if self._fault("read", length) is not None:
+        fault = self._fault("read", length)
+        if fault == "nack":
             raise self._stall(ERR_UNKNOWN)
         ob = self.sim.chip.option_bytes
         in_option_bytes = ob.address <= address < ob.address + ob.size
@@ -333,6 +332,8 @@ class SimRomDfu(SimUsbDevice):
         except SimFlashFault:
             raise self._stall(ERR_TARGET) from None
         self.state = UPLOAD_IDLE if len(data) == length else DFU_IDLE
+        if fault == "corrupt" and data:  # a wrong byte on the wire: only a re-read tells
+            data = bytes([data[0] ^ 0x01]) + data[1:]
         return data
 
     def _read(self, address: int, length: int) -> bytes:
