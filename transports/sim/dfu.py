@@ -19,6 +19,15 @@ backend, speaking the wire protocol from the chip's side:
 
 Every control transfer costs USB full-speed time on the chip's clock
 (:func:`control_transfer_seconds`). Nothing here imports the DFU transport.
+
+Profile quirks (``simulation.devices.<name>.quirks``) select ROM variants:
+``serial`` (force one, e.g. to make two boards collide), ``port-path``
+(``1-4.2``), ``product`` (``STM32 0x418 DFU Bootloader``), ``flash-layout``
+(replace the Internal Flash string), ``transfer-size``,
+``functional-descriptor: first`` (where DFU 1.1 puts it, not after the last
+alternate), ``no-option-bytes``, ``mass-erase-poll-ms`` (under-report the
+mass-erase time, as the F405 ROM does) and ``stall-getstatus-while-busy``
+(as some L4 ROMs do when polled early).
 """
 
 from __future__ import annotations
