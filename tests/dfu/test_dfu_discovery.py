@@ -9,7 +9,7 @@ import usb.core
 
 from runner.errors import ChipMismatch, ConnectError, EnvironmentProblem
 from tests.dfu.conftest import OpenLink, board_of, make_world, plug
-from transports.chips import Chip
+from transports.chips import Chip, ChipDatabase
 from transports.dfu import DfuTransport
 from transports.dfu.identity import rom_serial
 from transports.dfu.usb import (
@@ -85,6 +85,11 @@ def test_simulated_f4_rom_shows_the_reference_alternate_settings(f411: Chip) -> 
         "@Option Bytes  /0x1FFFC000/01*016 e",
         "@OTP Memory /0x1FFF7800/01*512 e,01*016 e",
         "@Device Feature/0xFFFF0000/01*004 e")
+
+
+def test_simulated_f405_flash_layout_is_the_real_rom_string(chips: ChipDatabase) -> None:
+    assert layout_strings(chips.part("stm32f405rg"))[0] == \
+        "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg"
 
 
 def test_rom_serial_is_derived_from_48_bits_of_the_uid() -> None:
