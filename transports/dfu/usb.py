@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import usb.core
@@ -43,10 +44,10 @@ __all__ = [
     "usb_errors",
 ]
 
-UDEV_HINT = ("install the udev rules shipped with flashrunner: copy "
-             "transports/udev/99-flashrunner.rules to /etc/udev/rules.d/, run "
-             "'sudo udevadm control --reload-rules && sudo udevadm trigger', then replug the "
-             "board (they grant access to 0483:df11)")
+_RULES = Path(__file__).resolve().parents[1] / "udev" / "99-flashrunner.rules"
+UDEV_HINT = (f"install flashrunner's udev rules (they grant access to 0483:df11): "
+             f"sudo cp {_RULES} /etc/udev/rules.d/ && sudo udevadm control --reload-rules "
+             f"&& sudo udevadm trigger, then replug the board")
 
 _DESC_CONFIGURATION = 0x02
 _DESC_INTERFACE = 0x04
