@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from runner.errors import ConnectError, LinkLost, ProtocolError, WriteError
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world, plug
 from transports.base import ResetMode
 from transports.chips import Chip
+from transports.sim.dfu import DFU_ERROR, DNLOAD_IDLE
+from transports.sim.usb import ControlRequest
 from transports.sim.world import DeviceProfile
 
 
@@ -154,3 +158,17 @@ def test_two_boards_without_a_selection_are_ambiguous(f411: Chip, open_link: Ope
         with pytest.raises(ConnectError) as info:
             open_link(world, f411)
         assert "refusing to guess" in str(info.value)
+
+
+def test_a_board_left_in_dfu_error_is_recovered_on_connect(f411: Chip,
+                                                           open_link: OpenLink) -> None:
+    with make_world() as world:
+        device = plug(world, f411, "board").device
+        assert device is not None
+        with contextlib.suppress(Exception):
+            device.control(ControlRequest(request_type=0x21, request=1, value=1, index=0,
+                                          data=b"\x00"))  # block 1: stalls into dfuERROR
+        assert device.state == DFU_ERROR
+        link = open_link(world, f411)
+        link.erase(f411.flash.blocks[:1])
+        assert device.state == DNLOAD_IDLE  # after the erase: the session is usable

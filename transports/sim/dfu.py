@@ -273,9 +273,6 @@ class SimRomDfu(SimUsbDevice):
             return fault.kind
         return None
 
-    def on_set_interface(self, interface: int, alternate: int) -> None:
-        self.state, self.status, self.pending = DFU_IDLE, OK, None
-
     # ------------------------------------------------------------------ requests
 
     def control(self, request: ControlRequest) -> bytes | None:
