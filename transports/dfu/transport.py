@@ -402,8 +402,13 @@ class DfuTransport:
                                 hint="change option bytes over ST-Link or USART")
         return self._option_alt
 
-    def _reenumerate(self, wait_s: float = 10.0) -> None:
-        """After a chip reset: find the same port again and start a new session."""
+    def _reenumerate(self) -> None:
+        """After a chip reset: find the same port again and start a new session.
+
+        Read unprotect mass-erases before the ROM comes back, so the wait
+        allows for twice the datasheet mass-erase time.
+        """
+        wait_s = 5.0 + 2 * self.chip.timing.mass_erase_ms / 1000
         candidate = self._candidate
         self.close()
         assert candidate is not None
