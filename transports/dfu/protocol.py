@@ -228,7 +228,7 @@ class DfuProtocol:
                 self.sleep(backoff)
                 waited += backoff
                 continue
-            if reply.state == DfuState.DNBUSY:
+            if reply.state in (DfuState.DNBUSY, DfuState.DNLOAD_SYNC):
                 last_poll = reply.poll_ms / 1000
                 zero_polls = zero_polls + 1 if reply.poll_ms == 0 else 0
                 if zero_polls > _MAX_ZERO_POLLS or waited + last_poll > self.busy_budget_s:
