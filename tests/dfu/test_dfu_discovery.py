@@ -7,7 +7,7 @@ import struct
 import pytest
 import usb.core
 
-from runner.errors import ChipMismatch, ConnectError, EnvironmentProblem
+from runner.errors import ChipMismatch, ConnectError, EnvironmentProblem, ProtocolError
 from tests.dfu.conftest import OpenLink, board_of, make_world, plug
 from transports.chips import Chip, ChipDatabase
 from transports.dfu import DfuTransport
@@ -229,3 +229,42 @@ def test_usb_find_sees_every_board_of_the_world(f411: Chip) -> None:
         found = list(usb.core.find(find_all=True, idVendor=0x0483, idProduct=0xDF11,
                                    backend=world.shared("usb", SimUsbBackend)))
         assert len({tuple(d.port_numbers) for d in found}) == 3
+
+
+def test_alt_by_name_selects_the_flash(f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        link = open_link(world, f411, alt="internal flash")
+        assert link.identify().details["flash_layout"].startswith("@Internal Flash")
+
+
+def test_alt_that_does_not_hold_the_flash_is_refused(f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world, pytest.raises(ConnectError) as info:
+        open_link(world, f411, alt="Option Bytes")
+    assert "holds its flash at 0x08000000" in str(info.value)
+
+
+def test_alt_the_device_lacks_is_refused_listing_what_it_offers(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world, pytest.raises(ConnectError) as info:
+        open_link(world, f411, alt=7)
+    assert "@Option Bytes" in str(info.value)
+
+
+def test_malformed_flash_layout_is_reported_as_such(f411: Chip, open_link: OpenLink) -> None:
+    quirks = {"flash-layout": "@Internal Flash  /0x08000000/04*016Kq"}
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world, \
+            pytest.raises(ProtocolError) as info:
+        open_link(world, f411)
+    assert "is malformed" in str(info.value)
+
+
+def test_transfer_size_option_sets_the_block_size(f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        link = open_link(world, f411, **{"transfer-size": 1024})
+        link.erase(f411.flash.blocks[:1])
+        board = board_of(world)
+        assert board.device is not None
+        before = board.device.counts.control
+        link.write(0x08000000, bytes(8192))
+        # one set-address (DNLOAD + 2 GETSTATUS), then 8 blocks of 3 transfers each
+        assert board.device.counts.control - before == 3 + 8 * 3

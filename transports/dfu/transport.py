@@ -233,24 +233,30 @@ class DfuTransport:
         return None
 
     def _choose_flash_alt(self, names: Mapping[int, str]) -> int:
+        """The alternate setting holding the chip's flash: the ``alt`` option, else found."""
         wanted = self.request.options.get("alt")
         where = {"transport": self.names.link, "device": self.names.device}
-        if wanted is None:
-            for alternate, layout in sorted(self._layouts.items()):
-                if layout.covers(self.chip.flash.base):
-                    return alternate
-            raise ConnectError(f"no alternate setting of {self.names.device}'s DFU device "
-                               f"covers its flash at 0x{self.chip.flash.base:08X} "
-                               f"(it offers: {'; '.join(names.values())})", **where)
-        for alternate, text in sorted(names.items()):
-            if wanted == alternate or (isinstance(wanted, str) and alternate in self._layouts
-                                       and self._layouts[alternate].name.lower()
-                                       == wanted.strip().lower()):
-                if alternate not in self._layouts:
-                    parse_layout(text)  # raises, saying what is malformed
+        offers = "; ".join(names.values())
+        candidates = sorted(names)
+        if wanted is not None:
+            candidates = [alt for alt in candidates if wanted == alt or (
+                isinstance(wanted, str)
+                and names[alt].lstrip("@").split("/")[0].strip().lower()
+                == wanted.strip().lower())]
+            if not candidates:
+                raise ConnectError(f"the DFU device of {self.names.device} has no alternate "
+                                   f"setting {wanted!r} (it offers: {offers})", **where)
+        for alternate in candidates:
+            layout = self._layouts.get(alternate)
+            if layout is not None and layout.covers(self.chip.flash.base):
                 return alternate
-        raise ConnectError(f"the DFU device of {self.names.device} has no alternate setting "
-                           f"{wanted!r} (it offers: {'; '.join(names.values())})", **where)
+        for alternate in candidates:
+            if alternate not in self._layouts:
+                parse_layout(names[alternate])  # raises, saying what is malformed
+        chosen = f"alternate setting {wanted!r}" if wanted is not None else "no alternate setting"
+        raise ConnectError(f"{chosen} of {self.names.device}'s DFU device holds its flash at "
+                           f"0x{self.chip.flash.base:08X} (it offers: {offers})",
+                           hint="name the Internal Flash alternate (alt: 0)", **where)
 
     def _select_alt(self, alternate: int) -> None:
         with usb_errors("SET_INTERFACE", self.names):
