@@ -268,3 +268,11 @@ def test_transfer_size_option_sets_the_block_size(f411: Chip, open_link: OpenLin
         link.write(0x08000000, bytes(8192))
         # one set-address (DNLOAD + 2 GETSTATUS), then 8 blocks of 3 transfers each
         assert board.device.counts.control - before == 3 + 8 * 3
+
+
+@pytest.mark.parametrize("where", ["last", "first"])
+def test_session_finds_the_functional_descriptor_wherever_the_rom_puts_it(
+        f411: Chip, open_link: OpenLink, where: str) -> None:
+    quirks = {"functional-descriptor": where, "transfer-size": 1024}
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
+        assert open_link(world, f411).identify().details["transfer_size"] == 1024
