@@ -276,3 +276,23 @@ def test_session_finds_the_functional_descriptor_wherever_the_rom_puts_it(
     quirks = {"functional-descriptor": where, "transfer-size": 1024}
     with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
         assert open_link(world, f411).identify().details["transfer_size"] == 1024
+
+
+def test_a_forbidden_board_on_another_port_does_not_stop_the_chosen_one(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        other = plug(world, f411, "other")
+        assert other.device is not None
+        other.device.accessible = False
+        link = open_link(world, f411, "board", **{"port-path": "1-7"})
+        assert link.identify().details["port_path"] == "1-7"
+
+
+def test_a_serial_that_cannot_be_read_is_an_environment_problem(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        other = plug(world, f411, "other")
+        assert other.device is not None
+        other.device.accessible = False
+        with pytest.raises(EnvironmentProblem):
+            open_link(world, f411, "board", serial="ABC")

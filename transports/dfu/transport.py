@@ -288,13 +288,14 @@ class DfuTransport:
         candidate = self._candidate
         assert candidate is not None and self._functional is not None
         details: dict[str, Any] = {
-            "serial": candidate.serial, "port_path": candidate.port_path,
+            "serial": candidate.serial or "", "port_path": candidate.port_path,
             "product": self._product, "flash_layout": self._layouts[self._flash_alt].text,
             "transfer_size": protocol.transfer_size,
             "dev_id_source": "product string" if identity.product_dev_id(self._product)
             else "flash layout and chip database"}
         if uid is not None:
-            details["serial_matches_uid"] = identity.rom_serial(uid) == candidate.serial.upper()
+            serial = (candidate.serial or "").upper()
+            details["serial_matches_uid"] = identity.rom_serial(uid) == serial
         self._identity = ChipIdentity(
             dev_id=identity.product_dev_id(self._product) or chip.dev_id,
             uid=uid.hex() if uid is not None else "",

@@ -191,14 +191,31 @@ def port_path_of(device: Any) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DfuCandidate:
-    """A DFU device on the bus, before it is opened for a session."""
+    """A DFU device on the bus, before it is opened for a session.
+
+    ``serial`` is ``None`` when the host may not open the device to read it.
+    """
 
     device: Any
-    serial: str
+    serial: str | None
     port_path: str
 
     def describe(self) -> str:
-        return f"serial {self.serial or '(none)'} at port {self.port_path}"
+        serial = "(no permission to read)" if self.serial is None else self.serial or "(none)"
+        return f"serial {serial} at port {self.port_path}"
+
+
+def _read_serial(device: Any, names: LinkNames) -> str | None:
+    if not device.iSerialNumber:
+        return ""
+    try:
+        with usb_errors("reading the serial number", names):
+            try:
+                return str(usb.util.get_string(device, device.iSerialNumber) or "")
+            except ValueError as error:  # pyusb: no LANGID, which EACCES causes
+                raise EnvironmentProblem("no LANGID", hint=UDEV_HINT) from error
+    except EnvironmentProblem:
+        return None
 
 
 def find_candidates(vid: int, pid: int, backend: Any, names: LinkNames) -> list[DfuCandidate]:
@@ -210,29 +227,26 @@ def find_candidates(vid: int, pid: int, backend: Any, names: LinkNames) -> list[
         raise EnvironmentProblem("libusb is not installed; USB DFU needs it",
                                  hint="install libusb-1.0 (Debian/Ubuntu: "
                                       "sudo apt-get install libusb-1.0-0)") from error
-    candidates = []
-    for device in devices:
-        serial = ""
-        if device.iSerialNumber:
-            with usb_errors("reading the serial number", names):
-                try:
-                    serial = usb.util.get_string(device, device.iSerialNumber) or ""
-                except ValueError as error:  # pyusb: no LANGID, which EACCES causes
-                    raise EnvironmentProblem(
-                        f"cannot read the DFU device at port {port_path_of(device)}",
-                        hint=UDEV_HINT) from error
-        candidates.append(DfuCandidate(device=device, serial=serial,
-                                       port_path=port_path_of(device)))
-    return candidates
+    return [DfuCandidate(device=device, serial=_read_serial(device, names),
+                         port_path=port_path_of(device)) for device in devices]
 
 
 def select_candidate(candidates: list[DfuCandidate], *, vid: int, pid: int,
                      serial: str | None, port_path: str | None,
                      names: LinkNames) -> DfuCandidate:
-    """The one candidate matching the link's serial and/or port path, or a clear error."""
-    matching = [c for c in candidates
-                if (serial is None or c.serial.upper() == serial.upper())
-                and (port_path is None or c.port_path == port_path)]
+    """The one candidate matching the link's serial and/or port path, or a clear error.
+
+    A device the host may not open is an :class:`EnvironmentProblem` only when
+    it matters: it is the one chosen, or a serial must be read to choose.
+    """
+    at_port = [c for c in candidates if port_path is None or c.port_path == port_path]
+    unreadable = [c for c in at_port if c.serial is None]
+    if unreadable and (serial is not None or len(at_port) == 1):
+        raise EnvironmentProblem(f"no permission to open the USB DFU device at port "
+                                 f"{unreadable[0].port_path} for {names.device}",
+                                 hint=UDEV_HINT)
+    matching = [c for c in at_port
+                if serial is None or (c.serial or "").upper() == serial.upper()]
     wanted = " and ".join(part for part in (
         f"serial {serial}" if serial else "", f"port {port_path}" if port_path else "") if part)
     usb_id = f"{vid:04x}:{pid:04x}"
