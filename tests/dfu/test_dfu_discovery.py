@@ -296,3 +296,16 @@ def test_a_serial_that_cannot_be_read_is_an_environment_problem(
         other.device.accessible = False
         with pytest.raises(EnvironmentProblem):
             open_link(world, f411, "board", serial="ABC")
+
+
+def test_a_board_leaving_the_bus_during_the_scan_is_skipped(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        leaving = plug(world, f411, "other")
+        gone = leaving.device
+        leaving.disconnect()  # e.g. it just started its application
+        backend = world.shared("usb", SimUsbBackend)
+        listed = backend.enumerate_devices
+        backend.enumerate_devices = lambda: [*listed(), gone]  # seen by the scan, then gone
+        link = open_link(world, f411)
+        assert link.identify().uid == world.chips["board"].uid_hex

@@ -25,6 +25,8 @@ from runner.errors import (
     LinkLost,
     LinkTimeout,
     ProtocolError,
+    RunnerError,
+    TransportError,
 )
 
 __all__ = [
@@ -193,29 +195,40 @@ def port_path_of(device: Any) -> str:
 class DfuCandidate:
     """A DFU device on the bus, before it is opened for a session.
 
-    ``serial`` is ``None`` when the host may not open the device to read it.
+    ``serial`` is ``None`` when it could not be read; ``problem`` says why.
     """
 
     device: Any
     serial: str | None
     port_path: str
+    problem: RunnerError | None = None
 
     def describe(self) -> str:
-        serial = "(no permission to read)" if self.serial is None else self.serial or "(none)"
+        serial = "(unreadable)" if self.serial is None else self.serial or "(none)"
         return f"serial {serial} at port {self.port_path}"
 
 
-def _read_serial(device: Any, names: LinkNames) -> str | None:
+def _candidate(device: Any, names: LinkNames) -> DfuCandidate | None:
+    """The device with its serial read; ``None`` when it left the bus meanwhile."""
+    path = port_path_of(device)
     if not device.iSerialNumber:
-        return ""
+        return DfuCandidate(device=device, serial="", port_path=path)
     try:
         with usb_errors("reading the serial number", names):
             try:
-                return str(usb.util.get_string(device, device.iSerialNumber) or "")
-            except ValueError as error:  # pyusb: no LANGID, which EACCES causes
-                raise EnvironmentProblem("no LANGID", hint=UDEV_HINT) from error
-    except EnvironmentProblem:
-        return None
+                serial = str(usb.util.get_string(device, device.iSerialNumber) or "")
+            except ValueError as error:
+                # pyusb hides why it found no LANGID; asking again directly
+                # raises the USB error itself (EACCES, ENODEV) for us to map.
+                usb.util.get_langids(device)
+                raise ProtocolError(f"the USB DFU device at port {path} has no string "
+                                    f"descriptors", command="GET_DESCRIPTOR",
+                                    transport=names.link, device=names.device) from error
+    except LinkLost:
+        return None  # another board re-enumerating while we looked
+    except (EnvironmentProblem, TransportError) as problem:
+        return DfuCandidate(device=device, serial=None, port_path=path, problem=problem)
+    return DfuCandidate(device=device, serial=serial, port_path=path)
 
 
 def find_candidates(vid: int, pid: int, backend: Any, names: LinkNames) -> list[DfuCandidate]:
@@ -227,8 +240,8 @@ def find_candidates(vid: int, pid: int, backend: Any, names: LinkNames) -> list[
         raise EnvironmentProblem("libusb is not installed; USB DFU needs it",
                                  hint="install libusb-1.0 (Debian/Ubuntu: "
                                       "sudo apt-get install libusb-1.0-0)") from error
-    return [DfuCandidate(device=device, serial=_read_serial(device, names),
-                         port_path=port_path_of(device)) for device in devices]
+    found = (_candidate(device, names) for device in devices)
+    return [candidate for candidate in found if candidate is not None]
 
 
 def select_candidate(candidates: list[DfuCandidate], *, vid: int, pid: int,
@@ -236,15 +249,13 @@ def select_candidate(candidates: list[DfuCandidate], *, vid: int, pid: int,
                      names: LinkNames) -> DfuCandidate:
     """The one candidate matching the link's serial and/or port path, or a clear error.
 
-    A device the host may not open is an :class:`EnvironmentProblem` only when
-    it matters: it is the one chosen, or a serial must be read to choose.
+    A device whose serial could not be read (no permission, no answer) is an
+    error only when it matters: it is the one chosen, or serials decide.
     """
     at_port = [c for c in candidates if port_path is None or c.port_path == port_path]
-    unreadable = [c for c in at_port if c.serial is None]
+    unreadable = [c.problem for c in at_port if c.problem is not None]
     if unreadable and (serial is not None or len(at_port) == 1):
-        raise EnvironmentProblem(f"no permission to open the USB DFU device at port "
-                                 f"{unreadable[0].port_path} for {names.device}",
-                                 hint=UDEV_HINT)
+        raise unreadable[0]
     matching = [c for c in at_port
                 if serial is None or (c.serial or "").upper() == serial.upper()]
     wanted = " and ".join(part for part in (
