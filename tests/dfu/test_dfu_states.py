@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import usb.core
 
-from runner.errors import LinkLost, LinkTimeout
+from runner.errors import EraseError, LinkLost, LinkTimeout, ProtocolError
 from tests.dfu.conftest import OpenLink, board_of, make_world, plug
 from transports.chips import Chip
 from transports.dfu.protocol import DfuProtocol, DfuState, DfuStatus
@@ -189,6 +189,28 @@ def test_requests_other_than_getstatus_stall_while_busy(host: Host) -> None:
     assert host.dfu.get_status().state == DfuState.DNBUSY
     assert _stalls(lambda: host.dev.ctrl_transfer(0xA1, 5, 0, 0, 1))  # GETSTATE
     assert host.dfu.get_status().state == DfuState.DFU_ERROR
+
+
+def test_erase_outside_flash_is_an_erase_error_with_the_address(host: Host) -> None:
+    with pytest.raises(EraseError) as info:
+        host.dfu.erase_page(0x08100000)
+    assert info.value.address == 0x08100000
+    assert "ERR_TARGET" in str(info.value)
+    assert host.state() == DfuState.DFU_IDLE  # recovered for the next command
+
+
+def test_set_address_to_nothing_is_a_protocol_error(host: Host) -> None:
+    with pytest.raises(ProtocolError) as info:
+        host.dfu.set_address(0x50000000)
+    assert "ERR_TARGET" in str(info.value)
+    assert info.value.command == "set-address"
+
+
+def test_unknown_dfuse_command_stalls_and_reports_stalledpkt(host: Host) -> None:
+    with pytest.raises(ProtocolError) as info:
+        host.dfu._command("special", 0, b"\x55", None)
+    assert "ERR_STALLEDPKT" in str(info.value)
+    assert host.state() == DfuState.DFU_IDLE
 
 
 def test_stall_is_a_wire_signal_inside_the_protocol(host: Host) -> None:
