@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import ChipMismatch, ProtocolError, ReadProtected
+from runner.errors import ChipMismatch, ConnectError, ProtocolError, ReadProtected
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world
 from transports.base import OptionBytesChange
 from transports.chips import Chip
@@ -102,3 +102,14 @@ def test_uid_pin_cannot_be_confirmed_under_protection(f411: Chip,
         with pytest.raises(ChipMismatch) as info:
             link.identify()
         assert "readout protection" in str(info.value)
+
+
+def test_rdp_two_confirmed_locks_the_chip_and_the_rom_never_returns(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        link = open_link(world, f411)
+        link.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
+        assert world.chips["board"].rdp_level == 2
+        assert board_of(world).device is None
+        with pytest.raises(ConnectError):
+            open_link(world, f411)

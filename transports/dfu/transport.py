@@ -394,6 +394,9 @@ class DfuTransport:
             image[1] = image[0] ^ 0xFF  # RM0008 §2.5: each option byte, then its complement
         self._select_alt(self._option_alt_or_fail())
         self.protocol.write_and_reset(ob.address, bytes(image))
+        if change.rdp_level == 2:
+            self.close()  # level 2 disables the ROM bootloader for good: nothing comes back
+            return
         self._reenumerate()
 
     def read_unprotect(self) -> None:

@@ -70,6 +70,7 @@ _SET_ADDRESS, _ERASE, _READ_UNPROTECT = 0x21, 0x41, 0x92
 _COMMANDS = bytes([0x00, _SET_ADDRESS, _ERASE, _READ_UNPROTECT])  # AN3156 §5: Get command
 
 TRANSFER_SIZE = 2048
+_COMMAND_S = 0.0005  # ROM time for a command that touches no flash (set address, checks)
 # USB 2.0 full speed: 1 ms frames; a 64-byte data packet is ~77 bytes on the bus
 # (sync, PID, CRC, handshake) at 12 Mbit/s. We charge one frame per control
 # transfer (setup and status stages are scheduled frame by frame) plus its data packets.
@@ -177,13 +178,15 @@ class SimDfuBoard:
     def port_path(self) -> str:
         return _port_path(self.bus, self.ports)
 
-    def enumerate(self) -> SimRomDfu:
-        """Reset into the ROM: a fresh DFU device appears on the bus."""
+    def enumerate(self) -> SimRomDfu | None:
+        """Reset into the ROM: a fresh DFU device appears on the bus (not at RDP level 2)."""
         self.disconnect()
         if self.enumerations:
             self.sim.reset()
         self.enumerations += 1
         self.application = None
+        if self.sim.rdp_level == 2:
+            return None  # RM0090 §3.6.3: level 2 disables booting from system memory
         self.device = SimRomDfu(self)
         self.backend.plug(self.device)
         return self.device
@@ -236,7 +239,7 @@ class SimRomDfu(SimUsbDevice):
         self.pending: _Pending | None = None
         self.result = OK
         self.busy_until = 0.0
-        self.after: str | None = None
+        self.resets_after_status = False
         self.greeted = False
 
     # ------------------------------------------------------------------ plumbing
@@ -385,7 +388,7 @@ class SimRomDfu(SimUsbDevice):
             self.pending = None
             self.state, self.busy_until = DNBUSY, self._now() + seconds
             reply = self._reply(reported)
-            if self.after is not None:  # the ROM resets right after this status (AN3156 §5.4)
+            if self.resets_after_status:  # the ROM resets right after this status (AN3156 §5.4)
                 self.board.enumerate()
             return reply
         if self.state == DNBUSY:
@@ -408,9 +411,9 @@ class SimRomDfu(SimUsbDevice):
 
     def _execute(self, pending: _Pending) -> tuple[float, int]:
         """Carry out a DNLOAD command; returns (busy seconds, reported bwPollTimeout ms)."""
-        self.result, self.after = OK, None
+        self.result, self.resets_after_status = OK, False
         timing, sim = self.sim.chip.timing, self.sim
-        seconds = 0.0005
+        seconds = _COMMAND_S
         if pending.kind == "set-address":
             if not self._mapped(pending.address):
                 self.result = ERR_TARGET
@@ -433,8 +436,11 @@ class SimRomDfu(SimUsbDevice):
                 return seconds, int(self.board.quirks["mass-erase-poll-ms"])
         elif pending.kind == "unprotect":
             seconds = timing.mass_erase_ms / 1000
-            sim.set_rdp_level(0)
-            self.after = "reset"
+            try:
+                sim.set_rdp_level(0)
+            except SimFlashFault:
+                self.result = ERR_VENDOR
+            self.resets_after_status = True
         else:
             seconds = self._write(pending.address, pending.data)
         return seconds, math.ceil(seconds * 1000)
@@ -455,7 +461,7 @@ class SimRomDfu(SimUsbDevice):
         flash = self.sim.chip.flash
         if not flash.contains(address):
             self.result = ERR_TARGET
-            return 0.0005
+            return _COMMAND_S
         block = flash.block_at(address)
         seconds = self.sim.chip.timing.erase_seconds(block.size)
         if self.sim.rdp_level >= 1:
@@ -479,7 +485,7 @@ class SimRomDfu(SimUsbDevice):
                 self.sim.write_option_bytes(data)
             except SimFlashFault:
                 self.result = ERR_WRITE
-            self.after = "reset"  # option bytes reload through a system reset
+            self.resets_after_status = True  # option bytes reload through a system reset
             return 0.05
         for start, buffer in self._extra_regions():
             if start <= address and address + len(data) <= start + len(buffer):
@@ -492,10 +498,10 @@ class SimRomDfu(SimUsbDevice):
             return control_transfer_seconds(0) / 10
         if not chip.flash.contains(address, len(data)):
             self.result = ERR_TARGET
-            return 0.0005
+            return _COMMAND_S
         if self.sim.rdp_level >= 1:
             self.result = ERR_VENDOR
-            return 0.0005
+            return _COMMAND_S
         fault = self._fault("write", len(data))
         if fault == "nack":
             self.result = ERR_UNKNOWN
