@@ -214,11 +214,12 @@ class BootloaderCore:
                 or self._system_readable(address, length))
 
     def _system_readable(self, address: int, length: int) -> bool:
-        for base, value in self._system_map().items():
-            if base <= address and address + length <= base + len(value):
-                return True
         system = self.chip.bootloader.system_memory
-        return self._in(system, address, length)
+        if self._in(system, address, length):
+            return True
+        spans = self._system_map()
+        return all(any(base <= addr < base + len(value) for base, value in spans.items())
+                   for addr in range(address, address + length))
 
     def writable(self, address: int) -> bool:
         return (self.sim.geometry.contains(address) or self._in(self._free_ram(), address)

@@ -1,0 +1,66 @@
+"""Simulated endpoints for the bootloader links, built from a simulate-mode link request.
+
+A transport in simulate mode asks here for the far end of its link; the
+endpoint lives as long as the :class:`~transports.sim.world.SimulationWorld`
+(a reconnect finds the chip as it left it) and is stopped by the world's
+``close``. The simulated board is wired the way the manifest describes it:
+the USART endpoint's BOOT0/NRST lines follow the link's ``boot0``/``reset``
+options, which a device profile's ``quirks`` may override (``boot0``,
+``reset``, ``invert-boot0``, ``invert-reset``) for fixtures driven by entry
+sequences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile
+from transports.sim.bootloader_stream import StreamBootloader
+from transports.sim.usart import UsartEndpoint, Wiring, register_endpoint, unregister_endpoint
+
+if TYPE_CHECKING:
+    from transports.base import LinkRequest
+    from transports.sim.world import SimulationWorld
+
+__all__ = ["bootloader_core", "usart_url", "world_of"]
+
+
+def world_of(request: LinkRequest) -> SimulationWorld:
+    if request.simulation is None:
+        raise ValueError("not a simulate-mode request")
+    return request.simulation
+
+
+def bootloader_core(request: LinkRequest, link: Link) -> BootloaderCore:
+    """A fresh ROM core for the device's simulated chip, as its profile describes it."""
+    world = world_of(request)
+    sim = world.chip(request.device, request.chip)
+    quirks = world.profile(request.device).quirks
+    return BootloaderCore(sim, bootloader_profile(request.chip, link, quirks))
+
+
+def _wiring(options: dict[str, Any]) -> Wiring:
+    def line(name: str) -> str | None:
+        value = options.get(name, "none")
+        return None if value == "none" else str(value)
+    return Wiring(boot0=line("boot0"), reset=line("reset"),
+                  invert_boot0=bool(options.get("invert-boot0", False)),
+                  invert_reset=bool(options.get("invert-reset", False)))
+
+
+def usart_url(request: LinkRequest) -> tuple[str, Callable[[float], None]]:
+    """The ``flashsim://`` URL of the device's simulated board, and a sleep on its clock."""
+    world = world_of(request)
+    sim = world.chip(request.device, request.chip)
+    key = f"{id(world):x}.{request.link}.{request.device}"
+
+    def factory() -> str:
+        options = {**dict(request.options), **dict(world.profile(request.device).quirks)}
+        stream = StreamBootloader(bootloader_core(request, Link.USART), Link.USART)
+        url = register_endpoint(key, UsartEndpoint(stream, _wiring(options)))
+        world.on_close(lambda: unregister_endpoint(key))
+        return url
+
+    url: str = world.shared(f"usart:{request.link}:{request.device}", factory)
+    return url, sim.clock.advance
