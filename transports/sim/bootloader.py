@@ -15,6 +15,7 @@ AN3155 §1.11, AN4221 §2.2, AN3154) and may be overridden per device with
 * ``commands``: the exact Get list (a list of codes);
 * ``checksum: true``: add Get Checksum (0xA1) to the list;
 * ``double-ack``: answer the USART 0x7F with two ACKs (STM32L412/L422, AN2606);
+* ``sync-zero``: emit a 0x00 before the first ACK (a USART TX glitch at start-up);
 * ``no-mass-erase``: NACK the mass-erase code (L0/L1 behaviour; also from the
   chip database flag of the same name).
 
@@ -91,6 +92,7 @@ class BootloaderProfile:
     version: int
     commands: tuple[int, ...]
     double_ack: bool = False
+    sync_zero: bool = False
     mass_erase: bool = True
 
 
@@ -135,7 +137,8 @@ def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> Boo
         commands = [int(code) for code in quirks["commands"]]
     mass = not (quirks.get("no-mass-erase") or "no-mass-erase" in chip.bootloader.flags)
     return BootloaderProfile(version=version, commands=tuple(commands),
-                             double_ack=bool(quirks.get("double-ack", False)), mass_erase=mass)
+                             double_ack=bool(quirks.get("double-ack", False)),
+                             sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass)
 
 
 class BootloaderCore:

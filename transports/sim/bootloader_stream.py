@@ -126,6 +126,8 @@ class StreamBootloader:
                 byte = yield 1
                 if byte[0] == 0x7F:
                     core.synced = True
+                    if core.profile.sync_zero:
+                        self._emit(0x00)
                     self._emit(ACK, ACK) if core.profile.double_ack else self._emit(ACK)
                 continue
             core.synced = True
