@@ -243,7 +243,8 @@ class StreamBootloader:
         rest = yield count + 1
         self._block(bytes([count - 1]) + rest[:count], rest[count])
         data = rest[:count]
-        if not core.writable(address + count - 1):
+        # AN3155 §3.6: flash is programmed in whole words; hosts pad with 0xFF.
+        if not core.writable(address + count - 1) or (flash and count % 4):
             self._refuse()
         try:
             core.write(address, data)
