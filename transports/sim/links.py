@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile
 from transports.sim.bootloader_stream import StreamBootloader
+from transports.sim.smbus import SimI2cBus
 from transports.sim.usart import UsartEndpoint, Wiring, register_endpoint, unregister_endpoint
 
 if TYPE_CHECKING:
     from transports.base import LinkRequest
     from transports.sim.world import SimulationWorld
 
-__all__ = ["bootloader_core", "usart_url", "world_of"]
+__all__ = ["bootloader_core", "i2c_bus", "usart_url", "world_of"]
 
 
 def world_of(request: LinkRequest) -> SimulationWorld:
@@ -64,3 +65,19 @@ def usart_url(request: LinkRequest) -> tuple[str, Callable[[float], None]]:
 
     url: str = world.shared(f"usart:{request.link}:{request.device}", factory)
     return url, sim.clock.advance
+
+
+def i2c_bus(request: LinkRequest, bus: str, address: int, clock_hz: int) -> SimI2cBus:
+    """The simulated adapter ``bus`` with the device's ROM attached at ``address``.
+
+    A device profile's ``smbus-only: true`` quirk makes the adapter SMBus-only.
+    """
+    world = world_of(request)
+    quirks = world.profile(request.device).quirks
+    adapter: SimI2cBus = world.shared(
+        f"i2c:{bus}", lambda: SimI2cBus(clock_hz=clock_hz,
+                                        smbus_only=bool(quirks.get("smbus-only", False))))
+    if address not in adapter.devices:
+        stream = StreamBootloader(bootloader_core(request, Link.I2C), Link.I2C)
+        adapter.attach(address, stream)
+    return adapter

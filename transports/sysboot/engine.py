@@ -137,15 +137,22 @@ class BootloaderEngine:
     def start(self) -> None:
         """Sync, then Get Version, Get and Get ID — the order stm32flash uses."""
         self.framing.sync()
+        try:
+            self.get_version()
+        except LinkTimeout as silent:
+            raise ConnectError(f"no bootloader answers on {self.framing.name}",
+                               transport=self.link, device=self.device,
+                               hint="check that BOOT0 selects the system bootloader, the "
+                                    "wiring and the address or port") from silent
         self._handshake()
 
     def restart(self) -> None:
         """After the chip reset itself: back into the ROM, and learn it again."""
         self.framing.reenter()
+        self.get_version()
         self._handshake()
 
     def _handshake(self) -> None:
-        self.get_version()
         self.get()
         missing = self.commands.missing_mandatory
         if missing:
