@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile
 from transports.sim.bootloader_stream import StreamBootloader
+from transports.sim.canbus import CanBootloaderNode, node_on
 from transports.sim.smbus import SimI2cBus
 from transports.sim.usart import UsartEndpoint, Wiring, register_endpoint, unregister_endpoint
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from transports.base import LinkRequest
     from transports.sim.world import SimulationWorld
 
-__all__ = ["bootloader_core", "i2c_bus", "usart_url", "world_of"]
+__all__ = ["bootloader_core", "can_channel", "can_channel_name", "can_node", "i2c_bus",
+           "usart_url", "world_of"]
 
 
 def world_of(request: LinkRequest) -> SimulationWorld:
@@ -81,3 +83,30 @@ def i2c_bus(request: LinkRequest, bus: str, address: int, clock_hz: int) -> SimI
         stream = StreamBootloader(bootloader_core(request, Link.I2C), Link.I2C)
         adapter.attach(address, stream)
     return adapter
+
+
+def can_channel(request: LinkRequest, bitrate: int) -> str:
+    """A ``virtual`` bus channel, unique to this world and device, with the ROM node on it.
+
+    AN3154 has no node addressing, so every simulated device gets a bus of its own.
+    """
+    world = world_of(request)
+    channel = can_channel_name(world, request.link, request.device)
+
+    def factory() -> CanBootloaderNode:
+        node = CanBootloaderNode(bootloader_core(request, Link.CAN), channel, bitrate=bitrate)
+        world.on_close(node.stop)
+        return node
+
+    node: CanBootloaderNode = world.shared(f"can:{channel}", factory)
+    return node.channel
+
+
+def can_channel_name(world: SimulationWorld, link: str, device: str) -> str:
+    """The virtual channel the device's simulated node listens on."""
+    return f"flashrunner-{id(world):x}-{link}-{device}"
+
+
+def can_node(world: SimulationWorld, link: str, device: str) -> CanBootloaderNode | None:
+    """The device's simulated CAN node, once a session has created it."""
+    return node_on(can_channel_name(world, link, device))

@@ -32,7 +32,6 @@ from transports.base import (
     ResetMode,
     no_progress,
 )
-from transports.checksums import stm32_crc32
 from transports.chips import FlashBlock
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
@@ -229,10 +228,6 @@ class BootloaderSession:
                                 hint="verify by read-back (verify: {method: readback})")
         words = length + (-length % 4)
         return Checksum(algorithm="stm32-crc32", value=self.engine.get_checksum(address, words))
-
-    def host_checksum(self, data: bytes) -> int:
-        """What :meth:`checksum` returns for flash holding ``data`` (0xFF padded)."""
-        return stm32_crc32(data + b"\xff" * (-len(data) % 4))
 
     # ------------------------------------------------------------------ reset
 
