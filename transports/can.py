@@ -183,6 +183,7 @@ class CanTransport(BootloaderSession):
 
     kind: ClassVar[str] = "can"
     capabilities: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES  # type: ignore[misc]
+    interface: ClassVar[str] = "can"
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
         "additionalProperties": False,

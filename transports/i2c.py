@@ -190,6 +190,7 @@ class I2cTransport(BootloaderSession):
 
     kind: ClassVar[str] = "i2c"
     capabilities: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES  # type: ignore[misc]
+    interface: ClassVar[str] = "i2c"
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
         "additionalProperties": False,

@@ -273,6 +273,7 @@ class UsartTransport(BootloaderSession):
     kind: ClassVar[str] = "uart"
     capabilities: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {  # type: ignore[misc]
         Capability.RESET_HARDWARE}
+    interface: ClassVar[str] = "usart"
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
         "additionalProperties": False,

@@ -154,3 +154,9 @@ def test_options_schema_and_resource_key() -> None:
     assert not validator.is_valid({"bus": 3, "speed": 1})
     assert I2cTransport.resource_key("x", {"bus": "/dev/i2c-3"}) == "i2c:3"
     assert I2cTransport.resource_key("x", {"bus": 3}) == "i2c:3"
+
+
+def test_chip_without_an_i2c_bootloader_is_refused(open_i2c: OpenI2c) -> None:
+    session = open_i2c("stm32f103cb", connect=False, address=0x40)
+    with pytest.raises(ConnectError, match="does not listen on I2C"):
+        session.connect()

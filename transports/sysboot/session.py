@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from runner.errors import EraseError, LinkLost, ProtocolError, ReadProtected
+from runner.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
 from transports.base import (
     Capability,
     Checksum,
@@ -51,6 +51,8 @@ class BootloaderSession:
     """One session with one chip's ROM bootloader; subclasses bring the link."""
 
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES
+    #: The AN2606 interface name of this link (``usart``, ``i2c``, ``can``).
+    interface: ClassVar[str] = ""
 
     def __init__(self, request: LinkRequest) -> None:
         self.request = request
@@ -78,6 +80,13 @@ class BootloaderSession:
 
     def connect(self) -> None:
         self.close()
+        offered = self.chip.bootloader.interfaces
+        if offered and self.interface and self.interface not in offered:
+            raise ConnectError(f"the ROM bootloader of {self.chip.part} does not listen on "
+                               f"{self.interface.upper()} (AN2606: "
+                               f"{', '.join(sorted(offered))})",
+                               transport=self.request.link, device=self.request.device,
+                               hint="reach this chip over one of those interfaces")
         framing = self.open_framing()
         self._framing = framing
         engine = BootloaderEngine(framing, self.chip, link=self.request.link,
