@@ -39,6 +39,14 @@ from transports.sysboot.session import BASE_CAPABILITIES, BootloaderSession
 
 __all__ = ["UsartFraming", "UsartTransport", "parse_sequence"]
 
+try:
+    import termios
+
+    _SETTINGS_ERRORS: tuple[type[Exception], ...] = (ValueError, termios.error)
+except ImportError:  # pragma: no cover - not POSIX
+    _SETTINGS_ERRORS = (ValueError,)
+_PORT_ERRORS = (serial.SerialException, OSError, *_SETTINGS_ERRORS)
+
 _SEQUENCE = r"^(-?(rts|dtr|brk))?([,&](-?(rts|dtr|brk))?)*$"
 _SYNC_TIMEOUT = 0.5   # stm32flash's serial read timeout
 _SHORT = 1.0
@@ -98,6 +106,11 @@ class UsartFraming:
     def _io(self, action: Callable[[], Any]) -> Any:
         try:
             return action()
+        except _SETTINGS_ERRORS as error:
+            raise ConnectError(f"serial port {self.name} refused its settings: {error}",
+                               hint="a pty keeps no parity: use parity: none; otherwise "
+                                    "check the baud rate is one the adapter supports") \
+                from error
         except (serial.SerialException, OSError) as error:
             raise LinkLost(f"serial port {self.name} failed: {error}",
                            hint="check the adapter is still plugged in") from error
@@ -106,8 +119,12 @@ class UsartFraming:
         self._io(lambda: self.port.write(data))
 
     def _read(self, length: int, timeout: float) -> bytes:
+        # Rounded up to 0.1 s so the port is not reconfigured for every read.
+        wanted = -(-(timeout + length * self.byte_time) * 10 // 1) / 10
+
         def action() -> bytes:
-            self.port.timeout = timeout + length * self.byte_time
+            if self.port.timeout != wanted:
+                self.port.timeout = wanted
             return bytes(self.port.read(length))
         data: bytes = self._io(action)
         return data
@@ -342,13 +359,16 @@ class UsartTransport(BootloaderSession):
                                    sleep=sleep)
             framing.idle_lines()
             port.open()
-        except serial.SerialException as error:
+        except _PORT_ERRORS as error:
             code = getattr(error, "errno", None)
             if code in (errno.EACCES, errno.EPERM):
                 raise EnvironmentProblem(f"no permission to open {options['port']}",
                                          hint="add the user to the dialout group") from error
-            raise ConnectError(f"cannot open serial port {options['port']}: {error}",
+            raise ConnectError(f"cannot open serial port {options['port']} with "
+                               f"{options.get('baud', 115200)} baud, parity "
+                               f"{options.get('parity', 'even')}: {error}",
                                transport=request.link, device=request.device,
-                               hint="check the port name and that no other program holds it")\
-                from error
+                               hint="check the port name, that no other program holds it, "
+                                    "and that it supports these settings (a pty keeps no "
+                                    "parity: use parity: none)") from error
         return framing

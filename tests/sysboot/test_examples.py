@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("runner.manifest", reason="the manifest loader is not on this branch yet")
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+if not ((ROOT / "runner" / "manifest.py").exists() or (ROOT / "runner" / "manifest").is_dir()):
+    pytest.skip("the manifest loader is not on this branch yet", allow_module_level=True)
+
+from runner.manifest import load_manifest  # noqa: E402
 
 from runner.compiler import compile_plan  # noqa: E402
 from runner.executor import execute, simulation_world  # noqa: E402
-from runner.manifest import load_manifest  # noqa: E402
 from runner.model import LogSpec  # noqa: E402
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 EXAMPLES = {"uart-f103.yaml": "blue-pill", "i2c-g071.yaml": "sensor", "can-l476.yaml": "motor"}
 
 

@@ -120,6 +120,9 @@ class BootloaderSession:
             uid = b"".join(span[off:off + 4] for off in offsets).hex()
         except ReadProtected:
             rdp = 1
+        except ProtocolError:
+            # Some ROMs refuse reads of these words (reference §1.5.4); identity stays partial.
+            pass
         details = {"bootloader_commands": " ".join(f"{c:02X}" for c in
                                                    sorted(engine.commands.codes))}
         if engine.commands.unknown:
