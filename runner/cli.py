@@ -189,7 +189,8 @@ def _cmd_chips(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'part':<14} {'dev_id':<7} {'flash':>7} {'ram':>6}  {'controller':<10} line")
     for c in chips:
-        print(f"{c.part:<14} 0x{c.dev_id:03X}   {c.flash_kib:>5}K {(c.ram[1] - c.ram[0]) // 1024:>5}K"
+        ram_kib = (c.ram[1] - c.ram[0]) // 1024
+        print(f"{c.part:<14} 0x{c.dev_id:03X}   {c.flash_kib:>5}K {ram_kib:>5}K"
               f"  {c.controller:<10} {c.line}")
     print(f"{len(chips)} parts")
     return EXIT_OK
@@ -200,11 +201,12 @@ def _print_chip(chip: object, out: TextIO) -> None:
 
     assert isinstance(chip, Chip)
     flash = chip.flash
-    units = sorted({b.size for b in flash.blocks})
+    units = "/".join(f"{u // 1024}K" if u >= 1024 else str(u)
+                     for u in sorted({b.size for b in flash.blocks}))
     print(f"{chip.part}: {chip.line} ({chip.family}, {chip.core})", file=out)
     print(f"  dev_id       0x{chip.dev_id:03X}", file=out)
     print(f"  flash        0x{flash.base:08X}..0x{flash.end:08X} ({chip.flash_kib} KiB, "
-          f"{len(flash.blocks)} erase units of {'/'.join(f'{u // 1024}K' if u >= 1024 else str(u) for u in units)}, "
+          f"{len(flash.blocks)} erase units of {units}, "
           f"write unit {flash.write_unit} B, {flash.banks} bank(s))", file=out)
     print(f"  ram          0x{chip.ram[0]:08X}..0x{chip.ram[1]:08X}", file=out)
     print(f"  controller   {chip.controller}"
