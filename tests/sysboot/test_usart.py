@@ -276,6 +276,15 @@ def test_reset_without_reset_line_uses_go_to_flash(open_usart: OpenUsart) -> Non
         session.read(BASE, 4)
 
 
+def test_empty_check_part_is_left_with_go_even_with_a_reset_line(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l451rc", boot0="rts", reset="dtr")
+    world = session.request.simulation
+    assert world is not None
+    session.reset(ResetMode.HARDWARE)
+    assert sim_of(session).stats.resets == 1  # only the entry pulse; the exit was Go
+
+
 def test_sequence_parser_reads_stm32flash_syntax() -> None:
     assert parse_sequence("-dtr,rts,-rts") == (("dtr", False, 0.1), ("rts", True, 0.1),
                                                ("rts", False, 0.0))
@@ -294,7 +303,7 @@ def test_injected_nack_on_write_is_a_write_error_with_address(open_usart: OpenUs
     assert info.value.address == BASE + 256
 
 
-def test_injected_silence_is_a_timeout_and_the_session_recovers(open_usart: OpenUsart) -> None:
+def test_read_reply_cut_short_is_a_timeout_and_the_session_recovers(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="timeout", op="read"),)))
     with pytest.raises(LinkTimeout):
         session.read(BASE, 16)

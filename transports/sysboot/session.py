@@ -6,6 +6,11 @@ commands: 256-byte chunks aligned to 256-byte boundaries, page lists cut to
 what one Erase takes, Get Checksum where the ROM lists it, and a clean
 reconnect after the commands that make the chip reset itself.
 
+A hardware reset pulses NRST with BOOT0 low where the link has the lines;
+otherwise, and on empty-check parts (which re-enter the ROM after a plain
+reset until their option bytes reload), the chip is left with Go to the
+vector table at the start of flash.
+
 Writes skip a 256-byte chunk that holds only the erased value when *this
 session* erased the pages under it and has not programmed that chunk since:
 programming it would change nothing. Nothing else is ever skipped.
@@ -249,7 +254,10 @@ class BootloaderSession:
             raise ProtocolError("a bootloader link cannot leave the chip halted",
                                 command="reset", transport=self.request.link,
                                 device=self.request.device, hint="use reset mode go or hardware")
-        if mode is ResetMode.HARDWARE and engine.framing.leave():
+        # Empty-check parts (AN2606; stm32flash F_OBLL/F_PEMPTY) boot the ROM again after
+        # an NRST pulse until their option bytes reload: Go reaches the application anyway.
+        empty_check = bool({"obl-launch", "pempty"} & self.chip.bootloader.flags)
+        if mode is ResetMode.HARDWARE and not empty_check and engine.framing.leave():
             self.close()
             return
         # AN3155 §3.5: Go to the vector table at the start of flash runs the application.
