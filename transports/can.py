@@ -163,8 +163,8 @@ class CanFraming:
         """Frames delimit themselves: dropping what is queued is enough."""
         self._drain()
 
-    def reenter(self) -> None:
-        self.sleep(0.1)
+    def reenter(self, settle: float) -> None:
+        self.sleep(settle)
         self.sync()
 
     def leave(self) -> bool:

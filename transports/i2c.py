@@ -170,9 +170,9 @@ class I2cFraming:
                 return
         raise NoReply("resync")
 
-    def reenter(self) -> None:
-        # The chip rebooted itself into the ROM (BOOT0 strapped); give it time to start.
-        self.sleep(0.1)
+    def reenter(self, settle: float) -> None:
+        # The chip reboots itself into the ROM (BOOT0 strapped); give it time to start.
+        self.sleep(settle)
 
     def leave(self) -> bool:
         return False

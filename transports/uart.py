@@ -257,10 +257,11 @@ class UsartFraming:
         else:
             self._pulse_reset(boot0_high=True)
 
-    def reenter(self) -> None:
-        if self.entry is None and not self.reset_line:
-            self.sleep(_SETTLE)  # the chip rebooted itself into the ROM (BOOT0 strapped)
-        else:
+    def reenter(self, settle: float) -> None:
+        # Wait for the chip to finish and reboot (a pulse now could cut an erase short);
+        # BOOT0 still selects the ROM, but the entry sequence makes sure of it.
+        self.sleep(settle)
+        if self.entry is not None or self.reset_line:
             self._enter()
         self._handshake()
 

@@ -50,7 +50,7 @@ def run(klass: type[BootloaderSession], part: str, options: Mapping[str, Any],
     profile = DeviceProfile(quirks=dict(quirks or {}))
     with SimulationWorld(time_scale=0.0, profiles={"dut": profile}) as world:
         chip = chip_database().part(part)
-        session = klass.open(LinkRequest(device="dut", link="bench", kind=klass.interface,
+        session = klass.open(LinkRequest(device="dut", link="bench", kind=klass.kind,
                                          options=options, chip=chip, simulation=world))
         session.connect()
         session.erase(chip.flash.blocks_covering(BASE, SIZE))

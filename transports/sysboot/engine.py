@@ -146,9 +146,13 @@ class BootloaderEngine:
                                     "wiring and the address or port") from silent
         self._handshake()
 
-    def restart(self) -> None:
-        """After the chip reset itself: back into the ROM, and learn it again."""
-        self.framing.reenter()
+    def restart(self, settle: float = 0.1) -> None:
+        """After the chip reset itself: back into the ROM, and learn it again.
+
+        ``settle`` covers what the chip still does after its last ACK (the mass
+        erase of Readout Unprotect, AN3155 §3.12) before it reboots.
+        """
+        self.framing.reenter(settle)
         self.get_version()
         self._handshake()
 
@@ -316,13 +320,13 @@ class BootloaderEngine:
                                  timeout=2 * _SHORT)
         self.restart()
 
-    def _two_ack(self, function: str, timeout: float) -> None:
+    def _two_ack(self, function: str, timeout: float, settle: float = 0.1) -> None:
         code = self._require(function)
         with self._command(code):
             self.framing.request(code, timeout=_SHORT)
             self.framing.expect_ack("completion", timeout=timeout, code=code)
         # AN3155 §2 (device reset): the ROM reboots after the second ACK.
-        self.restart()
+        self.restart(settle)
 
     def write_unprotect(self) -> None:
         self._two_ack("write_unprotect", 2 * _SHORT)
@@ -332,4 +336,6 @@ class BootloaderEngine:
 
     def readout_unprotect(self) -> None:
         """Remove readout protection; the chip mass-erases and resets (AN3155 §3.12)."""
-        self._two_ack("readout_unprotect", self.mass_erase_timeout)
+        # ST's ROM sends the second ACK before it erases: let the erase finish first.
+        self._two_ack("readout_unprotect", self.mass_erase_timeout,
+                      settle=0.1 + 1.5 * self.chip.timing.mass_erase_ms / 1000)

@@ -186,8 +186,8 @@ class Framing(Protocol):
     def learn_version(self, version: int) -> None:
         """The bootloader version, for links whose reply sizes depend on it."""
 
-    def reenter(self) -> None:
-        """After the chip reset itself: bring it back into the ROM and sync."""
+    def reenter(self, settle: float) -> None:
+        """After the chip reset itself: wait ``settle`` seconds, bring it back, sync."""
 
     def leave(self) -> bool:
         """Reset into the application by hardware; False when the link has no reset line."""
