@@ -17,6 +17,8 @@ from runner.errors import (
 from transports.base import MASS_ERASE, Capability, OptionBytesChange, ResetMode
 from transports.checksums import stm32_crc32
 from transports.sim.faults import Fault
+from transports.sim.links import usart_key
+from transports.sim.usart import endpoint
 from transports.sim.world import DeviceProfile
 from transports.uart import UsartTransport, parse_sequence
 
@@ -165,7 +167,7 @@ def test_nack_names_command_and_stage(open_usart: OpenUsart) -> None:
 
 
 def test_erase_of_a_page_beyond_one_byte_numbers_is_refused(open_usart: OpenUsart) -> None:
-    # STM32F103 high-density parts are not in the database; fake the reach with a G0 list.
+    # An L476 made to speak v2.2 (legacy Erase, 1-byte page numbers) cannot reach page 300.
     session = open_usart("stm32l476rg", DeviceProfile(quirks={"usart-version": 0x22}))
     with pytest.raises(EraseError, match="one byte"):
         session.erase(session.chip.flash.blocks[300:301])
@@ -269,8 +271,10 @@ def test_entry_sequence_drives_lines_as_written(open_usart: OpenUsart) -> None:
 def test_reset_without_reset_line_uses_go_to_flash(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
     world = session.request.simulation
-    session.reset(ResetMode.HARDWARE)
     assert world is not None
+    board = endpoint(usart_key(world, "usart", "dut"))
+    session.reset(ResetMode.HARDWARE)
+    assert board.stream.core.last_go == BASE
     assert sim_of(session).stats.resets == 0
     with pytest.raises(LinkLost):
         session.read(BASE, 4)
@@ -279,8 +283,6 @@ def test_reset_without_reset_line_uses_go_to_flash(open_usart: OpenUsart) -> Non
 def test_empty_check_part_is_left_with_go_even_with_a_reset_line(
         open_usart: OpenUsart) -> None:
     session = open_usart("stm32l451rc", boot0="rts", reset="dtr")
-    world = session.request.simulation
-    assert world is not None
     session.reset(ResetMode.HARDWARE)
     assert sim_of(session).stats.resets == 1  # only the entry pulse; the exit was Go
 

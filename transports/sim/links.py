@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from transports.sim.world import SimulationWorld
 
 __all__ = ["bootloader_core", "can_channel", "can_channel_name", "can_node", "i2c_bus",
-           "usart_url", "world_of"]
+           "usart_key", "usart_url", "world_of"]
 
 
 def world_of(request: LinkRequest) -> SimulationWorld:
@@ -56,7 +56,7 @@ def usart_url(request: LinkRequest) -> tuple[str, Callable[[float], None]]:
     """The ``flashsim://`` URL of the device's simulated board, and a sleep on its clock."""
     world = world_of(request)
     sim = world.chip(request.device, request.chip)
-    key = f"{id(world):x}.{request.link}.{request.device}"
+    key = usart_key(world, request.link, request.device)
 
     def factory() -> str:
         options = {**dict(request.options), **dict(world.profile(request.device).quirks)}
@@ -110,3 +110,8 @@ def can_channel_name(world: SimulationWorld, link: str, device: str) -> str:
 def can_node(world: SimulationWorld, link: str, device: str) -> CanBootloaderNode | None:
     """The device's simulated CAN node, once a session has created it."""
     return node_on(can_channel_name(world, link, device))
+
+
+def usart_key(world: SimulationWorld, link: str, device: str) -> str:
+    """The ``flashsim://`` key of the device's simulated board."""
+    return f"{id(world):x}.{link}.{device}"
