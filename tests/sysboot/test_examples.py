@@ -36,3 +36,37 @@ def test_example_manifest_flashes_and_verifies(name: str, tmp_path: Path) -> Non
         assert world.chips[device].flash[:len(data)] == data
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert records[-1]["event"] == "run.finished"
+
+
+def test_transient_write_nack_is_recovered_by_the_retry_policy(tmp_path: Path) -> None:
+    image = MANIFESTS / "images" / "uart-f103-app.bin"
+    manifest_file = tmp_path / "retry.yaml"
+    manifest_file.write_text(f"""
+manifest: 1
+name: retry
+simulate: true
+simulation:
+  time-scale: 0
+  devices:
+    board: {{faults: [{{kind: nack, op: write, at-byte: 3000}}]}}
+images:
+  app: {{file: {image}, address: 0x08000000}}
+transports:
+  uart-a: {{kind: uart, port: /dev/ttyUSB0, boot0: rts, reset: dtr}}
+recipes:
+  flash: [{{erase: {{scope: used}}}}, {{write: [app]}}, {{verify: {{}}}}, {{reset: {{}}}}]
+recovery:
+  default: {{retries: 2, backoff: 0, on: [nack, write, timeout], actions: [reconnect]}}
+devices:
+  board: {{chip: stm32f103cb, transport: uart-a, recipe: flash}}
+""")
+    plan = compile_plan(load_manifest(manifest_file))
+    plan = dataclasses.replace(plan, log=LogSpec(file=str(tmp_path / "run.jsonl")))
+    with simulation_world(plan) as world:
+        result = execute(plan, world=world)
+        assert result.exit_code == 0, [d.error for d in result.devices]
+        assert world.chips["board"].flash[:image.stat().st_size] == image.read_bytes()
+        assert len(world.chips["board"].faults.fired) == 1
+    events = [json.loads(line)["event"] for line in (tmp_path / "run.jsonl").read_text()
+              .splitlines()]
+    assert "step.retried" in events
