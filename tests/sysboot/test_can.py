@@ -139,3 +139,18 @@ def test_options_schema_and_resource_key() -> None:
     assert not validator.is_valid({"interface": "pcan", "channel": "x", "bitrate": 100})
     assert CanTransport.resource_key("c", {"interface": "socketcan",
                                            "channel": "can0"}) == "can:socketcan:can0"
+
+
+@pytest.mark.parametrize("pages", [3, 8, 12])
+def test_both_recorded_erase_dialects_are_accepted(open_can: OpenCan, world: SimulationWorld,
+                                                   pages: int) -> None:
+    world.profiles["dut"] = DeviceProfile(quirks={"can-erase": "fork"})
+    session = open_can()
+    sim = world.chips["dut"]
+    sim.program(BASE, b"\x00" * 16)
+    session.erase(session.chip.flash.blocks[:pages])
+    session.write(BASE, b"\x33" * 8)
+    session.erase(MASS_ERASE)
+    session.write(BASE + 16, b"\x44" * 8)
+    assert sim.flash[:24] == b"\xff" * 16 + b"\x44" * 8
+    assert sim.stats.blocks_erased == pages

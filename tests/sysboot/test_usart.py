@@ -345,3 +345,40 @@ def test_resource_key_is_the_port() -> None:
 def test_boot0_and_reset_on_one_line_is_refused(open_usart: OpenUsart) -> None:
     with pytest.raises(ConnectError, match="share"):
         open_usart("stm32f103cb", connect=False, boot0="rts", reset="rts")
+
+
+def test_whole_bank_is_erased_with_the_bank_code(open_usart: OpenUsart,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    session = open_usart("stm32l476rg")
+    sim = sim_of(session)
+    banks: list[int | None] = []
+    real = session.engine.mass_erase
+    monkeypatch.setattr(session.engine, "mass_erase",
+                        lambda bank=None: (banks.append(bank), real(bank))[1])
+    bank2 = [block for block in session.chip.flash.blocks if block.bank == 2]
+    sim.program(bank2[0].address, b"\x00" * 8)
+    session.erase(bank2)
+    assert banks == [2]
+    assert sim.read_flash(bank2[0].address, 8) == b"\xff" * 8
+    assert sim.stats.blocks_erased == len(bank2)
+
+
+def test_rdp_level2_needs_confirmation(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    with pytest.raises(ProtocolError, match="irreversible"):
+        session.write_option_bytes(OptionBytesChange(rdp_level=2))
+    assert sim_of(session).rdp_level == 0
+
+
+def test_rdp_level2_is_written_through_the_option_bytes(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
+    assert sim_of(session).rdp_level == 2
+    with pytest.raises(LinkLost):  # the ROM is gone for good; the session is closed
+        session.identify()
+
+
+def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    with pytest.raises(ProtocolError, match="no RDP level 2"):
+        session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))

@@ -14,6 +14,10 @@ serves it from a thread, and answers like the ST open-bootloader CAN module
   page numbers (not a final partial one) and a final ACK after the erase;
 * Speed (0x03) is ACKed at the old rate and again at the new one.
 
+A device profile's ``can-erase: fork`` quirk answers Erase the other way the
+reference records (the stm32flash CAN fork's expectation): mass erase with one
+ACK after the work, page erase with an ACK for every page frame and a final one.
+
 Wire time per frame: 47 + 8·DLC bits plus the worst-case stuff bits (one per
 four of the 34 + 8·DLC stuffable bits), at the node's bit rate.
 """
@@ -60,8 +64,10 @@ def frame_bits(dlc: int) -> int:
 class CanBootloaderNode:
     """A simulated STM32 ROM bootloader on CAN; :meth:`stop` ends its thread."""
 
-    def __init__(self, core: BootloaderCore, channel: str, *, bitrate: int = 125_000) -> None:
+    def __init__(self, core: BootloaderCore, channel: str, *, bitrate: int = 125_000,
+                 erase_style: str = "open-bootloader") -> None:
         self.core = core
+        self.erase_style = erase_style
         self.channel = channel
         self.bitrate = bitrate
         self.dead = False
@@ -253,13 +259,16 @@ class CanBootloaderNode:
         if len(data) != 1:
             self._nack(code)
         self._ack(code)
+        fork = self.erase_style == "fork"
         if data[0] == 0xFF:
             self.core.mass_erase()
             self._ack(code)
-            self._ack(code)
+            if not fork:
+                self._ack(code)
             return
-        self._ack(code)  # the open bootloader's extra ACK before the page list
-        pages = yield from self._items(code, data[0] + 1, ack_every_frame=False)
+        if not fork:
+            self._ack(code)  # the open bootloader's extra ACK before the page list
+        pages = yield from self._items(code, data[0] + 1, ack_every_frame=fork)
         self.core.erase_pages(pages)
         self._ack(code)
 

@@ -94,7 +94,9 @@ def can_channel(request: LinkRequest, bitrate: int) -> str:
     channel = can_channel_name(world, request.link, request.device)
 
     def factory() -> CanBootloaderNode:
-        node = CanBootloaderNode(bootloader_core(request, Link.CAN), channel, bitrate=bitrate)
+        quirks = world.profile(request.device).quirks
+        node = CanBootloaderNode(bootloader_core(request, Link.CAN), channel, bitrate=bitrate,
+                                 erase_style=str(quirks.get("can-erase", "open-bootloader")))
         world.on_close(node.stop)
         return node
 

@@ -153,8 +153,12 @@ class BootloaderSession:
         indexes = sorted({block.index for block in blocks})
         bank = self._whole_bank(indexes)
         if bank is not None and engine.commands.pick("erase") != Command.ERASE:
-            engine.mass_erase(bank)
-            progress(1, 1)
+            try:
+                engine.mass_erase(bank)
+                progress(1, 1)
+            except EraseError:
+                # AN3155 §3.8: bank codes are optional; the pages themselves always work.
+                self._erase_pages(indexes, progress)
         else:
             self._erase_pages(indexes, progress)
         self._note_erased(indexes)
