@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +58,52 @@ def test_settings_a_port_cannot_keep_are_a_connect_error(
 def test_missing_port_is_a_connect_error(chips: ChipDatabase) -> None:
     with pytest.raises(ConnectError, match="cannot open"):
         session(chips, "/dev/does-not-exist", "even").connect()
+
+
+class TcpBoard:
+    """The simulated ROM behind a loopback TCP socket, as ser2net would serve a port."""
+
+    def __init__(self, stream: StreamBootloader) -> None:
+        self.stream = stream
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        try:
+            connection, _ = self.server.accept()
+        except OSError:
+            return
+        with connection:
+            while True:
+                try:
+                    data = connection.recv(4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                self.stream.feed(data)
+                connection.sendall(self.stream.take())
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=2)
+
+
+def test_socket_url_reaches_a_networked_port(chips: ChipDatabase) -> None:
+    chip = chips.part("stm32f411re")
+    sim = SimChip(chip)
+    board = TcpBoard(StreamBootloader(BootloaderCore(sim, bootloader_profile(
+        chip, Link.USART, {})), Link.USART))
+    link = UsartTransport.open(LinkRequest(
+        device="dut", link="u", kind="uart", chip=chip,
+        options={"port": f"socket://127.0.0.1:{board.port}"}))
+    try:
+        link.connect()
+        assert link.identify().dev_id == 0x431
+        link.write(0x08000000, b"\x5a" * 16)
+    finally:
+        link.close()
+        board.close()
+    assert sim.flash[:16] == b"\x5a" * 16
