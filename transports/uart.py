@@ -289,8 +289,9 @@ class UsartTransport(BootloaderSession):
     """A session with a chip's ROM bootloader over a serial port (``kind: uart``)."""
 
     kind: ClassVar[str] = "uart"
-    capabilities: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {  # type: ignore[misc]
+    capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
         Capability.RESET_HARDWARE}
+    capabilities: ClassVar[frozenset[Capability]] = capabilities_base  # type: ignore[misc]
     interface: ClassVar[str] = "usart"
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",

@@ -382,3 +382,9 @@ def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> Non
     session = open_usart("stm32f103cb")
     with pytest.raises(ProtocolError, match="no RDP level 2"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
+
+
+def test_session_capabilities_extend_the_class_view(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(quirks={"checksum": True}))
+    assert UsartTransport.capabilities < session.capabilities
+    assert session.capabilities - UsartTransport.capabilities == {Capability.CHECKSUM}
