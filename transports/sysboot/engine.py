@@ -98,9 +98,25 @@ class BootloaderEngine:
                 f"{self.device}", transport=self.link, device=self.device,
                 hint="check wiring, power and that the chip is in its bootloader") from silence
 
+    def _plausible(self, address: int | None) -> bool:
+        """Could the chip accept ``address`` at all (flash, RAM, option or system words)?"""
+        if address is None:
+            return True
+        chip = self.chip
+        areas = [(chip.flash.base, chip.flash.end), chip.ram,
+                 (chip.option_bytes.address, chip.option_bytes.address + chip.option_bytes.size),
+                 (chip.uid_address, chip.uid_address + 12),
+                 (chip.flash_size_address, chip.flash_size_address + 2)]
+        areas += [area for area in (chip.bootloader.system_memory, chip.bootloader.option_bytes)
+                  if area is not None]
+        return any(start <= address < end for start, end in areas)
+
     def _refusal(self, code: int, nack: Nack, address: int | None) -> RunnerError:
+        # AN3155 §2: a listed command refused on its command byte means readout
+        # protection. CAN carries the address in the command frame (AN3154), so
+        # there a refusal of an address the chip cannot have is the address's fault.
         if nack.stage == "command" and code in self.commands \
-                and code not in ALLOWED_UNDER_RDP:
+                and code not in ALLOWED_UNDER_RDP and self._plausible(address):
             return ReadProtected(f"{command_name(code)} refused on {self.device}: readout "
                                  f"protection is active", transport=self.link,
                                  device=self.device, hint=_PROTECTION_HINT)
