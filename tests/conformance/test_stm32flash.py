@@ -96,3 +96,10 @@ def test_readout_unprotect_erases_and_clears_rdp(board: Board) -> None:
     assert result.returncode == 0, result.stderr
     assert board.sim.rdp_level == 0
     assert board.sim.flash[:64] == b"\xff" * 64
+
+
+def test_software_reset_stub_restarts_the_chip(board: Board, image: Path) -> None:
+    result = board.stm32flash("-w", str(image), "-R")
+    assert result.returncode == 0, result.stderr
+    assert board.sim.stats.resets == 1
+    assert board.sim.flash[:IMAGE_SIZE] == image.read_bytes()

@@ -314,7 +314,15 @@ class BootloaderCore:
             raise WireFault("nack") from error
 
     def go(self, address: int) -> None:
+        """Jump: to flash, the application runs; to RAM, a host's reset stub runs.
+
+        stm32flash's ``-R`` writes a stub that requests a system reset into RAM and
+        jumps there (reference §1.5.5); the chip then restarts (BOOT0 still high).
+        """
         self.last_go = address
+        if self._in(self._free_ram(), address):
+            self.self_reset()
+            return
         self.active = False
 
     def write_protect(self, sectors: Sequence[int]) -> None:
