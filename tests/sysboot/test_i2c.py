@@ -160,3 +160,14 @@ def test_chip_without_an_i2c_bootloader_is_refused(open_i2c: OpenI2c) -> None:
     session = open_i2c("stm32f103cb", connect=False, address=0x40)
     with pytest.raises(ConnectError, match="does not listen on I2C"):
         session.connect()
+
+
+def test_wire_time_counts_every_transaction(open_i2c: OpenI2c, world: SimulationWorld) -> None:
+    session = open_i2c("stm32g071rb", clock=400000)
+    clock = world.chips["dut"].clock
+    before = clock.elapsed
+    session.read(BASE, 256)
+    # command, ACK, address, ACK, count, ACK, data: START + address byte + data + STOP each
+    lengths = (2, 1, 5, 1, 2, 1, 256)
+    assert clock.elapsed - before == pytest.approx(sum(2 + 9 * (1 + n) for n in lengths)
+                                                   / 400000)

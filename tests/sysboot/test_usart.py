@@ -388,3 +388,14 @@ def test_session_capabilities_extend_the_class_view(open_usart: OpenUsart) -> No
     session = open_usart("stm32f411re", DeviceProfile(quirks={"checksum": True}))
     assert UsartTransport.capabilities < session.capabilities
     assert session.capabilities - UsartTransport.capabilities == {Capability.CHECKSUM}
+
+
+@pytest.mark.parametrize(("parity", "bits"), [("even", 11), ("none", 10)])
+def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart, parity: str,
+                                                        bits: int) -> None:
+    session = open_usart("stm32f411re", baud=57600, parity=parity)
+    clock = sim_of(session).clock
+    before = clock.elapsed
+    session.read(BASE, 256)
+    # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes
+    assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * bits / 57600)
