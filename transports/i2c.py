@@ -162,8 +162,7 @@ class I2cFraming:
 
     def resync(self) -> None:
         """Send the invalid command ``FF 00`` until the chip NACKs it (stm32flash)."""
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
+        for _ in range(10):
             # A NAK on the address means nobody is listening: give up at once.
             self._write(b"\xff\x00", "resync")
             if self._read(1, "resync") == bytes([NACK]):

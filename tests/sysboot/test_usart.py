@@ -399,3 +399,14 @@ def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart, p
     session.read(BASE, 256)
     # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes
     assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * bits / 57600)
+
+
+def test_brownout_mid_write_needs_a_reconnect(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="brownout",
+                                                                    op="write", at_byte=512),)))
+    with pytest.raises(LinkTimeout):
+        session.write(BASE, pattern(1024))
+    session.connect()
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(BASE, pattern(1024))
+    assert session.read(BASE, 1024) == pattern(1024)
