@@ -374,8 +374,10 @@ def test_rdp_level2_is_written_through_the_option_bytes(open_usart: OpenUsart) -
     session = open_usart("stm32f411re")
     session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
     assert sim_of(session).rdp_level == 2
-    with pytest.raises(LinkLost):  # the ROM is gone for good; the session is closed
+    with pytest.raises(LinkLost):  # the session ended with the write
         session.identify()
+    with pytest.raises(ConnectError):  # and level 2 disables the ROM bootloader for good
+        session.connect()
 
 
 def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> None:

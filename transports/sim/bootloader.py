@@ -161,6 +161,11 @@ class BootloaderCore:
     # ------------------------------------------------------------------ session
 
     @property
+    def running(self) -> bool:
+        """The ROM listens: selected at the last reset, and not disabled by RDP level 2."""
+        return self.active and self.sim.rdp_level < 2
+
+    @property
     def version(self) -> int:
         return self.profile.version
 

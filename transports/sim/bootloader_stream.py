@@ -74,7 +74,7 @@ class StreamBootloader:
         """The host sent ``data``."""
         with self.lock:
             self.charge(len(data))
-            if self.dead or not self.core.active:
+            if self.dead or not self.core.running:
                 return
             self._pending += data
             while len(self._pending) >= self._want:
@@ -87,7 +87,7 @@ class StreamBootloader:
 
     def _stopped(self) -> bool:
         """Go or a reset into the application ended the ROM session."""
-        return not self.core.active
+        return not self.core.running
 
     def take(self, limit: int | None = None) -> bytes:
         """Remove and return up to ``limit`` answered bytes."""

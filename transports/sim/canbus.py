@@ -89,7 +89,7 @@ class CanBootloaderNode:
             if message is None or message.is_extended_id or message.is_remote_frame:
                 continue
             self._charge(message.dlc)
-            if self.dead or not self.core.active:
+            if self.dead or not self.core.running:
                 continue
             try:
                 self._machine.send(message)

@@ -70,7 +70,7 @@ class SimI2cBus:
                 self.transactions += 1
                 device = self.devices.get(message.addr)
             # The ROM still sends the ACK of Go before the application takes over.
-            if device is None or device.dead or (not device.core.active and not device.output):
+            if device is None or device.dead or (not device.core.running and not device.output):
                 raise OSError(errno.EREMOTEIO, "Remote I/O error")
             self._charge(message.addr, message.len)
             if message.flags & _I2C_M_RD:
