@@ -412,3 +412,18 @@ def test_brownout_mid_write_needs_a_reconnect(open_usart: OpenUsart) -> None:
     session.erase(session.chip.flash.blocks[:1])
     session.write(BASE, pattern(1024))
     assert session.read(BASE, 1024) == pattern(1024)
+
+
+def test_scattered_uid_words_are_read_one_by_one(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l073rz")
+    assert session.chip.uid_offsets != (0, 4, 8)
+    assert session.identify().uid == sim_of(session).uid_hex
+
+
+def test_l0_without_mass_erase_clears_every_page(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l073rz")
+    sim = sim_of(session)
+    sim.program(BASE + 0x20000, b"\x11" * 4)
+    session.erase(MASS_ERASE)
+    assert sim.stats.mass_erases == 0
+    assert sim.flash == bytes([sim.geometry.erased]) * len(sim.flash)

@@ -121,8 +121,11 @@ class BootloaderSession:
             raw = engine.read_memory(self.chip.flash_size_address, 2)
             flash_size = int.from_bytes(raw, "little") * 1024
             offsets = self.chip.uid_offsets
-            span = engine.read_memory(self.chip.uid_address, max(offsets) + 4)
-            uid = b"".join(span[off:off + 4] for off in offsets).hex()
+            if offsets == (0, 4, 8):
+                uid = engine.read_memory(self.chip.uid_address, 12).hex()
+            else:  # L0/L1 scatter the UID words: read each one
+                uid = b"".join(engine.read_memory(self.chip.uid_address + off, 4)
+                               for off in offsets).hex()
         except ReadProtected:
             rdp = 1
         except ProtocolError:
