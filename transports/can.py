@@ -13,8 +13,11 @@ some ROMs add is tolerated, and stale replies are drained before each command
 another's).
 
 Options: ``interface`` (socketcan, pcan, slcan, virtual, …), ``channel``,
-``bitrate`` (default 125000; on socketcan the bit rate is set with ``ip link``).
-AN3154 has no node address: one bootloader per bus.
+``bitrate`` (default 125000). The ROM always starts at 125 kbit/s; a higher
+``bitrate`` is negotiated after sync with Speed (0x03, AN3154): the ROM ACKs at
+the old rate, the host reopens its interface at the new one and takes the
+second ACK there. socketcan's rate is set outside the process (``ip link``), so
+there only 125000 is possible. AN3154 has no node address: one bootloader per bus.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ __all__ = ["CanFraming", "CanTransport"]
 
 SYNC_ID = 0x79
 DATA_ID = 0x04  # AN3154: Write Memory data frames, any ID; 0x04 recommended
+ROM_BITRATE = 125_000
+#: AN3154 Speed (0x03) codes.
+_SPEED_CODES = {125_000: 1, 250_000: 2, 500_000: 3, 1_000_000: 4}
 _SHORT = 1.0
 #: AN3154 erase: the command frame is followed by an ACK once the work is done.
 _COMPLETION_ACK = frozenset({Command.ERASE, Command.EXTENDED_ERASE})
@@ -51,12 +57,14 @@ class CanFraming:
     version_reply_length = 3  # version frame (1 byte) + option frame (2 bytes)
     read_data_acked = True
 
-    def __init__(self, bus: can.BusABC, *, name: str, bitrate: int,
-                 sleep: Callable[[float], None] = time.sleep, owned: bool = True) -> None:
-        self.bus = bus
+    def __init__(self, open_bus: Callable[[int], can.BusABC], *, name: str, bitrate: int,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.open_bus = open_bus
         self.name = name
         self.sleep = sleep
-        self.owned = owned
+        self.target = bitrate
+        self.rate = ROM_BITRATE
+        self.bus = open_bus(ROM_BITRATE)
         self.byte_time = _frame_bits(8) / 8 / bitrate
 
     # ------------------------------------------------------------------ frames
@@ -154,10 +162,31 @@ class CanFraming:
             except NoReply:
                 continue
             if reply in (bytes([ACK]), bytes([NACK])):
-                return  # NACK: already synchronised, 0x79 taken as an unknown command
+                # NACK: already synchronised, 0x79 taken as an unknown command.
+                if self.rate != self.target:
+                    self._change_speed()
+                return
         raise ConnectError(f"no bootloader answered the sync frame on {self.name}",
                            hint="check BOOT0, the bit rate (125 kbit/s), termination and "
                                 "that the chip's CAN pins are the ROM's (AN2606)")
+
+    def _reopen(self, bitrate: int) -> None:
+        self._shutdown()
+        self.bus = self.open_bus(bitrate)
+        self.rate = bitrate
+
+    def _change_speed(self) -> None:
+        """AN3154 Speed: ACK at the old rate, switch, ACK at the new one."""
+        code = Command.SPEED
+        try:
+            self._send(code, bytes([_SPEED_CODES[self.target]]))
+            self._ack(code, "speed", _SHORT)
+            self._reopen(self.target)
+            self._ack(code, "speed", _SHORT)
+        except (Nack, NoReply, BadReply) as error:
+            raise ConnectError(f"the bootloader on {self.name} did not move to "
+                               f"{self.target} bit/s", hint="leave bitrate at 125000") \
+                from error
 
     def resync(self) -> None:
         """Frames delimit themselves: dropping what is queued is enough."""
@@ -165,17 +194,21 @@ class CanFraming:
 
     def reenter(self, settle: float) -> None:
         self.sleep(settle)
+        if self.rate != ROM_BITRATE:
+            self._reopen(ROM_BITRATE)  # the rebooted ROM is back at 125 kbit/s
         self.sync()
 
     def leave(self) -> bool:
         return False
 
+    def _shutdown(self) -> None:
+        try:
+            self.bus.shutdown()
+        except can.CanError:
+            pass
+
     def close(self) -> None:
-        if self.owned:
-            try:
-                self.bus.shutdown()
-            except can.CanError:
-                pass
+        self._shutdown()
 
 
 class CanTransport(BootloaderSession):
@@ -221,26 +254,37 @@ class CanTransport(BootloaderSession):
     def open_framing(self) -> CanFraming:
         request = self.request
         options = request.options
-        bitrate = int(options.get("bitrate", 125000))
-        name = f"{options['interface']}:{options['channel']}"
+        interface = str(options["interface"])
+        bitrate = int(options.get("bitrate", ROM_BITRATE))
+        name = f"{interface}:{options['channel']}"
+        if interface == "socketcan" and bitrate != ROM_BITRATE:
+            raise ConnectError(f"{name}: socketcan cannot change its bit rate from here, and "
+                               f"the ROM starts at 125 kbit/s", transport=request.link,
+                               device=request.device, hint="leave bitrate at 125000")
         if request.simulation is not None:
             from transports.sim.links import can_channel
 
             sim = request.simulation.chip(request.device, request.chip)
-            channel = can_channel(request, bitrate)
-            bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
-            return CanFraming(bus, name=name, bitrate=bitrate, sleep=sim.clock.advance)
-        extra: dict[str, Any] = {} if options["interface"] == "socketcan" \
-            else {"bitrate": bitrate}
-        try:
-            bus = can.Bus(interface=options["interface"], channel=options["channel"], **extra)
-        except ImportError as error:
-            raise EnvironmentProblem(f"CAN interface {options['interface']} needs a package "
-                                     f"that is not installed: {error}",
-                                     hint="install the python-can extra for it") from error
-        except (can.CanError, OSError, ValueError) as error:
-            raise ConnectError(f"cannot open CAN {name}: {error}", transport=request.link,
-                               device=request.device,
-                               hint="check the interface name and that the link is up") \
-                from error
-        return CanFraming(bus, name=name, bitrate=bitrate)
+            channel = can_channel(request, ROM_BITRATE)
+
+            def simulated(rate: int) -> can.BusABC:
+                return can.Bus(interface="virtual", channel=channel,
+                               receive_own_messages=False)
+
+            return CanFraming(simulated, name=name, bitrate=bitrate, sleep=sim.clock.advance)
+
+        def hardware(rate: int) -> can.BusABC:
+            extra: dict[str, Any] = {} if interface == "socketcan" else {"bitrate": rate}
+            try:
+                return can.Bus(interface=interface, channel=options["channel"], **extra)
+            except ImportError as error:
+                raise EnvironmentProblem(f"CAN interface {interface} needs a package that "
+                                         f"is not installed: {error}",
+                                         hint="install the python-can extra for it") from error
+            except (can.CanError, OSError, ValueError) as error:
+                raise ConnectError(f"cannot open CAN {name}: {error}", transport=request.link,
+                                   device=request.device,
+                                   hint="check the interface name and that the link is up") \
+                    from error
+
+        return CanFraming(hardware, name=name, bitrate=bitrate)

@@ -8,7 +8,7 @@ import can
 import jsonschema
 import pytest
 
-from runner.errors import EraseError, ProtocolError, ReadProtected
+from runner.errors import ConnectError, EraseError, ProtocolError, ReadProtected
 from transports.base import MASS_ERASE, LinkRequest, OptionBytesChange, ResetMode
 from transports.can import CanTransport
 from transports.chips import ChipDatabase
@@ -30,9 +30,10 @@ def world() -> Iterator[SimulationWorld]:
 def open_can(chips: ChipDatabase, world: SimulationWorld) -> Iterator[OpenCan]:
     sessions: list[CanTransport] = []
 
-    def opener(part: str = "stm32l476rg", connect: bool = True) -> CanTransport:
+    def opener(part: str = "stm32l476rg", connect: bool = True,
+               **options: object) -> CanTransport:
         request = LinkRequest(device="dut", link="can-a", kind="can",
-                              options={"interface": "socketcan", "channel": "can0"},
+                              options={"interface": "socketcan", "channel": "can0", **options},
                               chip=chips.part(part), simulation=world)
         session = CanTransport.open(request)
         sessions.append(session)
@@ -160,3 +161,27 @@ def test_unmapped_address_is_a_protocol_error_not_protection(open_can: OpenCan) 
     session = open_can()
     with pytest.raises(ProtocolError, match="Read Memory"):
         session.read(0x40000000, 4)
+
+
+def test_higher_bitrate_is_negotiated_with_speed(open_can: OpenCan,
+                                                 world: SimulationWorld) -> None:
+    session = open_can(interface="pcan", bitrate=1_000_000)
+    node = can_node(world, "can-a", "dut")
+    assert node is not None and node.bitrate == 1_000_000
+    session.write(BASE, b"\x66" * 64)
+    assert session.read(BASE, 64) == b"\x66" * 64
+
+
+def test_rate_is_negotiated_again_after_the_chip_resets_itself(
+        open_can: OpenCan, world: SimulationWorld) -> None:
+    session = open_can(interface="pcan", bitrate=500_000)
+    session.write_option_bytes(OptionBytesChange(rdp_level=1))
+    node = can_node(world, "can-a", "dut")
+    assert node is not None and node.bitrate == 500_000
+    assert session.identify().rdp_level == 1
+
+
+def test_socketcan_cannot_leave_the_rom_rate(open_can: OpenCan) -> None:
+    session = open_can(connect=False, bitrate=500_000)
+    with pytest.raises(ConnectError, match="ip link|cannot change"):
+        session.connect()

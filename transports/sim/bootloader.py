@@ -61,8 +61,9 @@ READOUT_PROTECT, READOUT_PROTECT_NS = 0x82, 0x83
 READOUT_UNPROTECT, READOUT_UNPROTECT_NS = 0x92, 0x93
 CHECKSUM = 0xA1
 
-#: AN3155 §1.3 rule 5: the only commands a read-protected chip accepts.
-ALLOWED_UNDER_RDP = frozenset({GET, GET_VERSION, GET_ID, READOUT_UNPROTECT,
+#: AN3155 §1.3 rule 5: the only commands a read-protected chip accepts (AN3154 §3.3
+#: lists CAN's Speed among neither the refused nor the allowed; it touches no memory).
+ALLOWED_UNDER_RDP = frozenset({GET, GET_VERSION, GET_ID, SPEED, READOUT_UNPROTECT,
                                READOUT_UNPROTECT_NS})
 
 _BASE = (GET, GET_VERSION, GET_ID, READ, GO, WRITE)

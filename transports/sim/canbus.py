@@ -137,6 +137,7 @@ class CanBootloaderNode:
                 # AN3154 §3.2: the host's ID 0x79 frame selects CAN; nothing else counts.
                 if code == SYNC_ID:
                     core.synced = True
+                    self.bitrate = 125_000  # the ROM (re)starts at 125 kbit/s
                     self._ack(SYNC_ID)
                 continue
             try:
@@ -182,6 +183,10 @@ class CanBootloaderNode:
                 self._nack(code)
             self._ack(code)
             self.bitrate = _SPEEDS[data[0]]
+            # The ROM waits (~300 ms) before answering at the new rate so the host can
+            # switch: charged on the clock, and a short real pause for the host's reopen.
+            self.core.sim.clock.advance(0.3)
+            self._stop.wait(0.1)
             self._ack(code)
         elif code == bl.READ:
             self._read(code, data)
