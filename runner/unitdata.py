@@ -270,8 +270,10 @@ def compute_unit_value(source: UnitSource, *, device: str, run_id: str,
     if isinstance(source, CounterSource):
         source.encoding.check()
         allocation = source.counter.allocate(device=device, run_id=run_id)
-        return UnitValue(data=source.encoding.number(allocation.value),
-                         value=str(allocation.value), source=f"counter {source.state}")
+        data = source.encoding.number(allocation.value)
+        shown = source.encoding.template % allocation.value if source.encoding.template \
+            else str(allocation.value)
+        return UnitValue(data=data, value=shown, source=f"counter {source.state}")
     if isinstance(source, UidSource):
         return _from_uid(source, uid)
     return _from_csv(source, device=device, run_id=run_id, uid=uid)

@@ -46,7 +46,8 @@ def test_counter_value_big_endian(tmp_path: Path) -> None:
 def test_counter_value_as_ascii_template_padded_to_width(tmp_path: Path) -> None:
     source = CounterSource(state=tmp_path / "s.json", start=42,
                            encoding=Encoding(template="SN-%06d", width=12))
-    assert _value(source).data == b"SN-000042\0\0\0"
+    value = _value(source)
+    assert value.data == b"SN-000042\0\0\0" and value.value == "SN-000042"
 
 
 def test_counter_value_too_wide_for_its_field_is_refused(tmp_path: Path) -> None:
