@@ -204,11 +204,18 @@ def _fit_unit_data(checker: Checker, device: str, chip: Chip, recipe_name: str, 
                               f"flash of {chip.part} (0x{flash.base:08X}.."
                               f"0x{flash.end - 1:08X}) of device {device}; move the field")
             continue
+        unit = flash.write_unit
+        low, high = address // unit * unit, -(-(address + size) // unit) * unit
         for name in written:
-            if any(s.address < address + size and address < s.end
-                   for s in images[name].memory):
+            segments = images[name].memory.segments
+            if any(s.address < address + size and address < s.end for s in segments):
                 checker.at(where, f"unit-data at 0x{address:08X} ({size} bytes) overlaps "
                                   f"image '{name}' on device {device}; move the field")
+            elif any(s.address // unit * unit < high and low < -(-s.end // unit) * unit
+                     for s in segments):
+                checker.at(where, f"unit-data at 0x{address:08X} shares a {unit}-byte write "
+                                  f"unit of {chip.part} with image '{name}' on device "
+                                  f"{device}; align the field to {unit} bytes")
 
 
 def _bootloader(checker: Checker, device: str, chip: Chip, transport: TransportClass) -> None:

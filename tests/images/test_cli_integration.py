@@ -247,3 +247,15 @@ def test_csv_source_is_checked_at_validation(tmp_path: Path) -> None:
     (tmp_path / "units.csv").unlink()
     with pytest.raises(ManifestError, match="cannot read .*units.csv"):
         load_manifest(_manifest(tmp_path, recipe=recipe))
+
+
+def test_field_sharing_a_write_unit_with_an_image_is_a_located_issue(tmp_path: Path) -> None:
+    # Moved to 0x08000001, the 76-byte image ends at 0x0800004D, inside the half-word
+    # (the F103's write unit) that the field starting there needs too.
+    recipe = ("    - write: [app]\n"
+              "    - unit-data: {address: 0x0800004D, source: {uid: {derive: crc32}}}")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(_manifest(tmp_path, recipe=recipe,
+                                images="  app: {file: app.hex, address: 0x08000001}"))
+    assert "shares a 2-byte write unit of stm32f103c8 with image 'app'" \
+        in caught.value.first.message
