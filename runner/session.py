@@ -204,12 +204,7 @@ class DeviceSession:
                     "ranges": hex_ranges(ranges), **kept}
         if isinstance(action, WriteAction):
             memory = self.units.write_map(action)
-            tracker = StepProgress(self.context, fields, memory.size)
-            done = 0
-            for segment in memory:
-                transport.write(segment.address, segment.data, tracker.shifted(done))
-                done += len(segment)
-            self.written.extend(memory)
+            self._program(transport, memory, fields)
             self.units.wrote(action)
             extra = {"kept_bytes": memory.size - action.memory.size} if action.keep else {}
             return {"ranges": hex_ranges(memory.ranges), **extra, "images": [
@@ -220,12 +215,7 @@ class DeviceSession:
                 task.id, action, device=self.plan.device, run_id=self.context.run_id,
                 uid=self.identity.uid if self.identity else "")
             memory = self.units.write_map(action, MemoryMap((segment,)))
-            tracker = StepProgress(self.context, fields, memory.size)
-            done = 0
-            for piece in memory:
-                transport.write(piece.address, piece.data, tracker.shifted(done))
-                done += len(piece)
-            self.written.extend(memory)
+            self._program(transport, memory, fields)
             self.units.value_written(segment)
             self.units.wrote(action)
             extra = {"kept_bytes": memory.size - len(segment)} if action.keep else {}
@@ -247,3 +237,12 @@ class DeviceSession:
             transport.reset(action.mode)
             return {"mode": action.mode.value}
         raise TypeError(f"unknown task action {type(action).__name__}")
+
+    def _program(self, transport: Transport, memory: MemoryMap, fields: dict[str, Any]) -> None:
+        """Write every segment of ``memory``, reporting progress; remember what was written."""
+        tracker = StepProgress(self.context, fields, memory.size)
+        done = 0
+        for segment in memory:
+            transport.write(segment.address, segment.data, tracker.shifted(done))
+            done += len(segment)
+        self.written.extend(memory)
