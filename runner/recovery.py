@@ -8,9 +8,10 @@ meet ``policy.on`` is retried up to ``policy.retries`` times after
 (it must be the same UID); ``reset`` resets the chip the way the link can,
 then reconnects. A recovery action that fails counts as that attempt.
 
-Retrying a write must not program over programmed flash (NOR refuses, like
-PGERR), so before a write is retried the erase units it covers are erased
-again and whatever earlier writes of the device put into them is rewritten.
+Retrying a write (of images or of a unit-data value) must not program over
+programmed flash (NOR refuses, like PGERR), so before a write is retried the
+erase units it covers are erased again and whatever earlier writes of the
+device put into them is rewritten.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from runner import events as ev
 from runner.errors import Interrupted, TransportError, error_categories
 from runner.memmap import Segment
 from runner.model import RecoveryPolicy
-from runner.plan import Outcome, StepResult, Task, WriteAction
+from runner.plan import Outcome, StepResult, Task, UnitDataAction, WriteAction
 from runner.session import DeviceSession, error_fields, hex_ranges
 from transports.base import Capability, ResetMode
 
@@ -74,11 +75,11 @@ def _retryable(policy: RecoveryPolicy | None, error: BaseException, retries_done
             and bool(error_categories(error) & policy.on))
 
 
-def _reerase(session: DeviceSession, action: WriteAction) -> dict[str, Any]:
-    """Erase the units ``action`` covers and rewrite what earlier writes put there."""
+def _reerase(session: DeviceSession, task: Task) -> dict[str, Any]:
+    """Erase the units the task's write covers and rewrite what earlier writes put there."""
     transport = session.ensure_connected()
-    # The write may carry kept bytes beyond its images (preserve: true): erase those too.
-    blocks = session.units.write_map(action).blocks(session.plan.chip.flash)
+    # What the task programs: its images or unit value, and any kept bytes it puts back.
+    blocks = session.units.programmed(task.id, task.action).blocks(session.plan.chip.flash)
     transport.erase(blocks)
     rewritten = 0
     for block in blocks:
@@ -109,9 +110,8 @@ def _recover(session: DeviceSession, task: Task, policy: RecoveryPolicy, retry: 
                          outcome="unsupported", policy=policy.name)
         else:
             steps.append((name, lambda: known(session, task)))
-    if isinstance(task.action, WriteAction):
-        action = task.action
-        steps.append(("re-erase", lambda: _reerase(session, action)))
+    if isinstance(task.action, (WriteAction, UnitDataAction)):
+        steps.append(("re-erase", lambda: _reerase(session, task)))
     for label, run in steps:
         try:
             extra = run()

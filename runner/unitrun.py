@@ -62,6 +62,14 @@ class UnitState:
         return overlay(base, pieces.segments).padded(self.geometry.write_unit,
                                                      self.geometry.erased)
 
+    def programmed(self, task_id: str, action: object) -> MemoryMap:
+        """What a write or unit-data task programs (empty before its value exists)."""
+        if isinstance(action, WriteAction):
+            return self.write_map(action)
+        if isinstance(action, UnitDataAction) and task_id in self.values:
+            return self.write_map(action, MemoryMap((self.values[task_id][1],)))
+        return MemoryMap()
+
     def wrote(self, action: WriteAction | UnitDataAction) -> None:
         if action.keep:
             self.kept_written = True

@@ -205,7 +205,8 @@ def test_a_retried_unit_data_write_keeps_its_value(tmp_path: Path) -> None:
              VerifyStep(method=VerifyMethod.READBACK))
     again = RecoveryPolicy(name="again", retries=2, on=frozenset({"timeout"}))
     plan = compile_plan(_manifest(tmp_path, [], steps, recovery=(again,)))
-    flaky = DeviceProfile(faults=(Fault(kind="timeout", op="write", at_byte=0, times=1),))
+    # The link drops after 2 of the 4 bytes: half the field is programmed.
+    flaky = DeviceProfile(faults=(Fault(kind="timeout", op="write", at_byte=2, times=1),))
     with SimulationWorld(time_scale=0.0, profiles={"unit-1": flaky}) as world:
         sink = CapturingSink()
         assert execute(plan, world=world, events=sink).exit_code == 0
@@ -214,6 +215,8 @@ def test_a_retried_unit_data_write_keeps_its_value(tmp_path: Path) -> None:
     unit = [f for f in sink.named("step.finished") if f["action"] == "unit-data"][0]
     assert unit["attempts"] == 2 and unit["unit_value"] == "7"
     assert [a.value for a in source.counter.journal()] == [7]
+    recovered = [(f["recovery"], f["outcome"]) for f in sink.named("step.recovery")]
+    assert ("re-erase", "ok") in recovered
 
 
 def test_plan_renderings_show_kept_bytes_and_unit_data(tmp_path: Path) -> None:
