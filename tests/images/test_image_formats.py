@@ -47,6 +47,9 @@ def test_freshly_built_images_load_identically(tmp_path: Path) -> None:
     sparse = _maps(tmp_path, "sparse")
     assert len({m.sha256() for m in flat.values()}) == 1
     assert len({sparse[ext].sha256() for ext in SPARSE_FORMATS}) == 1
+    # and the checked-in files are what the recipe makes
+    assert flat["elf"] == _maps(DATA, "flat")["elf"]
+    assert sparse["elf"] == _maps(DATA, "sparse")["elf"]
 
 
 def test_elf_places_initialised_data_at_its_load_address_not_in_ram() -> None:
