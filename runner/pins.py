@@ -84,13 +84,14 @@ def _insertion(text: str, mapping: yaml.MappingNode, digest: str) -> _Edit:
         separator = " " if text[before - 1] in ",{" else ", "
         return _Edit(before, before, f"{separator}{entry}")
     column = mapping.value[0][0].start_mark.column
+    eol = "\r\n" if "\r\n" in text else "\n"    # keep the file's line endings
     position = _last_index(mapping)
     if position == 0 or text[position - 1] != "\n":
         newline = text.find("\n", position)
         if newline < 0:
-            return _Edit(len(text), len(text), f"\n{' ' * column}{entry}\n")
+            return _Edit(len(text), len(text), f"{eol}{' ' * column}{entry}{eol}")
         position = newline + 1
-    return _Edit(position, position, f"{' ' * column}{entry}\n")
+    return _Edit(position, position, f"{' ' * column}{entry}{eol}")
 
 
 def _child(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:

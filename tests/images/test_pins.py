@@ -132,3 +132,12 @@ def test_check_pin_returns_the_digest_or_names_both(station: Path) -> None:
     with pytest.raises(ImageError, match=f"has sha256 {_digest('flat.hex')}, but the manifest "
                                          f"pins {OLD}"):
         check_pin(path, OLD)
+
+
+def test_windows_line_endings_are_kept(station: Path) -> None:
+    manifest = station / "m.yaml"
+    manifest.write_bytes(b"images:\r\n  app:\r\n    file: flat.hex\r\ndevices: {}\r\n")
+    update_pins(manifest)
+    assert manifest.read_bytes() == (b"images:\r\n  app:\r\n    file: flat.hex\r\n"
+                                     b'    sha256: "' + _digest("flat.hex").encode()
+                                     + b'"\r\ndevices: {}\r\n')
