@@ -105,7 +105,8 @@ def parse_image(data: bytes, fmt: str, path: str, address: int | None = None) ->
 def _raw(data: bytes, path: str, address: int | None, what: str) -> MemoryMap:
     if address is None:
         raise ImageError(f"{path} is {what} and has no address", path=path,
-                         hint="add `address:` to the image (e.g. 0x08000000)")
+                         hint="give its address: `address: 0x08000000` on the image, or "
+                              "FILE@0x08000000 on the command line")
     if not data:
         raise ImageError(f"{path} is empty", path=path, hint="rebuild the image")
     return MemoryMap((Segment(address, data),))
