@@ -1,0 +1,166 @@
+"""F0/F1/F3 flash (FPEC): half-word programming, page and mass erase, option bytes.
+
+PM0075 §2.3 (F1), RM0091 §3.2 (F0): KEYR 0x04, OPTKEYR 0x08, SR 0x0C (BSY 0,
+PGERR 2, WRPRTERR 4, EOP 5), CR 0x10 (PG 0, PER 1, MER 2, OPTPG 4, OPTER 5,
+STRT 6, LOCK 7, OPTWRE 9), AR 0x14, OBR 0x1C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.errors import EraseError, WriteError
+from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
+from transports.chips import FlashBlock
+from transports.stlink.flash.base import FlashDriver, check_rdp_change
+
+__all__ = ["F1FlashDriver"]
+
+KEY1, KEY2 = 0x45670123, 0xCDEF89AB
+KEYR, OPTKEYR, SR, CR, AR, OBR = 0x04, 0x08, 0x0C, 0x10, 0x14, 0x1C
+SR_BSY, SR_PGERR, SR_WRPRTERR, SR_EOP = 1 << 0, 1 << 2, 1 << 4, 1 << 5
+CR_PG, CR_PER, CR_MER, CR_OPTPG, CR_OPTER, CR_STRT, CR_LOCK, CR_OPTWRE = (
+    1 << 0, 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 9)
+ERRORS = {SR_PGERR: "PGERR (not erased)", SR_WRPRTERR: "WRPRTERR (write-protected)"}
+
+
+class F1FlashDriver(FlashDriver):
+    unit = 2
+    busy_mask = SR_BSY
+    error_mask = SR_PGERR | SR_WRPRTERR
+
+    def _reg(self, offset: int) -> int:
+        return self.base + offset
+
+    def unlock(self) -> None:
+        if not self.link.read_word(self._reg(CR)) & CR_LOCK:
+            return
+        self.link.write_word(self._reg(KEYR), KEY1)
+        self.link.write_word(self._reg(KEYR), KEY2)
+        if self.link.read_word(self._reg(CR)) & CR_LOCK:
+            raise WriteError("the flash controller stayed locked after the key sequence",
+                             address=self.base, hint="reset the target and try again")
+
+    def lock(self) -> None:
+        self.link.write_word(self._reg(CR), CR_LOCK)
+
+    def _run(self, cr: int, *, expected_s: float, what: str, address: int,
+             error: type[EraseError] | type[WriteError]) -> None:
+        self.link.write_word(self._reg(CR), cr)
+        self.link.write_word(self._reg(CR), cr | CR_STRT)
+        status = self.wait_ready(self._reg(SR), expected_s=expected_s, what=what,
+                                 address=address, error=error)
+        self.check_status(status, self._reg(SR), what=what, address=address, error=error,
+                          names=ERRORS)
+        self.link.write_word(self._reg(SR), SR_EOP)
+        self.link.write_word(self._reg(CR), 0)
+
+    def erase_block(self, block: FlashBlock) -> None:
+        self.erase_blocks([block], no_progress)
+
+    def erase_blocks(self, blocks: Sequence[FlashBlock], progress: Progress) -> None:
+        # PM0075 §2.3.4: PER, AR = page, STRT, wait BSY. PER stays set across pages.
+        self.link.write_word(self._reg(SR), SR_EOP | SR_PGERR | SR_WRPRTERR)
+        self.link.write_word(self._reg(CR), CR_PER)
+        for done, block in enumerate(blocks, 1):
+            self.link.write_word(self._reg(AR), block.address)
+            self.link.write_word(self._reg(CR), CR_PER | CR_STRT)
+            status = self.wait_ready(self._reg(SR),
+                                     expected_s=self.chip.timing.erase_seconds(block.size),
+                                     what="page erase", address=block.address,
+                                     error=EraseError)
+            self.check_status(status, self._reg(SR), what="page erase",
+                              address=block.address, error=EraseError, names=ERRORS)
+            progress(done, len(blocks))
+        self.link.write_word(self._reg(CR), 0)
+
+    def mass_erase(self) -> None:
+        self._run(CR_MER, expected_s=self.chip.timing.mass_erase_ms / 1000, what="mass erase",
+                  address=self.chip.flash.base, error=EraseError)
+
+    def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        self.link.write_word(self._reg(SR), SR_EOP | SR_PGERR | SR_WRPRTERR)
+        self.link.write_word(self._reg(CR), CR_PG)
+        if self.fast:
+            self._program_blocks(address, data, progress)
+        else:
+            self._program_units(address, data, progress)
+        self.link.write_word(self._reg(CR), 0)
+
+    def _program_blocks(self, address: int, data: bytes, progress: Progress) -> None:
+        """One 16-bit memory command per MEM-AP window; the bus stalls while BSY."""
+        step = self.link.window
+        # Without 16-bit access (V1, V2 before J26) a 32-bit bus write is split by
+        # the AHB into two half-word writes, the second held while the first programs.
+        width = 2 if self.link.version.has("mem-16bit") else 4
+        for offset in range(0, len(data), step):
+            at = address + offset
+            size = min(step - at % step, len(data) - offset)
+            self.link.write_memory(at, data[offset:offset + size], width=width)
+            status = self.wait_ready(self._reg(SR), expected_s=0, what="program",
+                                     address=at, error=WriteError)
+            self.check_status(status, self._reg(SR), what="program", address=at,
+                              error=WriteError, names=ERRORS)
+            progress(offset + size, len(data))
+
+    def _program_units(self, address: int, data: bytes, progress: Progress) -> None:
+        """One half-word per command, BSY polled before the next (clones, unknown parts)."""
+        if not self.link.version.has("mem-16bit"):
+            raise WriteError(f"ST-Link firmware {self.link.version} cannot write single "
+                             f"half-words, which the safe write path needs", address=address,
+                             hint="update the probe (V2 J26 or later), or set write-mode: "
+                                  "fast on a genuine part")
+        expected = self.chip.timing.program_seconds(2, 2)
+        for offset in range(0, len(data), 2):
+            at = address + offset
+            self.link.write_block(at, data[offset:offset + 2], 2)
+            status = self.wait_ready(self._reg(SR), expected_s=expected, what="program",
+                                     address=at, error=WriteError)
+            self.check_status(status, self._reg(SR), what="program", address=at,
+                              error=WriteError, names=ERRORS)
+            if offset % 1024 == 0:
+                progress(offset + 2, len(data))
+        progress(len(data), len(data))
+
+    # -- option bytes (RM0008 §2.5, PM0075 §2.5) ---------------------------------------------
+
+    def read_option_bytes(self) -> OptionBytes:
+        ob = self.chip.option_bytes
+        raw = self.link.read_memory(ob.address, ob.size)
+        obr = self.link.read_word(self._reg(OBR))
+        level = 1 if obr & 0x2 else 0  # OBR.RDPRT is what the chip enforces
+        fields = {"user": raw[2], "data0": raw[4], "data1": raw[6]}
+        return OptionBytes(raw=raw, rdp_level=level, fields=fields)
+
+    def write_option_bytes(self, change: OptionBytesChange) -> None:
+        check_rdp_change(self.chip, change)
+        ob = self.chip.option_bytes
+        current = bytearray(self.link.read_memory(ob.address, ob.size))
+        wanted = bytearray(current)
+        if change.rdp_level is not None:
+            wanted[0] = ob.rdp_level0 if change.rdp_level == 0 else 0x00
+        for name, value in change.fields.items():
+            index = {"user": 2, "data0": 4, "data1": 6, "wrp0": 8, "wrp1": 10, "wrp2": 12,
+                     "wrp3": 14}.get(name)
+            if index is None:
+                raise WriteError(f"unknown F1 option field {name!r}", address=ob.address,
+                                 hint="use user, data0, data1 or wrp0..wrp3")
+            wanted[index] = value & 0xFF
+        for i in range(0, ob.size, 2):
+            wanted[i + 1] = wanted[i] ^ 0xFF  # each byte is stored with its complement
+        self.unlock()
+        try:
+            self.link.write_word(self._reg(OPTKEYR), KEY1)
+            self.link.write_word(self._reg(OPTKEYR), KEY2)
+            self._run(CR_OPTER | CR_OPTWRE, expected_s=self.chip.timing.page_erase_ms / 1000,
+                      what="option erase", address=ob.address, error=EraseError)
+            self.link.write_word(self._reg(CR), CR_OPTPG | CR_OPTWRE)
+            for i in range(0, ob.size, 2):
+                self.link.write_block(ob.address + i, bytes(wanted[i:i + 2]), 2)
+                status = self.wait_ready(self._reg(SR), expected_s=0, what="option program",
+                                         address=ob.address + i, error=WriteError)
+                self.check_status(status, self._reg(SR), what="option program",
+                                  address=ob.address + i, error=WriteError, names=ERRORS)
+            self.link.write_word(self._reg(CR), 0)
+        finally:
+            self.lock()
