@@ -101,6 +101,10 @@ def _port_path(device: Any) -> str:
 def _usb_call(action: Any, what: str) -> Any:
     try:
         return action()
+    except ValueError as error:
+        # pyusb reports a string read it was not allowed to make as "no langid".
+        raise EnvironmentProblem(f"no permission to open the ST-Link ({what})",
+                                 hint=UDEV_HINT) from error
     except usb.core.USBError as error:
         if error.errno == errno.EACCES:
             raise EnvironmentProblem(f"no permission to open the ST-Link ({what})",

@@ -118,7 +118,8 @@ class SimStLinkProbe(SimUsbDevice):
         self.expect_payload: tuple[int, Callable[[bytes], None]] | None = None
         self.last_status = OK
         self.fault_address = 0
-        self.commands: list[int] = []
+        #: (command, sub-command) of every block received, for tests and benchmarks.
+        self.commands: list[tuple[int, int]] = []
 
     # -- USB time ------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class SimStLinkProbe(SimUsbDevice):
         A write command registers a handler for its data phase.
         """
         command = block[0]
-        self.commands.append(command)
+        self.commands.append((command, block[1]))
         if command == 0xF1:
             version = (self.model.hw_version << 12) | (
                 (0 if self.model.hw_version >= 3 else self.jtag_version) << 6) | (

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from runner.errors import FlashError, ProtocolError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import Chip, FlashBlock
-from transports.stlink.protocol import StLink
+from transports.stlink.protocol import MemoryFault, StLink
 
 __all__ = ["FlashDriver", "check_rdp_change"]
 
@@ -150,6 +150,18 @@ class FlashDriver(ABC):
                 if any(n.startswith("WRP") for bit, n in names.items() if bad & bit)
                 else "erase the area before writing, or check the image's alignment")
         raise error(f"{what} at 0x{address:08X} failed: {flags}", address=address, hint=hint)
+
+    def write_keys(self, register: int, keys: tuple[int, int]) -> None:
+        """Write an unlock key pair; a refused key means the controller is blocked."""
+        try:
+            for key in keys:
+                self.link.write_word(register, key)
+        except MemoryFault as error:
+            # RM0008 §3.3.1: after a wrong key sequence the controller stays locked
+            # until the next reset, and every further key write is a bus error.
+            raise WriteError("the flash controller refuses its keys: it is locked until "
+                             "the next reset", address=register,
+                             hint="reset the target (reset: {}) and run again") from error
 
     def blocks_by_bank(self, address: int, length: int) -> list[tuple[int, int]]:
         """Split a span at the bank boundary (registers differ per bank on some parts)."""

@@ -35,8 +35,7 @@ class F1FlashDriver(FlashDriver):
     def unlock(self) -> None:
         if not self.link.read_word(self._reg(CR)) & CR_LOCK:
             return
-        self.link.write_word(self._reg(KEYR), KEY1)
-        self.link.write_word(self._reg(KEYR), KEY2)
+        self.write_keys(self._reg(KEYR), (KEY1, KEY2))
         if self.link.read_word(self._reg(CR)) & CR_LOCK:
             raise WriteError("the flash controller stayed locked after the key sequence",
                              address=self.base, hint="reset the target and try again")
@@ -150,10 +149,15 @@ class F1FlashDriver(FlashDriver):
             wanted[i + 1] = wanted[i] ^ 0xFF  # each byte is stored with its complement
         self.unlock()
         try:
-            self.link.write_word(self._reg(OPTKEYR), KEY1)
-            self.link.write_word(self._reg(OPTKEYR), KEY2)
-            self._run(CR_OPTER | CR_OPTWRE, expected_s=self.chip.timing.page_erase_ms / 1000,
-                      what="option erase", address=ob.address, error=EraseError)
+            self.write_keys(self._reg(OPTKEYR), (KEY1, KEY2))
+            # RM0008 §2.5: writing CR without OPTWRE would clear it, so keep it set.
+            self.link.write_word(self._reg(CR), CR_OPTER | CR_OPTWRE)
+            self.link.write_word(self._reg(CR), CR_OPTER | CR_OPTWRE | CR_STRT)
+            status = self.wait_ready(self._reg(SR),
+                                     expected_s=self.chip.timing.page_erase_ms / 1000,
+                                     what="option erase", address=ob.address, error=EraseError)
+            self.check_status(status, self._reg(SR), what="option erase", address=ob.address,
+                              error=EraseError, names=ERRORS)
             self.link.write_word(self._reg(CR), CR_OPTPG | CR_OPTWRE)
             for i in range(0, ob.size, 2):
                 self.link.write_block(ob.address + i, bytes(wanted[i:i + 2]), 2)

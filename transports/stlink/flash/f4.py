@@ -49,8 +49,7 @@ class F4FlashDriver(FlashDriver):
     def unlock(self) -> None:
         if not self.link.read_word(self._reg(CR)) & CR_LOCK:
             return
-        self.link.write_word(self._reg(KEYR), KEY1)
-        self.link.write_word(self._reg(KEYR), KEY2)
+        self.write_keys(self._reg(KEYR), (KEY1, KEY2))
         if self.link.read_word(self._reg(CR)) & CR_LOCK:
             raise WriteError("the flash controller stayed locked after the key sequence",
                              address=self.base, hint="reset the target and try again")
@@ -134,8 +133,7 @@ class F4FlashDriver(FlashDriver):
         self.unlock()
         try:
             if self.link.read_word(self._reg(OPTCR)) & OPTCR_OPTLOCK:
-                self.link.write_word(self._reg(OPTKEYR), OPTKEY1)
-                self.link.write_word(self._reg(OPTKEYR), OPTKEY2)
+                self.write_keys(self._reg(OPTKEYR), (OPTKEY1, OPTKEY2))
             optcr = self.link.read_word(self._reg(OPTCR)) & ~(OPTCR_OPTLOCK | OPTCR_OPTSTRT)
             if change.rdp_level is not None:
                 rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0x55)

@@ -50,8 +50,7 @@ class H7FlashDriver(FlashDriver):
         for bank in self._banks():
             base = self._bank_base(bank)
             if self.link.read_word(base + CR) & CR_LOCK:
-                self.link.write_word(base + KEYR, KEY1)
-                self.link.write_word(base + KEYR, KEY2)
+                self.write_keys(base + KEYR, (KEY1, KEY2))
                 if self.link.read_word(base + CR) & CR_LOCK:
                     raise WriteError(f"flash bank {bank} stayed locked after the key sequence",
                                      address=base, hint="reset the target and try again")
@@ -125,8 +124,7 @@ class H7FlashDriver(FlashDriver):
         check_rdp_change(self.chip, change)
         ob = self.chip.option_bytes
         if self.link.read_word(self.base + OPTCR) & OPTCR_OPTLOCK:
-            self.link.write_word(self.base + OPTKEYR, OPTKEY1)
-            self.link.write_word(self.base + OPTKEYR, OPTKEY2)
+            self.write_keys(self.base + OPTKEYR, (OPTKEY1, OPTKEY2))
         value = self.link.read_word(self.base + OPTSR_PRG)
         if change.rdp_level is not None:
             rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0xBB)

@@ -45,8 +45,7 @@ class L4FlashDriver(FlashDriver):
     def unlock(self) -> None:
         if not self.link.read_word(self._reg(CR)) & CR_LOCK:
             return
-        self.link.write_word(self._reg(KEYR), KEY1)
-        self.link.write_word(self._reg(KEYR), KEY2)
+        self.write_keys(self._reg(KEYR), (KEY1, KEY2))
         if self.link.read_word(self._reg(CR)) & CR_LOCK:
             raise WriteError("the flash controller stayed locked after the key sequence",
                              address=self.base, hint="reset the target and try again")
@@ -119,8 +118,7 @@ class L4FlashDriver(FlashDriver):
         self.unlock()
         try:
             if self.link.read_word(self._reg(CR)) & CR_OPTLOCK:
-                self.link.write_word(self._reg(OPTKEYR), OPTKEY1)
-                self.link.write_word(self._reg(OPTKEYR), OPTKEY2)
+                self.write_keys(self._reg(OPTKEYR), (OPTKEY1, OPTKEY2))
             optr = self.link.read_word(self._reg(OPTR))
             if change.rdp_level is not None:
                 rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0xBB)
