@@ -1,0 +1,36 @@
+"""flashrunner's engine: manifest → plan → run.
+
+The public API is imported on first use: the transports import
+:mod:`runner.errors`, so importing the compiler (which imports the transports)
+eagerly here would go round in a circle. Add an entry to ``_PUBLIC`` (and the
+``TYPE_CHECKING`` block, for type checkers) to export a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.compiler import compile_plan as compile_plan
+    from runner.executor import execute as execute
+    from runner.launch import run_manifest as run_manifest
+    from runner.manifest import load_manifest as load_manifest
+
+__version__ = "0.1.0"
+
+_PUBLIC: dict[str, str] = {
+    "compile_plan": "runner.compiler",
+    "execute": "runner.executor",
+    "load_manifest": "runner.manifest",
+    "run_manifest": "runner.launch",
+}
+
+__all__ = ["__version__", "compile_plan", "execute", "load_manifest", "run_manifest"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runner' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -206,6 +206,8 @@ class Plan:
     estimate_s: float
     image_digests: Mapping[str, str] = field(default_factory=frozen_map)
     warnings: tuple[str, ...] = ()
+    #: Manifest devices left out by ``only=`` (``--only``), in manifest order.
+    not_selected: tuple[str, ...] = ()
 
     def device(self, name: str) -> DevicePlan:
         for device in self.devices:

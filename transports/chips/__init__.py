@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -179,41 +179,48 @@ class Chip:
         return self.flash.size // 1024
 
 
-def _geometry(line: Mapping[str, Any], flash_kib: int) -> FlashGeometry:
+def _geometry(line: Mapping[str, Any], flash_kib: int, part_banks: int | None = None
+              ) -> FlashGeometry:
+    """The line's erase units truncated to ``flash_kib``, each tagged with its bank.
+
+    Bank 2 starts at ``bank2-base`` (F1-XL: always 0x08080000) unless the part ends
+    before it or the line says ``bank2-at-half`` (L0 category 5): then it starts at
+    half of the part's flash. ``part_banks`` = 1 makes a part single bank (F42x 1 MiB).
+    """
     spec = line["flash"]
     base = spec["base"]
     bank2_base = spec.get("bank2-base")
-    banks = spec.get("banks", 1)
+    banks = spec.get("banks", 1) if part_banks is None else part_banks
     wanted = flash_kib * 1024
-    blocks: list[FlashBlock] = []
-    address = base
-    bank_index = 0
-    bank = 1
+    sizes: list[int] = []
     for region in spec["regions"]:
-        for _ in range(region["count"]):
-            if address - base >= wanted:
-                break
-            if banks > 1 and bank2_base is not None and address >= bank2_base and bank == 1:
-                bank, bank_index = 2, 0
-            blocks.append(FlashBlock(index=len(blocks), address=address, size=region["size"],
-                                     bank=bank, index_in_bank=bank_index))
-            address += region["size"]
-            bank_index += 1
+        sizes.extend([region["size"]] * region["count"])
+    addresses: list[int] = []
+    address = base
+    for size in sizes:
+        if address - base >= wanted:
+            break
+        addresses.append(address)
+        address += size
     if address - base != wanted:
         raise PlanError(f"chip database: {line['name']}: flash regions do not add up to "
                         f"{flash_kib} KiB")
-    if bank2_base is not None and bank2_base >= base + wanted:
+    if banks < 2:
+        bank2_base = None
+    elif bank2_base is None or bank2_base >= base + wanted or spec.get("bank2-at-half", False):
         # A smaller part of a dual-bank line: its flash is split in halves.
         # RM0351 §3.2: on 512 KiB L47x parts bank 2 starts at half the flash.
-        half = base + wanted // 2
-        blocks = [FlashBlock(index=b.index, address=b.address, size=b.size,
-                             bank=1 if b.address < half else 2,
-                             index_in_bank=(b.address - (base if b.address < half else half))
-                             // b.size)
-                  for b in blocks]
-        bank2_base = half if banks > 1 else None
+        bank2_base = base + wanted // 2
+    blocks: list[FlashBlock] = []
+    in_bank = {1: 0, 2: 0}
+    for start, size in zip(addresses, sizes[:len(addresses)], strict=True):
+        bank = 2 if bank2_base is not None and start >= bank2_base else 1
+        blocks.append(FlashBlock(index=len(blocks), address=start, size=size, bank=bank,
+                                 index_in_bank=in_bank[bank]))
+        in_bank[bank] += 1
     return FlashGeometry(base=base, blocks=tuple(blocks), write_unit=spec["write-unit"],
-                         erased=spec.get("erased", 0xFF), banks=banks, bank2_base=bank2_base)
+                         erased=spec.get("erased", 0xFF), banks=2 if bank2_base else 1,
+                         bank2_base=bank2_base)
 
 
 def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: str,
@@ -232,7 +239,7 @@ def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: s
         dev_id=line["dev_id"],
         core=line["core"],
         controller=line["controller"],
-        flash=_geometry(line, size["flash-kib"]),
+        flash=_geometry(line, size["flash-kib"], size.get("banks")),
         ram=(ram_start, ram_end),
         idcode_address=registers["idcode"],
         flash_size_address=registers["flash-size"],
@@ -284,11 +291,21 @@ class ChipDatabase:
                 where = "/".join(str(p) for p in errors[0].absolute_path)
                 raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
                                 hint="the shipped chip data is damaged; reinstall flashrunner")
-            for line in document["lines"]:
+            for number, line in enumerate(document["lines"]):
                 for part, size in line["parts"].items():
+                    where = f"lines/{number}/parts/{part}"
                     if part in chips:
-                        raise PlanError(f"chip database {source}: part {part} defined twice")
-                    chip = _chip(part, size, line, document["family"], document["reference"])
+                        raise PlanError(f"chip database {source}: {where}: part {part} is "
+                                        f"already defined by line {chips[part].line}",
+                                        hint="the shipped chip data is damaged; reinstall "
+                                             "flashrunner")
+                    try:
+                        chip = _chip(part, size, line, document["family"],
+                                     document["reference"])
+                    except PlanError as exc:
+                        raise PlanError(f"chip database {source}: {where}: {exc.message}",
+                                        hint="the shipped chip data is damaged; reinstall "
+                                             "flashrunner") from exc
                     chips[part] = chip
                     by_dev_id.setdefault(chip.dev_id, []).append(chip)
         return cls(chips, {k: tuple(v) for k, v in by_dev_id.items()})
@@ -316,7 +333,7 @@ class ChipDatabase:
         """Every part sharing DEV_ID/PID ``dev_id`` (empty when unknown)."""
         return self._by_dev_id.get(dev_id, ())
 
-    @cached_property
+    @property
     def dev_ids(self) -> frozenset[int]:
         return frozenset(self._by_dev_id)
 

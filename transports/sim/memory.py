@@ -195,7 +195,8 @@ class MemoryTransport:
         self._require()
         data = self._guard("read", 0, lambda: self.sim.read_flash(address, length))
         self.sim.clock.advance(length / (self.rate * 20))
-        padded = data + b"\xff" * (-len(data) % 4)
+        # The CRC unit takes whole words: the tail is padded with erased bytes.
+        padded = data + bytes([self.sim.geometry.erased]) * (-len(data) % 4)
         return Checksum(algorithm="stm32-crc32", value=stm32_crc32(padded))
 
     def reset(self, mode: ResetMode) -> None:

@@ -58,17 +58,29 @@ class SimulationWorld:
         self.chips: dict[str, SimChip] = {}
         self._shared: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []
+        self._substituted: set[str] = set()
         self._lock = threading.RLock()
 
     def profile(self, device: str) -> DeviceProfile:
         return self.profiles.get(device, DeviceProfile())
+
+    def substitute(self, device: str, sim: SimChip) -> None:
+        """Put ``sim`` behind ``device`` whatever part the manifest names.
+
+        Models a board that carries another chip than the manifest says, so
+        the runner's identity check can be exercised; :meth:`chip` then
+        returns ``sim`` without comparing parts.
+        """
+        with self._lock:
+            self.chips[device] = sim
+            self._substituted.add(device)
 
     def chip(self, device: str, chip: Chip) -> SimChip:
         """The simulated chip behind ``device`` (created on first use)."""
         with self._lock:
             existing = self.chips.get(device)
             if existing is not None:
-                if existing.chip.part != chip.part:
+                if existing.chip.part != chip.part and device not in self._substituted:
                     raise ValueError(f"device {device} is simulated as {existing.chip.part}, "
                                      f"not {chip.part}")
                 return existing

@@ -1,0 +1,279 @@
+"""``flashrunner`` — the command line.
+
+Exit codes (DESIGN.md): 0 every device succeeded · 1 at least one device failed ·
+2 the manifest or the command line is invalid · 3 the environment is missing
+something · 130 interrupted. A user error never shows a traceback unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from runner import __version__
+from runner.errors import (
+    EnvironmentProblem,
+    ImageError,
+    Interrupted,
+    ManifestError,
+    PlanError,
+    RunnerError,
+)
+
+__all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK",
+           "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with our code for a bad command line (2, as argparse does)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
+    parser.add_argument("--simulate", action="store_true", default=None,
+                        help="swap every link for a simulated chip (rehearsal)")
+    parser.add_argument("--only", nargs="+", metavar="DEVICE",
+                        help="restrict the run to these devices")
+    parser.add_argument("--max-parallel", type=int, metavar="N",
+                        help="override execution.max-parallel")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flashrunner",
+                     description="Flash STM32 microcontrollers from a validated YAML manifest.")
+    parser.add_argument("--version", action="version", version=f"flashrunner {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors (for bug reports)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    validate = commands.add_parser("validate", help="check manifests; report every problem")
+    validate.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
+    validate.add_argument("--json", action="store_true", help="problems as JSON on stdout")
+    validate.set_defaults(handler=_cmd_validate)
+
+    plan = commands.add_parser("plan", help="show what `run` would do, touching no hardware")
+    _add_plan_options(plan)
+    plan.add_argument("--format", choices=("table", "json", "dot"), default="table")
+    plan.set_defaults(handler=_cmd_plan)
+
+    run = commands.add_parser("run", help="flash every device of a manifest")
+    _add_plan_options(run)
+    run.add_argument("--log-file", type=Path, metavar="PATH",
+                     help="write the JSONL audit log here (overrides log.file)")
+    run.add_argument("--json", action="store_true",
+                     help="stream the events as JSON lines on stdout")
+    run.add_argument("--time-scale", type=float, metavar="X",
+                     help="simulated runs: real seconds per simulated second (0 = no pacing)")
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.set_defaults(handler=_cmd_run)
+
+    chips = commands.add_parser("chips", help="list the chips flashrunner knows")
+    chips.add_argument("part", nargs="?", help="show one part in detail")
+    chips.add_argument("--family", help="only this family (f1, f4, g0, …)")
+    chips.add_argument("--json", action="store_true")
+    chips.set_defaults(handler=_cmd_chips)
+
+    kinds = commands.add_parser("transports", help="list the link kinds and what they can do")
+    kinds.set_defaults(handler=_cmd_transports)
+    return parser
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from runner.manifest import load_manifest
+
+    worst = EXIT_OK
+    report: list[dict[str, object]] = []
+    for path in args.manifests:
+        try:
+            manifest = load_manifest(path)
+        except ManifestError as error:
+            worst = EXIT_INVALID
+            if args.json:
+                report.append({"manifest": str(path), "valid": False,
+                               "issues": [{"file": i.file, "line": i.line, "column": i.column,
+                                           "where": i.where, "message": i.message}
+                                          for i in error.issues]})
+            else:
+                print(error, file=sys.stderr)
+            continue
+        if args.json:
+            report.append({"manifest": str(path), "valid": True, "name": manifest.name,
+                           "devices": len(manifest.devices)})
+        else:
+            print(f"{path}: valid ({len(manifest.devices)} devices, "
+                  f"{len(manifest.images)} images, {len(manifest.links)} links)")
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return worst
+
+
+def _compile(args: argparse.Namespace) -> object:
+    from runner.compiler import compile_plan
+    from runner.manifest import load_manifest
+
+    manifest = load_manifest(args.manifest)
+    return compile_plan(manifest, only=args.only, simulate=args.simulate,
+                        max_parallel=args.max_parallel)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from runner.plan import Plan
+    from runner.render import render_dot, render_json, render_table
+
+    plan = _compile(args)
+    assert isinstance(plan, Plan)
+    if args.format == "json":
+        json.dump(render_json(plan), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "dot":
+        sys.stdout.write(render_dot(plan))
+    else:
+        sys.stdout.write(render_table(plan))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.launch import run_manifest
+
+    result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
+                          max_parallel=args.max_parallel, log_file=args.log_file,
+                          json_stdout=args.json, time_scale=args.time_scale,
+                          console=None if args.quiet else sys.stderr)
+    if result.log_file is not None and not args.quiet:
+        print(f"audit log: {result.log_file}", file=sys.stderr)
+    return result.exit_code
+
+
+def _cmd_chips(args: argparse.Namespace) -> int:
+    from transports.chips import chip_database
+
+    database = chip_database()
+    if args.part:
+        try:
+            chip = database.part(args.part)
+        except KeyError as error:
+            raise PlanError(f"unknown chip {error.args[0]}",
+                            hint="`flashrunner chips` lists every part") from None
+        _print_chip(chip, sys.stdout)
+        return EXIT_OK
+    chips = [c for c in database if not args.family or c.family == args.family.lower()]
+    if args.json:
+        json.dump([{"part": c.part, "family": c.family, "dev_id": f"0x{c.dev_id:03X}",
+                    "flash_kib": c.flash_kib, "ram_kib": (c.ram[1] - c.ram[0]) // 1024,
+                    "controller": c.controller, "line": c.line,
+                    "bootloader": sorted(c.bootloader.interfaces)} for c in chips],
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{'part':<14} {'dev_id':<7} {'flash':>7} {'ram':>6}  {'controller':<10} line")
+    for c in chips:
+        ram_kib = (c.ram[1] - c.ram[0]) // 1024
+        print(f"{c.part:<14} 0x{c.dev_id:03X}   {c.flash_kib:>5}K {ram_kib:>5}K"
+              f"  {c.controller:<10} {c.line}")
+    print(f"{len(chips)} parts")
+    return EXIT_OK
+
+
+def _print_chip(chip: object, out: TextIO) -> None:
+    from transports.chips import Chip
+
+    assert isinstance(chip, Chip)
+    flash = chip.flash
+    units = "/".join(f"{u // 1024}K" if u >= 1024 else str(u)
+                     for u in sorted({b.size for b in flash.blocks}))
+    print(f"{chip.part}: {chip.line} ({chip.family}, {chip.core})", file=out)
+    print(f"  dev_id       0x{chip.dev_id:03X}", file=out)
+    print(f"  flash        0x{flash.base:08X}..0x{flash.end:08X} ({chip.flash_kib} KiB, "
+          f"{len(flash.blocks)} erase units of {units}, "
+          f"write unit {flash.write_unit} B, {flash.banks} bank(s))", file=out)
+    print(f"  ram          0x{chip.ram[0]:08X}..0x{chip.ram[1]:08X}", file=out)
+    print(f"  controller   {chip.controller}"
+          + (f" at 0x{chip.flash_controller_address:08X}" if chip.flash_controller_address
+             else ""), file=out)
+    print(f"  option bytes 0x{chip.option_bytes.address:08X} ({chip.option_bytes.size} B)",
+          file=out)
+    print(f"  registers    IDCODE 0x{chip.idcode_address:08X}, flash size "
+          f"0x{chip.flash_size_address:08X}, UID 0x{chip.uid_address:08X}", file=out)
+    if chip.bootloader.interfaces:
+        print(f"  bootloader   {', '.join(sorted(chip.bootloader.interfaces))}", file=out)
+    print(f"  reference    {chip.reference}", file=out)
+
+
+def _cmd_transports(args: argparse.Namespace) -> int:
+    from transports.registry import available_kinds, load_transport
+
+    for kind in available_kinds():
+        try:
+            klass = load_transport(kind)
+        except RunnerError as error:
+            print(f"{kind:<8} unavailable: {error}")
+            continue
+        caps = ", ".join(sorted(c.value for c in klass.capabilities))
+        print(f"{kind:<8} {caps}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ entry
+
+
+def _exit_code_for(error: BaseException) -> int:
+    if isinstance(error, (ManifestError, PlanError, ImageError)):
+        return EXIT_INVALID
+    if isinstance(error, EnvironmentProblem):
+        return EXIT_ENVIRONMENT
+    if isinstance(error, (Interrupted, KeyboardInterrupt)):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Command = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("flashrunner: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RunnerError as error:
+        if args.debug:
+            raise
+        prefix = "" if isinstance(error, ManifestError) else "flashrunner: error: "
+        print(f"{prefix}{error}", file=sys.stderr)
+        return _exit_code_for(error)
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"flashrunner: internal error: {type(error).__name__}: {error}\n"
+              f"This is a bug in flashrunner; rerun with --debug and report the traceback.",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

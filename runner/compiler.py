@@ -1,0 +1,453 @@
+"""Manifest + chip facts → :class:`~runner.plan.Plan`. Pure: no I/O beyond reading images.
+
+For each selected device (manifest order) the compiler looks up the chip, the
+link's transport class and its exclusive resource, lays the device's images
+out in flash once (:mod:`runner.layout`) and turns the recipe into tasks
+``<device>/<index>-<kind>``: a connect task first, then one per step.
+Estimates come from the link's :class:`~transports.base.SpeedModel` and the
+chip's :class:`~transports.chips.FlashTiming`; :mod:`runner.schedule` turns
+them into stages, a makespan and the critical path.
+
+Two choices worth knowing:
+
+* ``erase: {scope: none}`` produces no task (the flash is known to be erased),
+  and neither does ``scope: used`` on a recipe that writes nothing (with a
+  warning): an :class:`~runner.plan.EraseAction` always erases something.
+* ``only=`` compiles exactly the devices named. A selected device whose
+  ``after`` names a device left out does not wait for it (the operator asked
+  for exactly these); the plan says so in a warning and lists the others in
+  :attr:`~runner.plan.Plan.not_selected`.
+
+A task's ``bytes`` are the bytes it moves or compares: a write's padded data,
+a verify's compared range (by checksum or read-back), an option-bytes step's
+option block; connect, erase and reset move none. A verify before any write
+compares nothing (an empty memory map) and is warned about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from runner.errors import PlanError
+from runner.images import LoadedImage, load_image
+from runner.layout import Layout, layout_images, sector_warnings
+from runner.memmap import MemoryMap
+from runner.model import (
+    NOWHERE,
+    Device,
+    EraseScope,
+    EraseStep,
+    Location,
+    Manifest,
+    OptionBytesStep,
+    Recipe,
+    RecoveryPolicy,
+    ResetStep,
+    Step,
+    VerifyMethod,
+    VerifyStep,
+    WriteStep,
+    frozen_map,
+)
+from runner.plan import (
+    ConnectAction,
+    DevicePlan,
+    EraseAction,
+    OptionBytesAction,
+    Plan,
+    ResetAction,
+    Task,
+    TaskAction,
+    TaskKind,
+    VerifyAction,
+    WriteAction,
+)
+from runner.schedule import build_stages, find_cycle, simulate_schedule
+from transports.base import Capability, OptionBytesChange, ResetMode, SpeedModel, TransportClass
+from transports.chips import Chip, ChipDatabase, chip_database
+from transports.registry import load_transport
+
+__all__ = ["OPTION_BYTES_S", "RESET_S", "compile_plan", "natural_reset", "verify_via"]
+
+#: Estimate for a reset (the chip's own start-up; links add little).
+RESET_S = 0.1
+#: Estimate for programming the option bytes and reloading them.
+OPTION_BYTES_S = 0.5
+
+_RESET_NEEDS = {
+    ResetMode.HARDWARE: (Capability.RESET_HARDWARE,),
+    ResetMode.SOFTWARE: (Capability.RESET_SOFTWARE,),
+    ResetMode.GO: (Capability.GO,),
+    ResetMode.HALT: (Capability.RESET_SOFTWARE, Capability.RESET_HARDWARE),
+}
+
+
+def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
+                 only: Sequence[str] | None = None, simulate: bool | None = None,
+                 max_parallel: int | None = None) -> Plan:
+    """Compile ``manifest`` into a :class:`Plan`.
+
+    Args:
+        chips: the chip database (default: the shipped one).
+        only: compile just these devices; ``after`` edges to devices left out
+            are dropped (those devices run without waiting).
+        simulate: overrides the manifest's ``simulate`` (CLI ``--simulate``).
+        max_parallel: overrides ``execution.max-parallel`` (CLI ``--max-parallel``).
+
+    Raises:
+        PlanError: anything that makes a plan impossible (a dependency cycle, an
+            unknown chip, device or image, a step the link cannot do, images
+            that overlap or fall outside flash).
+        ImageError: an image cannot be read or its pin differs.
+    """
+    execution = manifest.execution
+    if max_parallel is not None:
+        execution = replace(execution, max_parallel=max_parallel)
+    if execution.max_parallel < 1:
+        raise PlanError(f"max-parallel must be at least 1, not {execution.max_parallel}",
+                        hint="give how many devices may be flashed at once")
+    _check_after(manifest)
+    selected = _select(manifest, only)
+    compiler = _Compiler(manifest, chips if chips is not None else chip_database(),
+                         frozenset(selected))
+    devices = tuple(compiler.device(manifest.devices[name]) for name in selected)
+    timeline = simulate_schedule(devices, execution.max_parallel)
+    by_name = {device.device: device for device in devices}
+    critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
+    is_simulated = manifest.simulate if simulate is None else simulate
+    warnings = compiler.warnings(simulated=is_simulated)
+    return Plan(
+        name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
+        simulate=is_simulated, simulation=manifest.simulation, execution=execution,
+        log=manifest.log, devices=devices, stages=build_stages(devices),
+        critical_path=critical, estimate_s=timeline.makespan,
+        image_digests=frozen_map({name: compiler.images[name].sha256
+                                  for name in manifest.images if name in compiler.images}),
+        warnings=warnings,
+        not_selected=tuple(name for name in manifest.devices if name not in by_name),
+    )
+
+
+def verify_via(method: VerifyMethod, capabilities: frozenset[Capability]) -> str:
+    """How a verify step will compare: ``"checksum"`` or ``"readback"``."""
+    if method is VerifyMethod.CHECKSUM or (
+            method is VerifyMethod.AUTO and Capability.CHECKSUM in capabilities):
+        return "checksum"
+    return "readback"
+
+
+def _where(location: Location) -> str:
+    return "" if location == NOWHERE else f"{location}: "
+
+
+def _check_after(manifest: Manifest) -> None:
+    for device in manifest.devices.values():
+        for name in device.after:
+            if name not in manifest.devices:
+                raise PlanError(
+                    f"{_where(device.location)}device {device.name} comes after {name!r}, "
+                    f"which is not a device", hint=f"use one of {', '.join(manifest.devices)}")
+    cycle = find_cycle({name: d.after for name, d in manifest.devices.items()})
+    if cycle:
+        raise PlanError(f"devices wait for each other in a cycle: {' → '.join(cycle)}",
+                        hint="remove one of these `after` entries")
+
+
+def _select(manifest: Manifest, only: Sequence[str] | None) -> list[str]:
+    if only is None:
+        return list(manifest.devices)
+    if isinstance(only, str):
+        only = [only]
+    unknown = [name for name in only if name not in manifest.devices]
+    if unknown or not only:
+        what = f"unknown device {', '.join(map(repr, unknown))}" if unknown \
+            else "no device selected"
+        raise PlanError(what, hint=f"choose among {', '.join(manifest.devices) or 'none'}")
+    wanted = set(only)
+    return [name for name in manifest.devices if name in wanted]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prepared:
+    """A recipe step made into an action, with what its estimate depends on."""
+
+    kind: TaskKind
+    action: TaskAction
+    step: Step | None
+    bytes: int = 0
+    chip_s: float = 0.0        # chip-side time: erase, program
+    erase_units: int = 0       # erase commands sent (link overhead each)
+    wire: str = ""             # "write", "read", "checksum", "connect" or ""
+
+    def estimate(self, speed: SpeedModel) -> float:
+        seconds = self.chip_s + self.erase_units * speed.erase_overhead_s
+        if self.wire == "connect":
+            seconds += speed.connect_s
+        elif self.wire == "write":
+            seconds += self.bytes / speed.write_bytes_per_s
+        elif self.wire == "read":
+            seconds += self.bytes / speed.read_bytes_per_s
+        elif self.wire == "checksum":
+            seconds += self.bytes / (speed.checksum_bytes_per_s or speed.read_bytes_per_s)
+        return seconds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Recipe:
+    """A recipe prepared for one part and link kind: its steps and its warnings."""
+
+    items: tuple[_Prepared, ...]
+    notes: tuple[str, ...]
+
+
+class _Compiler:
+    """One compilation: caches images, transport classes and laid-out recipes."""
+
+    def __init__(self, manifest: Manifest, chips: ChipDatabase,
+                 selected: frozenset[str]) -> None:
+        self.manifest = manifest
+        self.chips = chips
+        self.selected = selected
+        self.images: dict[str, LoadedImage] = {}
+        self._classes: dict[str, TransportClass] = {}
+        self._layouts: dict[tuple[tuple[tuple[str, ...], ...], str], Layout] = {}
+        self._recipes: dict[tuple[str, str, str], _Recipe] = {}
+        self._notes: dict[str, list[str]] = {}   # warning → devices it concerns
+        self._sim_links: set[str] = set()
+
+    # ------------------------------------------------------------------ per device
+
+    def device(self, device: Device) -> DevicePlan:
+        manifest = self.manifest
+        at = _where(device.location)
+        try:
+            chip = self.chips.part(device.chip)
+        except KeyError as error:
+            raise PlanError(f"{at}device {device.name}: unknown chip {error.args[0]}",
+                            hint="`flashrunner chips` lists the supported parts") from error
+        link = manifest.links.get(device.link.link)
+        if link is None:
+            raise PlanError(f"{at}device {device.name} uses link {device.link.link!r}, "
+                            f"which is not defined",
+                            hint=f"use one of {', '.join(manifest.links) or 'none'}")
+        recipe = manifest.recipes.get(device.recipe)
+        if recipe is None:
+            raise PlanError(f"{at}device {device.name} uses recipe {device.recipe!r}, "
+                            f"which is not defined",
+                            hint=f"use one of {', '.join(manifest.recipes) or 'none'}")
+        cls = self._class(link.kind)
+        if link.kind == "sim":
+            self._sim_links.add(link.name)
+        options = frozen_map({**link.options, **device.link.options})
+        speed = cls.speed_model(options, chip)
+        prepared = self._prepare(recipe, chip, link.kind, cls, device)
+        layout = self._layout(recipe, chip, device)
+        for message in prepared.notes:
+            self._note(message, device.name)
+        tasks = tuple(
+            Task(id=f"{device.name}/{index}-{item.kind.value}", device=device.name,
+                 index=index, kind=item.kind, action=item.action, bytes=item.bytes,
+                 estimate_s=item.estimate(speed),
+                 recovery=self._recovery(device, item.step),
+                 location=item.step.location if item.step else device.location)
+            for index, item in enumerate(prepared.items))
+        after = tuple(name for name in device.after if name in self.selected)
+        for name in device.after:
+            if name not in self.selected:
+                self._note(f"comes after {name}, which is not selected: it starts "
+                           f"without waiting", device.name)
+        return DevicePlan(device=device.name, chip=chip, link=link.name, kind=link.kind,
+                          resource=cls.resource_key(link.name, options), options=options,
+                          tasks=tasks, after=after, memory=layout.memory,
+                          images=layout.uses, location=device.location)
+
+    def _class(self, kind: str) -> TransportClass:
+        if kind not in self._classes:
+            self._classes[kind] = load_transport(kind)
+        return self._classes[kind]
+
+    def _recovery(self, device: Device, step: Step | None) -> RecoveryPolicy | None:
+        for name in (step.recovery if step else None, device.recovery):
+            if name and name not in self.manifest.recovery:
+                raise PlanError(f"device {device.name}: recovery policy {name!r} is not "
+                                f"defined", hint=f"use one of "
+                                f"{', '.join(self.manifest.recovery) or 'none'}")
+        return self.manifest.recovery_for(device, step)
+
+    def _note(self, message: str, device: str) -> None:
+        self._notes.setdefault(message, []).append(device)
+
+    def warnings(self, *, simulated: bool) -> tuple[str, ...]:
+        out = [f"{_names(devices)}: {message}" for message, devices in self._notes.items()]
+        if not simulated:
+            out.extend(f"link {name} is of kind sim, which only exists in simulation; "
+                       f"run with --simulate" for name in sorted(self._sim_links))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ images
+
+    def _image(self, name: str, device: Device) -> LoadedImage:
+        if name not in self.images:
+            spec = self.manifest.images.get(name)
+            if spec is None:
+                raise PlanError(f"device {device.name} writes image {name!r}, which is not "
+                                f"defined", hint=f"use one of "
+                                f"{', '.join(self.manifest.images) or 'none'}")
+            self.images[name] = load_image(spec)
+        return self.images[name]
+
+    def _layout(self, recipe: Recipe, chip: Chip, device: Device) -> Layout:
+        writes = tuple(step.images for step in recipe.steps if isinstance(step, WriteStep))
+        key = (writes, chip.part)
+        if key not in self._layouts:
+            loaded = tuple(tuple(self._image(name, device) for name in names)
+                           for names in writes)
+            self._layouts[key] = layout_images(loaded, chip, device=device.name)
+        return self._layouts[key]
+
+    # ------------------------------------------------------------------ steps
+
+    def _prepare(self, recipe: Recipe, chip: Chip, kind: str, cls: TransportClass,
+                 device: Device) -> _Recipe:
+        key = (recipe.name, chip.part, kind)
+        if key not in self._recipes:
+            self._recipes[key] = self._prepare_recipe(recipe, chip, kind, cls.capabilities,
+                                                      device)
+        return self._recipes[key]
+
+    def _prepare_recipe(self, recipe: Recipe, chip: Chip, kind: str,
+                        caps: frozenset[Capability], device: Device) -> _Recipe:
+        layout = self._layout(recipe, chip, device)
+        items = [_Prepared(kind=TaskKind.CONNECT, step=None, wire="connect",
+                           action=ConnectAction(expected_dev_id=chip.dev_id))]
+        notes: list[str] = []
+        writes_done = 0
+        for step in recipe.steps:
+            where = f"{_where(step.location)}device {device.name}, recipe {recipe.name}: " \
+                    f"{step.kind}"
+            item: _Prepared | None
+            if isinstance(step, EraseStep):
+                item = _erase(step, layout, chip, caps, where, kind)
+                if step.scope is EraseScope.USED:
+                    notes.extend(sector_warnings(layout))
+                    if item is None:
+                        notes.append(f"recipe {recipe.name}: erase has nothing to erase "
+                                     f"(no image is written)")
+            elif isinstance(step, WriteStep):
+                _need(caps, where, kind, Capability.WRITE)
+                memory = layout.steps[writes_done]
+                item = _Prepared(
+                    kind=TaskKind.WRITE, step=step, bytes=memory.size, wire="write",
+                    chip_s=chip.timing.program_seconds(memory.size, chip.flash.write_unit),
+                    action=WriteAction(memory=memory, images=layout.step_uses[writes_done]))
+                writes_done += 1
+            elif isinstance(step, VerifyStep):
+                item = _verify(step, layout.prefix(writes_done), caps, where, kind)
+                if not item.bytes:
+                    notes.append(f"recipe {recipe.name}: verify comes before any write and "
+                                 f"has nothing to compare")
+            elif isinstance(step, OptionBytesStep):
+                item = _option_bytes(step, chip, caps, where, kind)
+            elif isinstance(step, ResetStep):
+                item = _reset(step, caps, where, kind)
+            else:
+                raise PlanError(f"{where}: unknown step kind")
+            if item is not None:
+                items.append(item)
+        return _Recipe(items=tuple(items), notes=tuple(dict.fromkeys(notes)))
+
+
+def _names(devices: Sequence[str]) -> str:
+    if len(devices) <= 4:
+        return ", ".join(devices)
+    return f"{', '.join(devices[:3])} and {len(devices) - 3} more devices"
+
+
+def _need(caps: frozenset[Capability], where: str, kind: str, *any_of: Capability) -> None:
+    if not caps.intersection(any_of):
+        needed = " or ".join(c.value for c in any_of)
+        raise PlanError(f"{where}: a {kind} link cannot do this (it needs {needed})",
+                        hint="use another link for this device or drop the step")
+
+
+def _erase(step: EraseStep, layout: Layout, chip: Chip, caps: frozenset[Capability],
+           where: str, kind: str) -> _Prepared | None:
+    if step.scope is EraseScope.NONE:
+        return None
+    if step.scope is EraseScope.MASS:
+        _need(caps, where, kind, Capability.ERASE_MASS)
+        return _Prepared(kind=TaskKind.ERASE, step=step, erase_units=1,
+                         chip_s=chip.timing.mass_erase_ms / 1000,
+                         action=EraseAction(scope=EraseScope.MASS))
+    _need(caps, where, kind, Capability.ERASE_PAGES)
+    if not layout.blocks:
+        return None
+    return _Prepared(kind=TaskKind.ERASE, step=step, erase_units=len(layout.blocks),
+                     chip_s=layout.erase_seconds,
+                     action=EraseAction(scope=EraseScope.USED, blocks=layout.blocks))
+
+
+def _verify(step: VerifyStep, memory: MemoryMap, caps: frozenset[Capability], where: str,
+            kind: str) -> _Prepared:
+    if step.method is VerifyMethod.CHECKSUM:
+        _need(caps, where, kind, Capability.CHECKSUM)
+    elif step.method is VerifyMethod.READBACK:
+        _need(caps, where, kind, Capability.READ)
+    else:
+        _need(caps, where, kind, Capability.CHECKSUM, Capability.READ)
+    via = verify_via(step.method, caps)
+    return _Prepared(kind=TaskKind.VERIFY, step=step, bytes=memory.size,
+                     wire="checksum" if via == "checksum" else "read",
+                     action=VerifyAction(method=step.method, memory=memory))
+
+
+def _option_bytes(step: OptionBytesStep, chip: Chip, caps: frozenset[Capability],
+                  where: str, kind: str) -> _Prepared:
+    if step.rdp == 0 and not step.fields:
+        _need(caps, where, kind, Capability.OPTION_BYTES, Capability.READ_UNPROTECT)
+    else:
+        _need(caps, where, kind, Capability.OPTION_BYTES)
+    if step.rdp is not None and step.rdp not in (0, 1, 2):
+        raise PlanError(f"{where}: rdp must be 0, 1 or 2, not {step.rdp}")
+    if step.rdp == 2 and not chip.option_bytes.has_level2:
+        raise PlanError(f"{where}: {chip.part} has no readout protection level 2",
+                        hint="use rdp: 1")
+    confirmed = step.confirm == "irreversible"
+    if step.irreversible and not confirmed:
+        raise PlanError(f"{where}: rdp 2 locks the chip for ever and must be confirmed",
+                        hint="add `confirm: irreversible` to the step if this is meant")
+    # Leaving RDP level 1 mass-erases the flash (RM0008 §2.6, RM0090 §3.7.3).
+    erase_s = chip.timing.mass_erase_ms / 1000 if step.rdp == 0 else 0.0
+    change = OptionBytesChange(rdp_level=step.rdp, fields=dict(step.fields),
+                               confirmed_irreversible=confirmed)
+    return _Prepared(kind=TaskKind.OPTION_BYTES, step=step, bytes=chip.option_bytes.size,
+                     chip_s=OPTION_BYTES_S + erase_s, action=OptionBytesAction(change=change))
+
+
+def _reset(step: ResetStep, caps: frozenset[Capability], where: str, kind: str) -> _Prepared:
+    if step.mode is None:
+        mode = natural_reset(caps)
+        if mode is None:
+            raise PlanError(f"{where}: a {kind} link has no way to reset the chip",
+                            hint="drop the reset step")
+    else:
+        try:
+            mode = ResetMode(step.mode)
+        except ValueError as error:
+            raise PlanError(f"{where}: unknown reset mode {step.mode!r}",
+                            hint=f"use one of {', '.join(m.value for m in ResetMode)}")\
+                from error
+        _need(caps, where, kind, *_RESET_NEEDS[mode])
+    return _Prepared(kind=TaskKind.RESET, step=step, chip_s=RESET_S,
+                     action=ResetAction(mode=mode))
+
+
+def natural_reset(caps: frozenset[Capability]) -> ResetMode | None:
+    """The reset a link does when the manifest names none: hardware, else go, else software."""
+    for capability, mode in ((Capability.RESET_HARDWARE, ResetMode.HARDWARE),
+                             (Capability.GO, ResetMode.GO),
+                             (Capability.RESET_SOFTWARE, ResetMode.SOFTWARE)):
+        if capability in caps:
+            return mode
+    return None

@@ -1,0 +1,308 @@
+"""Executing a plan: devices scheduled on a bounded pool of worker threads.
+
+A device is the unit of scheduling (:class:`~runner.session.DeviceSession`
+runs its tasks in order over one session). A device starts when every device
+in its ``after`` ended OK and its exclusive resource (a bus, a probe) is free;
+ready devices start in plan order, at most ``max_parallel`` at once.
+
+A failed device fails alone unless ``fail_fast`` (then nothing new starts and
+the rest are SKIPPED); devices after a failed one end UPSTREAM_FAILED,
+transitively. Cancellation (the ``cancel`` event, Ctrl-C, SIGTERM) stops
+scheduling, lets running devices stop at their next progress report and close
+their sessions, and returns an interrupted :class:`RunResult` (exit code 130).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import runner
+from runner import events as ev
+from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
+from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
+from runner.recovery import run_step
+from runner.session import DeviceSession, RunContext, error_fields
+from transports.sim.faults import Fault
+from transports.sim.world import DeviceProfile, SimulationWorld
+
+__all__ = ["execute", "run_device", "simulation_world", "tool_version"]
+
+_POLL_S = 0.1
+
+
+def tool_version() -> str:
+    try:
+        return version("flashrunner")
+    except PackageNotFoundError:
+        return runner.__version__
+
+
+def _operator() -> str:
+    override = os.environ.get("FLASHRUNNER_OPERATOR")
+    if override:
+        return override
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def simulation_world(plan: Plan) -> SimulationWorld:
+    """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
+    spec = plan.simulation
+    profiles = {
+        name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
+                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
+        for name, device in spec.devices.items()
+    }
+    return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
+                           profiles=profiles)
+
+
+def _needs_world(plan: Plan) -> bool:
+    return plan.simulate or any(device.kind == "sim" for device in plan.devices)
+
+
+@contextmanager
+def _sigterm_sets(cancel: threading.Event) -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while the run lasts (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_device(session: DeviceSession) -> DeviceResult:
+    """Run a device's tasks in order until one does not end OK; always close the session."""
+    plan, context = session.plan, session.context
+    started = time.monotonic()
+    session.emit(ev.DEVICE_STARTED, chip=plan.chip.part, resource=plan.resource,
+                 steps=len(plan.tasks), estimate_s=round(plan.estimate_s, 3))
+    steps: list[StepResult] = []
+    outcome = Outcome.OK
+    failure: dict[str, Any] = {}
+    try:
+        for task in plan.tasks:
+            if context.cancel.is_set():
+                outcome = Outcome.INTERRUPTED
+                break
+            result, error = run_step(session, task)
+            steps.append(result)
+            if result.outcome is not Outcome.OK:
+                outcome = result.outcome
+                failure = error_fields(error) if error is not None else {}
+                break
+    finally:
+        session.close()
+    duration = time.monotonic() - started
+    nbytes = sum(step.bytes for step in steps)
+    session.emit(ev.DEVICE_FINISHED, failure, outcome=outcome.value,
+                 duration_ms=round(duration * 1000), bytes=nbytes)
+    return DeviceResult(
+        device=plan.device, outcome=outcome, steps=tuple(steps), duration_s=duration,
+        identity=session.identity.log_fields() if session.identity else {},
+        error=failure.get("error"), error_type=failure.get("error_type"),
+        error_category=failure.get("error_category"),
+        reason="interrupted" if outcome is Outcome.INTERRUPTED else None)
+
+
+class _Scheduler:
+    """Starts devices as their dependencies and resources allow; collects results."""
+
+    def __init__(self, plan: Plan, context: RunContext) -> None:
+        self.plan = plan
+        self.context = context
+        self.results: dict[str, DeviceResult] = {}
+        self.running: dict[str, threading.Thread] = {}
+        self.busy: set[str] = set()
+        self.done: queue.Queue[DeviceResult] = queue.Queue()
+        self.stopping_reason: str | None = None
+        self.names = {device.device for device in plan.devices}
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.context.events.emit(event, **fields)
+
+    def _worker(self, device: DevicePlan) -> None:
+        try:
+            result = run_device(DeviceSession(device, self.context))
+        except BaseException as error:  # a bug in the runner itself: keep the pool alive
+            fields = error_fields(error)
+            self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
+                      kind=device.kind, outcome=Outcome.FAILED.value, **fields)
+            result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
+                                  error=fields["error"], error_type=fields["error_type"],
+                                  error_category=fields["error_category"])
+        self.done.put(result)
+
+    def _skip(self, device: DevicePlan, outcome: Outcome, reason: str) -> None:
+        self.results[device.device] = DeviceResult(device=device.device, outcome=outcome,
+                                                   reason=reason)
+        self.emit(ev.DEVICE_SKIPPED, device=device.device, transport=device.link,
+                  kind=device.kind, outcome=outcome.value, reason=reason)
+
+    def _upstream_failure(self, device: DevicePlan) -> str | None:
+        """The failed device this one depends on (transitively), if any."""
+        for name in device.after:
+            result = self.results.get(name)
+            if result is None:
+                continue
+            if result.outcome is Outcome.FAILED:
+                return name
+            if result.outcome is Outcome.UPSTREAM_FAILED:
+                return (result.reason or "").removesuffix(" failed") or name
+        return None
+
+    def _schedule(self) -> None:
+        """Start or settle every device that can be, in plan order."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for device in self.plan.devices:
+                name = device.device
+                if name in self.results or name in self.running:
+                    continue
+                culprit = self._upstream_failure(device)
+                if culprit is not None:
+                    self._skip(device, Outcome.UPSTREAM_FAILED, f"{culprit} failed")
+                    progressed = True
+                    continue
+                if self.stopping_reason is not None:
+                    continue
+                waiting = [n for n in device.after if n in self.names
+                           and (n not in self.results
+                                or self.results[n].outcome is not Outcome.OK)]
+                if waiting or device.resource in self.busy \
+                        or len(self.running) >= max(1, self.plan.execution.max_parallel):
+                    continue
+                self.busy.add(device.resource)
+                thread = threading.Thread(target=self._worker, args=(device,),
+                                          name=f"flashrunner-{name}", daemon=True)
+                self.running[name] = thread
+                thread.start()
+
+    def _settle(self, result: DeviceResult) -> None:
+        self.running.pop(result.device).join()
+        self.busy.discard(self.plan.device(result.device).resource)
+        self.results[result.device] = result
+        if result.outcome is Outcome.FAILED and self.plan.execution.fail_fast \
+                and self.stopping_reason is None:
+            self.stopping_reason = "fail-fast"
+
+    def _interrupt(self, reason: str) -> None:
+        if self.stopping_reason != "interrupted":
+            self.stopping_reason = "interrupted"
+            self.context.cancel.set()
+            self.emit(ev.RUN_INTERRUPTED, reason=reason, running=sorted(self.running))
+
+    def run(self) -> bool:
+        """Run every device; True when the run was interrupted."""
+        cancel = self.context.cancel
+        while True:
+            try:
+                if cancel.is_set():
+                    self._interrupt("cancelled")
+                self._schedule()
+                if not self.running:
+                    break
+                try:
+                    self._settle(self.done.get(timeout=_POLL_S))
+                except queue.Empty:
+                    continue
+            except KeyboardInterrupt:
+                self._interrupt("keyboard interrupt")
+        reason = self.stopping_reason or "not runnable"
+        for device in self.plan.devices:
+            if device.device not in self.results:
+                culprit = self._upstream_failure(device)
+                if culprit is not None:
+                    self._skip(device, Outcome.UPSTREAM_FAILED, f"{culprit} failed")
+                else:
+                    self._skip(device, Outcome.SKIPPED, reason)
+        return self.stopping_reason == "interrupted"
+
+
+def _run_started(plan: Plan) -> dict[str, Any]:
+    return {
+        "manifest": plan.name, "manifest_path": str(plan.manifest_path),
+        "manifest_sha256": plan.manifest_sha256, "tool_version": tool_version(),
+        "host": socket.gethostname(), "operator": _operator(),
+        "python": platform.python_version(), "simulate": plan.simulate,
+        "images": dict(plan.image_digests), "devices": len(plan.devices),
+        "max_parallel": plan.execution.max_parallel, "fail_fast": plan.execution.fail_fast,
+        "estimate_s": round(plan.estimate_s, 3),
+    }
+
+
+def _device_summary(result: DeviceResult) -> dict[str, Any]:
+    return {"device": result.device, "outcome": result.outcome.value,
+            "duration_ms": round(result.duration_s * 1000),
+            "bytes": sum(step.bytes for step in result.steps),
+            "error": result.error, "reason": result.reason}
+
+
+def execute(plan: Plan, *, events: ev.EventSink | None = None,
+            world: SimulationWorld | None = None, cancel: threading.Event | None = None,
+            run_id: str | None = None) -> RunResult:
+    """Run ``plan``; report through ``events`` and the plan's log file, if it names one.
+
+    Raises:
+        EnvironmentProblem: the log file cannot be created (or already exists).
+    """
+    now = datetime.now(timezone.utc)
+    run_id = run_id or new_run_id(now)
+    cancel = cancel or threading.Event()
+    sinks: list[ev.EventSink] = [events] if events is not None else []
+    audit: AuditLog | None = None
+    log_file: Path | None = None
+    if plan.log.file:
+        log_file = log_path(plan.log.file, name=plan.name, run_id=run_id, now=now)
+        audit = AuditLog(run_id, [JsonlFileSink(log_file)])
+        sinks.insert(0, audit)
+    sink = ev.FanOutSink(sinks)
+    own_world = world is None and _needs_world(plan)
+    if own_world:
+        world = simulation_world(plan)
+    started = time.monotonic()
+    try:
+        sink.emit(ev.RUN_STARTED, run_id=run_id, **_run_started(plan))
+        for warning in plan.warnings:
+            sink.emit(ev.PLAN_WARNING, message=warning)
+        scheduler = _Scheduler(plan, RunContext(events=sink, cancel=cancel, world=world))
+        with _sigterm_sets(cancel):
+            interrupted = scheduler.run()
+        devices = tuple(scheduler.results[d.device] for d in plan.devices)
+        result = RunResult(run_id=run_id, plan=plan, devices=devices,
+                           duration_s=time.monotonic() - started, interrupted=interrupted,
+                           log_file=log_file)
+        sink.emit(ev.RUN_FINISHED, run_id=run_id,
+                  devices=[_device_summary(d) for d in devices], counts=result.counts(),
+                  duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
+                  interrupted=interrupted)
+        return result
+    finally:
+        if own_world and world is not None:
+            world.close()
+        if audit is not None:
+            audit.close()

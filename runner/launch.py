@@ -1,0 +1,86 @@
+"""One call from a manifest file to a finished run: what ``flashrunner run`` does.
+
+``run_manifest`` loads and validates the manifest, compiles the plan with the
+operator's overrides, decides where the audit log goes, wires the console and
+the ``--json`` stream, and executes. The pieces stay usable one by one
+(``load_manifest``, ``compile_plan``, ``execute``); this module only composes
+them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from runner.compiler import compile_plan
+from runner.console import ConsoleRenderer
+from runner.events import EventSink, FanOutSink
+from runner.executor import execute
+from runner.logging import AuditLog, StdoutJsonSink, new_run_id
+from runner.manifest import load_manifest
+from runner.model import LogSpec
+from runner.plan import Plan, RunResult
+
+__all__ = ["DEFAULT_LOG_TEMPLATE", "resolve_log", "run_manifest"]
+
+#: Where the audit log goes when the manifest says nothing: beside the manifest.
+DEFAULT_LOG_TEMPLATE = "logs/{name}-{run_id}.jsonl"
+
+
+def resolve_log(plan: Plan, log_file: Path | None) -> LogSpec:
+    """The log file for this run: ``--log-file``, else the manifest's template.
+
+    A relative template is relative to the manifest's folder (like every path
+    in a manifest); ``--log-file`` is relative to the working directory, as
+    any command-line path is. Braces in an explicit path are escaped so it is
+    taken literally.
+    """
+    if log_file is not None:
+        literal = str(log_file.expanduser().resolve()).replace("{", "{{").replace("}", "}}")
+        return LogSpec(file=literal)
+    template = plan.log.file or DEFAULT_LOG_TEMPLATE
+    expanded = os.path.expanduser(template)
+    if not os.path.isabs(expanded):
+        folder = str(plan.manifest_path.resolve().parent).replace("{", "{{").replace("}", "}}")
+        expanded = os.path.join(folder, expanded)
+    return LogSpec(file=expanded)
+
+
+def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
+                 only: Sequence[str] | None = None, max_parallel: int | None = None,
+                 log_file: Path | None = None, json_stdout: bool = False,
+                 time_scale: float | None = None, console: TextIO | None = None,
+                 cancel: threading.Event | None = None) -> RunResult:
+    """Validate, compile and run the manifest at ``path``.
+
+    Raises:
+        ManifestError, PlanError, ImageError: nothing was run.
+        EnvironmentProblem: the log file cannot be written; nothing was run.
+    """
+    manifest = load_manifest(path)
+    plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
+    simulation = plan.simulation
+    if time_scale is not None:
+        if time_scale < 0:
+            from runner.errors import PlanError
+
+            raise PlanError("--time-scale must be 0 or more")
+        simulation = dataclasses.replace(simulation, time_scale=time_scale)
+    plan = dataclasses.replace(plan, log=resolve_log(plan, log_file), simulation=simulation)
+    run_id = new_run_id()
+    sinks: list[EventSink] = []
+    if console is not None:
+        sinks.append(ConsoleRenderer(console))
+    stream: AuditLog | None = None
+    if json_stdout:
+        stream = AuditLog(run_id, [StdoutJsonSink()])
+        sinks.append(stream)
+    try:
+        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel)
+    finally:
+        if stream is not None:
+            stream.close()

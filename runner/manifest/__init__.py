@@ -1,0 +1,61 @@
+"""Manifest loading: YAML with locations → schema → semantic checks → frozen model.
+
+:func:`load_manifest` is the one entry point. It reports every problem of
+every file in one :class:`~runner.errors.ManifestError`, each located at
+``file:line:column`` with the manifest path of the element concerned, sorted
+by file and position; only a manifest without problems becomes a
+:class:`~runner.model.Manifest`.
+
+The stages, one module each:
+
+* :mod:`.yamlmarks` — YAML to plain data plus a map of positions;
+* :mod:`.structure` — the JSON Schema (``schemas/manifest.schema.json``),
+  its errors phrased for humans;
+* :mod:`.sources` — ``include:`` files read and merged;
+* :mod:`.references` and :mod:`.targets` — the semantic checks;
+* :mod:`.build` — the frozen model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runner.errors import ManifestError, ManifestIssue
+from runner.manifest.build import build_manifest
+from runner.manifest.checks import Checker
+from runner.manifest.references import check_references
+from runner.manifest.sources import read_sources
+from runner.manifest.targets import check_targets
+from runner.model import Manifest
+from transports.chips import ChipDatabase, chip_database
+
+__all__ = ["load_manifest"]
+
+
+def load_manifest(path: str | os.PathLike[str], *,
+                  chips: ChipDatabase | None = None) -> Manifest:
+    """Load, validate and build the manifest at ``path`` (with its includes).
+
+    Raises:
+        ManifestError: listing every problem found, sorted by file and position.
+    """
+    display = os.fspath(path)
+    sources = read_sources(Path(display), display)
+    issues = list(sources.issues)
+    folders = {source.display: source.path.parent for source in sources.files}
+    if sources.data and not sources.incomplete:
+        checker = Checker(sources.data, sources.marks)
+        check_references(checker)
+        check_targets(checker, chips if chips is not None else chip_database(), folders)
+        issues.extend(checker.issues)
+    if issues or not sources.files:
+        raise ManifestError(_sorted_unique(issues, [s.display for s in sources.files]))
+    return build_manifest(sources, folders)
+
+
+def _sorted_unique(issues: list[ManifestIssue], files: list[str]) -> list[ManifestIssue]:
+    order = {name: index for index, name in enumerate(files)}
+    unique = list(dict.fromkeys(issues))
+    return sorted(unique, key=lambda i: (order.get(i.file, len(order)), i.file, i.line,
+                                         i.column, i.message))

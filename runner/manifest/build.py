@@ -1,0 +1,153 @@
+"""The validated document → the frozen :class:`runner.model.Manifest`.
+
+Only called once the schema and the semantic checks found nothing, so every
+value here has its documented shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.manifest.checks import device_link, entries, steps, write_images
+from runner.manifest.sources import Sources
+from runner.manifest.targets import image_spec
+from runner.manifest.yamlmarks import Marks
+from runner.manifest.yamlmarks import Path as DataPath
+from runner.model import Device as DeviceSpec
+from runner.model import (
+    DeviceLink,
+    EraseScope,
+    EraseStep,
+    Execution,
+    ImageSpec,
+    LinkSpec,
+    Location,
+    LogSpec,
+    Manifest,
+    OptionBytesStep,
+    Recipe,
+    RecoveryPolicy,
+    ResetStep,
+    SimulatedDevice,
+    SimulationSpec,
+    Step,
+    VerifyMethod,
+    VerifyStep,
+    WriteStep,
+    frozen_map,
+)
+
+__all__ = ["build_manifest"]
+
+
+def _frozen(value: Any) -> Any:
+    """Deep read-only copy: mappings become proxies, lists tuples."""
+    if isinstance(value, dict):
+        return frozen_map({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
+    data, marks = sources.data, sources.marks
+
+    def at(path: DataPath) -> Location:
+        mark = marks.key(path)
+        return Location(file=mark.file, line=mark.line, column=mark.column)
+
+    digest = hashlib.sha256()
+    for source in sources.files:
+        digest.update(source.content)
+
+    images: dict[str, ImageSpec] = {}
+    for name, entry in entries(data, "images").items():
+        folder = folders[marks.key(("images", name)).file]
+        spec = image_spec(name, entry, folder)
+        assert spec is not None
+        images[name] = _with_location(spec, at(("images", name)))
+
+    links = {
+        name: LinkSpec(name=name, kind=link["kind"],
+                       options=_frozen({k: v for k, v in link.items() if k != "kind"}),
+                       location=at(("transports", name)))
+        for name, link in entries(data, "transports").items()
+    }
+    recipes = {
+        name: Recipe(name=name, steps=_steps(name, recipe, marks, at),
+                     location=at(("recipes", name)))
+        for name, recipe in (data.get("recipes") or {}).items()
+    }
+    recovery = {
+        name: RecoveryPolicy(
+            name=name, retries=policy.get("retries", 0),
+            backoff=float(policy.get("backoff", 0.0)),
+            backoff_factor=float(policy.get("backoff-factor", 2.0)),
+            max_backoff=float(policy.get("max-backoff", 30.0)),
+            on=frozenset(policy.get("on", ())), actions=tuple(policy.get("actions", ())),
+            location=at(("recovery", name)))
+        for name, policy in entries(data, "recovery").items()
+    }
+    devices = {}
+    for name, device in entries(data, "devices").items():
+        link, options, _ = device_link(device)
+        assert link is not None
+        devices[name] = DeviceSpec(
+            name=name, chip=device["chip"].lower(),
+            link=DeviceLink(link=link, options=_frozen(options)),
+            recipe=device["recipe"], recovery=device.get("recovery"),
+            after=tuple(device.get("after", ())), location=at(("devices", name)))
+    execution = data.get("execution", {})
+    top = sources.files[0]
+    return Manifest(
+        version=data["manifest"], name=data["name"], path=top.path,
+        sha256=digest.hexdigest(), files=tuple(source.path for source in sources.files),
+        description=data.get("description", ""), simulate=data.get("simulate", False),
+        simulation=_simulation(data.get("simulation", {})),
+        images=frozen_map(images), links=frozen_map(links), recipes=frozen_map(recipes),
+        recovery=frozen_map(recovery), devices=frozen_map(devices),
+        execution=Execution(max_parallel=execution.get("max-parallel", 8),
+                            fail_fast=execution.get("fail-fast", False)),
+        log=LogSpec(file=data.get("log", {}).get("file")),
+    )
+
+
+def _with_location(spec: ImageSpec, location: Location) -> ImageSpec:
+    return ImageSpec(name=spec.name, path=spec.path, format=spec.format, address=spec.address,
+                     sha256=spec.sha256, preserve=spec.preserve, location=location)
+
+
+def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any) -> tuple[Step, ...]:
+    built: list[Step] = []
+    for index, kind, value, step in steps(recipe):
+        settings = value if isinstance(value, dict) else {}
+        common: dict[str, Any] = {"location": at(("recipes", recipe_name, index, kind)),
+                                  "recovery": step.get("recovery")}
+        if kind == "erase":
+            built.append(EraseStep(scope=EraseScope(settings.get("scope", "used")), **common))
+        elif kind == "write":
+            built.append(WriteStep(images=tuple(n for _, n in write_images(value)), **common))
+        elif kind == "verify":
+            built.append(VerifyStep(method=VerifyMethod(settings.get("method", "auto")),
+                                    **common))
+        elif kind == "option-bytes":
+            built.append(OptionBytesStep(rdp=settings.get("rdp"),
+                                         fields=frozen_map(settings.get("fields", {})),
+                                         confirm=settings.get("confirm"), **common))
+        else:
+            built.append(ResetStep(mode=settings.get("mode"), **common))
+    return tuple(built)
+
+
+def _simulation(spec: Mapping[str, Any]) -> SimulationSpec:
+    devices = {
+        name: SimulatedDevice(rdp=device.get("rdp", 0),
+                              faults=tuple(_frozen(f) for f in device.get("faults", ())),
+                              fill=device.get("fill"), quirks=_frozen(device.get("quirks", {})))
+        for name, device in (spec.get("devices") or {}).items()
+    }
+    return SimulationSpec(time_scale=float(spec.get("time-scale", 1.0)), seed=spec.get("seed"),
+                          devices=frozen_map(devices))

@@ -1,0 +1,174 @@
+"""Reading a manifest and the files it includes into one marked document.
+
+A product manifest may split its content over several files with
+``include: [station-3.yaml, …]``; paths are relative to the including file.
+An included file has the manifest's format without the run-wide settings
+(``manifest``, ``name``, ``simulate``, ``execution``, ``log``): a *station
+inventory* typically carries ``transports`` (and ``simulation``), a *product
+part* carries ``images``, ``recipes``, ``recovery`` and ``devices``. Included
+files may include further files; a cycle is an error.
+
+Named sections are merged by name; a name defined in two files is an error
+naming both places. Each value keeps the mark of the file it came from, so
+relative paths (an image's ``file``) resolve against that file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ManifestIssue
+from runner.manifest.structure import validate_file
+from runner.manifest.yamlmarks import Mark, Marks, format_path, load_marked
+from runner.manifest.yamlmarks import Path as DataPath
+from schemas import load_schema
+
+__all__ = ["INCLUDABLE", "MERGED_BY_NAME", "Source", "Sources", "read_sources"]
+
+#: Sections whose entries are merged across files by name.
+MERGED_BY_NAME = frozenset({
+    ("images",), ("transports",), ("recipes",), ("recovery",), ("devices",),
+    ("simulation",), ("simulation", "devices"),
+})
+
+
+#: Top-level keys an included file may carry.
+INCLUDABLE = frozenset(load_schema("manifest")["$defs"]["included-file"]["properties"])
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One file read: how it is shown in messages, where it is, its bytes."""
+
+    display: str
+    path: Path
+    content: bytes
+
+
+@dataclass(slots=True)
+class Sources:
+    """The merged document, its marks, every file read (top first) and the issues found."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    marks: Marks = field(default_factory=Marks)
+    files: list[Source] = field(default_factory=list)
+    issues: list[ManifestIssue] = field(default_factory=list)
+    #: A file could not be read or parsed: references into it would all look dangling.
+    incomplete: bool = False
+
+    def issue(self, mark: Mark, where: DataPath, message: str) -> None:
+        self.issues.append(ManifestIssue(file=mark.file, line=mark.line, column=mark.column,
+                                         where=format_path(where), message=message))
+
+
+def read_sources(path: Path, display: str) -> Sources:
+    """Read ``path`` and, depth first in order, every file it includes."""
+    sources = Sources()
+    _read(sources, path, display, chain=(), include_mark=None)
+    return sources
+
+
+def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ...],
+          include_mark: tuple[Mark, DataPath] | None) -> None:
+    top = include_mark is None
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        sources.incomplete = True
+        reason = error.strerror or str(error)
+        if include_mark is None:
+            sources.issues.append(ManifestIssue(file=display, line=1, column=1, where="",
+                                                message=f"cannot read the manifest: {reason}"))
+        else:
+            mark, where = include_mark
+            sources.issue(mark, where, f"cannot read included file {display}: {reason}; "
+                                       f"paths are relative to the including file")
+        return
+    source = Source(display, path, content)
+    sources.files.append(source)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        sources.incomplete = True
+        sources.issues.append(ManifestIssue(
+            file=display, line=1, column=1, where="",
+            message=f"not UTF-8 text (byte {error.start}); save the file as UTF-8"))
+        return
+    data, marks, issues = load_marked(text, display)
+    sources.issues.extend(issues)
+    if data is None and not issues:
+        sources.issues.append(ManifestIssue(file=display, line=1, column=1, where="",
+                                            message="the file is empty; a manifest starts "
+                                                    "with `manifest: 1`" if top else
+                                                    "the included file is empty"))
+        return
+    if data is None:
+        sources.incomplete = True
+        return
+    sources.issues.extend(validate_file(data, marks, top=top))
+    if not isinstance(data, dict):
+        return
+    if not top:
+        # Keys an included file may not carry were reported by the schema; keep them out.
+        data = {k: v for k, v in data.items() if k in INCLUDABLE}
+    _merge(sources, data, marks, ())
+    sources.marks.values.setdefault((), marks.value(()))
+    included = data.get("include")
+    if not isinstance(included, list):
+        return
+    here = (*chain, source)
+    for index, name in enumerate(included):
+        if not isinstance(name, str) or not name:
+            continue
+        at: DataPath = ("include", index)
+        mark = marks.value(at)
+        target = Path(os.path.normpath(path.parent / name))
+        shown = os.path.normpath(os.path.join(os.path.dirname(display), name))
+        resolved = _resolved(target)
+        ring = [s for s in here if _resolved(s.path) == resolved]
+        if ring:
+            names = " → ".join(s.display for s in here[here.index(ring[0]):])
+            sources.issue(mark, at, f"include cycle: {names} → {shown}; "
+                                       f"remove one of these includes")
+            continue
+        if any(_resolved(s.path) == resolved for s in sources.files):
+            sources.issue(mark, at, f"{shown} is already included; include it once")
+            continue
+        _read(sources, target, shown, chain=here, include_mark=(mark, at))
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def _merge(sources: Sources, data: dict[str, Any], marks: Marks, prefix: DataPath) -> None:
+    """Merge one file's mapping at ``prefix`` into the document, reporting redefinitions."""
+    target: Any = sources.data
+    for part in prefix:
+        target = target[part]
+    for key, value in data.items():
+        if prefix == () and key == "include":
+            continue
+        path = (*prefix, key)
+        if key not in target or (target[key] is None and path in MERGED_BY_NAME):
+            target[key] = value
+            for sub in marks.under(path):
+                sources.marks.values[sub] = marks.values[sub]
+                if sub in marks.keys:
+                    sources.marks.keys[sub] = marks.keys[sub]
+            continue
+        if path in MERGED_BY_NAME and isinstance(target[key], dict) and isinstance(value, dict):
+            _merge(sources, value, marks, path)
+            continue
+        if prefix == () and key == "description":
+            continue
+        first = sources.marks.key(path)
+        sources.issue(marks.key(path), path,
+                      f"'{key}' is already defined at {first.file}:{first.line}:"
+                      f"{first.column}; define it in one file only")

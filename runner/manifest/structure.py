@@ -1,0 +1,203 @@
+"""Schema validation of one manifest file, phrased for humans.
+
+jsonschema finds the problems; this module says them the way a colleague
+would: ``unknown key 'recipie' in devices.sensor-1; did you mean 'recipe'?``,
+located at the offending key (unknown keys), the parent mapping (missing
+keys) or the offending value (everything else).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from runner.errors import ManifestIssue
+from runner.manifest.yamlmarks import Mark, Marks, Path, format_path
+from schemas import load_schema
+
+__all__ = ["did_you_mean", "phrase", "phrase_errors", "validate_file"]
+
+_TYPE_NAMES = {
+    "object": "a mapping", "array": "a list", "string": "text", "integer": "an integer",
+    "number": "a number", "boolean": "true or false", "null": "nothing",
+}
+
+
+@cache
+def _validator(top: bool) -> jsonschema.Draft202012Validator:
+    schema = load_schema("manifest")
+    if not top:
+        schema = {"$defs": schema["$defs"], "$ref": "#/$defs/included-file"}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'recipe'?"`` when ``word`` is close to one of ``choices``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def validate_file(data: Any, marks: Marks, *, top: bool) -> list[ManifestIssue]:
+    """Check one file's structure: the manifest schema, or the included-file part of it."""
+    errors = _validator(top).iter_errors(data)
+    return phrase_errors(errors, marks, ())
+
+
+def phrase_errors(errors: Iterable[ValidationError], marks: Marks, prefix: Path,
+                  *, subject: str = "") -> list[ManifestIssue]:
+    """Turn jsonschema errors about data found at ``prefix`` into located issues."""
+    issues: list[ManifestIssue] = []
+    for error in errors:
+        for path, at_key, message in phrase(error, subject):
+            full = (*prefix, *path)
+            mark = marks.key(full) if at_key else marks.value(full)
+            issues.append(_issue(mark, full, message))
+    return issues
+
+
+def _issue(mark: Mark, path: Path, message: str) -> ManifestIssue:
+    return ManifestIssue(file=mark.file, line=mark.line, column=mark.column,
+                         where=format_path(path), message=message)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+def _expected(schema: Mapping[str, Any]) -> str:
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind else []
+    names = [_TYPE_NAMES.get(str(k), str(k)) for k in kinds]
+    if "enum" in schema:
+        names.append("one of " + ", ".join(str(v) for v in schema["enum"]))
+    if "const" in schema:
+        names.append(repr(schema["const"]))
+    return " or ".join(names) if names else "something else"
+
+
+def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, str]]:
+    """(path relative to the validated instance, point at key?, message) for one error."""
+    path: Path = tuple(error.absolute_path)
+    where = format_path(path) or subject or "the top level"
+    # The issue is prefixed with its path; name the subject only where there is none.
+    of = f" of {subject}" if subject and not path else ""
+    kind = error.validator
+    value = error.instance
+    rule: Any = error.validator_value
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if kind == "additionalProperties" and isinstance(value, Mapping):
+        known = list(schema.get("properties", {}))
+        extras = [k for k in value if k not in known]
+        return [((*path, key), True,
+                 f"unknown key '{key}' in {where}{did_you_mean(key, known)}"
+                 + ("" if did_you_mean(key, known) else
+                    f"; allowed keys: {', '.join(known)}" if known else ""))
+                for key in extras]
+    if kind == "required" and isinstance(value, Mapping):
+        known = list(schema.get("properties", {}))
+        closed = schema.get("additionalProperties") is False
+        typos = [k for k in value if k not in known] if closed else []
+        # A typo'd key is reported as unknown, with the missing key as suggestion.
+        missing = [k for k in rule if k not in value
+                   and not any(did_you_mean(t, [k]) for t in typos)]
+        return [(path, False, f"the required key '{key}'{of} is missing; add it")
+                for key in missing]
+    if "propertyNames" in error.schema_path:
+        key = str(value)
+        return [((*path, key), True, f"name {key!r} is not allowed: use letters, digits, '.', "
+                             f"'_' and '-', starting with a letter or digit")]
+    if kind == "type":
+        hint = ""
+        if "integer" in str(error.validator_value) and isinstance(value, str):
+            hint = "; write numbers without quotes (e.g. 0x08004000)"
+        elif isinstance(value, str) and error.validator_value == "boolean":
+            hint = "; write true or false without quotes"
+        elif error.validator_value == "string" and isinstance(value, (int, float)):
+            hint = "; put it in quotes so it stays text"
+        return [(path, False,
+                 f"expected {_expected(schema)}, got {_describe(value)}{hint}")]
+    if kind == "enum":
+        choices = [str(c) for c in rule]
+        suggestion = did_you_mean(str(value), choices) if isinstance(value, str) else ""
+        return [(path, False, f"{_describe(value)} is not allowed here; use one of "
+                              f"{', '.join(choices)}{suggestion}")]
+    if kind == "const":
+        return [(path, False, f"must be {error.validator_value!r}, got {_describe(value)}")]
+    if kind == "pattern":
+        return [(path, False, f"{_describe(value)} is not a valid "
+                              f"{_pattern_name(path)}")]
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {"minimum": "at least", "maximum": "at most",
+                 "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
+        limit = error.validator_value
+        shown = f"0x{limit:X}" if isinstance(limit, int) and limit > 0xFFFF else str(limit)
+        return [(path, False, f"{value!r} is out of range: must be {words[kind]} {shown}")]
+    if kind in ("minItems", "minLength"):
+        return [(path, False, f"is empty; give at least one entry{of}")]
+    if kind == "uniqueItems":
+        return [(path, False, "names something twice; list each once")]
+    if kind in ("oneOf", "anyOf"):
+        return _phrase_alternatives(error, path, subject)
+    return [(path, False, error.message)]
+
+
+def _pattern_name(path: Path) -> str:
+    last = path[-1] if path else ""
+    if last == "sha256":
+        return "sha256 pin: write the 64 hex digits of `sha256sum FILE`"
+    if last == "name":
+        return "product name: use lower-case letters, digits, '.', '_' and '-'"
+    return "value"
+
+
+def _phrase_alternatives(error: ValidationError, path: Path,
+                         subject: str) -> list[tuple[Path, bool, str]]:
+    rule: Any = error.validator_value
+    branches: Sequence[Mapping[str, Any]] = rule
+    value = error.instance
+    if all(set(b) == {"required"} for b in branches) and isinstance(value, Mapping):
+        names = [b["required"][0] for b in branches]
+        present = [n for n in names if n in value]
+        if error.validator == "oneOf" and len(present) > 1:
+            return [(path, False, f"has {' and '.join(present)}, but takes only one of "
+                                  f"them; split it in two")]
+        amount = "exactly" if error.validator == "oneOf" else "at least"
+        return [(path, False, f"needs {amount} one of the keys {', '.join(names)}")]
+    by_branch: dict[int, list[ValidationError]] = {}
+    for sub in error.context or ():
+        by_branch.setdefault(int(sub.schema_path[0]), []).append(sub)
+    fitting = [index for index, branch in enumerate(branches)
+               if _type_fits(branch, value)]
+    if len(fitting) == 1 and by_branch.get(fitting[0]):
+        result: list[tuple[Path, bool, str]] = []
+        for sub in by_branch[fitting[0]]:
+            for sub_path, at_key, message in phrase(sub, subject):
+                result.append((sub_path, at_key, message))
+        if result:
+            return result
+    wanted = " or ".join(_expected(b) for b in branches)
+    return [(path, False, f"expected {wanted}, got {_describe(value)}")]
+
+
+def _type_fits(schema: Mapping[str, Any], value: Any) -> bool:
+    kind = schema.get("type")
+    if kind is None:
+        return True
+    checker = jsonschema.Draft202012Validator.TYPE_CHECKER
+    kinds = kind if isinstance(kind, list) else [kind]
+    return any(checker.is_type(value, k) for k in kinds)

@@ -1,0 +1,235 @@
+"""Semantic checks against the world outside the manifest.
+
+* chip names exist in the chip database;
+* image files load (readable, well-formed, matching their sha256 pin);
+* every image a device writes lies inside its chip's flash, and the images
+  one device receives do not overlap;
+* a link through the ROM bootloader (uart, i2c, can, dfu) reaches a chip whose
+  bootloader offers that interface;
+* each link kind exists, its options (a device's own merged over the link's)
+  satisfy the transport's ``options_schema``, and it can do every step of the
+  recipes that run over it (``Capability``).
+
+``reset: {mode: halt}`` needs ``RESET_SOFTWARE``: halting after reset is a
+debug-port operation. ``reset: {}`` needs any of the reset capabilities.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from runner.errors import EnvironmentProblem, ImageError, PlanError
+from runner.images import FORMATS, LoadedImage, load_image
+from runner.manifest.checks import Checker, device_link, entries, steps, write_images
+from runner.manifest.structure import phrase
+from runner.manifest.yamlmarks import Path as DataPath
+from runner.model import ImageSpec
+from transports.base import Capability, TransportClass
+from transports.chips import Chip, ChipDatabase
+from transports.registry import load_transport
+
+__all__ = ["check_targets", "image_spec", "step_needs"]
+
+_RESETS = {"hardware": Capability.RESET_HARDWARE, "software": Capability.RESET_SOFTWARE,
+           "go": Capability.GO, "halt": Capability.RESET_SOFTWARE}
+_VERIFY = {"checksum": Capability.CHECKSUM, "readback": Capability.READ}
+#: Link kinds that talk to the ROM bootloader, and the interface it must offer (AN2606).
+_ROM_INTERFACE = {"uart": "usart", "i2c": "i2c", "can": "can", "dfu": "dfu"}
+
+
+def image_spec(name: str, entry: Mapping[str, Any], folder: Path) -> ImageSpec | None:
+    """The :class:`ImageSpec` of a well-formed ``images.<name>`` entry, else ``None``."""
+    file = entry.get("file")
+    address = entry.get("address")
+    fmt = entry.get("format", "auto")
+    sha = entry.get("sha256")
+    if not isinstance(file, str) or not file or fmt not in (*FORMATS, "auto"):
+        return None
+    if address is not None and (isinstance(address, bool) or not isinstance(address, int)):
+        return None
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        return None
+    return ImageSpec(name=name, path=Path(os.path.normpath(folder / file)), format=fmt,
+                     address=address,
+                     sha256=sha.lower() if sha else None,
+                     preserve=entry.get("preserve") is True)
+
+
+def step_needs(kind: str, value: Any) -> tuple[frozenset[Capability], str] | None:
+    """(any of these capabilities, what the step does) for one step; None when free."""
+    settings = value if isinstance(value, dict) else {}
+    if kind == "erase":
+        scope = settings.get("scope", "used")
+        if scope == "mass":
+            return frozenset({Capability.ERASE_MASS}), "erase the whole flash"
+        if scope == "used":
+            return frozenset({Capability.ERASE_PAGES}), "erase pages"
+        return None
+    if kind == "write":
+        return frozenset({Capability.WRITE}), "write flash"
+    if kind == "verify":
+        method = settings.get("method", "auto")
+        if method in _VERIFY:
+            return frozenset({_VERIFY[method]}), f"verify by {method}"
+        return frozenset({Capability.CHECKSUM, Capability.READ}), "verify"
+    if kind == "option-bytes":
+        return frozenset({Capability.OPTION_BYTES}), "change option bytes"
+    if kind == "reset":
+        mode = settings.get("mode")
+        if mode in _RESETS:
+            return frozenset({_RESETS[mode]}), f"reset ({mode})"
+        return frozenset({Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE,
+                          Capability.GO}), "reset"
+    return None
+
+
+def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, Path]) -> None:
+    links = _link_classes(checker)
+    images = _load_images(checker, folders)
+    recipes = checker.data.get("recipes")
+    if not isinstance(recipes, dict):
+        recipes = {}
+    used: set[str] = set()
+    for name, device in entries(checker.data, "devices").items():
+        chip = _chip(checker, chips, name, device)
+        link, options, _ = device_link(device)
+        used.add(link or "")
+        recipe_name = device.get("recipe")
+        recipe = recipes.get(recipe_name) if isinstance(recipe_name, str) else None
+        if link in links:
+            if chip is not None:
+                _bootloader(checker, name, chip, links[link])
+            _options(checker, name, link, options, links[link])
+            _capabilities(checker, name, link, recipe_name, recipe, links[link])
+        if chip is not None and isinstance(recipe_name, str) and recipe is not None:
+            _fit(checker, name, chip, recipe_name, recipe, images)
+    for link in links.keys() - used:
+        _options(checker, None, link, {}, links[link])
+
+
+def _link_classes(checker: Checker) -> dict[str, TransportClass]:
+    classes: dict[str, TransportClass] = {}
+    for name, link in entries(checker.data, "transports").items():
+        kind = link.get("kind")
+        if not isinstance(kind, str):
+            continue
+        try:
+            classes[name] = load_transport(kind)
+        except (PlanError, EnvironmentProblem) as error:
+            checker.at(("transports", name, "kind"), str(error))
+    return classes
+
+
+def _load_images(checker: Checker, folders: Mapping[str, Path]) -> dict[str, LoadedImage]:
+    loaded: dict[str, LoadedImage] = {}
+    for name, entry in entries(checker.data, "images").items():
+        path: DataPath = ("images", name)
+        folder = folders.get(checker.marks.key(path).file, Path("."))
+        spec = image_spec(name, entry, folder)
+        if spec is None:
+            continue
+        try:
+            loaded[name] = load_image(spec)
+        except ImageError as error:
+            checker.at((*path, "file"), str(error), key=True)
+    return loaded
+
+
+def _chip(checker: Checker, chips: ChipDatabase, name: str,
+          device: dict[str, Any]) -> Chip | None:
+    part = device.get("chip")
+    if not isinstance(part, str):
+        return None
+    if part in chips:
+        return chips.part(part)
+    close = difflib.get_close_matches(part.lower(), list(chips.chips), n=3, cutoff=0.75)
+    advice = f"; did you mean {' or '.join(close)}?" if close else \
+        "; `flashrunner chips` lists the known parts"
+    checker.at(("devices", name, "chip"), f"unknown chip '{part}'{advice}")
+    return None
+
+
+def _bootloader(checker: Checker, device: str, chip: Chip, transport: TransportClass) -> None:
+    wanted = _ROM_INTERFACE.get(transport.kind)
+    offered = chip.bootloader.interfaces
+    if wanted is None or not offered or wanted in offered:
+        return
+    checker.at(("devices", device, "transport"),
+               f"the system bootloader of {chip.part} has no {wanted} interface (it offers "
+               f"{', '.join(sorted(offered))}), so a {transport.kind} link cannot reach it; "
+               f"use another link")
+
+
+def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any],
+             transport: TransportClass) -> None:
+    """Check a device's options merged over its link's; ``device`` None: an unused link.
+
+    An unused link is checked on its own, except for keys its devices would add.
+    """
+    link_options = {k: v for k, v in entries(checker.data, "transports")[link].items()
+                    if k != "kind"}
+    merged = {**link_options, **own}
+    validator = jsonschema.Draft202012Validator(dict(transport.options_schema))
+    subject = f"the options of {transport.kind} link {link}"
+    for error in validator.iter_errors(merged):
+        if device is None and error.validator == "required" and not error.absolute_path:
+            continue
+        for path, at_key, message in phrase(error, subject):
+            if device is not None and (not path or path[0] in own):
+                full: DataPath = ("devices", device, "transport", *path)
+            else:
+                full = ("transports", link, *path)
+            checker.at(full, message, key=at_key)
+
+
+def _capabilities(checker: Checker, device: str, link: str, recipe_name: Any, recipe: Any,
+                  transport: TransportClass) -> None:
+    offered = transport.capabilities
+    for index, kind, value, _ in steps(recipe):
+        needs = step_needs(kind, value)
+        if needs is None or needs[0] & offered:
+            continue
+        checker.at(("recipes", recipe_name, index, kind),
+                   f"a {transport.kind} link cannot {needs[1]}, but device {device} runs this "
+                   f"step over link {link}; change the step or use another link", key=True)
+
+
+def _fit(checker: Checker, device: str, chip: Chip, recipe_name: str, recipe: Any,
+         images: Mapping[str, LoadedImage]) -> None:
+    flash = chip.flash
+    placed: list[tuple[str, int, int]] = []
+    for index, kind, value, _ in steps(recipe):
+        if kind == "write":
+            for _, image in write_images(value):
+                if image in images and all(image != p[0] for p in placed):
+                    memory = images[image].memory
+                    placed.extend((image, seg.address, seg.end) for seg in memory)
+        elif kind == "option-bytes" and isinstance(value, dict) and value.get("rdp") == 2 \
+                and not chip.option_bytes.has_level2:
+            checker.at(("recipes", recipe_name, index, "option-bytes", "rdp"),
+                       f"{chip.part} (device {device}) has no RDP level 2; use rdp: 1")
+    reported: set[str] = set()
+    for image, start, end in placed:
+        if image not in reported and not flash.contains(start, end - start):
+            reported.add(image)
+            checker.at(("devices", device, "chip"),
+                       f"image '{image}' (0x{start:08X}..0x{end - 1:08X}) does not fit the "
+                       f"flash of {chip.part} (0x{flash.base:08X}..0x{flash.end - 1:08X}, "
+                       f"{flash.size // 1024} KiB); move the image or choose a larger part")
+    reach: tuple[str, int] | None = None   # the image reaching furthest so far, and where
+    clashes: set[tuple[str, str]] = set()
+    for image, start, end in sorted(placed, key=lambda p: p[1]):
+        if reach is not None and reach[0] != image and start < reach[1] \
+                and (reach[0], image) not in clashes:
+            clashes.add((reach[0], image))
+            checker.at(("devices", device, "recipe"),
+                       f"images '{reach[0]}' and '{image}' overlap at 0x{start:08X} on "
+                       f"device {device}; move one of them")
+        if reach is None or end > reach[1]:
+            reach = (image, end)

@@ -1,0 +1,222 @@
+"""One device's transport session and the tasks carried out over it.
+
+:class:`DeviceSession` opens the link, connects and identifies the chip
+(refusing another chip than the manifest's before anything is written) and
+performs each task once (:meth:`DeviceSession.perform`); retries are
+:func:`runner.recovery.run_step`'s, the order of tasks
+:func:`runner.executor.run_device`'s. Recovery actions act on it: reconnect,
+reset, and re-erasing what a partial write left behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from runner import events as ev
+from runner.errors import ChipMismatch, Interrupted, RunnerError, error_categories
+from runner.memmap import Segment
+from runner.model import EraseScope
+from runner.plan import (
+    ConnectAction,
+    DevicePlan,
+    EraseAction,
+    OptionBytesAction,
+    ResetAction,
+    Task,
+    VerifyAction,
+    WriteAction,
+)
+from runner.verify import verify_memory
+from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Transport
+from transports.registry import load_transport
+from transports.sim.world import SimulationWorld
+
+__all__ = ["DeviceSession", "RunContext", "StepProgress", "error_fields", "hex_ranges"]
+
+
+@dataclass(slots=True, kw_only=True)
+class RunContext:
+    """What every device of a run shares."""
+
+    events: ev.EventSink
+    cancel: threading.Event
+    world: SimulationWorld | None
+    progress_interval_s: float = 0.25
+
+
+def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
+    """Address ranges as ``[["0x08000000", "0x08001000"], …]`` (end exclusive)."""
+    return [[f"0x{start:08X}", f"0x{end:08X}"] for start, end in ranges]
+
+
+def error_fields(error: BaseException) -> dict[str, Any]:
+    """The audit fields of any error; the traceback only for errors that are bugs."""
+    if isinstance(error, RunnerError):
+        data = dict(error.fields())
+        data["error_categories"] = sorted(error_categories(error))
+        if error.hint:
+            data["hint"] = error.hint
+        return data
+    return {"error_type": type(error).__name__, "error_category": "internal",
+            "error_categories": ["internal"], "error": f"internal error: {error}",
+            "traceback": "".join(traceback.format_exception(error))}
+
+
+class StepProgress:
+    """A step's progress callback: throttled ``step.progress`` events, cancel-aware.
+
+    Raises :class:`Interrupted` at the next report once the run is cancelled,
+    which is how a long write stops between chunks.
+    """
+
+    def __init__(self, context: RunContext, fields: dict[str, Any], total: int) -> None:
+        self.context = context
+        self.fields = fields
+        self.total = total
+        self.done = 0
+        self._last_time = time.monotonic()
+        self._last_done = 0
+
+    def shifted(self, base: int) -> Progress:
+        """A transport :data:`Progress` for a part starting ``base`` units into the step."""
+        return lambda done, _total: self(base + done)
+
+    def __call__(self, done: int) -> None:
+        if self.context.cancel.is_set():
+            raise Interrupted("the run was interrupted")
+        self.done = done
+        now = time.monotonic()
+        step = max(1, self.total // 10)
+        finished = self.total > 0 and done >= self.total
+        if (now - self._last_time >= self.context.progress_interval_s
+                or done - self._last_done >= step or finished) and done != self._last_done:
+            self._last_time, self._last_done = now, done
+            percent = round(100 * done / self.total, 1) if self.total else 100.0
+            self.context.events.emit(ev.STEP_PROGRESS, **self.fields, done=done,
+                                     total=self.total, percent=percent)
+
+
+class DeviceSession:
+    """Runs one device's tasks over one transport session."""
+
+    def __init__(self, plan: DevicePlan, context: RunContext) -> None:
+        self.plan = plan
+        self.context = context
+        self.transport: Transport | None = None
+        self.identity: ChipIdentity | None = None
+        self.connected = False
+        #: Segments earlier write tasks of this device programmed (for re-erase recovery).
+        self.written: list[Segment] = []
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return {"device": self.plan.device, "transport": self.plan.link, "kind": self.plan.kind}
+
+    def emit(self, event: str, *parts: dict[str, Any], **fields: Any) -> None:
+        """Emit with the device fields; later ``parts`` and ``fields`` win on a clash."""
+        record = dict(self.fields)
+        for part in parts:
+            record.update(part)
+        record.update(fields)
+        self.context.events.emit(event, **record)
+
+    # ------------------------------------------------------------------ the session
+
+    def open(self) -> Transport:
+        if self.transport is None:
+            klass = load_transport(self.plan.kind)
+            self.transport = klass.open(LinkRequest(
+                device=self.plan.device, link=self.plan.link, kind=self.plan.kind,
+                options=self.plan.options, chip=self.plan.chip,
+                simulation=self.context.world))
+        return self.transport
+
+    def connect(self, expected_dev_id: int | None = None) -> ChipIdentity:
+        """Connect and identify; the chip must be the manifest's (and the same one as before)."""
+        transport = self.open()
+        transport.connect()
+        self.connected = True
+        identity = transport.identify()
+        expected = self.plan.chip.dev_id if expected_dev_id is None else expected_dev_id
+        if identity.dev_id != expected:
+            raise ChipMismatch(
+                f"{self.plan.device}: expected {self.plan.chip.part} (DEV_ID 0x{expected:03X}) "
+                f"on link {self.plan.link} but found DEV_ID 0x{identity.dev_id:03X}; "
+                f"nothing was written",
+                hint="check which board sits in this fixture, or correct the device's chip in "
+                     "the manifest", transport=self.plan.link, device=self.plan.device)
+        if self.identity is not None and self.identity.uid and identity.uid \
+                and identity.uid != self.identity.uid:
+            raise ChipMismatch(
+                f"{self.plan.device}: the chip changed during the session (UID "
+                f"{self.identity.uid} before, {identity.uid} now)",
+                hint="a board was swapped mid-run; run again on the new board",
+                transport=self.plan.link, device=self.plan.device)
+        first = self.identity is None
+        self.identity = identity
+        if first:
+            self.emit(ev.DEVICE_IDENTIFIED, identity.log_fields(), chip=self.plan.chip.part,
+                      expected_part=self.plan.chip.part, expected_dev_id=f"0x{expected:03X}")
+        return identity
+
+    def ensure_connected(self) -> Transport:
+        if not self.connected:
+            self.connect()
+        assert self.transport is not None
+        return self.transport
+
+    def close(self) -> None:
+        transport, self.transport, self.connected = self.transport, None, False
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception as error:  # closing must never hide the run's outcome
+                self.emit(ev.SESSION_CLOSE_FAILED, error_fields(error))
+
+    # ------------------------------------------------------------------ tasks
+
+    def perform(self, task: Task) -> dict[str, Any]:
+        """Carry out ``task`` once; return extra fields for ``step.finished``."""
+        action = task.action
+        fields = {**self.fields, "step": task.id, "action": task.kind.value}
+        if isinstance(action, ConnectAction):
+            self.connect(action.expected_dev_id)
+            return {}
+        transport = self.ensure_connected()
+        if isinstance(action, EraseAction):
+            if action.scope is EraseScope.NONE:
+                return {"scope": action.scope.value}
+            blocks = MASS_ERASE if action.scope is EraseScope.MASS else action.blocks
+            tracker = StepProgress(self.context, fields, max(1, len(blocks)))
+            transport.erase(blocks, lambda done, _total: tracker(done))
+            ranges = tuple((b.address, b.address + b.size) for b in action.blocks)
+            return {"scope": action.scope.value, "blocks": len(action.blocks),
+                    "ranges": hex_ranges(ranges)}
+        if isinstance(action, WriteAction):
+            tracker = StepProgress(self.context, fields, action.memory.size)
+            done = 0
+            for segment in action.memory:
+                transport.write(segment.address, segment.data, tracker.shifted(done))
+                done += len(segment)
+            self.written.extend(action.memory)
+            return {"ranges": hex_ranges(action.memory.ranges), "images": [
+                {"name": image.name, "sha256": image.sha256,
+                 "ranges": hex_ranges(image.ranges)} for image in action.images]}
+        if isinstance(action, VerifyAction):
+            tracker = StepProgress(self.context, fields, action.memory.size)
+            method = verify_memory(transport, action, erased=self.plan.chip.flash.erased,
+                                   link=self.plan.link, device=self.plan.device,
+                                   advance=tracker)
+            return {"method": method, "ranges": hex_ranges(action.memory.ranges),
+                    "sha256": action.memory.sha256()}
+        if isinstance(action, OptionBytesAction):
+            transport.write_option_bytes(action.change)
+            return {"rdp_level": action.change.rdp_level, "fields": dict(action.change.fields)}
+        if isinstance(action, ResetAction):
+            transport.reset(action.mode)
+            return {"mode": action.mode.value}
+        raise TypeError(f"unknown task action {type(action).__name__}")

@@ -1,0 +1,101 @@
+"""Verification, done once by the runner for every link.
+
+``auto`` asks the chip for an on-target checksum of each segment when the
+session offers :attr:`Capability.CHECKSUM` (cheap: a few bytes on the wire)
+and reads back only what disagrees; ``readback`` reads everything back. A
+mismatch is a :class:`VerifyError` naming the first differing address with the
+expected and actual bytes there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runner.errors import PlanError, VerifyError
+from runner.memmap import Segment
+from runner.model import VerifyMethod
+from runner.plan import VerifyAction
+from transports.base import Capability, Progress, Transport
+from transports.checksums import compute
+
+__all__ = ["READ_BLOCK", "verify_memory"]
+
+#: Read-back block size: large, so per-command overhead stays small.
+READ_BLOCK = 64 * 1024
+#: Bytes of context reported around a mismatch.
+_MISMATCH_CONTEXT = 16
+
+#: ``(bytes done) -> None``; the verify step's cumulative progress.
+Advance = Callable[[int], None]
+
+
+def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, link: str,
+                  device: str, advance: Advance) -> str:
+    """Check flash against ``action.memory``; return the method actually used.
+
+    Raises:
+        VerifyError: the flash differs (first mismatching address and bytes).
+        PlanError: ``checksum`` was asked of a link that cannot compute one.
+    """
+    has_checksum = Capability.CHECKSUM in transport.capabilities
+    if action.method is VerifyMethod.CHECKSUM and not has_checksum:
+        raise PlanError(f"link {link} cannot compute checksums on the target, so {device} "
+                        f"cannot be verified by checksum",
+                        hint="use verify method auto or readback")
+    use_checksum = has_checksum and action.method is not VerifyMethod.READBACK
+    done = 0
+    method = "checksum" if use_checksum else "readback"
+    for segment in action.memory:
+        if use_checksum and _checksum_matches(transport, segment, erased):
+            done += len(segment)
+            advance(done)
+            continue
+        if use_checksum:
+            method = "checksum+readback"
+        _read_back(transport, segment, link=link, device=device,
+                   advance=_shifted(advance, done))
+        done += len(segment)
+        advance(done)
+    return method
+
+
+def _shifted(advance: Advance, base: int) -> Advance:
+    """``advance`` for a part that starts ``base`` bytes into the step."""
+    return lambda done: advance(base + done)
+
+
+def _read_progress(advance: Advance, base: int) -> Progress:
+    return lambda done, _total: advance(base + done)
+
+
+def _checksum_matches(transport: Transport, segment: Segment, erased: int) -> bool:
+    reported = transport.checksum(segment.address, len(segment))
+    # The CRC unit takes whole words: the tail is padded as the transport pads it.
+    padded = segment.data + bytes([erased]) * (-len(segment) % 4)
+    return compute(reported.algorithm, padded) == reported.value
+
+
+def _read_back(transport: Transport, segment: Segment, *, link: str, device: str,
+               advance: Advance) -> None:
+    for offset in range(0, len(segment), READ_BLOCK):
+        expected = segment.data[offset:offset + READ_BLOCK]
+        address = segment.address + offset
+        actual = transport.read(address, len(expected), _read_progress(advance, offset))
+        if actual != expected:
+            first = _first_difference(expected, actual)
+            at = address + first
+            raise VerifyError(
+                f"{device}: flash differs from the image at 0x{at:08X} "
+                f"(expected {expected[first:first + 1].hex()}, "
+                f"read {actual[first:first + 1].hex()})",
+                address=at, expected=expected[first:first + _MISMATCH_CONTEXT],
+                actual=actual[first:first + _MISMATCH_CONTEXT], transport=link, device=device,
+                hint="erase and write again; if it persists the flash may be worn or the "
+                     "link corrupting data")
+
+
+def _first_difference(expected: bytes, actual: bytes) -> int:
+    for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
+        if want != got:
+            return index
+    return min(len(expected), len(actual))

@@ -1,0 +1,33 @@
+"""Fixtures for the chip database tests: the raw data documents as shipped."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import pytest
+import yaml
+
+
+def _load_documents() -> dict[str, dict[str, Any]]:
+    folder = resources.files("transports.chips").joinpath("data")
+    return {entry.name: yaml.safe_load(entry.read_text("utf-8"))
+            for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+_DOCUMENTS = _load_documents()
+
+
+@pytest.fixture
+def documents() -> dict[str, dict[str, Any]]:
+    """A private deep copy of every data file, free to damage."""
+    return copy.deepcopy(_DOCUMENTS)
+
+
+@pytest.fixture(scope="session")
+def lines() -> list[tuple[str, Mapping[str, Any]]]:
+    """Every line of the database as ``(file name, line mapping)``."""
+    return [(name, line) for name, document in sorted(_DOCUMENTS.items())
+            for line in document["lines"]]

@@ -1,0 +1,72 @@
+"""Verification: checksum when the link has one, read-back otherwise, first mismatch named."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import PlanError, VerifyError
+from runner.memmap import MemoryMap, Segment
+from runner.model import VerifyMethod
+from runner.plan import VerifyAction
+from runner.verify import verify_memory
+from transports.base import Capability, LinkRequest
+from transports.chips import ChipDatabase
+from transports.sim import SimulationWorld
+from transports.sim.memory import MemoryTransport
+
+FLASH = 0x08000000
+
+
+class _NoChecksum(MemoryTransport):
+    capabilities = frozenset(Capability) - {Capability.CHECKSUM}
+
+
+def _session(world: SimulationWorld, chips: ChipDatabase,
+             klass: type[MemoryTransport] = MemoryTransport) -> MemoryTransport:
+    chip = chips.part("stm32g071rb")
+    request = LinkRequest(device="a", link="bench", kind="sim", options={}, chip=chip,
+                          simulation=world)
+    transport = klass(request, world.chip("a", chip))
+    transport.connect()
+    return transport
+
+
+def _verify(transport: MemoryTransport, memory: MemoryMap, method: VerifyMethod) -> str:
+    return verify_memory(transport, VerifyAction(method=method, memory=memory), erased=0xFF,
+                         link="bench", device="a", advance=lambda done: None)
+
+
+def test_auto_uses_read_back_on_a_link_without_checksum(world: SimulationWorld,
+                                                         chips: ChipDatabase) -> None:
+    transport = _session(world, chips, _NoChecksum)
+    transport.write(FLASH, b"\x12\x34\x56\x78" * 4)
+    memory = MemoryMap((Segment(FLASH, b"\x12\x34\x56\x78" * 4),))
+    assert _verify(transport, memory, VerifyMethod.AUTO) == "readback"
+
+
+def test_checksum_method_on_a_link_without_checksum_is_an_error(
+        world: SimulationWorld, chips: ChipDatabase) -> None:
+    transport = _session(world, chips, _NoChecksum)
+    with pytest.raises(PlanError, match="cannot compute checksums"):
+        _verify(transport, MemoryMap((Segment(FLASH, b"\xff" * 8),)), VerifyMethod.CHECKSUM)
+
+
+def test_checksum_mismatch_is_read_back_to_the_first_differing_address(
+        world: SimulationWorld, chips: ChipDatabase) -> None:
+    transport = _session(world, chips)
+    transport.write(FLASH, bytes(range(64)))
+    expected = bytearray(range(64))
+    expected[37] ^= 0x80
+    with pytest.raises(VerifyError) as info:
+        _verify(transport, MemoryMap((Segment(FLASH, bytes(expected)),)), VerifyMethod.AUTO)
+    assert info.value.address == FLASH + 37
+    assert info.value.expected is not None and info.value.expected[0] == 37 ^ 0x80
+    assert info.value.actual is not None and info.value.actual[0] == 37
+
+
+def test_odd_length_segments_checksum_with_erased_padding(world: SimulationWorld,
+                                                          chips: ChipDatabase) -> None:
+    transport = _session(world, chips)
+    transport.write(FLASH, b"\xa5" * 8)
+    assert _verify(transport, MemoryMap((Segment(FLASH, b"\xa5" * 6),)),
+                   VerifyMethod.CHECKSUM) == "checksum"
