@@ -137,7 +137,7 @@ class F1FlashDriver(FlashDriver):
         current = bytearray(self.link.read_memory(ob.address, ob.size))
         wanted = bytearray(current)
         if change.rdp_level is not None:
-            wanted[0] = ob.rdp_level0 if change.rdp_level == 0 else 0x00
+            wanted[0] = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0x00)
         for name, value in change.fields.items():
             index = {"user": 2, "data0": 4, "data1": 6, "wrp0": 8, "wrp1": 10, "wrp2": 12,
                      "wrp3": 14}.get(name)
