@@ -36,7 +36,7 @@ __all__ = ["CONTROLLER_MODELS", "SimStLinkProbe", "SimSwdTarget", "attach_probe"
            "derive_probe_serial", "make_target"]
 
 CONTROLLER_MODELS: dict[str, type[SimFlashController]] = {
-    "f0": SimF1Controller, "f1": SimF1Controller,
+    "f0": SimF1Controller, "f1": SimF1Controller, "f1xl": SimF1Controller,
     "f2": SimF4Controller, "f4": SimF4Controller, "f7": SimF4Controller,
     "l4": SimL4Controller, "g0": SimL4Controller, "g4": SimL4Controller,
     "wb": SimL4Controller, "wl": SimL4Controller, "c0": SimL4Controller,

@@ -10,10 +10,10 @@ from transports.stlink.flash.l4 import L4FlashDriver
 
 __all__ = ["DRIVERS", "FlashDriver", "driver_for"]
 
-#: controller kind → driver class. Kinds absent here (f1xl, l0, l1, h7ab, l5, u5,
-#: h5) are refused at connect with a message naming them.
+#: controller kind → driver class. Kinds absent here (l0, l1, h7ab, l5, u5, h5) are
+#: refused at connect with a message naming them.
 DRIVERS: dict[str, type[FlashDriver]] = {
-    "f0": F1FlashDriver, "f1": F1FlashDriver,
+    "f0": F1FlashDriver, "f1": F1FlashDriver, "f1xl": F1FlashDriver,
     "f2": F4FlashDriver, "f4": F4FlashDriver, "f7": F4FlashDriver,
     "l4": L4FlashDriver, "g0": L4FlashDriver, "g4": L4FlashDriver, "wb": L4FlashDriver,
     "wl": L4FlashDriver, "c0": L4FlashDriver,

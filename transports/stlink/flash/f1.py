@@ -2,7 +2,8 @@
 
 PM0075 §2.3 (F1), RM0091 §3.2 (F0): KEYR 0x04, OPTKEYR 0x08, SR 0x0C (BSY 0,
 PGERR 2, WRPRTERR 4, EOP 5), CR 0x10 (PG 0, PER 1, MER 2, OPTPG 4, OPTER 5,
-STRT 6, LOCK 7, OPTWRE 9), AR 0x14, OBR 0x1C.
+STRT 6, LOCK 7, OPTWRE 9), AR 0x14, OBR 0x1C. XL-density parts (``f1xl``,
+RM0008 §3.3.1) drive bank 2 through a second set at +0x40 (KEYR2, SR2, CR2, AR2).
 """
 
 from __future__ import annotations
@@ -29,64 +30,87 @@ class F1FlashDriver(FlashDriver):
     busy_mask = SR_BSY
     error_mask = SR_PGERR | SR_WRPRTERR
 
-    def _reg(self, offset: int) -> int:
-        return self.base + offset
+    def _reg(self, offset: int, bank: int = 1) -> int:
+        return self.base + offset + (0x40 if bank == 2 else 0)
+
+    @property
+    def _banks(self) -> tuple[int, ...]:
+        return (1, 2) if self.chip.controller == "f1xl" else (1,)
+
+    def _bank_of(self, address: int) -> int:
+        bank2 = self.chip.flash.bank2_base
+        return 2 if len(self._banks) > 1 and bank2 is not None and address >= bank2 else 1
 
     def unlock(self) -> None:
-        if not self.link.read_word(self._reg(CR)) & CR_LOCK:
-            return
-        self.write_keys(self._reg(KEYR), (KEY1, KEY2))
-        if self.link.read_word(self._reg(CR)) & CR_LOCK:
-            raise WriteError("the flash controller stayed locked after the key sequence",
-                             address=self.base, hint="reset the target and try again")
+        for bank in self._banks:
+            if not self.link.read_word(self._reg(CR, bank)) & CR_LOCK:
+                continue
+            self.write_keys(self._reg(KEYR, bank), (KEY1, KEY2))
+            if self.link.read_word(self._reg(CR, bank)) & CR_LOCK:
+                raise WriteError("the flash controller stayed locked after the key sequence",
+                                 address=self.base, hint="reset the target and try again")
 
     def lock(self) -> None:
-        self.link.write_word(self._reg(CR), CR_LOCK)
-
-    def _run(self, cr: int, *, expected_s: float, what: str, address: int,
-             error: type[EraseError] | type[WriteError]) -> None:
-        self.link.write_word(self._reg(CR), cr)
-        self.link.write_word(self._reg(CR), cr | CR_STRT)
-        status = self.wait_ready(self._reg(SR), expected_s=expected_s, what=what,
-                                 address=address, error=error)
-        self.check_status(status, self._reg(SR), what=what, address=address, error=error,
-                          names=ERRORS)
-        self.link.write_word(self._reg(SR), SR_EOP)
-        self.link.write_word(self._reg(CR), 0)
+        for bank in self._banks:
+            self.link.write_word(self._reg(CR, bank), CR_LOCK)
 
     def erase_block(self, block: FlashBlock) -> None:
         self.erase_blocks([block], no_progress)
 
     def erase_blocks(self, blocks: Sequence[FlashBlock], progress: Progress) -> None:
         # PM0075 §2.3.4: PER, AR = page, STRT, wait BSY. PER stays set across pages.
-        self.link.write_word(self._reg(SR), SR_EOP | SR_PGERR | SR_WRPRTERR)
-        self.link.write_word(self._reg(CR), CR_PER)
-        for done, block in enumerate(blocks, 1):
-            self.link.write_word(self._reg(AR), block.address)
-            self.link.write_word(self._reg(CR), CR_PER | CR_STRT)
-            status = self.wait_ready(self._reg(SR),
-                                     expected_s=self.chip.timing.erase_seconds(block.size),
-                                     what="page erase", address=block.address,
-                                     error=EraseError)
-            self.check_status(status, self._reg(SR), what="page erase",
-                              address=block.address, error=EraseError, names=ERRORS)
-            progress(done, len(blocks))
-        self.link.write_word(self._reg(CR), 0)
+        done = 0
+        for bank in self._banks:
+            mine = [b for b in blocks if self._bank_of(b.address) == bank]
+            if not mine:
+                continue
+            sr, cr, ar = self._reg(SR, bank), self._reg(CR, bank), self._reg(AR, bank)
+            self.link.write_word(sr, SR_EOP | SR_PGERR | SR_WRPRTERR)
+            self.link.write_word(cr, CR_PER)
+            for block in mine:
+                self.link.write_word(ar, block.address)
+                self.link.write_word(cr, CR_PER | CR_STRT)
+                status = self.wait_ready(sr, expected_s=self.chip.timing.erase_seconds(
+                    block.size), what="page erase", address=block.address, error=EraseError)
+                self.check_status(status, sr, what="page erase", address=block.address,
+                                  error=EraseError, names=ERRORS)
+                done += 1
+                progress(done, len(blocks))
+            self.link.write_word(cr, 0)
 
     def mass_erase(self) -> None:
-        self._run(CR_MER, expected_s=self.chip.timing.mass_erase_ms / 1000, what="mass erase",
-                  address=self.chip.flash.base, error=EraseError)
+        for bank in self._banks:
+            sr, cr = self._reg(SR, bank), self._reg(CR, bank)
+            self.link.write_word(cr, CR_MER)
+            self.link.write_word(cr, CR_MER | CR_STRT)
+            address = self.chip.flash.base if bank == 1 else (self.chip.flash.bank2_base or 0)
+            status = self.wait_ready(sr, expected_s=self.chip.timing.mass_erase_ms / 1000,
+                                     what="mass erase", address=address, error=EraseError)
+            self.check_status(status, sr, what="mass erase", address=address,
+                              error=EraseError, names=ERRORS)
+            self.link.write_word(sr, SR_EOP)
+            self.link.write_word(cr, 0)
 
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
-        self.link.write_word(self._reg(SR), SR_EOP | SR_PGERR | SR_WRPRTERR)
-        self.link.write_word(self._reg(CR), CR_PG)
-        if self.fast:
-            self._program_blocks(address, data, progress)
-        else:
-            self._program_units(address, data, progress)
-        self.link.write_word(self._reg(CR), 0)
+        done = 0
+        for start, length in self.blocks_by_bank(address, len(data)):
+            bank = self._bank_of(start)
+            sr, cr = self._reg(SR, bank), self._reg(CR, bank)
+            self.link.write_word(sr, SR_EOP | SR_PGERR | SR_WRPRTERR)
+            self.link.write_word(cr, CR_PG)
+            chunk = data[start - address:start - address + length]
 
-    def _program_blocks(self, address: int, data: bytes, progress: Progress) -> None:
+            def report(now: int, _total: int, base: int = done) -> None:
+                progress(base + now, len(data))
+
+            if self.fast:
+                self._program_blocks(start, chunk, sr, report)
+            else:
+                self._program_units(start, chunk, sr, report)
+            self.link.write_word(cr, 0)
+            done += length
+
+    def _program_blocks(self, address: int, data: bytes, sr: int, progress: Progress) -> None:
         """One 16-bit memory command per MEM-AP window; the bus stalls while BSY."""
         step = self.link.window
         # Without 16-bit access (V1, V2 before J26) a 32-bit bus write is split by
@@ -96,13 +120,13 @@ class F1FlashDriver(FlashDriver):
             at = address + offset
             size = min(step - at % step, len(data) - offset)
             self.link.write_memory(at, data[offset:offset + size], width=width)
-            status = self.wait_ready(self._reg(SR), expected_s=0, what="program",
-                                     address=at, error=WriteError)
-            self.check_status(status, self._reg(SR), what="program", address=at,
-                              error=WriteError, names=ERRORS)
+            status = self.wait_ready(sr, expected_s=0, what="program", address=at,
+                                     error=WriteError)
+            self.check_status(status, sr, what="program", address=at, error=WriteError,
+                              names=ERRORS)
             progress(offset + size, len(data))
 
-    def _program_units(self, address: int, data: bytes, progress: Progress) -> None:
+    def _program_units(self, address: int, data: bytes, sr: int, progress: Progress) -> None:
         """One half-word per command, BSY polled before the next (clones, unknown parts)."""
         if not self.link.version.has("mem-16bit"):
             raise WriteError(f"ST-Link firmware {self.link.version} cannot write single "
@@ -113,10 +137,10 @@ class F1FlashDriver(FlashDriver):
         for offset in range(0, len(data), 2):
             at = address + offset
             self.link.write_block(at, data[offset:offset + 2], 2)
-            status = self.wait_ready(self._reg(SR), expected_s=expected, what="program",
-                                     address=at, error=WriteError)
-            self.check_status(status, self._reg(SR), what="program", address=at,
-                              error=WriteError, names=ERRORS)
+            status = self.wait_ready(sr, expected_s=expected, what="program", address=at,
+                                     error=WriteError)
+            self.check_status(status, sr, what="program", address=at, error=WriteError,
+                              names=ERRORS)
             if offset % 1024 == 0:
                 progress(offset + 2, len(data))
         progress(len(data), len(data))
