@@ -39,6 +39,10 @@ CASES = (
     ("G0 genuine", "stm32g071rb", 32, {}, {"clock-khz": 4000}),
     ("L4 genuine", "stm32l476rg", 64, {}, {"clock-khz": 4000}),
     ("H7 genuine, V3", "stm32h743zi", 128, {"probe": "v3"}, {"clock-khz": 24000}),
+    ("L0 genuine (half pages)", "stm32l073rz", 8, {}, {"clock-khz": 4000}),
+    ("L0 genuine (words, safe)", "stm32l073rz", 2, {}, {"write-mode": "safe"}),
+    ("L1 genuine (half pages)", "stm32l152re", 8, {}, {"clock-khz": 4000}),
+    ("F1 XL dual bank", "stm32f103zg", 32, {}, {"clock-khz": 4000}),
 )
 
 

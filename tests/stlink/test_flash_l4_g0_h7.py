@@ -132,3 +132,37 @@ def test_h7_rdp_round_trip(open_session: Open) -> None:
     assert session.read_option_bytes().rdp_level == 1
     session.write_option_bytes(OptionBytesChange(rdp_level=0))
     assert session.read_option_bytes().rdp_level == 0
+
+
+def test_l0_half_page_is_written_in_one_command_and_reads_back(open_session: Open,
+                                                               world: SimulationWorld) -> None:
+    session = open_session("stm32l073rz")
+    data = os.urandom(64 * 3 + 8)
+    session.erase(session.chip.flash.blocks_covering(FLASH + 56, len(data)))
+    session.write(FLASH + 56, data)  # a word-mode head, three half pages, a word tail
+    assert session.read(FLASH + 56, len(data)) == data
+
+
+def test_l0_a_read_between_half_page_words_aborts_the_half_page(
+        open_session: Open, world: SimulationWorld) -> None:
+    session = open_session("stm32l073rz")
+    link = session.link
+    assert link is not None
+    regs = session.chip.flash_controller_address
+    assert regs is not None
+    session.driver.unlock()  # type: ignore[union-attr]
+    link.write_word(regs + 0x04, (1 << 10) | (1 << 3))  # FPRG | PROG
+    link.write_word(FLASH, 0x11111111)
+    link.read_word(FLASH + 0x100)  # any flash access in between
+    link.write_word(FLASH + 4, 0x22222222)
+    assert link.read_word(regs + 0x18) & ((1 << 10) | (1 << 9))  # SIZERR or PGAERR
+    assert world.chips["board"].flash[:8] == b"\x00" * 8
+
+
+def test_l0_writing_over_data_fails_with_notzeroerr(open_session: Open) -> None:
+    session = open_session("stm32l073rz", options={"write-mode": "safe"})
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(FLASH, b"\x01\x00\x00\x00")
+    with pytest.raises(WriteError, match="NOTZEROERR") as info:
+        session.write(FLASH, b"\x02\x00\x00\x00")
+    assert info.value.address == FLASH

@@ -21,9 +21,10 @@ __all__ = ["FAST_CONTROLLERS", "choose_write_mode"]
 #: operation is busy. Public evidence exists for the F1 (pystlink); the other
 #: families share the AHB flash-interface design and are assumed to behave the
 #: same — the read-back verify of every run checks that assumption. On H7 the
-#: next flash word waits in the write queue (QW) by design.
-FAST_CONTROLLERS = frozenset({"f0", "f1", "f2", "f4", "f7", "l4", "g0", "g4", "wb", "wl",
-                              "c0", "h7"})
+#: next flash word waits in the write queue (QW) by design. On L0/L1 "fast" means
+#: half pages in one memory command (see :mod:`transports.stlink.flash.l0`).
+FAST_CONTROLLERS = frozenset({"f0", "f1", "f1xl", "f2", "f4", "f7", "l4", "g0", "g4", "wb",
+                              "wl", "c0", "h7", "l0", "l1"})
 
 
 def choose_write_mode(requested: str, chip: Chip, info: TargetInfo) -> str:

@@ -25,6 +25,7 @@ from transports.sim.stlink.controller import SimFlashController
 from transports.sim.stlink.flash_f1 import SimF1Controller
 from transports.sim.stlink.flash_f4 import SimF4Controller
 from transports.sim.stlink.flash_h7 import SimH7Controller
+from transports.sim.stlink.flash_l0 import SimL0Controller
 from transports.sim.stlink.flash_l4 import SimL4Controller
 from transports.sim.stlink.identity import core_identity
 from transports.sim.stlink.probe import PROBE_MODELS, SimStLinkProbe, derive_probe_serial
@@ -41,6 +42,7 @@ CONTROLLER_MODELS: dict[str, type[SimFlashController]] = {
     "l4": SimL4Controller, "g0": SimL4Controller, "g4": SimL4Controller,
     "wb": SimL4Controller, "wl": SimL4Controller, "c0": SimL4Controller,
     "h7": SimH7Controller,
+    "l0": SimL0Controller, "l1": SimL0Controller,
 }
 
 

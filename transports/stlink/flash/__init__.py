@@ -6,11 +6,12 @@ from transports.stlink.flash.base import FlashDriver
 from transports.stlink.flash.f1 import F1FlashDriver
 from transports.stlink.flash.f4 import F4FlashDriver
 from transports.stlink.flash.h7 import H7FlashDriver
+from transports.stlink.flash.l0 import L0FlashDriver
 from transports.stlink.flash.l4 import L4FlashDriver
 
 __all__ = ["DRIVERS", "FlashDriver", "driver_for"]
 
-#: controller kind → driver class. Kinds absent here (l0, l1, h7ab, l5, u5, h5) are
+#: controller kind → driver class. Kinds absent here (h7ab, l5, u5, h5) are
 #: refused at connect with a message naming them.
 DRIVERS: dict[str, type[FlashDriver]] = {
     "f0": F1FlashDriver, "f1": F1FlashDriver, "f1xl": F1FlashDriver,
@@ -18,6 +19,7 @@ DRIVERS: dict[str, type[FlashDriver]] = {
     "l4": L4FlashDriver, "g0": L4FlashDriver, "g4": L4FlashDriver, "wb": L4FlashDriver,
     "wl": L4FlashDriver, "c0": L4FlashDriver,
     "h7": H7FlashDriver,
+    "l0": L0FlashDriver, "l1": L0FlashDriver,
 }
 
 
