@@ -41,6 +41,7 @@ CONTROLLER_MODELS: dict[str, type[SimFlashController]] = {
     "f2": SimF4Controller, "f4": SimF4Controller, "f7": SimF4Controller,
     "l4": SimL4Controller, "g0": SimL4Controller, "g4": SimL4Controller,
     "wb": SimL4Controller, "wl": SimL4Controller, "c0": SimL4Controller,
+    "l5": SimL4Controller, "u5": SimL4Controller,
     "h7": SimH7Controller,
     "l0": SimL0Controller, "l1": SimL0Controller,
 }

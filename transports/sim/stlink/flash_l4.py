@@ -9,6 +9,10 @@ Programming is by 64-bit double word: the first 32-bit write must be 8-byte
 aligned (PGAERR), the second completes it; a non-erased double word sets
 PROGERR; a write with PG clear sets PGSERR; anything but a 32-bit access
 sets SIZERR. OPTSTRT stores the options; they load at OBL_LAUNCH or reset.
+
+L5 and U5 (RM0438 §6, RM0456 §7) use the same bits through their non-secure
+registers at other offsets (NSKEYR 0x08, OPTKEYR 0x10, NSSR 0x20, NSCR 0x28,
+OPTR 0x40); U5 programs 128-bit quad words.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ CR_PG, CR_PER, CR_MER1, CR_MER2, CR_STRT, CR_OPTSTRT, CR_OBL_LAUNCH, CR_OPTLOCK,
     1 << 0, 1 << 1, 1 << 2, 1 << 15, 1 << 16, 1 << 17, 1 << 27, 1 << 30, 1 << 31)
 
 
+#: controller kind → (KEYR, OPTKEYR, SR, CR, OPTR) offsets
+LAYOUTS = {"l5": (0x08, 0x10, 0x20, 0x28, 0x40), "u5": (0x08, 0x10, 0x20, 0x28, 0x40)}
+L4_LAYOUT = (0x08, 0x0C, 0x10, 0x14, 0x20)
+
+
 class SimL4Controller(SimFlashController):
     def __init__(self, sim: SimChip, *, writes_during_busy: str = "stall") -> None:
         super().__init__(sim, writes_during_busy=writes_during_busy)
@@ -40,38 +49,41 @@ class SimL4Controller(SimFlashController):
         self.option_keys = KeyLock(OPTKEY1, OPTKEY2)
         self.cr = 0
         self.sr = 0
-        self.half: tuple[int, bytes] | None = None
+        self.pending: tuple[int, bytes] | None = None
+        self.unit = self.chip.flash.write_unit
+        self.keyr, self.optkeyr, self.sr_offset, self.cr_offset, self.optr_offset = \
+            LAYOUTS.get(self.chip.controller, L4_LAYOUT)
         self.bker_bit = 13 if self.chip.controller == "g0" else 11
         self.pnb_mask = 0x3FF if self.chip.controller == "g0" else 0xFF
         self.optr_stored = int.from_bytes(sim.option_bytes[:4], "little")
 
     def read_register(self, offset: int) -> int:
-        if offset == 0x10:
+        if offset == self.sr_offset:
             return self.sr | (SR_BSY if self.busy else 0)
-        if offset == 0x14:
+        if offset == self.cr_offset:
             return self.cr | (CR_LOCK if self.keys.locked else 0) \
                 | (CR_OPTLOCK if self.option_keys.locked else 0)
-        if offset == 0x20:
+        if offset == self.optr_offset:
             return self.optr_stored
-        if offset in (0x00, 0x04, 0x08, 0x0C, 0x18):
-            return 0
+        if offset < 0x100 and offset % 4 == 0:
+            return 0  # ACR, PDKEYR, ECCR, … read as reset values
         raise BusFault(self.base + offset)
 
     def write_register(self, offset: int, value: int) -> None:
-        if offset == 0x08:
+        if offset == self.keyr:
             self.keys.write(value, self.base + offset)
-        elif offset == 0x0C:
+        elif offset == self.optkeyr:
             if self.keys.locked:
                 raise BusFault(self.base + offset, "OPTKEYR needs an unlocked controller")
             self.option_keys.write(value, self.base + offset)
-        elif offset == 0x10:
+        elif offset == self.sr_offset:
             self.sr &= ~(value & (SR_ERRORS | SR_EOP))
-        elif offset == 0x14:
+        elif offset == self.cr_offset:
             self._write_cr(value)
-        elif offset == 0x20:
+        elif offset == self.optr_offset:
             if not self.option_keys.locked:
                 self.optr_stored = value
-        elif offset in (0x00, 0x04, 0x18):
+        elif offset < 0x100 and offset % 4 == 0:
             pass
         else:
             raise BusFault(self.base + offset)
@@ -139,34 +151,39 @@ class SimL4Controller(SimFlashController):
     def write_flash(self, address: int, data: bytes) -> None:
         if self.keys.locked or not self.cr & CR_PG:
             self.sr |= SR_PGSERR
-            self.half = None
+            self.pending = None
             return
         if len(data) != 4:
             self.sr |= SR_SIZERR
-            self.half = None
+            self.pending = None
             return
-        if self.half is None:
-            if address % 8:
+        if self.pending is None:
+            if address % self.unit:
                 self.sr |= SR_PGAERR
                 return
-            self.half = (address, data)
+            self.pending = (address, data)
             return
-        first_address, first = self.half
-        self.half = None
-        if address != first_address + 4:
+        start, collected = self.pending
+        if address != start + len(collected):
+            self.pending = None
             self.sr |= SR_PGAERR
             return
+        collected += data
+        if len(collected) < self.unit:
+            self.pending = (start, collected)
+            return
+        self.pending = None
         if self.sr & SR_ERRORS:
             return
         if not self.accept_write_while_busy():
             return
-        self._finish(self.program_array(first_address, first + data, require_erased=True))
+        self._finish(self.program_array(start, collected, require_erased=True))
 
     def system_reset(self) -> None:
         self.keys.reset()
         self.option_keys.reset()
         self.cr = 0
-        self.half = None
+        self.pending = None
         if self.optr_stored != int.from_bytes(self.sim.option_bytes[:4], "little"):
             self._load_options_on_reset()
 
