@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from transports.base import LinkRequest  # noqa: E402
 from transports.chips import chip_database  # noqa: E402
 from transports.sim import SimulationWorld  # noqa: E402
-from transports.sim.stlink import SimStLinkProbe  # noqa: E402
+from transports.sim.stlink import SimStLinkProbe, probe_for  # noqa: E402
 from transports.sim.usb import SimUsbBackend  # noqa: E402
 from transports.sim.world import DeviceProfile  # noqa: E402
 from transports.stlink import StLinkTransport  # noqa: E402
@@ -62,7 +62,7 @@ def measure(part: str, kib: int, quirks: dict[str, Any], options: dict[str, Any]
     session.connect()
     session.identify()
     backend = world.shared("usb", SimUsbBackend)
-    probe: SimStLinkProbe = world.shared("stlink-probe:dut", lambda: None)  # type: ignore
+    probe: SimStLinkProbe = probe_for(world, "dut")
     clock = world.chips["dut"].clock
     data = bytes((i * 131 + 7) & 0xFF for i in range(kib * 1024))
     base = chip.flash.base

@@ -9,7 +9,7 @@ import pytest
 
 from transports.base import LinkRequest
 from transports.sim import SimulationWorld
-from transports.sim.stlink import SimStLinkProbe, attach_probe
+from transports.sim.stlink import SimStLinkProbe, attach_probe, probe_for
 from transports.sim.usb import SimUsbBackend
 from transports.sim.world import DeviceProfile
 from transports.stlink import StLinkTransport
@@ -46,8 +46,7 @@ def open_session(world: SimulationWorld) -> Iterator[Open]:
 
 
 def probe_of(world: SimulationWorld, device: str = "board") -> SimStLinkProbe:
-    probe: SimStLinkProbe = world.shared(f"stlink-probe:{device}", lambda: None)  # type: ignore
-    return probe
+    return probe_for(world, device)
 
 
 def backend_of(world: SimulationWorld) -> SimUsbBackend:

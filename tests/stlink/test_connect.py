@@ -130,3 +130,9 @@ def test_reset_modes_restart_the_target(open_session: Open, world: SimulationWor
     assert world.chips["board"].stats.resets == before + 2
     session.reset(ResetMode.HALT)
     assert session.target is not None and session.target.is_halted()
+
+
+def test_a_part_at_rdp_level_2_cannot_be_connected(open_session: Open) -> None:
+    with pytest.raises(ConnectError, match="IDCODE") as info:
+        open_session("stm32f411re", rdp=2)
+    assert "RDP level 2" in str(info.value)

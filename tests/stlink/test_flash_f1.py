@@ -7,7 +7,7 @@ import os
 import pytest
 
 from runner.errors import EraseError, ProtocolError, ReadProtected, WriteError
-from tests.stlink.conftest import Open
+from tests.stlink.conftest import Open, probe_of
 from transports.base import OptionBytesChange
 from transports.sim import SimulationWorld
 from transports.stlink.protocol import MemoryFault
@@ -104,7 +104,9 @@ def test_forcing_the_fast_path_on_a_clone_loses_data_that_verify_catches(
     session.erase(session.chip.flash.blocks_covering(FLASH, len(data)))
     session.write(FLASH, data)
     assert session.read(FLASH, len(data)) != data
-    controller = world.shared("stlink-probe:board", lambda: None).target.controller
+    target = probe_of(world).target
+    assert target is not None
+    controller = target.controller
     assert controller.dropped_writes > 0
 
 

@@ -39,7 +39,7 @@ def test_ambiguous_serial_lists_every_candidate(open_session: Open,
         open_session("stm32f103c8", device=device, quirks={"serial": "SAMESERIAL0000000000000"},
                      connect=False)
         attach_probe(world, device, request(world, "stm32f103c8", device=device).chip)
-    session = open_session("stm32f103c8", device="a",
+    session = open_session("stm32f103c8", device="c", quirks={"serial": "0THER000000000000000000C"},
                            options={"serial": "SAMESERIAL0000000000000"}, connect=False)
     with pytest.raises(ConnectError) as info:
         session.connect()
@@ -48,16 +48,25 @@ def test_ambiguous_serial_lists_every_candidate(open_session: Open,
     assert "1-4.1" in message and "1-4.2" in message and "port-path" in message
 
 
-def test_no_match_lists_what_was_found(open_session: Open, world: SimulationWorld) -> None:
-    session = open_session("stm32f103c8", options={"serial": "000000000000000000000000"},
-                           connect=False)
-    from tests.stlink.conftest import attach_probe
-
-    attach_probe(world, "board", session.chip)
+def test_no_match_lists_what_was_found(open_session: Open) -> None:
+    session = open_session("stm32f103c8", quirks={"serial": "ABCDEF000000000000000001"},
+                           options={"serial": "000000000000000000000000"}, connect=False)
     with pytest.raises(ConnectError) as info:
         session.connect()
     assert "no ST-Link with serial 000000000000000000000000" in str(info.value)
-    assert "probes found: ST-Link/V2 serial" in str(info.value)
+    assert "probes found: ST-Link/V2 serial ABCDEF000000000000000001 at port 1-4.1" \
+        in str(info.value)
+
+
+def test_devices_sharing_a_probe_take_turns_on_it(open_session: Open,
+                                                  world: SimulationWorld) -> None:
+    first = open_session("stm32f103c8", device="a", options={"serial": "5A4E000000000000000000AA"})
+    assert first.identify().dev_id == 0x410
+    first.close()
+    second = open_session("stm32f411re", device="b",
+                          options={"serial": "5A4E000000000000000000AA"})
+    assert second.identify().dev_id == 0x431
+    assert probe_of(world, "a") is probe_of(world, "b")
 
 
 def test_binary_serial_of_old_firmware_is_hex_encoded(open_session: Open,

@@ -209,8 +209,9 @@ class StLink:
             return
         message = f"ST-Link {command}: {info.text} (status 0x{status:02X})"
         if info.kind == "connect":
-            raise ConnectError(message, hint="check the SWD wiring (SWDIO, SWCLK, GND), the "
-                                             "target's power, or try connect: under-reset")
+            raise ConnectError(message, hint="check the SWD wiring (SWDIO, SWCLK, GND) and the "
+                                             "target's power, or try connect: under-reset; a "
+                                             "part at RDP level 2 never answers")
         raise ProtocolError(message, command=command, reply=reply)
 
     def command(self, block: bytes, *, reply: int, name: str, status: bool = True,

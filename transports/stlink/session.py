@@ -169,7 +169,8 @@ class StLinkTransport:
             return None, WallClock()
         from transports.sim.stlink import attach_probe  # only in simulate mode
 
-        probe = attach_probe(world, self.request.device, self.chip, self.options.get("serial"))
+        probe = attach_probe(world, self.request.device, self.chip, self.options.get("serial"),
+                             key=self.resource_key(self.request.link, self.options))
         from transports.sim.usb import SimUsbBackend
 
         backend = world.shared("usb", SimUsbBackend)

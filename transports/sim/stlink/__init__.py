@@ -17,6 +17,7 @@ select variants:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from transports.chips import Chip
@@ -34,7 +35,7 @@ from transports.sim.usb import SimUsbBackend
 from transports.sim.world import SimulationWorld
 
 __all__ = ["CONTROLLER_MODELS", "SimStLinkProbe", "SimSwdTarget", "attach_probe",
-           "derive_probe_serial", "make_target"]
+           "derive_probe_serial", "make_target", "probe_for"]
 
 CONTROLLER_MODELS: dict[str, type[SimFlashController]] = {
     "f0": SimF1Controller, "f1": SimF1Controller, "f1xl": SimF1Controller,
@@ -42,7 +43,7 @@ CONTROLLER_MODELS: dict[str, type[SimFlashController]] = {
     "l4": SimL4Controller, "g0": SimL4Controller, "g4": SimL4Controller,
     "wb": SimL4Controller, "wl": SimL4Controller, "c0": SimL4Controller,
     "l5": SimL4Controller, "u5": SimL4Controller,
-    "h7": SimH7Controller,
+    "h7": SimH7Controller, "h7ab": SimH7Controller,
     "l0": SimL0Controller, "l1": SimL0Controller,
 }
 
@@ -60,35 +61,65 @@ def make_target(world: SimulationWorld, device: str, chip: Chip) -> SimSwdTarget
 
 
 def attach_probe(world: SimulationWorld, device: str, chip: Chip,
-                 serial: str | None = None) -> SimStLinkProbe:
-    """Plug (once per device) the simulated probe that reaches ``device``."""
-    backend = world.shared("usb", SimUsbBackend)
+                 serial: str | None = None, key: str | None = None) -> SimStLinkProbe:
+    """Plug the simulated probe that reaches ``device``, or move an existing one to it.
 
-    def build() -> SimStLinkProbe:
-        quirks: dict[str, Any] = dict(world.profile(device).quirks)
-        target = make_target(world, device, chip)
-        number = sum(isinstance(d, SimStLinkProbe) for d in backend.devices) + 1
-        bus = 1
-        ports: tuple[int, ...] = (4, number)
-        if "port-path" in quirks:
-            bus_text, _, port_text = str(quirks["port-path"]).partition("-")
-            bus, ports = int(bus_text), tuple(int(p) for p in port_text.split("."))
-        name = quirks.get("serial") or serial or derive_probe_serial(f"{world.seed}:{device}")
-        voltage = float(quirks.get("target-voltage", 3.3))
-        kind = str(quirks.get("probe", "v2"))
-        if kind == "v1":
-            probe: SimStLinkProbe = SimStLinkV1(target, serial=str(name), port_numbers=ports,
-                                                target_voltage=voltage)
-        else:
-            if kind not in PROBE_MODELS:
-                raise ValueError(f"unknown simulated probe {kind!r}; use v1, v2, v2-1 or v3")
-            probe = SimStLinkProbe(PROBE_MODELS[kind], target, serial=str(name),
-                                   binary_serial=bool(quirks.get("binary-serial")),
-                                   port_numbers=ports, bus=bus,
-                                   jtag_version=quirks.get("firmware"),
-                                   target_voltage=voltage,
-                                   wait_replies=int(quirks.get("wait-replies", 0)))
-        backend.plug(probe)
+    ``key`` names the physical probe (the session's resource key: its serial, port
+    path or link); devices sharing a key take turns on one probe, as on a bench
+    where boards are swapped under one ST-Link, so the probe is re-wired to this
+    device's chip. Without a key every device has its own probe.
+    """
+    backend = world.shared("usb", SimUsbBackend)
+    probes: dict[str, SimStLinkProbe] = world.shared("stlink-probes", dict)
+    by_device: dict[str, SimStLinkProbe] = world.shared("stlink-probes-by-device", dict)
+    with world_lock(world):
+        probe = probes.get(key or f"device:{device}")
+        if probe is None:
+            probe = _build_probe(world, backend, device, chip, serial)
+            probes[key or f"device:{device}"] = probe
+        elif probe.device != device:
+            probe.target = make_target(world, device, chip)
+            probe.device = device
+        by_device[device] = probe
         return probe
 
-    return world.shared(f"stlink-probe:{device}", build)
+
+def probe_for(world: SimulationWorld, device: str) -> SimStLinkProbe:
+    """The probe last attached to ``device`` (tests and benchmarks read its counters)."""
+    by_device: dict[str, SimStLinkProbe] = world.shared("stlink-probes-by-device", dict)
+    return by_device[device]
+
+
+def world_lock(world: SimulationWorld) -> threading.Lock:
+    lock: threading.Lock = world.shared("stlink-probes-lock", threading.Lock)
+    return lock
+
+
+def _build_probe(world: SimulationWorld, backend: SimUsbBackend, device: str, chip: Chip,
+                 serial: str | None) -> SimStLinkProbe:
+    quirks: dict[str, Any] = dict(world.profile(device).quirks)
+    target = make_target(world, device, chip)
+    number = sum(isinstance(d, SimStLinkProbe) for d in backend.devices) + 1
+    bus = 1
+    ports: tuple[int, ...] = (4, number)
+    if "port-path" in quirks:
+        bus_text, _, port_text = str(quirks["port-path"]).partition("-")
+        bus, ports = int(bus_text), tuple(int(p) for p in port_text.split("."))
+    name = quirks.get("serial") or serial or derive_probe_serial(f"{world.seed}:{device}")
+    voltage = float(quirks.get("target-voltage", 3.3))
+    kind = str(quirks.get("probe", "v2"))
+    if kind == "v1":
+        probe: SimStLinkProbe = SimStLinkV1(target, serial=str(name), port_numbers=ports,
+                                            target_voltage=voltage)
+    else:
+        if kind not in PROBE_MODELS:
+            raise ValueError(f"unknown simulated probe {kind!r}; use v1, v2, v2-1 or v3")
+        probe = SimStLinkProbe(PROBE_MODELS[kind], target, serial=str(name),
+                               binary_serial=bool(quirks.get("binary-serial")),
+                               port_numbers=ports, bus=bus,
+                               jtag_version=quirks.get("firmware"),
+                               target_voltage=voltage,
+                               wait_replies=int(quirks.get("wait-replies", 0)))
+    probe.device = device
+    backend.plug(probe)
+    return probe

@@ -9,7 +9,8 @@ Shared: OPTKEYR 0x08, OPTCR 0x18 (OPTLOCK 0, OPTSTART 1, MER 4), OPTSR_CUR
 A 256-bit flash word is collected from eight 32-bit writes to one aligned
 word and programmed when complete (QW set while it programs); a write into a
 different flash word before the current one is complete sets INCERR; a
-write with PG clear sets PGSERR.
+write with PG clear sets PGSERR. H7A3/H7B3 (``h7ab``): 128-bit words, START
+bit 5, sector number at bits 12:6.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class SimH7Controller(SimFlashController):
         self.option_keys = KeyLock(OPTKEY1, OPTKEY2)
         self.optsr_prg = self._optsr_cur()
         self.word = self.chip.flash.write_unit
+        ab = self.chip.controller == "h7ab"
+        self.start_bit = 1 << 5 if ab else CR_START
+        self.snb_shift, self.snb_mask = (6, 0x7F) if ab else (8, 0x7)
 
     def _optsr_cur(self) -> int:
         return 0x1C6A_00F0 | (self.sim.option_bytes[0] << 8)
@@ -91,8 +95,8 @@ class SimH7Controller(SimFlashController):
                 bank.keys.lock()
             if bank.keys.locked:
                 return
-            bank.cr = value & ~(CR_START | CR_LOCK)
-            if value & CR_START and self.now >= bank.busy_until:
+            bank.cr = value & ~(self.start_bit | CR_LOCK)
+            if value & self.start_bit and self.now >= bank.busy_until:
                 self._start(bank)
         elif reg == 0x14:
             bank.sr &= ~(value & (SR_ERRORS | SR_EOP))
@@ -116,7 +120,7 @@ class SimH7Controller(SimFlashController):
     def _start(self, bank: _Bank) -> None:
         number = 1 if bank is self.banks[0] else 2
         if bank.cr & CR_SER:
-            snb = (bank.cr >> 8) & 0x7
+            snb = (bank.cr >> self.snb_shift) & self.snb_mask
             for block in self.chip.flash.blocks:
                 if block.bank == number and block.index_in_bank == snb:
                     self._finish(bank, self.erase_unit(block.index))

@@ -114,6 +114,8 @@ class SimStLinkProbe(SimUsbDevice):
             number=0, interface_class=klass[0], subclass=klass[1], protocol=klass[2],
             endpoints=tuple(endpoints)),)),)
         self.mode = MODE_DFU
+        #: the simulated device (manifest name) whose chip is wired to the probe now
+        self.device = ""
         self.reply = b""
         self.expect_payload: tuple[int, Callable[[bytes], None]] | None = None
         self.last_status = OK
@@ -201,6 +203,8 @@ class SimStLinkProbe(SimUsbDevice):
         if sub == 0x30:
             if not self.powered:
                 return self._st2(GET_IDCODE_ERROR)
+            if self.sim is not None and self.sim.rdp_level == 2:
+                return self._st2(GET_IDCODE_ERROR)  # RDP level 2 disables the debug port
             try:
                 if self.sim is not None:
                     self.sim.faults.check("connect", 0)

@@ -145,11 +145,14 @@ class F4FlashDriver(FlashDriver):
                     raise WriteError(f"unknown F4 option field {name!r}", address=ob.address,
                                      hint="use user, bor_lev or nwrp")
                 optcr = (optcr & ~(mask << shift)) | ((value & mask) << shift)
+            regression = change.rdp_level == 0 and \
+                ob.rdp_level((self.link.read_word(self._reg(OPTCR)) >> 8) & 0xFF) != 0
             self.link.write_word(self._reg(OPTCR), optcr)
             self.link.write_word(self._reg(OPTCR), optcr | OPTCR_OPTSTRT)
             # A 1 → 0 regression mass-erases the flash before BSY clears.
-            status = self.wait_ready(self._reg(SR),
-                                     expected_s=self.chip.timing.mass_erase_ms / 1000,
+            expected = self.chip.timing.mass_erase_ms if regression else \
+                self.chip.timing.page_erase_ms
+            status = self.wait_ready(self._reg(SR), expected_s=expected / 1000,
                                      what="option write", address=ob.address,
                                      error=WriteError)
             self.check_status(status, self._reg(SR), what="option write", address=ob.address,

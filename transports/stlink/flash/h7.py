@@ -5,9 +5,15 @@ SER 2, BER 3, PSIZE 5:4, FW 6, START 7, SNB 10:8), SR 0x10 (BSY 0, WBNE 1,
 QW 2, EOP 16, WRPERR 17, PGSERR 18, STRBERR 19, INCERR 21, OPERR 22), CCR
 0x14; shared OPTKEYR 0x08, OPTCR 0x18 (OPTLOCK 0, OPTSTART 1), OPTSR_CUR
 0x1C (OPT_BUSY 0, RDP 15:8), OPTSR_PRG 0x20, OPTCCR 0x24.
+
+H7A3/H7B3 (RM0455 §4.9, controller ``h7ab``) have the same map with 128-bit
+flash words, 8 KiB sectors and no PSIZE: START is bit 5 and the sector number
+sits at bits 12:6.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from runner.errors import EraseError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
@@ -24,6 +30,7 @@ SR_BSY, SR_WBNE, SR_QW, SR_EOP = 1 << 0, 1 << 1, 1 << 2, 1 << 16
 SR_WRPERR, SR_PGSERR, SR_STRBERR, SR_INCERR, SR_OPERR = 1 << 17, 1 << 18, 1 << 19, 1 << 21, \
     1 << 22
 CR_LOCK, CR_PG, CR_SER, CR_BER, CR_START = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 7
+CR_START_AB = 1 << 5
 PSIZE_X64 = 3 << 4
 OPTCR_OPTLOCK, OPTCR_OPTSTART = 1 << 0, 1 << 1
 ERRORS = {SR_WRPERR: "WRPERR (write-protected)", SR_PGSERR: "PGSERR (sequence)",
@@ -32,9 +39,16 @@ ERRORS = {SR_WRPERR: "WRPERR (write-protected)", SR_PGSERR: "PGSERR (sequence)",
 
 
 class H7FlashDriver(FlashDriver):
-    unit = 32
     busy_mask = SR_BSY | SR_QW
     error_mask = SR_WRPERR | SR_PGSERR | SR_STRBERR | SR_INCERR | SR_OPERR
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unit = self.chip.flash.write_unit
+        ab = self.chip.controller == "h7ab"
+        self.start_bit = CR_START_AB if ab else CR_START
+        self.snb_shift = 6 if ab else 8
+        self.psize = 0 if ab else PSIZE_X64
 
     def _bank_base(self, bank: int) -> int:
         return self.base + (0x100 if bank == 2 else 0)
@@ -63,7 +77,7 @@ class H7FlashDriver(FlashDriver):
         base = self._bank_base(bank)
         self.link.write_word(base + CCR, self.error_mask | SR_EOP)
         self.link.write_word(base + CR, cr)
-        self.link.write_word(base + CR, cr | CR_START)
+        self.link.write_word(base + CR, cr | self.start_bit)
         status = self.wait_ready(base + SR, expected_s=expected_s, what=what, address=address,
                                  error=EraseError)
         self._check(base, status, what, address, EraseError)
@@ -79,14 +93,14 @@ class H7FlashDriver(FlashDriver):
                         hint="erase the sector first, or check write protection")
 
     def erase_block(self, block: FlashBlock) -> None:
-        cr = CR_SER | (block.index_in_bank << 8) | PSIZE_X64
+        cr = CR_SER | (block.index_in_bank << self.snb_shift) | self.psize
         self._run(block.bank, cr, expected_s=self.chip.timing.erase_seconds(block.size),
                   what="sector erase", address=block.address)
 
     def mass_erase(self) -> None:
         for bank in self._banks():
             first = next(b for b in self.chip.flash.blocks if b.bank == bank)
-            self._run(bank, CR_BER | PSIZE_X64,
+            self._run(bank, CR_BER | self.psize,
                       expected_s=self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks,
                       what="bank erase", address=first.address)
 
@@ -95,7 +109,7 @@ class H7FlashDriver(FlashDriver):
         for start, length in self.blocks_by_bank(address, len(data)):
             base = self._bank_base(self._bank_of(start))
             self.link.write_word(base + CCR, self.error_mask | SR_EOP)
-            self.link.write_word(base + CR, CR_PG | PSIZE_X64)
+            self.link.write_word(base + CR, CR_PG | self.psize)
             # Fast: one command per TAR window; safe: one flash word per command.
             step = self.link.window if self.fast else self.unit
             for offset in range(0, length, step):
