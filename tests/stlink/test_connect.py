@@ -136,3 +136,24 @@ def test_a_part_at_rdp_level_2_cannot_be_connected(open_session: Open) -> None:
     with pytest.raises(ConnectError, match="IDCODE") as info:
         open_session("stm32f411re", rdp=2)
     assert "RDP level 2" in str(info.value)
+
+
+def test_old_v2_firmware_without_16_bit_access_still_flashes_an_f1(
+        open_session: Open, world: SimulationWorld) -> None:
+    """V2J21: no SWD_SET_FREQ (J22), no 16-bit memory commands (J26)."""
+    session = open_session("stm32f103c8", quirks={"firmware": 21})
+    data = bytes(range(256)) * 4
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(0x08000000, data)
+    assert session.read(0x08000000, len(data)) == data
+    subs = {sub for cmd, sub in probe_of(world).commands if cmd == 0xF2}
+    assert 0x43 not in subs and 0x48 not in subs
+
+
+def test_old_v2_firmware_refuses_the_safe_path_it_cannot_do(open_session: Open) -> None:
+    from runner.errors import WriteError
+
+    session = open_session("stm32f103c8", quirks={"firmware": 21},
+                           options={"write-mode": "safe"})
+    with pytest.raises(WriteError, match="cannot write single half-words"):
+        session.write(0x08000000, b"\x00\x01")

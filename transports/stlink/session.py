@@ -37,7 +37,7 @@ from transports.base import (
 from transports.chips import Chip, FlashBlock
 from transports.stlink.flash import FlashDriver, driver_for
 from transports.stlink.protocol import MemoryFault, StLink, Timebase
-from transports.stlink.target import Target, TargetInfo
+from transports.stlink.target import CLONE_SIGNS, Target, TargetInfo
 from transports.stlink.usb import (
     BulkFraming,
     ProbeCandidate,
@@ -266,6 +266,7 @@ class StLinkTransport:
                 "write_mode": self.write_mode}
             if info.clone:
                 details["clone"] = info.clone
+                details["clone_evidence"] = CLONE_SIGNS.get(info.clone, "")
             if self.voltage is not None:
                 details["target_voltage"] = round(self.voltage, 2)
             self._identity = ChipIdentity(

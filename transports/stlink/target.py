@@ -25,16 +25,23 @@ ROM_PIDR4, ROM_PIDR1, ROM_PIDR2 = 0xE00FFFD0, 0xE00FFFE4, 0xE00FFFE8
 ST_DESIGNER = 0x020  # JEP106 bank 0, code 0x20: STMicroelectronics
 
 #: Genuine values per controller kind: DP IDCODEs, DBGMCU revisions seen on ST silicon.
+#: RM0008 / ES0340 errata sheets list the F1 revisions: 0x0000 (A), 0x1000, 0x1001,
+#: 0x1003 (low/high density, value and connectivity lines), 0x2000, 0x2001, 0x2003
+#: (medium density B, Z, Y/1/2/X).
 GENUINE = {
-    "f1": ({0x1BA01477}, {0x1000, 0x2000, 0x2001, 0x2003}),
+    "f1": ({0x1BA01477}, {0x0000, 0x1000, 0x1001, 0x1003, 0x2000, 0x2001, 0x2003}),
 }
 
-#: How known clones of STM32 parts differ (evidence in
-#: ``transports/sim/stlink/identity.py``): name → test on the identity.
+#: How known clones of STM32 parts give themselves away, reported with the identity.
+#: Evidence: CKS32 — stlink-org/stlink PR #805 and OpenOCD "UNEXPECTED idcode"
+#: reports; GD32 — revision 0x1303 in a Greaseweazle printout of a GD32F103 and
+#: rusefi's libfirmware, own CPUID per blackmagic-debug #775; APM32 — told apart by
+#: the ROM table's JEP106 designer in blackmagic-debug #1148/#1200.
 CLONE_SIGNS = {
     "cks32": "DP IDCODE 0x2BA01477 on an F1 (genuine: 0x1BA01477)",
-    "gd32": "DBGMCU revision 0x1303 / CPUID variant 2 on an F1",
-    "apm32": "ROM table designer is not STMicroelectronics",
+    "gd32": "DBGMCU revision 0x1303 or CPUID variant 2 on an F1",
+    "apm32": "ROM table designer is not STMicroelectronics (JEP106 0x020)",
+    "unknown-clone": "DP IDCODE or DBGMCU revision unknown for a genuine F1",
 }
 
 # Reference §8.2: where DBGMCU_IDCODE lives, by CPUID part number.
@@ -158,10 +165,11 @@ def detect_clone(chip: Chip, dp: int, cpuid: int, idcode: int, designer: int | N
         return "apm32"
     if chip.controller in ("f0", "f1", "f1xl"):
         dps, revisions = GENUINE["f1"]
-        if chip.controller == "f1" and dp == 0x2BA01477:
+        f1 = chip.controller in ("f1", "f1xl")
+        if f1 and dp == 0x2BA01477:
             return "cks32"
-        if idcode >> 16 == 0x1303 or (cpuid >> 20) & 0xF == 2:
+        if idcode >> 16 == 0x1303 or (f1 and (cpuid >> 20) & 0xF == 2):
             return "gd32"
-        if chip.controller == "f1" and (dp not in dps or idcode >> 16 not in revisions):
+        if f1 and (dp not in dps or idcode >> 16 not in revisions):
             return "unknown-clone"
     return None
