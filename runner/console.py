@@ -19,29 +19,13 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from runner import events as ev
+from runner.units import format_bytes, format_duration
 
-__all__ = ["ConsoleRenderer", "format_bytes", "format_duration"]
+__all__ = ["ConsoleRenderer"]
 
 _RESET = "\033[0m"
 _COLOURS = {"ok": "\033[32m", "failed": "\033[31m", "interrupted": "\033[33m",
             "skipped": "\033[2m", "upstream-failed": "\033[2m", "retry": "\033[33m"}
-
-
-def format_bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    if count < 1024 * 1024:
-        return f"{count / 1024:.1f} KiB"
-    return f"{count / (1024 * 1024):.2f} MiB"
-
-
-def format_duration(ms: float) -> str:
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:04.1f} s"
 
 
 @dataclass(slots=True)

@@ -27,32 +27,14 @@ from runner.plan import (
     VerifyAction,
     WriteAction,
 )
+from runner.units import format_bytes, format_seconds
 from transports.chips import FlashBlock
 from transports.registry import load_transport
 
-__all__ = ["JSON_VERSION", "format_bytes", "format_seconds", "render_dot", "render_json",
+__all__ = ["JSON_VERSION", "render_dot", "render_json",
            "render_table"]
 
 JSON_VERSION = 1
-
-
-def format_bytes(size: int) -> str:
-    """``512 B``, ``24.0 KiB``, ``1.50 MiB``."""
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / (1024 * 1024):.2f} MiB"
-
-
-def format_seconds(seconds: float) -> str:
-    """``0.05 s``, ``4.2 s``, ``2 min 05 s``."""
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s"
 
 
 def _hex(address: int) -> str:

@@ -31,7 +31,8 @@ from runner.model import (
     frozen_map,
 )
 from runner.plan import Plan
-from runner.render import format_bytes, format_seconds, render_dot, render_json, render_table
+from runner.render import render_dot, render_json, render_table
+from runner.units import format_bytes, format_seconds
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("FLASHRUNNER_REGEN_GOLDEN") == "1"
