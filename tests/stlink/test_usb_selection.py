@@ -108,3 +108,19 @@ def test_bootloader_pids_are_not_candidates(world: SimulationWorld) -> None:
 def test_probe_of_returns_the_plugged_probe(open_session: Open, world: SimulationWorld) -> None:
     open_session("stm32f103c8")
     assert probe_of(world).model.pid == 0x3748
+
+
+def test_a_dfu_device_with_the_same_serial_is_not_a_candidate(open_session: Open,
+                                                               world: SimulationWorld) -> None:
+    from transports.sim.usb import DeviceInfo, SimUsbDevice
+
+    class RomDfu(SimUsbDevice):
+        def __init__(self) -> None:
+            super().__init__()
+            self.info = DeviceInfo(vendor_id=0x0483, product_id=0xDF11,
+                                   product="STM32  BOOTLOADER",
+                                   serial="0670FF545654725187163429")
+
+    backend_of(world).plug(RomDfu())
+    session = open_session("stm32f103c8", options={"serial": "0670FF545654725187163429"})
+    assert session.identify().details["probe_serial"] == "0670FF545654725187163429"

@@ -73,7 +73,7 @@ def normalise_serial(raw: str | None) -> str:
     """
     if not raw:
         return ""
-    if len(raw) == 12:
+    if len(raw) == 12 and not all(c in "0123456789abcdefABCDEF" for c in raw):
         return "".join(f"{ord(c) & 0xFF:02X}" for c in raw)
     return raw.upper() if all(c in "0123456789abcdefABCDEF" for c in raw) else raw
 
