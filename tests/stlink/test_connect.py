@@ -157,3 +157,14 @@ def test_old_v2_firmware_refuses_the_safe_path_it_cannot_do(open_session: Open) 
                            options={"write-mode": "safe"})
     with pytest.raises(WriteError, match="cannot write single half-words"):
         session.write(0x08000000, b"\x00\x01")
+
+
+def test_an_unsupported_controller_is_refused_before_touching_the_probe(
+        open_session: Open) -> None:
+    with pytest.raises(ConnectError, match="h5 flash controllers .* not supported"):
+        open_session("stm32h503rb")
+
+
+def test_v1_cannot_connect_under_reset(open_session: Open) -> None:
+    with pytest.raises(ConnectError, match="cannot drive NRST"):
+        open_session("stm32f103c8", quirks={"probe": "v1"}, options={"connect": "under-reset"})

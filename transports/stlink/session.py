@@ -181,6 +181,10 @@ class StLinkTransport:
 
     def connect(self) -> None:
         with self._errors():
+            if driver_for(self.chip.controller) is None:
+                raise ConnectError(f"flashing {self.chip.controller} flash controllers "
+                                   f"({self.chip.part}) over ST-Link is not supported yet",
+                                   hint="use the system bootloader (uart, dfu) for this part")
             backend, timebase = self._backend()
             candidates = find_candidates(backend)
             self.candidate = select_probe(candidates, serial=self.options.get("serial"),
@@ -217,6 +221,10 @@ class StLinkTransport:
         if version.hardware >= 2:
             link.set_swd_clock(int(self.options.get("clock-khz", DEFAULT_CLOCK_KHZ)))
         mode = self.options.get("connect", "normal")
+        if mode == "under-reset" and not version.has("nrst"):
+            raise ConnectError(f"an ST-Link/{'V1' if version.hardware == 1 else version} "
+                               f"cannot drive NRST, so it cannot connect under reset",
+                               hint="use connect: normal or hot-plug with this probe")
         target = Target(link)
         if mode == "under-reset":
             # Reference §7.4: NRST low before and after ENTER, halt, release.
@@ -238,10 +246,7 @@ class StLinkTransport:
             target.halt()
         self.target = target
         kind = driver_for(self.chip.controller)
-        if kind is None:
-            raise ConnectError(f"flashing {self.chip.controller} flash controllers "
-                               f"({self.chip.part}) over ST-Link is not supported yet",
-                               hint="use the system bootloader (uart, dfu) for this part")
+        assert kind is not None  # checked in connect()
         self.info = target.identify(self.chip)
         self.write_mode = choose_write_mode(self.options.get("write-mode", "auto"), self.chip,
                                             self.info)
