@@ -166,3 +166,23 @@ def test_l0_writing_over_data_fails_with_notzeroerr(open_session: Open) -> None:
     with pytest.raises(WriteError, match="NOTZEROERR") as info:
         session.write(FLASH, b"\x02\x00\x00\x00")
     assert info.value.address == FLASH
+
+
+@pytest.mark.parametrize("part", ["stm32h743zi", "stm32l476rg", "stm32f429zi", "stm32f103zg"])
+def test_a_wholly_covered_bank_is_erased_in_one_operation(open_session: Open,
+                                                          world: SimulationWorld,
+                                                          part: str) -> None:
+    from tests.stlink.conftest import probe_of
+
+    session = open_session(part)
+    flash = session.chip.flash
+    sim = world.chips["board"]
+    bank2 = [b for b in flash.blocks if b.bank == 2]
+    sim.program(bank2[0].address, b"\x00" * 16, timed=False)
+    sim.program(flash.base, b"\x00" * 16, timed=False)
+    before = len(probe_of(world).commands)
+    session.erase(bank2)
+    used = len(probe_of(world).commands) - before
+    assert used < 4 * len(bank2)  # an erase sequence per unit takes at least 4 commands
+    assert sim.flash[bank2[0].address - flash.base:][:16] == b"\xff" * 16
+    assert sim.flash[:16] == b"\x00" * 16  # bank 1 untouched

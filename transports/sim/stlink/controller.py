@@ -171,5 +171,6 @@ class SimFlashController:
                     self.sim.erase_block(index, timed=False)
         except SimFlashFault as fault:
             return fault.reason
-        self.occupy(self.chip.timing.mass_erase_ms / 1000)
+        share = 1.0 if blocks is None else len(blocks) / len(self.chip.flash.blocks)
+        self.occupy(self.chip.timing.mass_erase_ms / 1000 * share)
         return None

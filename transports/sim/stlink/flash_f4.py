@@ -28,7 +28,8 @@ __all__ = ["SimF4Controller"]
 SR_EOP, SR_OPERR, SR_WRPERR, SR_PGAERR, SR_PGPERR, SR_PGSERR, SR_BSY = (
     1 << 0, 1 << 1, 1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 16)
 SR_ERRORS = SR_OPERR | SR_WRPERR | SR_PGAERR | SR_PGPERR | SR_PGSERR
-CR_PG, CR_SER, CR_MER, CR_STRT, CR_LOCK = 1 << 0, 1 << 1, 1 << 2, 1 << 16, 1 << 31
+CR_PG, CR_SER, CR_MER, CR_MER1, CR_STRT, CR_LOCK = 1 << 0, 1 << 1, 1 << 2, 1 << 15, 1 << 16, \
+    1 << 31
 CR_SNB_SHIFT, CR_SNB_MASK = 3, 0x1F
 CR_PSIZE_SHIFT = 8
 OPTCR_OPTLOCK, OPTCR_OPTSTRT = 1 << 0, 1 << 1
@@ -103,8 +104,14 @@ class SimF4Controller(SimFlashController):
                 self.sr |= SR_WRPERR
                 return
             self._finish(self.erase_unit(index))
-        elif self.cr & CR_MER:
-            self._finish(self.erase_all())
+        elif self.cr & (CR_MER | CR_MER1):
+            both = bool(self.cr & CR_MER) and bool(self.cr & CR_MER1)
+            if self.chip.flash.banks == 1 or both:
+                self._finish(self.erase_all())
+                return
+            bank = 1 if self.cr & CR_MER else 2  # RM0090 §3.6.4: MER bank 1, MER1 bank 2
+            self._finish(self.erase_all([b.index for b in self.chip.flash.blocks
+                                         if b.bank == bank]))
 
     def _finish(self, fault: str | None) -> None:
         if fault is None:

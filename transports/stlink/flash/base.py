@@ -99,9 +99,22 @@ class FlashDriver(ABC):
                 self.mass_erase()
                 progress(1, 1)
                 return
-            self.erase_blocks(blocks, progress)
+            rest = list(blocks)
+            if self.chip.flash.banks > 1:
+                for bank in range(1, self.chip.flash.banks + 1):
+                    whole = [b for b in self.chip.flash.blocks if b.bank == bank]
+                    wanted = {b.index for b in rest if b.bank == bank}
+                    if wanted == {b.index for b in whole} and self.erase_bank(bank):
+                        rest = [b for b in rest if b.bank != bank]
+            if rest:
+                self.erase_blocks(rest, progress)
+            progress(len(blocks), len(blocks))
         finally:
             self.lock()
+
+    def erase_bank(self, bank: int) -> bool:
+        """Erase one whole bank in one operation; False where the controller cannot."""
+        return False
 
     def erase_blocks(self, blocks: Sequence[FlashBlock], progress: Progress) -> None:
         """Erase units one by one (drivers override to batch register writes)."""

@@ -80,16 +80,22 @@ class F1FlashDriver(FlashDriver):
 
     def mass_erase(self) -> None:
         for bank in self._banks:
-            sr, cr = self._reg(SR, bank), self._reg(CR, bank)
-            self.link.write_word(cr, CR_MER)
-            self.link.write_word(cr, CR_MER | CR_STRT)
-            address = self.chip.flash.base if bank == 1 else (self.chip.flash.bank2_base or 0)
-            status = self.wait_ready(sr, expected_s=self.chip.timing.mass_erase_ms / 1000,
-                                     what="mass erase", address=address, error=EraseError)
-            self.check_status(status, sr, what="mass erase", address=address,
-                              error=EraseError, names=ERRORS)
-            self.link.write_word(sr, SR_EOP)
-            self.link.write_word(cr, 0)
+            self.erase_bank(bank)
+
+    def erase_bank(self, bank: int) -> bool:
+        if bank not in self._banks:
+            return False
+        sr, cr = self._reg(SR, bank), self._reg(CR, bank)
+        self.link.write_word(cr, CR_MER)
+        self.link.write_word(cr, CR_MER | CR_STRT)
+        address = self.chip.flash.base if bank == 1 else (self.chip.flash.bank2_base or 0)
+        status = self.wait_ready(sr, expected_s=self.chip.timing.mass_erase_ms / 1000,
+                                 what="mass erase", address=address, error=EraseError)
+        self.check_status(status, sr, what="mass erase", address=address,
+                          error=EraseError, names=ERRORS)
+        self.link.write_word(sr, SR_EOP)
+        self.link.write_word(cr, 0)
+        return True
 
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
         done = 0

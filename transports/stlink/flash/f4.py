@@ -79,6 +79,14 @@ class F4FlashDriver(FlashDriver):
         self._run(cr, expected_s=self.chip.timing.mass_erase_ms / 1000, what="mass erase",
                   address=self.chip.flash.base)
 
+    def erase_bank(self, bank: int) -> bool:
+        """RM0090 §3.6.4: on dual-bank parts MER erases bank 1 and MER1 bank 2."""
+        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
+        self._run((CR_MER if bank == 1 else CR_MER1) | (self.psize << 8),
+                  expected_s=self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks,
+                  what="bank erase", address=first.address)
+        return True
+
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
         self.link.write_word(self._reg(SR), self.error_mask | SR_EOP)
         self.link.write_word(self._reg(CR), CR_PG | (self.psize << 8))

@@ -99,10 +99,14 @@ class H7FlashDriver(FlashDriver):
 
     def mass_erase(self) -> None:
         for bank in self._banks():
-            first = next(b for b in self.chip.flash.blocks if b.bank == bank)
-            self._run(bank, CR_BER | self.psize,
-                      expected_s=self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks,
-                      what="bank erase", address=first.address)
+            self.erase_bank(bank)
+
+    def erase_bank(self, bank: int) -> bool:
+        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
+        self._run(bank, CR_BER | self.psize,
+                  expected_s=self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks,
+                  what="bank erase", address=first.address)
+        return True
 
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
         done = 0

@@ -86,6 +86,13 @@ class L4FlashDriver(FlashDriver):
         self._run(cr, expected_s=self.chip.timing.mass_erase_ms / 1000, what="mass erase",
                   address=self.chip.flash.base)
 
+    def erase_bank(self, bank: int) -> bool:
+        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
+        self._run(CR_MER1 if bank == 1 else CR_MER2,
+                  expected_s=self.chip.timing.mass_erase_ms / 1000, what="bank erase",
+                  address=first.address)
+        return True
+
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
         self.link.write_word(self._reg("SR"), self.error_mask | SR_EOP)
         self.link.write_word(self._reg("CR"), CR_PG)
