@@ -56,3 +56,23 @@ def test_the_f103_example_forced_fast_on_a_clone_fails_verification(tmp_path: Pa
         result = execute(plan, world=world)
     assert result.exit_code == 1
     assert result.devices[0].error_type == "VerifyError"
+
+
+@pytest.mark.parametrize("kind", ["timeout", "link-lost", "nack"])
+def test_a_fault_mid_write_is_recovered_by_reconnecting(tmp_path: Path, kind: str) -> None:
+    from transports.sim import Fault
+
+    source = (MANIFESTS[0].parent / "stlink-f103.yaml").read_text()
+    source = source.replace("images/", str(MANIFESTS[0].parent / "images") + "/")
+    source += ('recovery:\n  default: {retries: 2, backoff: 0, '
+               '"on": [timeout, link-lost, nack], actions: [reconnect]}\n')
+    path = tmp_path / "recovering.yaml"
+    path.write_text(source)
+    plan = compile_plan(load_manifest(path))
+    fault = Fault(kind=kind, op="write", at_byte=4096)
+    world = SimulationWorld(profiles={"board": DeviceProfile(faults=(fault,))})
+    with world:
+        result = execute(plan, world=world)
+    assert result.exit_code == 0
+    write = next(s for s in result.devices[0].steps if s.kind.value == "write")
+    assert write.attempts == 2

@@ -80,6 +80,9 @@ def attach_probe(world: SimulationWorld, device: str, chip: Chip,
         elif probe.device != device:
             probe.target = make_target(world, device, chip)
             probe.device = device
+        if probe.dropped:
+            probe.reenumerate()
+            backend.plug(probe)
         by_device[device] = probe
         return probe
 

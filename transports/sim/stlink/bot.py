@@ -31,6 +31,12 @@ class SimStLinkV1(SimStLinkProbe):
         self.pending_in: deque[bytes] = deque()
         self.data_out: tuple[int, int] | None = None  # (tag, length) awaiting payload
 
+    def reenumerate(self) -> None:
+        super().reenumerate()
+        self.pending_in.clear()
+        self.data_out = None
+        self.kernel_driver.add(0)  # usb-storage binds again on re-enumeration
+
     def _csw(self, tag: int, status: int = 0, residue: int = 0) -> bytes:
         return struct.pack("<IIIB", CSW_SIGNATURE, tag, residue, status)
 

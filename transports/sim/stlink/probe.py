@@ -114,6 +114,7 @@ class SimStLinkProbe(SimUsbDevice):
             number=0, interface_class=klass[0], subclass=klass[1], protocol=klass[2],
             endpoints=tuple(endpoints)),)),)
         self.mode = MODE_DFU
+        self.dropped = False
         #: the simulated device (manifest name) whose chip is wired to the probe now
         self.device = ""
         self.reply = b""
@@ -122,6 +123,13 @@ class SimStLinkProbe(SimUsbDevice):
         self.fault_address = 0
         #: (command, sub-command) of every block received, for tests and benchmarks.
         self.commands: list[tuple[int, int]] = []
+
+    def reenumerate(self) -> None:
+        """Come back after a drop: power-on state, not in debug mode."""
+        self.dropped = False
+        self.mode = MODE_DFU
+        self.reply = b""
+        self.expect_payload = None
 
     # -- USB time ------------------------------------------------------------------------
 
@@ -355,6 +363,9 @@ class SimStLinkProbe(SimUsbDevice):
         if fault.kind == "timeout":
             raise UsbTimeout
         if fault.kind in ("link-lost", "brownout"):
+            # The probe drops off the bus; it is back (re-enumerated, in its
+            # power-on state) when the host looks for it again.
             self.plugged = False
+            self.dropped = True
             raise UsbTimeout
         return b""
