@@ -43,6 +43,8 @@ CASES = (
     ("L0 genuine (words, safe)", "stm32l073rz", 2, {}, {"write-mode": "safe"}),
     ("L1 genuine (half pages)", "stm32l152re", 8, {}, {"clock-khz": 4000}),
     ("F1 XL dual bank", "stm32f103zg", 32, {}, {"clock-khz": 4000}),
+    ("H5 genuine, V3", "stm32h503rb", 32, {"probe": "v3"}, {"clock-khz": 24000}),
+    ("U5 genuine, V3", "stm32u575zi", 64, {"probe": "v3"}, {"clock-khz": 24000}),
 )
 
 

@@ -160,9 +160,17 @@ def test_old_v2_firmware_refuses_the_safe_path_it_cannot_do(open_session: Open) 
 
 
 def test_an_unsupported_controller_is_refused_before_touching_the_probe(
-        open_session: Open) -> None:
-    with pytest.raises(ConnectError, match="h5 flash controllers .* not supported"):
-        open_session("stm32h503rb")
+        world: SimulationWorld) -> None:
+    import dataclasses
+
+    from tests.stlink.conftest import request
+    from transports.stlink import StLinkTransport
+
+    base = request(world, "stm32f103c8")
+    odd = dataclasses.replace(base, chip=dataclasses.replace(base.chip, controller="u3"))
+    with pytest.raises(ConnectError, match="u3 flash controllers .* not supported"):
+        StLinkTransport.open(odd).connect()
+    assert "usb" not in world._shared  # nothing was plugged or opened
 
 
 def test_v1_cannot_connect_under_reset(open_session: Open) -> None:

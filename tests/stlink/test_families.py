@@ -38,6 +38,17 @@ def test_part_is_flashed_in_every_bank_and_protected_and_released(open_session: 
         assert session.read(start, size) == data[:size]
     session.write_option_bytes(OptionBytesChange(rdp_level=1))
     assert session.read_option_bytes().rdp_level == 1
+    if chip.controller == "h5":
+        return  # reopening needs debug authentication: see test_h5_cannot_be_reopened
     session.write_option_bytes(OptionBytesChange(rdp_level=0))
     assert session.read_option_bytes().rdp_level == 0
     assert session.read(chip.flash.base, 16) == bytes([chip.flash.erased]) * 16
+
+
+def test_h5_cannot_be_reopened_without_debug_authentication(open_session: Open) -> None:
+    from runner.errors import ProtocolError
+
+    session = open_session("stm32h503rb")
+    session.write_option_bytes(OptionBytesChange(rdp_level=1))
+    with pytest.raises(ProtocolError, match="debug authentication"):
+        session.write_option_bytes(OptionBytesChange(rdp_level=0))

@@ -24,7 +24,7 @@ __all__ = ["FAST_CONTROLLERS", "choose_write_mode"]
 #: next flash word waits in the write queue (QW) by design. On L0/L1 "fast" means
 #: half pages in one memory command (see :mod:`transports.stlink.flash.l0`).
 FAST_CONTROLLERS = frozenset({"f0", "f1", "f1xl", "f2", "f4", "f7", "l4", "g0", "g4", "wb",
-                              "wl", "c0", "h7", "h7ab", "l0", "l1", "l5", "u5"})
+                              "wl", "c0", "h7", "h7ab", "h5", "l0", "l1", "l5", "u5"})
 
 
 def choose_write_mode(requested: str, chip: Chip, info: TargetInfo) -> str:

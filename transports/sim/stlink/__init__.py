@@ -25,6 +25,7 @@ from transports.sim.stlink.bot import SimStLinkV1
 from transports.sim.stlink.controller import SimFlashController
 from transports.sim.stlink.flash_f1 import SimF1Controller
 from transports.sim.stlink.flash_f4 import SimF4Controller
+from transports.sim.stlink.flash_h5 import SimH5Controller
 from transports.sim.stlink.flash_h7 import SimH7Controller
 from transports.sim.stlink.flash_l0 import SimL0Controller
 from transports.sim.stlink.flash_l4 import SimL4Controller
@@ -43,7 +44,7 @@ CONTROLLER_MODELS: dict[str, type[SimFlashController]] = {
     "l4": SimL4Controller, "g0": SimL4Controller, "g4": SimL4Controller,
     "wb": SimL4Controller, "wl": SimL4Controller, "c0": SimL4Controller,
     "l5": SimL4Controller, "u5": SimL4Controller,
-    "h7": SimH7Controller, "h7ab": SimH7Controller,
+    "h7": SimH7Controller, "h7ab": SimH7Controller, "h5": SimH5Controller,
     "l0": SimL0Controller, "l1": SimL0Controller,
 }
 
