@@ -125,12 +125,19 @@ class StLinkTransport:
 
     @classmethod
     def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:
+        """Figures of the simulator's latency model (full-speed USB, 0.125 ms a transfer)."""
         khz = int(options.get("clock-khz", DEFAULT_CLOCK_KHZ))
-        usb_per_kib = 1.5 * 0.000125 + 1024 / 1.0e6
-        swd_per_kib = 512 * 46 / (khz * 1000)
+        transfer_s, wire_s_per_byte = 0.000125, 1 / 1.0e6
         program_per_kib = chip.timing.program_seconds(1024, chip.flash.write_unit)
-        write = 1024 / (usb_per_kib + max(swd_per_kib, program_per_kib))
-        read = 1024 / (0.000125 + 1024 / 1.0e6 + 256 * 46 / (khz * 1000))
+        if options.get("write-mode") == "safe":
+            # Per program unit: command, data, status, then an SR poll (6 transfers).
+            units = 1024 / chip.flash.write_unit
+            write = 1024 / (units * 6 * transfer_s + program_per_kib)
+        else:
+            usb_per_kib = 1.5 * transfer_s + 1024 * wire_s_per_byte
+            swd_per_kib = 512 * 46 / (khz * 1000)
+            write = 1024 / (usb_per_kib + max(swd_per_kib, program_per_kib))
+        read = 1024 / (transfer_s + 1024 * wire_s_per_byte + 256 * 46 / (khz * 1000))
         return SpeedModel(connect_s=0.3, write_bytes_per_s=write, read_bytes_per_s=read,
                           erase_overhead_s=0.002)
 
