@@ -1,0 +1,429 @@
+"""The USART transport against the simulated ROM, through pyserial (flashsim://)."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from runner.errors import (
+    ConnectError,
+    EraseError,
+    LinkLost,
+    LinkTimeout,
+    ProtocolError,
+    ReadProtected,
+    WriteError,
+)
+from transports.base import MASS_ERASE, Capability, OptionBytesChange, ResetMode
+from transports.checksums import stm32_crc32
+from transports.sim.faults import Fault
+from transports.sim.links import usart_key
+from transports.sim.usart import endpoint
+from transports.sim.world import DeviceProfile
+from transports.uart import UsartTransport, parse_sequence
+
+from .conftest import OpenUsart, sim_of
+
+BASE = 0x08000000
+
+
+def pattern(size: int, seed: int = 1) -> bytes:
+    return bytes((i * 7 + seed) & 0xFF for i in range(size))
+
+
+# ------------------------------------------------------------------ session start
+
+
+def test_f1_rom_offers_legacy_erase_v2_2(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    assert session.engine.commands.version == 0x22
+    assert session.engine.commands.pick("erase") == 0x43
+
+
+def test_f4_rom_offers_extended_erase_v3_1(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    assert session.engine.commands.version == 0x31
+    assert session.engine.commands.pick("erase") == 0x44
+
+
+def test_identify_reports_pid_uid_flash_size_and_rdp(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32g071rb")
+    identity = session.identify()
+    assert identity.dev_id == 0x460
+    assert identity.uid == sim_of(session).uid_hex
+    assert identity.flash_size == 128 * 1024
+    assert identity.rdp_level == 0
+    assert identity.bootloader_version == "3.1"
+
+
+def test_double_ack_on_sync_is_absorbed(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(quirks={"double-ack": True}))
+    assert session.identify().dev_id == 0x431
+
+
+def test_leading_zero_before_sync_ack_is_skipped(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(quirks={"sync-zero": True}))
+    assert session.identify().dev_id == 0x431
+
+
+def test_already_synchronised_chip_accepts_a_new_session(open_usart: OpenUsart) -> None:
+    first = open_usart("stm32f103cb")
+    world = first.request.simulation
+    first.close()
+    second = open_usart("stm32f103cb", world=world)
+    assert second.identify().dev_id == 0x410
+
+
+def test_silent_chip_fails_to_connect(open_usart: OpenUsart) -> None:
+    # BOOT0 on RTS but no reset line: the application keeps running, the ROM never answers.
+    session = open_usart("stm32f103cb", connect=False, boot0="rts")
+    with pytest.raises(ConnectError, match="0x7F"):
+        session.connect()
+
+
+# ------------------------------------------------------------------ erase / write / read
+
+
+def test_write_then_read_back_roundtrips(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    image = pattern(5000)
+    session.erase(session.chip.flash.blocks_covering(BASE, len(image)))
+    session.write(BASE, image)
+    assert session.read(BASE, len(image)) == image
+    assert sim_of(session).flash[:len(image)] == image
+
+
+def test_used_erase_touches_only_listed_pages(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    sim = sim_of(session)
+    sim.program(BASE + 10 * 1024, b"\x00" * 4)
+    session.erase(session.chip.flash.blocks[:3])
+    assert sim.stats.blocks_erased == 3
+    assert sim.read_flash(BASE + 10 * 1024, 4) == b"\x00" * 4
+
+
+def test_mass_erase_clears_whole_flash(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    sim = sim_of(session)
+    sim.program(BASE + 0x40000, b"\x00" * 16)
+    session.erase(MASS_ERASE)
+    assert sim.stats.mass_erases == 1
+    assert sim.flash == b"\xff" * len(sim.flash)
+
+
+def test_rom_without_mass_erase_is_erased_page_by_page(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32g071rb", DeviceProfile(quirks={"no-mass-erase": True}))
+    sim = sim_of(session)
+    sim.program(BASE + 0x1F000, b"\x00" * 8)
+    session.erase(MASS_ERASE)
+    assert sim.stats.mass_erases == 0
+    assert sim.stats.blocks_erased == 64
+    assert sim.flash == b"\xff" * len(sim.flash)
+
+
+def test_erased_chunks_are_skipped_after_this_sessions_erase(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    image = pattern(256) + b"\xff" * 768
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(BASE, image)
+    assert sim_of(session).stats.bytes_programmed == 256
+    assert session.read(BASE, len(image)) == image
+
+
+def test_erased_chunks_are_written_without_an_erase_in_this_session(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    session.write(BASE, b"\xff" * 512)
+    assert sim_of(session).stats.bytes_programmed == 512
+
+
+def test_writing_unerased_flash_corrupts_like_nor(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    session.write(BASE, b"\xf0" * 4)
+    session.write(BASE, b"\x0f" * 4)
+    assert session.read(BASE, 4) == b"\x00" * 4
+
+
+def test_unaligned_write_is_refused_before_sending(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    with pytest.raises(WriteError) as info:
+        session.write(BASE + 2, b"\x00" * 4)
+    assert info.value.address == BASE + 2
+    assert sim_of(session).stats.bytes_programmed == 0
+
+
+def test_odd_length_write_is_padded_with_ff(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    session.write(BASE, b"\x01\x02\x03")
+    assert session.read(BASE, 4) == b"\x01\x02\x03\xff"
+
+
+def test_nack_names_command_and_stage(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    with pytest.raises(ProtocolError) as info:
+        session.read(0x40000000, 4)  # a peripheral: not readable through the ROM
+    assert "Read Memory (0x11)" in str(info.value)
+    assert "address stage" in str(info.value)
+
+
+def test_erase_of_a_page_beyond_one_byte_numbers_is_refused(open_usart: OpenUsart) -> None:
+    # An L476 made to speak v2.2 (legacy Erase, 1-byte page numbers) cannot reach page 300.
+    session = open_usart("stm32l476rg", DeviceProfile(quirks={"usart-version": 0x22}))
+    with pytest.raises(EraseError, match="one byte"):
+        session.erase(session.chip.flash.blocks[300:301])
+
+
+# ------------------------------------------------------------------ checksum
+
+
+def test_get_checksum_is_offered_only_where_listed(open_usart: OpenUsart) -> None:
+    plain = open_usart("stm32f411re")
+    assert Capability.CHECKSUM not in plain.capabilities
+    with pytest.raises(ProtocolError):
+        plain.checksum(BASE, 16)
+
+
+def test_get_checksum_matches_host_crc(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(quirks={"checksum": True}))
+    assert Capability.CHECKSUM in session.capabilities
+    image = pattern(1000)
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(BASE, image)
+    result = session.checksum(BASE, len(image))
+    assert result.algorithm == "stm32-crc32"
+    assert result.value == stm32_crc32(image)
+
+
+# ------------------------------------------------------------------ protection
+
+
+def test_rdp_level1_is_reported_and_blocks_reads(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(rdp_level=1))
+    assert session.identify().rdp_level == 1
+    with pytest.raises(ReadProtected):
+        session.read(BASE, 16)
+
+
+def test_readout_unprotect_mass_erases_and_reconnects(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(rdp_level=1, fill=0x00))
+    session.write_option_bytes(OptionBytesChange(rdp_level=0))
+    sim = sim_of(session)
+    assert sim.rdp_level == 0
+    assert sim.flash == b"\xff" * len(sim.flash)
+    assert session.identify().rdp_level == 0
+
+
+def test_readout_protect_then_reconnect_sees_level1(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    session.write_option_bytes(OptionBytesChange(rdp_level=1))
+    assert sim_of(session).rdp_level == 1
+    assert session.read_option_bytes().rdp_level == 1
+
+
+def test_option_bytes_read_decodes_rdp(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    option_bytes = session.read_option_bytes()
+    assert option_bytes.rdp_level == 0
+    assert option_bytes.raw[:2] == b"\xa5\x5a"
+
+
+def test_write_unprotect_clears_protection_and_reconnects(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    sim = sim_of(session)
+    sim.write_protect([0, 1])
+    session.engine.write_unprotect()
+    assert sim.write_protected == frozenset()
+    assert session.identify().dev_id == 0x410
+
+
+def test_write_protect_protects_sectors_and_reconnects(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    session.engine.write_protect([1])
+    assert sim_of(session).write_protected == frozenset({4, 5, 6, 7})  # 4 pages per sector
+
+
+# ------------------------------------------------------------------ reset / lines
+
+
+def test_hardware_entry_and_exit_through_modem_lines(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", boot0="rts", reset="dtr")
+    sim = sim_of(session)
+    assert sim.stats.resets == 1  # the entry pulse
+    session.reset(ResetMode.HARDWARE)
+    assert sim.stats.resets == 2
+
+
+def test_inverted_lines_enter_the_bootloader_too(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", boot0="dtr", reset="rts", invert_boot0=True,
+                         invert_reset=True)
+    assert session.identify().dev_id == 0x410
+
+
+def test_entry_sequence_drives_lines_as_written(open_usart: OpenUsart) -> None:
+    profile = DeviceProfile(quirks={"boot0": "rts", "reset": "dtr"})
+    session = open_usart("stm32f103cb", profile, entry_sequence="-rts&dtr,-dtr",
+                         exit_sequence="rts&dtr,-dtr")
+    assert session.identify().dev_id == 0x410
+    session.reset(ResetMode.HARDWARE)
+    assert sim_of(session).stats.resets == 2
+
+
+def test_reset_without_reset_line_uses_go_to_flash(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    world = session.request.simulation
+    assert world is not None
+    board = endpoint(usart_key(world, "usart", "dut"))
+    session.reset(ResetMode.HARDWARE)
+    assert board.stream.core.last_go == BASE
+    assert sim_of(session).stats.resets == 0
+    with pytest.raises(LinkLost):
+        session.read(BASE, 4)
+
+
+def test_empty_check_part_is_left_with_go_even_with_a_reset_line(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l451rc", boot0="rts", reset="dtr")
+    session.reset(ResetMode.HARDWARE)
+    assert sim_of(session).stats.resets == 1  # only the entry pulse; the exit was Go
+
+
+def test_sequence_parser_reads_stm32flash_syntax() -> None:
+    assert parse_sequence("-dtr,rts,-rts") == (("dtr", False, 0.1), ("rts", True, 0.1),
+                                               ("rts", False, 0.0))
+    assert parse_sequence("rts&-dtr,,") == (("rts", True, 0.0), ("dtr", False, 0.1),
+                                           ("", False, 0.1))
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_injected_nack_on_write_is_a_write_error_with_address(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="nack", op="write",
+                                                                    at_byte=300),)))
+    with pytest.raises(WriteError) as info:
+        session.write(BASE, pattern(1024))
+    assert info.value.address == BASE + 256
+
+
+def test_read_reply_cut_short_is_a_timeout_and_the_session_recovers(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="timeout", op="read"),)))
+    with pytest.raises(LinkTimeout):
+        session.read(BASE, 16)
+    assert session.read(BASE, 16) == b"\xff" * 16
+
+
+def test_injected_link_loss_is_link_lost(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="link-lost",
+                                                                    op="write"),)))
+    with pytest.raises(LinkLost):
+        session.write(BASE, pattern(16))
+
+
+def test_injected_corruption_is_caught_by_read_back(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="corrupt",
+                                                                    op="write"),)))
+    image = pattern(64)
+    session.write(BASE, image)
+    assert session.read(BASE, 64) != image
+
+
+# ------------------------------------------------------------------ class contract
+
+
+def test_options_schema_rejects_unknown_keys() -> None:
+    validator = jsonschema.Draft202012Validator(UsartTransport.options_schema)
+    assert validator.is_valid({"port": "/dev/ttyUSB0", "baud": 115200, "boot0": "rts",
+                               "reset": "dtr", "entry-sequence": "-dtr,rts,-rts"})
+    assert not validator.is_valid({"port": "/dev/ttyUSB0", "baudrate": 115200})
+    assert not validator.is_valid({"port": "/dev/ttyUSB0", "entry-sequence": "4,-5"})
+
+
+def test_resource_key_is_the_port() -> None:
+    assert UsartTransport.resource_key("u", {"port": "/dev/ttyUSB0"}) == "uart:/dev/ttyUSB0"
+
+
+def test_boot0_and_reset_on_one_line_is_refused(open_usart: OpenUsart) -> None:
+    with pytest.raises(ConnectError, match="share"):
+        open_usart("stm32f103cb", connect=False, boot0="rts", reset="rts")
+
+
+def test_whole_bank_is_erased_with_the_bank_code(open_usart: OpenUsart,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    session = open_usart("stm32l476rg")
+    sim = sim_of(session)
+    banks: list[int | None] = []
+    real = session.engine.mass_erase
+    monkeypatch.setattr(session.engine, "mass_erase",
+                        lambda bank=None: (banks.append(bank), real(bank))[1])
+    bank2 = [block for block in session.chip.flash.blocks if block.bank == 2]
+    sim.program(bank2[0].address, b"\x00" * 8)
+    session.erase(bank2)
+    assert banks == [2]
+    assert sim.read_flash(bank2[0].address, 8) == b"\xff" * 8
+    assert sim.stats.blocks_erased == len(bank2)
+
+
+def test_rdp_level2_needs_confirmation(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    with pytest.raises(ProtocolError, match="irreversible"):
+        session.write_option_bytes(OptionBytesChange(rdp_level=2))
+    assert sim_of(session).rdp_level == 0
+
+
+def test_rdp_level2_is_written_through_the_option_bytes(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
+    assert sim_of(session).rdp_level == 2
+    with pytest.raises(LinkLost):  # the session ended with the write
+        session.identify()
+    with pytest.raises(ConnectError):  # and level 2 disables the ROM bootloader for good
+        session.connect()
+
+
+def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    with pytest.raises(ProtocolError, match="no RDP level 2"):
+        session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
+
+
+def test_session_capabilities_extend_the_class_view(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", DeviceProfile(quirks={"checksum": True}))
+    assert UsartTransport.capabilities < session.capabilities
+    assert session.capabilities - UsartTransport.capabilities == {Capability.CHECKSUM}
+
+
+@pytest.mark.parametrize(("parity", "bits"), [("even", 11), ("none", 10)])
+def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart, parity: str,
+                                                        bits: int) -> None:
+    session = open_usart("stm32f411re", baud=57600, parity=parity)
+    clock = sim_of(session).clock
+    before = clock.elapsed
+    session.read(BASE, 256)
+    # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes
+    assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * bits / 57600)
+
+
+def test_brownout_mid_write_needs_a_reconnect(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb", DeviceProfile(faults=(Fault(kind="brownout",
+                                                                    op="write", at_byte=512),)))
+    with pytest.raises(LinkTimeout):
+        session.write(BASE, pattern(1024))
+    session.connect()
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(BASE, pattern(1024))
+    assert session.read(BASE, 1024) == pattern(1024)
+
+
+def test_scattered_uid_words_are_read_one_by_one(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l073rz")
+    assert session.chip.uid_offsets != (0, 4, 8)
+    assert session.identify().uid == sim_of(session).uid_hex
+
+
+def test_l0_without_mass_erase_clears_every_page(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l073rz")
+    sim = sim_of(session)
+    sim.program(BASE + 0x20000, b"\x11" * 4)
+    session.erase(MASS_ERASE)
+    assert sim.stats.mass_erases == 0
+    assert sim.flash == bytes([sim.geometry.erased]) * len(sim.flash)

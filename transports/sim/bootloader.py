@@ -1,0 +1,362 @@
+"""The STM32 system-memory bootloader, seen from the chip: one core for every link.
+
+:class:`BootloaderCore` holds what the ROM decides whatever the link: which
+commands its version lists, which are allowed under readout protection, which
+addresses a command may touch, and what each command does to the
+:class:`~transports.sim.chip.SimChip`. The link front ends (the byte stream of
+USART and I2C in :mod:`transports.sim.stream`, the CAN node in
+:mod:`transports.sim.canbus`) parse the wire and call these operations.
+
+Profiles: the version and command list come from the chip's family (AN2606 /
+AN3155 §1.11, AN4221 §2.2, AN3154) and may be overridden per device with
+``quirks`` of its :class:`~transports.sim.world.DeviceProfile`:
+
+* ``usart-version`` / ``i2c-version`` / ``can-version``: the version byte;
+* ``commands``: the exact Get list (a list of codes);
+* ``checksum: true``: add Get Checksum (0xA1) to the list;
+* ``double-ack``: answer the USART 0x7F with two ACKs (STM32L412/L422, AN2606);
+* ``sync-zero``: emit a 0x00 before the first ACK (a USART TX glitch at start-up);
+* ``no-mass-erase``: NACK the mass-erase code (L0/L1 behaviour; also from the
+  chip database flag of the same name).
+
+Faults planned on the chip fire here and come back as :class:`WireFault`
+(what the wire shows: ``timeout`` no answer, ``nack``, ``link-lost``,
+``brownout``); a ``corrupt`` fault programs one flipped byte and still ACKs,
+as a marginal cell would.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transports.checksums import stm32_crc32
+from transports.chips import Chip
+from transports.sim.chip import SimChip, SimFlashFault
+from transports.sim.faults import InjectedFault
+
+__all__ = [
+    "ACK",
+    "BUSY",
+    "NACK",
+    "BootloaderCore",
+    "Link",
+    "WireFault",
+    "bootloader_profile",
+]
+
+ACK = 0x79
+NACK = 0x1F
+BUSY = 0x76
+
+# AN3155 §1.4 / AN4221 §2.3 / AN3154 §3 command codes.
+GET, GET_VERSION, GET_ID, SPEED = 0x00, 0x01, 0x02, 0x03
+READ, GO, WRITE, WRITE_NS = 0x11, 0x21, 0x31, 0x32
+ERASE, EXT_ERASE, ERASE_NS = 0x43, 0x44, 0x45
+WRITE_PROTECT, WRITE_PROTECT_NS = 0x63, 0x64
+WRITE_UNPROTECT, WRITE_UNPROTECT_NS = 0x73, 0x74
+READOUT_PROTECT, READOUT_PROTECT_NS = 0x82, 0x83
+READOUT_UNPROTECT, READOUT_UNPROTECT_NS = 0x92, 0x93
+CHECKSUM = 0xA1
+
+#: AN3155 §1.3 rule 5: the only commands a read-protected chip accepts (AN3154 §3.3
+#: lists CAN's Speed among neither the refused nor the allowed; it touches no memory).
+ALLOWED_UNDER_RDP = frozenset({GET, GET_VERSION, GET_ID, SPEED, READOUT_UNPROTECT,
+                               READOUT_UNPROTECT_NS})
+
+_BASE = (GET, GET_VERSION, GET_ID, READ, GO, WRITE)
+_PROTECTION = (WRITE_PROTECT, WRITE_UNPROTECT, READOUT_PROTECT, READOUT_UNPROTECT)
+_NO_STRETCH = (WRITE_NS, ERASE_NS, WRITE_PROTECT_NS, WRITE_UNPROTECT_NS, READOUT_PROTECT_NS,
+               READOUT_UNPROTECT_NS)
+
+
+class Link(enum.Enum):
+    USART = "usart"
+    I2C = "i2c"
+    CAN = "can"
+
+
+class WireFault(Exception):
+    """An injected fault, as the wire will show it (``timeout``, ``nack``, ``link-lost``…)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootloaderProfile:
+    """What one simulated ROM answers to Get / Get Version."""
+
+    version: int
+    commands: tuple[int, ...]
+    double_ack: bool = False
+    sync_zero: bool = False
+    mass_erase: bool = True
+
+
+def _usart_version(chip: Chip) -> int:
+    # AN3155 §1.11: F1-class ROMs speak v2.2 (Erase 0x43), newer ones v3.1 (0x44).
+    if chip.bootloader.usart_version is not None:
+        return chip.bootloader.usart_version
+    return 0x22 if chip.family in ("f1",) else 0x31
+
+
+def _i2c_version(chip: Chip) -> int:
+    # AN4221 §2.2: v1.0 on F0/F3, v1.2 on G0/H7 (0xA1 listed), v1.1 elsewhere.
+    if chip.family in ("f0", "f3"):
+        return 0x10
+    if chip.family in ("g0", "h7"):
+        return 0x12
+    return 0x11
+
+
+def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> BootloaderProfile:
+    """The ROM a chip runs on ``link``, from the family and the device's quirks."""
+    if link is Link.USART:
+        version = int(quirks.get("usart-version", _usart_version(chip)))
+        erase = ERASE if version < 0x30 else EXT_ERASE
+        commands: list[int] = [*_BASE, erase, *_PROTECTION]
+        if chip.family == "h7":
+            commands.append(CHECKSUM)
+    elif link is Link.I2C:
+        version = int(quirks.get("i2c-version", _i2c_version(chip)))
+        commands = [*_BASE, EXT_ERASE, *_PROTECTION]
+        if version >= 0x11:
+            commands += _NO_STRETCH
+        if version >= 0x12:
+            commands.append(CHECKSUM)
+    else:
+        # AN3154: CAN ROMs list Speed (0x03) and the 1-byte-page Erase 0x43.
+        version = int(quirks.get("can-version", 0x20))
+        commands = [GET, GET_VERSION, GET_ID, SPEED, READ, GO, WRITE, ERASE, *_PROTECTION]
+    if quirks.get("checksum") and CHECKSUM not in commands:
+        commands.append(CHECKSUM)
+    if "commands" in quirks:
+        commands = [int(code) for code in quirks["commands"]]
+    mass = not (quirks.get("no-mass-erase") or "no-mass-erase" in chip.bootloader.flags)
+    return BootloaderProfile(version=version, commands=tuple(commands),
+                             double_ack=bool(quirks.get("double-ack", False)),
+                             sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass)
+
+
+class BootloaderCore:
+    """The link-independent half of a simulated ROM bootloader over one :class:`SimChip`.
+
+    ``active`` is false while the application runs (after Go, or a reset with
+    BOOT0 low): the ROM then answers nothing.
+    """
+
+    def __init__(self, sim: SimChip, profile: BootloaderProfile, *, active: bool = True) -> None:
+        self.sim = sim
+        self.chip = sim.chip
+        self.profile = profile
+        self.active = active
+        self.synced = False
+        #: Set when the chip reset itself (RDP/WRP commands, option bytes, brown-out).
+        self.self_resets = 0
+        self.last_go: int | None = None
+
+    # ------------------------------------------------------------------ session
+
+    @property
+    def running(self) -> bool:
+        """The ROM listens: selected at the last reset, and not disabled by RDP level 2."""
+        return self.active and self.sim.rdp_level < 2
+
+    @property
+    def version(self) -> int:
+        return self.profile.version
+
+    @property
+    def commands(self) -> tuple[int, ...]:
+        return self.profile.commands
+
+    def accepts(self, code: int) -> bool:
+        """AN3155 §1.3: listed, and allowed at the current protection level."""
+        if code not in self.profile.commands:
+            return False
+        return self.sim.rdp_level == 0 or code in ALLOWED_UNDER_RDP
+
+    def reset(self, *, boot0: bool = True) -> None:
+        """A system reset: back to waiting for the link's activation (or to the app)."""
+        self.sim.reset()
+        self.synced = False
+        self.active = boot0
+
+    def self_reset(self) -> None:
+        """The reset the ROM performs after WRP/RDP/option-byte commands (AN3155 §1.6)."""
+        self.self_resets += 1
+        self.reset(boot0=True)
+
+    def fault(self, op: str, length: int = 0) -> None:
+        """Let a planned fault fire; raise :class:`WireFault` with its wire behaviour."""
+        try:
+            self.sim.faults.check(op, length)
+        except InjectedFault as injected:
+            if injected.kind == "brownout":
+                self.reset(boot0=True)
+            raise WireFault(injected.kind) from injected
+
+    @property
+    def pid(self) -> int:
+        return self.chip.dev_id
+
+    # ------------------------------------------------------------------ address checks
+
+    def _free_ram(self) -> tuple[int, int]:
+        return self.chip.bootloader.ram or self.chip.ram
+
+    def _option_area(self) -> tuple[int, int]:
+        ob = self.chip.option_bytes
+        return ob.address, ob.address + ob.size
+
+    def _in(self, area: tuple[int, int] | None, address: int, length: int = 1) -> bool:
+        return area is not None and area[0] <= address and address + length <= area[1]
+
+    def readable(self, address: int, length: int = 1) -> bool:
+        return (self.sim.geometry.contains(address, length)
+                or self._in(self._free_ram(), address, length)
+                or self._in(self._option_area(), address, length)
+                or self._system_readable(address, length))
+
+    def _system_readable(self, address: int, length: int) -> bool:
+        system = self.chip.bootloader.system_memory
+        if self._in(system, address, length):
+            return True
+        spans = self._system_map()
+        return all(any(base <= addr < base + len(value) for base, value in spans.items())
+                   for addr in range(address, address + length))
+
+    def writable(self, address: int) -> bool:
+        return (self.sim.geometry.contains(address) or self._in(self._free_ram(), address)
+                or self._in(self._option_area(), address))
+
+    def go_target(self, address: int) -> bool:
+        # AN3155 §3.5 (v2.1+): flash or RAM only; option bytes and system memory refused.
+        return self.sim.geometry.contains(address) or self._in(self._free_ram(), address)
+
+    def _system_map(self) -> dict[int, bytes]:
+        data = dict(self.sim.system_bytes())
+        boot = self.chip.bootloader
+        if boot.bl_id and boot.bl_id_address is not None:
+            data[boot.bl_id_address] = bytes([boot.bl_id[0]])
+        return data
+
+    # ------------------------------------------------------------------ operations
+
+    def read(self, address: int, length: int) -> bytes:
+        self.fault("read", length)
+        if self.sim.geometry.contains(address, length) or self._in(self._free_ram(), address,
+                                                                   length) \
+                or self._in(self._option_area(), address, length):
+            return self.sim.read_memory(address, length, debug=False)
+        out = bytearray()
+        system = self._system_map()
+        for addr in range(address, address + length):
+            for base, value in system.items():
+                if base <= addr < base + len(value):
+                    out.append(value[addr - base])
+                    break
+            else:
+                out.append(0x00)
+        return bytes(out)
+
+    def write(self, address: int, data: bytes) -> None:
+        """Program flash (NOR, unchecked, as the ROM does), fill RAM, or replace option bytes."""
+        self.fault("write", len(data))
+        if self._in(self._option_area(), address, len(data)):
+            image = bytearray(self.sim.option_bytes)
+            offset = address - self._option_area()[0]
+            image[offset:offset + len(data)] = data
+            try:
+                self.sim.write_option_bytes(bytes(image))
+            except SimFlashFault as error:
+                raise WireFault("nack") from error
+            self.self_reset()
+            return
+        if self._in(self._free_ram(), address, len(data)):
+            self.sim.write_ram(address, data)
+            return
+        try:
+            # AN3155 §3.6: the ROM reports no error for protected pages; data is not written.
+            self.sim.program(address, data, require_erased=False)
+        except SimFlashFault as error:
+            if error.reason != "write-protected":
+                raise WireFault("nack") from error
+
+    def corrupt_write(self, address: int, data: bytes) -> None:
+        """A ``corrupt`` fault: the first byte comes out with bit 0 flipped."""
+        self.sim.program(address, bytes([data[0] ^ 0x01]) + data[1:], require_erased=False)
+
+    def erase_pages(self, pages: Sequence[int]) -> None:
+        blocks = self.sim.geometry.blocks
+        if any(not 0 <= page < len(blocks) for page in pages):
+            raise WireFault("nack")
+        for page in pages:
+            self.fault("erase", blocks[page].size)
+            try:
+                self.sim.erase_block(page)
+            except SimFlashFault as error:
+                if error.reason != "write-protected":
+                    raise WireFault("nack") from error
+
+    def mass_erase(self, bank: int | None = None) -> None:
+        if not self.profile.mass_erase:
+            raise WireFault("nack")
+        geometry = self.sim.geometry
+        if bank is not None:
+            if geometry.banks < 2:
+                raise WireFault("nack")
+            pages = [block.index for block in geometry.blocks if block.bank == bank]
+            self.erase_pages(pages)
+            return
+        self.fault("erase", geometry.size)
+        try:
+            self.sim.mass_erase()
+        except SimFlashFault as error:
+            raise WireFault("nack") from error
+
+    def go(self, address: int) -> None:
+        """Jump: to flash, the application runs; to RAM, a host's reset stub runs.
+
+        stm32flash's ``-R`` writes a stub that requests a system reset into RAM and
+        jumps there (reference §1.5.5); the chip then restarts (BOOT0 still high).
+        """
+        self.last_go = address
+        if self._in(self._free_ram(), address):
+            self.self_reset()
+            return
+        self.active = False
+
+    def write_protect(self, sectors: Sequence[int]) -> None:
+        pps = max(1, self.chip.bootloader.pages_per_sector)
+        blocks = len(self.sim.geometry.blocks)
+        # AN3155 §3.9: the new set replaces the old one; sectors are not range checked.
+        self.sim.write_protect(range(blocks), protected=False)
+        pages = [page for sector in sectors for page in range(sector * pps, sector * pps + pps)
+                 if page < blocks]
+        self.sim.write_protect(pages)
+
+    def write_unprotect(self) -> None:
+        self.sim.write_protect(range(len(self.sim.geometry.blocks)), protected=False)
+
+    def readout_protect(self) -> None:
+        self.sim.set_rdp_level(1)
+
+    def readout_unprotect(self) -> None:
+        # AN3155 §3.12: removing RDP mass-erases the flash (SimChip does it on 1 → 0).
+        self.sim.write_protect(range(len(self.sim.geometry.blocks)), protected=False)
+        if self.sim.rdp_level == 0:
+            self.sim.mass_erase()
+        else:
+            self.sim.set_rdp_level(0)
+            self.sim.clock.advance(self.chip.timing.mass_erase_ms / 1000)
+
+    def checksum(self, address: int, length: int) -> int:
+        """AN3155 §1.5.13: STM32 CRC-32 over ``length`` bytes (a multiple of 4)."""
+        if address % 4 or length % 4 or length == 0 or not self.readable(address, length):
+            raise WireFault("nack")
+        return stm32_crc32(self.read(address, length))

@@ -1,0 +1,325 @@
+"""The transport contract on top of the bootloader engine, shared by USART, I2C and CAN.
+
+:class:`BootloaderSession` turns the runner's requests (erase these blocks,
+write this image, read, checksum, reset, option bytes) into bootloader
+commands: 256-byte chunks aligned to 256-byte boundaries, page lists cut to
+what one Erase takes, Get Checksum where the ROM lists it, and a clean
+reconnect after the commands that make the chip reset itself.
+
+A hardware reset pulses NRST with BOOT0 low where the link has the lines;
+otherwise, and on empty-check parts (which re-enter the ROM after a plain
+reset until their option bytes reload), the chip is left with Go to the
+vector table at the start of flash.
+
+Writes skip a 256-byte chunk that holds only the erased value when *this
+session* erased the pages under it and has not programmed that chunk since:
+programming it would change nothing. Nothing else is ever skipped.
+
+Link subclasses supply the :class:`~transports.sysboot.framing.Framing`
+(:meth:`BootloaderSession.open_framing`) and the class-level contract
+(``kind``, ``options_schema``, ``speed_model``, ``resource_key``, ``open``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from runner.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
+from transports.base import (
+    Capability,
+    Checksum,
+    ChipIdentity,
+    LinkRequest,
+    OptionBytes,
+    OptionBytesChange,
+    Progress,
+    ResetMode,
+    no_progress,
+)
+from transports.chips import FlashBlock
+from transports.sysboot.commands import Command
+from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
+from transports.sysboot.framing import Framing
+
+__all__ = ["BASE_CAPABILITIES", "BootloaderSession"]
+
+#: What every bootloader link can do, whatever the ROM (the compiler's view).
+BASE_CAPABILITIES = frozenset({
+    Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
+    Capability.GO, Capability.OPTION_BYTES, Capability.READ_UNPROTECT,
+    Capability.WRITE_UNPROTECT, Capability.UID,
+})
+
+
+class BootloaderSession:
+    """One session with one chip's ROM bootloader; subclasses bring the link."""
+
+    capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES
+    #: The AN2606 interface name of this link (``usart``, ``i2c``, ``can``).
+    interface: ClassVar[str] = ""
+
+    def __init__(self, request: LinkRequest) -> None:
+        self.request = request
+        self.chip = request.chip
+        self.capabilities: frozenset[Capability] = self.capabilities_base
+        self._framing: Framing | None = None
+        self._engine: BootloaderEngine | None = None
+        self._erased: set[int] = set()
+        self._programmed: set[int] = set()
+
+    # ------------------------------------------------------------------ link
+
+    def open_framing(self) -> Framing:
+        """Open the physical (or simulated) link; the subclass's one job."""
+        raise LinkLost(f"{type(self).__name__} cannot open a link", transport=self.request.link,
+                       device=self.request.device)
+
+    @property
+    def engine(self) -> BootloaderEngine:
+        if self._engine is None:
+            raise LinkLost(f"session with {self.request.device} is not connected",
+                           transport=self.request.link, device=self.request.device,
+                           hint="connect first (or reconnect after a reset)")
+        return self._engine
+
+    def connect(self) -> None:
+        self.close()
+        offered = self.chip.bootloader.interfaces
+        if offered and self.interface and self.interface not in offered:
+            raise ConnectError(f"the ROM bootloader of {self.chip.part} does not listen on "
+                               f"{self.interface.upper()} (AN2606: "
+                               f"{', '.join(sorted(offered))})",
+                               transport=self.request.link, device=self.request.device,
+                               hint="reach this chip over one of those interfaces")
+        framing = self.open_framing()
+        self._framing = framing
+        engine = BootloaderEngine(framing, self.chip, link=self.request.link,
+                                  device=self.request.device)
+        try:
+            engine.start()
+        except BaseException:
+            self.close()
+            raise
+        self._engine = engine
+        extra = {Capability.CHECKSUM} if Command.GET_CHECKSUM in engine.commands else set()
+        self.capabilities = self.capabilities_base | extra
+
+    def close(self) -> None:
+        framing, self._framing, self._engine = self._framing, None, None
+        if framing is not None:
+            framing.close()
+
+    # ------------------------------------------------------------------ identity
+
+    def identify(self) -> ChipIdentity:
+        engine = self.engine
+        uid = ""
+        flash_size: int | None = None
+        rdp = 0
+        try:
+            raw = engine.read_memory(self.chip.flash_size_address, 2)
+            flash_size = int.from_bytes(raw, "little") * 1024
+            offsets = self.chip.uid_offsets
+            if offsets == (0, 4, 8):
+                uid = engine.read_memory(self.chip.uid_address, 12).hex()
+            else:  # L0/L1 scatter the UID words: read each one
+                uid = b"".join(engine.read_memory(self.chip.uid_address + off, 4)
+                               for off in offsets).hex()
+        except ReadProtected:
+            rdp = 1
+        except ProtocolError:
+            # Some ROMs refuse reads of these words (reference §1.5.4); identity stays partial.
+            pass
+        details = {"bootloader_commands": " ".join(f"{c:02X}" for c in
+                                                   sorted(engine.commands.codes))}
+        if engine.commands.unknown:
+            details["bootloader_unknown_commands"] = " ".join(
+                f"{c:02X}" for c in engine.commands.unknown)
+        return ChipIdentity(dev_id=engine.pid or 0, uid=uid, flash_size=flash_size,
+                            rdp_level=rdp, bootloader_version=engine.commands.version_text,
+                            probe=self.framing_name, details=details)
+
+    @property
+    def framing_name(self) -> str:
+        return self._framing.name if self._framing is not None else self.request.link
+
+    # ------------------------------------------------------------------ erase
+
+    def erase(self, blocks: Sequence[FlashBlock], progress: Progress = no_progress) -> None:
+        engine = self.engine
+        geometry = self.chip.flash
+        every = list(range(len(geometry.blocks)))
+        if not blocks:
+            self._mass_erase(every, progress)
+            return
+        indexes = sorted({block.index for block in blocks})
+        bank = self._whole_bank(indexes)
+        if bank is not None and engine.commands.pick("erase") != Command.ERASE:
+            try:
+                engine.mass_erase(bank)
+                progress(1, 1)
+            except EraseError:
+                # AN3155 §3.8: bank codes are optional; the pages themselves always work.
+                self._erase_pages(indexes, progress)
+        else:
+            self._erase_pages(indexes, progress)
+        self._note_erased(indexes)
+
+    def _whole_bank(self, indexes: list[int]) -> int | None:
+        geometry = self.chip.flash
+        if geometry.banks < 2 or "no-mass-erase" in self.chip.bootloader.flags:
+            return None
+        for bank in (1, 2):
+            members = [b.index for b in geometry.blocks if b.bank == bank]
+            if members and indexes == members:
+                return bank
+        return None
+
+    def _erase_pages(self, indexes: list[int], progress: Progress) -> None:
+        step = 32
+        for start in range(0, len(indexes), step):
+            self.engine.erase_pages(indexes[start:start + step])
+            progress(min(start + step, len(indexes)), len(indexes))
+
+    def _mass_erase(self, every: list[int], progress: Progress) -> None:
+        if "no-mass-erase" in self.chip.bootloader.flags:
+            # AN2606: these ROMs NACK the global erase code; erase page by page.
+            self._erase_pages(every, progress)
+        else:
+            try:
+                self.engine.mass_erase()
+            except (EraseError, ProtocolError):
+                # Some ROMs NACK the global code without being flagged; pages still work.
+                self._erase_pages(every, progress)
+            progress(1, 1)
+        self._note_erased(every)
+
+    def _note_erased(self, indexes: Sequence[int]) -> None:
+        blocks = self.chip.flash.blocks
+        self._erased.update(indexes)
+        for index in indexes:
+            block = blocks[index]
+            self._programmed -= set(range(block.address, block.end, MAX_BLOCK))
+
+    # ------------------------------------------------------------------ write / read
+
+    def _chunks(self, address: int, length: int) -> list[tuple[int, int]]:
+        """(address, size) pieces of at most 256 bytes that end on 256-byte boundaries."""
+        pieces = []
+        end = address + length
+        while address < end:
+            size = min(MAX_BLOCK - address % MAX_BLOCK, end - address)
+            pieces.append((address, size))
+            address += size
+        return pieces
+
+    def _skippable(self, address: int, chunk: bytes) -> bool:
+        geometry = self.chip.flash
+        if chunk.count(geometry.erased) != len(chunk) or not geometry.contains(address,
+                                                                               len(chunk)):
+            return False
+        if address - address % MAX_BLOCK in self._programmed:
+            return False
+        return all(block.index in self._erased
+                   for block in geometry.blocks_covering(address, len(chunk)))
+
+    def write(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        engine = self.engine
+        done = 0
+        for at, size in self._chunks(address, len(data)):
+            chunk = data[at - address:at - address + size]
+            if not self._skippable(at, chunk):
+                engine.write_memory(at, chunk)
+                self._programmed.add(at - at % MAX_BLOCK)
+            done += size
+            progress(done, len(data))
+
+    def read(self, address: int, length: int, progress: Progress = no_progress) -> bytes:
+        engine = self.engine
+        out = bytearray()
+        for at, size in self._chunks(address, length):
+            out += engine.read_memory(at, size)
+            progress(len(out), length)
+        return bytes(out)
+
+    def checksum(self, address: int, length: int) -> Checksum:
+        """Get Checksum over ``length`` rounded up to whole words (padding read as stored)."""
+        if Capability.CHECKSUM not in self.capabilities or address % 4:
+            raise ProtocolError(f"on-target checksum is not available for 0x{address:08X} on "
+                                f"{self.request.device}", command="checksum",
+                                transport=self.request.link, device=self.request.device,
+                                hint="verify by read-back (verify: {method: readback})")
+        words = length + (-length % 4)
+        return Checksum(algorithm="stm32-crc32", value=self.engine.get_checksum(address, words))
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(self, mode: ResetMode) -> None:
+        engine = self.engine
+        if mode is ResetMode.HALT:
+            raise ProtocolError("a bootloader link cannot leave the chip halted",
+                                command="reset", transport=self.request.link,
+                                device=self.request.device, hint="use reset mode go or hardware")
+        # Empty-check parts (AN2606; stm32flash F_OBLL/F_PEMPTY) boot the ROM again after
+        # an NRST pulse until their option bytes reload: Go reaches the application anyway.
+        empty_check = bool({"obl-launch", "pempty"} & self.chip.bootloader.flags)
+        if mode is ResetMode.HARDWARE and not empty_check and engine.framing.leave():
+            self.close()
+            return
+        # AN3155 §3.5: Go to the vector table at the start of flash runs the application.
+        engine.go(self.chip.flash.base)
+        self.close()
+
+    # ------------------------------------------------------------------ option bytes
+
+    def _option_area(self) -> tuple[int, int]:
+        area = self.chip.bootloader.option_bytes
+        ob = self.chip.option_bytes
+        if area is not None and area[0] == ob.address:
+            return ob.address, min(ob.size, area[1] - area[0])
+        return ob.address, ob.size
+
+    def read_option_bytes(self) -> OptionBytes:
+        address, size = self._option_area()
+        try:
+            raw = self.read(address, size)
+        except ReadProtected:
+            # The ROM reads nothing under RDP level 1; the level itself is known.
+            return OptionBytes(raw=b"", rdp_level=1)
+        return OptionBytes(raw=raw, rdp_level=self.chip.option_bytes.rdp_level(raw[0]))
+
+    def write_option_bytes(self, change: OptionBytesChange) -> None:
+        engine = self.engine
+        link, device = self.request.link, self.request.device
+        if change.fields:
+            raise ProtocolError("the system bootloader changes only readout protection here",
+                                command="option-bytes", transport=link, device=device,
+                                hint="set other option bytes with an ST-Link")
+        if change.rdp_level == 0:
+            engine.readout_unprotect()
+            self._note_erased(range(len(self.chip.flash.blocks)))
+        elif change.rdp_level == 1:
+            engine.readout_protect()
+        elif change.rdp_level == 2:
+            self._rdp_level2(change)
+
+    def _rdp_level2(self, change: OptionBytesChange) -> None:
+        link, device = self.request.link, self.request.device
+        ob = self.chip.option_bytes
+        if not change.confirmed_irreversible:
+            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
+                                command="option-bytes", transport=link, device=device,
+                                hint="add confirm: irreversible to the step")
+        if not ob.has_level2:
+            raise ProtocolError(f"{self.chip.part} has no RDP level 2", command="option-bytes",
+                                transport=link, device=device)
+        address, size = self._option_area()
+        image = bytearray(self.read(address, size))
+        image[0] = ob.rdp_level2
+        if self.chip.controller in ("f0", "f1", "f1xl") and size >= 2:
+            image[1] = ob.rdp_level2 ^ 0xFF  # RM0008 §2.5: each byte with its complement
+        image += b"\xff" * (-len(image) % 4)
+        self.engine.write_memory(address, bytes(image))
+        # Level 2 disables the ROM bootloader for good: there is nothing to reconnect to.
+        self.close()

@@ -1,0 +1,375 @@
+"""``kind: uart`` — the STM32 ROM bootloader over a serial port (AN3155).
+
+The port is opened with :func:`serial.serial_for_url`, so device paths, COM
+ports, ``rfc2217://`` and ``socket://`` all work; simulate mode opens the
+board's ``flashsim://`` endpoint through the same call. 8E1 at 115200 baud by
+default.
+
+BOOT0 and NRST may hang on the adapter's RTS and DTR (``boot0: rts``,
+``reset: dtr``). An asserted line drives its pin low — the usual USB-UART
+adapter wired straight — so entering the bootloader de-asserts the BOOT0 line
+and pulses the reset line; ``invert-boot0`` / ``invert-reset`` flip a line.
+Fixtures wired otherwise give stm32flash-style sequences instead
+(``entry-sequence: "-dtr,rts,-rts"``: signals ``[-]rts``, ``[-]dtr``, ``brk``;
+``,`` waits 100 ms, ``&`` does not; ``rts`` asserts the line).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import serial
+
+from runner.errors import ConnectError, EnvironmentProblem, LinkLost
+from transports.base import Capability, LinkRequest, SpeedModel
+from transports.chips import Chip
+from transports.sysboot.framing import (
+    ACK,
+    NACK,
+    BadReply,
+    Block,
+    Nack,
+    NoReply,
+    serial_block,
+)
+from transports.sysboot.session import BASE_CAPABILITIES, BootloaderSession
+
+__all__ = ["UsartFraming", "UsartTransport", "parse_sequence"]
+
+try:
+    import termios
+
+    _SETTINGS_ERRORS: tuple[type[Exception], ...] = (ValueError, termios.error)
+except ImportError:  # pragma: no cover - not POSIX
+    _SETTINGS_ERRORS = (ValueError,)
+_PORT_ERRORS = (serial.SerialException, OSError, *_SETTINGS_ERRORS)
+
+_SEQUENCE = r"^(-?(rts|dtr|brk))?([,&](-?(rts|dtr|brk))?)*$"
+_SYNC_TIMEOUT = 0.5   # stm32flash's serial read timeout
+_SHORT = 1.0
+_PULSE = 0.1          # reset pulse and stm32flash's ',' delay
+_SETTLE = 0.1         # ROM start-up after NRST is released
+
+#: One step of a line sequence: (line, asserted) or ("brk", True), then a delay.
+Signal = tuple[str, bool, float]
+
+
+def parse_sequence(text: str) -> tuple[Signal, ...]:
+    """Parse an stm32flash ``-i`` style sequence of ``rts``/``dtr``/``brk`` signals."""
+    signals: list[Signal] = []
+    token = ""
+    for char in text + "&":
+        if char in ",&":
+            delay = _PULSE if char == "," else 0.0
+            if token:
+                line = token.lstrip("-")
+                if line not in ("rts", "dtr", "brk"):
+                    raise ValueError(f"unknown signal {token!r} (use rts, dtr or brk)")
+                signals.append((line, not token.startswith("-"), delay))
+            else:
+                signals.append(("", False, delay))
+            token = ""
+        else:
+            token += char
+    if signals and signals[-1] == ("", False, 0.0):
+        signals.pop()
+    return tuple(signals)
+
+
+class UsartFraming:
+    """AN3155 framing on a pyserial port, plus BOOT0/NRST handling."""
+
+    version_reply_length = 3
+    read_data_acked = False
+
+    def __init__(self, port: serial.SerialBase, *, name: str, options: Mapping[str, Any],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.port = port
+        self.name = name
+        self.sleep = sleep
+        self.boot0 = _line(options.get("boot0", "none"))
+        self.reset_line = _line(options.get("reset", "none"))
+        self.invert_boot0 = bool(options.get("invert-boot0", False))
+        self.invert_reset = bool(options.get("invert-reset", False))
+        self.entry = parse_sequence(options["entry-sequence"]) \
+            if "entry-sequence" in options else None
+        self.exit = parse_sequence(options["exit-sequence"]) \
+            if "exit-sequence" in options else None
+        parity_bits = 0 if port.parity == serial.PARITY_NONE else 1
+        self.byte_time = (10 + parity_bits) / float(port.baudrate)
+
+    # ------------------------------------------------------------------ bytes
+
+    def _io(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except _SETTINGS_ERRORS as error:
+            raise ConnectError(f"serial port {self.name} refused its settings: {error}",
+                               hint="a pty keeps no parity: use parity: none; otherwise "
+                                    "check the baud rate is one the adapter supports") \
+                from error
+        except (serial.SerialException, OSError) as error:
+            raise LinkLost(f"serial port {self.name} failed: {error}",
+                           hint="check the adapter is still plugged in") from error
+
+    def _write(self, data: bytes) -> None:
+        self._io(lambda: self.port.write(data))
+
+    def _read(self, length: int, timeout: float) -> bytes:
+        # Rounded up to 0.1 s so the port is not reconfigured for every read.
+        wanted = -(-(timeout + length * self.byte_time) * 10 // 1) / 10
+
+        def action() -> bytes:
+            if self.port.timeout != wanted:
+                self.port.timeout = wanted
+            return bytes(self.port.read(length))
+        data: bytes = self._io(action)
+        return data
+
+    def _ack(self, stage: str, timeout: float) -> None:
+        reply = self._read(1, timeout)
+        if reply == bytes([ACK]):
+            return
+        if reply == bytes([NACK]):
+            raise Nack(stage, reply)
+        if not reply:
+            raise NoReply(stage)
+        raise BadReply(stage, reply)
+
+    # ------------------------------------------------------------------ framing
+
+    def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float) -> None:
+        self._write(bytes([code, code ^ 0xFF]))
+        self._ack("command", timeout if not blocks else _SHORT)
+        for index, block in enumerate(blocks):
+            self._write(serial_block(block))
+            self._ack(block.stage, timeout if index == len(blocks) - 1 else _SHORT)
+
+    def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
+        self._ack(stage, timeout)
+
+    def receive(self, length: int, *, timeout: float, code: int) -> bytes:
+        data = self._read(length, timeout)
+        if len(data) != length:
+            raise NoReply("reply", data)
+        return data
+
+    def receive_counted(self, expected: int | None, *, timeout: float, code: int) -> bytes:
+        # AN3155 §3.1: on a byte stream the count comes first; no guessing needed.
+        count = self.receive(1, timeout=timeout, code=code)[0]
+        return self.receive(count + 1, timeout=timeout, code=code)
+
+    def learn_version(self, version: int) -> None:
+        """USART replies carry their own lengths."""
+
+    # ------------------------------------------------------------------ sync
+
+    def sync(self) -> None:
+        self._enter()
+        self._handshake()
+
+    def _handshake(self) -> None:
+        """AN3155 §2: 0x7F, tolerant of what real chips do (see reference §1.2)."""
+        for _ in range(2):
+            self._io(self.port.reset_input_buffer)
+            self._write(b"\x7f")
+            reply = self._first_byte(_SYNC_TIMEOUT)
+            if reply == ACK:
+                # STM32L412/L422 answer the 0x7F with two ACKs (AN2606): absorb the second.
+                extra = self._read(1, 0.05)
+                if extra and extra[0] != ACK:
+                    raise BadReply("sync", extra)
+                return
+            if reply == NACK:
+                return  # already synchronised: a half command was pending (stm32flash)
+            if reply is None:
+                # Already synchronised and now waiting for a complement: 7F 7F is NACKed.
+                self._write(b"\x7f")
+                if self._first_byte(_SYNC_TIMEOUT) == NACK:
+                    return
+        raise ConnectError(f"no bootloader answered 0x7F on {self.name}",
+                           hint="check BOOT0 selects the system bootloader, the wiring "
+                                "(TX/RX crossed), the baud rate and 8E1 parity")
+
+    def _first_byte(self, timeout: float) -> int | None:
+        """The first answer byte, skipping the 0x00 some chips emit as their USART starts."""
+        for _ in range(4):
+            data = self._read(1, timeout)
+            if not data:
+                return None
+            if data[0] != 0x00:
+                return data[0]
+        return None
+
+    def resync(self) -> None:
+        """stm32flash's way back to the prompt: send ``FF 00`` until a NACK answers."""
+        for _ in range(10):  # at most ~2 s on a real port
+            self._write(b"\xff\x00")
+            reply = self._read(1, 0.2)
+            if reply == bytes([NACK]):
+                self._io(self.port.reset_input_buffer)
+                return
+        raise NoReply("resync")
+
+    # ------------------------------------------------------------------ lines
+
+    def _drive(self, line: str, asserted: bool) -> None:
+        if line == "rts":
+            self._io(lambda: setattr(self.port, "rts", asserted))
+        elif line == "dtr":
+            self._io(lambda: setattr(self.port, "dtr", asserted))
+        elif line == "brk" and asserted:
+            self._io(lambda: self.port.send_break(0.25))
+
+    def _run(self, signals: Sequence[Signal]) -> None:
+        for line, asserted, delay in signals:
+            if line:
+                self._drive(line, asserted)
+            if delay:
+                self.sleep(delay)
+
+    def idle_lines(self) -> None:
+        """Before the port opens: NRST released, BOOT0 low (the board runs as usual)."""
+        if self.reset_line:
+            setattr(self.port, self.reset_line, self.invert_reset)
+        if self.boot0:
+            setattr(self.port, self.boot0, not self.invert_boot0)
+
+    def _pulse_reset(self, boot0_high: bool) -> bool:
+        if self.boot0:
+            # Asserted drives the pin low: BOOT0 high means the line released.
+            self._drive(self.boot0, (not boot0_high) != self.invert_boot0)
+        if not self.reset_line:
+            return False
+        self._drive(self.reset_line, not self.invert_reset)
+        self.sleep(_PULSE)
+        self._drive(self.reset_line, self.invert_reset)
+        self.sleep(_SETTLE)
+        return True
+
+    def _enter(self) -> None:
+        if self.entry is not None:
+            self._run(self.entry)
+        else:
+            self._pulse_reset(boot0_high=True)
+
+    def reenter(self, settle: float) -> None:
+        # Wait for the chip to finish and reboot (a pulse now could cut an erase short);
+        # BOOT0 still selects the ROM, but the entry sequence makes sure of it.
+        self.sleep(settle)
+        if self.entry is not None or self.reset_line:
+            self._enter()
+        self._handshake()
+
+    def leave(self) -> bool:
+        if self.exit is not None:
+            self._run(self.exit)
+            return True
+        return self._pulse_reset(boot0_high=False)
+
+    def close(self) -> None:
+        try:
+            self.port.close()
+        except (serial.SerialException, OSError):
+            pass
+
+
+def _line(value: str) -> str | None:
+    return None if value == "none" else value
+
+
+_PARITY = {"even": serial.PARITY_EVEN, "none": serial.PARITY_NONE, "odd": serial.PARITY_ODD}
+
+
+class UsartTransport(BootloaderSession):
+    """A session with a chip's ROM bootloader over a serial port (``kind: uart``)."""
+
+    kind: ClassVar[str] = "uart"
+    capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
+        Capability.RESET_HARDWARE}
+    capabilities: ClassVar[frozenset[Capability]] = capabilities_base  # type: ignore[misc]
+    interface: ClassVar[str] = "usart"
+    options_schema: ClassVar[Mapping[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["port"],
+        "properties": {
+            "port": {"type": "string", "minLength": 1,
+                     "description": "Device path, COM port or pyserial URL "
+                                    "(rfc2217://host:port, socket://host:port)."},
+            "baud": {"type": "integer", "minimum": 1200, "maximum": 4000000, "default": 115200},
+            "parity": {"enum": ["even", "none", "odd"], "default": "even",
+                       "description": "AN3155 uses even parity; none for odd ROMs."},
+            "boot0": {"enum": ["rts", "dtr", "none"], "default": "none",
+                      "description": "Modem line wired to BOOT0 (asserted = pin low)."},
+            "reset": {"enum": ["dtr", "rts", "none"], "default": "none",
+                      "description": "Modem line wired to NRST (asserted = in reset)."},
+            "invert-boot0": {"type": "boolean", "default": False},
+            "invert-reset": {"type": "boolean", "default": False},
+            "entry-sequence": {"type": "string", "pattern": _SEQUENCE,
+                               "description": "stm32flash -i style entry, e.g. -dtr,rts,-rts"},
+            "exit-sequence": {"type": "string", "pattern": _SEQUENCE,
+                              "description": "stm32flash -i style exit, e.g. dtr"},
+        },
+    }
+
+    @classmethod
+    def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:
+        baud = int(options.get("baud", 115200))
+        bits = 10 if options.get("parity", "even") == "none" else 11
+        wire = baud / bits
+        # AN3155 §3.4/§3.6: 256 data bytes cost 268 bytes of framing both ways.
+        return SpeedModel(connect_s=0.3, write_bytes_per_s=wire * 256 / 268,
+                          read_bytes_per_s=wire * 256 / 268, erase_overhead_s=12 / wire)
+
+    @classmethod
+    def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:
+        return f"uart:{options.get('port', link)}"
+
+    @classmethod
+    def open(cls, request: LinkRequest) -> UsartTransport:
+        options = request.options
+        boot0, reset = options.get("boot0", "none"), options.get("reset", "none")
+        if boot0 != "none" and boot0 == reset:
+            raise ConnectError(f"link {request.link}: boot0 and reset cannot share the "
+                               f"{boot0} line", transport=request.link, device=request.device,
+                               hint="wire BOOT0 and NRST to different modem lines")
+        return cls(request)
+
+    def open_framing(self) -> UsartFraming:
+        request = self.request
+        options = request.options
+        sleep: Callable[[float], None] = time.sleep
+        url = str(options["port"])
+        if request.simulation is not None:
+            from transports.sim.links import usart_url
+
+            url, sleep = usart_url(request)
+        try:
+            port = serial.serial_for_url(url, do_not_open=True)
+            port.baudrate = int(options.get("baud", 115200))
+            port.parity = _PARITY[options.get("parity", "even")]
+            port.bytesize = serial.EIGHTBITS
+            port.stopbits = serial.STOPBITS_ONE
+            port.timeout = _SYNC_TIMEOUT
+            port.rtscts = port.xonxoff = False
+            framing = UsartFraming(port, name=f"USART {options['port']}", options=options,
+                                   sleep=sleep)
+            framing.idle_lines()
+            port.open()
+        except _PORT_ERRORS as error:
+            code = getattr(error, "errno", None)
+            if code in (errno.EACCES, errno.EPERM):
+                raise EnvironmentProblem(f"no permission to open {options['port']}",
+                                         hint="add the user to the dialout group") from error
+            raise ConnectError(f"cannot open serial port {options['port']} with "
+                               f"{options.get('baud', 115200)} baud, parity "
+                               f"{options.get('parity', 'even')}: {error}",
+                               transport=request.link, device=request.device,
+                               hint="check the port name, that no other program holds it, "
+                                    "and that it supports these settings (a pty keeps no "
+                                    "parity: use parity: none)") from error
+        return framing
