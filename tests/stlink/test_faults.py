@@ -37,3 +37,22 @@ def test_a_corrupted_write_is_left_for_verify_to_find(open_session: Open,
     data = b"\x10\x32" * 64
     session.write(FLASH, data)
     assert session.read(FLASH, len(data)) != data
+
+
+def test_a_probe_that_stops_answering_during_an_erase_is_a_link_timeout(
+        open_session: Open, world: SimulationWorld) -> None:
+    session = open_session("stm32f411re")
+    world.chips["board"].faults.add(Fault(kind="timeout", op="erase"))
+    with pytest.raises(LinkTimeout):
+        session.erase(session.chip.flash.blocks[:1])
+
+
+def test_a_refused_erase_is_a_protocol_error_with_the_register(open_session: Open,
+                                                               world: SimulationWorld) -> None:
+    from runner.errors import ProtocolError
+
+    session = open_session("stm32f411re")
+    world.chips["board"].faults.add(Fault(kind="nack", op="erase"))
+    with pytest.raises(ProtocolError) as info:
+        session.erase(session.chip.flash.blocks[:1])
+    assert info.value.category == "nack"

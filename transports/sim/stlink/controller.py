@@ -155,6 +155,7 @@ class SimFlashController:
 
     def erase_unit(self, index: int) -> str | None:
         unit = self.chip.flash.blocks[index]
+        self.sim.faults.check("erase", unit.size)  # an InjectedFault reaches the probe
         try:
             self.sim.erase_block(index, timed=False)
         except SimFlashFault as fault:
@@ -163,6 +164,7 @@ class SimFlashController:
         return None
 
     def erase_all(self, blocks: list[int] | None = None) -> str | None:
+        self.sim.faults.check("erase", 0)
         try:
             if blocks is None:
                 self.sim.mass_erase(timed=False)

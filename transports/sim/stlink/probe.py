@@ -277,6 +277,10 @@ class SimStLinkProbe(SimUsbDevice):
             except BusFault as fault:
                 self.fault_address = fault.address
                 return self._st2(AP_FAULT) if sub == 0x35 else bytes([AP_FAULT]) + bytes(7)
+            except InjectedFault as fault:  # an erase started by this register write
+                self._injected(fault)
+                self.fault_address = address
+                return self._st2(AP_FAULT) if sub == 0x35 else bytes([AP_FAULT]) + bytes(7)
         if sub in (0x3B, 0x3E):
             status, self.last_status = self.last_status, OK
             if sub == 0x3B:
