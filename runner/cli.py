@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from runner import __version__
 from runner.errors import (
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     chips.set_defaults(handler=_cmd_chips)
 
     kinds = commands.add_parser("transports", help="list the link kinds and what they can do")
+    kinds.add_argument("kind", nargs="?", help="show this kind's manifest options")
     kinds.set_defaults(handler=_cmd_transports)
 
     pin = commands.add_parser("pin", help="set the images' sha256 pins to their files' digests")
@@ -248,6 +249,9 @@ def _print_chip(chip: object, out: TextIO) -> None:
 def _cmd_transports(args: argparse.Namespace) -> int:
     from transports.registry import available_kinds, load_transport
 
+    if args.kind:
+        _print_options(args.kind, load_transport(args.kind).options_schema, sys.stdout)
+        return EXIT_OK
     for kind in available_kinds():
         try:
             klass = load_transport(kind)
@@ -257,6 +261,28 @@ def _cmd_transports(args: argparse.Namespace) -> int:
         caps = ", ".join(sorted(c.value for c in klass.capabilities))
         print(f"{kind:<8} {caps}")
     return EXIT_OK
+
+
+def _describe_type(spec: Mapping[str, Any]) -> str:
+    if "enum" in spec:
+        return " | ".join(str(value) for value in spec["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in spec:
+            return " or ".join(_describe_type(option) for option in spec[key])
+    kind = spec.get("type", "any")
+    return " or ".join(kind) if isinstance(kind, list) else str(kind)
+
+
+def _print_options(kind: str, schema: Mapping[str, Any], out: TextIO) -> None:
+    required = set(schema.get("required", ()))
+    print(f"options of kind {kind} (link or device level):", file=out)
+    for name, spec in schema.get("properties", {}).items():
+        flags = " (required)" if name in required else ""
+        if "default" in spec:
+            flags += f" (default {spec['default']})"
+        print(f"  {name}: {_describe_type(spec)}{flags}", file=out)
+        if spec.get("description"):
+            print(f"      {spec['description']}", file=out)
 
 
 def _cmd_pin(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ Scenarios, as python-can documents its tree:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -185,10 +185,14 @@ class TransportError(RunnerError):
     category = "transport"
 
     def __init__(self, message: str, *, hint: str | None = None,
-                 transport: str | None = None, device: str | None = None) -> None:
+                 transport: str | None = None, device: str | None = None,
+                 also: Iterable[str] = ()) -> None:
         super().__init__(message, hint=hint)
         self.transport = transport
         self.device = device
+        #: Further categories this instance belongs to, beyond its class's: a
+        #: write the bootloader refused with a NACK is a ``write`` error *and* a ``nack``.
+        self.also = frozenset(also)
 
     def fields(self) -> dict[str, object]:
         data = super().fields()
@@ -221,8 +225,9 @@ class ProtocolError(TransportError):
 
     def __init__(self, message: str, *, command: str | None = None,
                  reply: bytes | None = None, hint: str | None = None,
-                 transport: str | None = None, device: str | None = None) -> None:
-        super().__init__(message, hint=hint, transport=transport, device=device)
+                 transport: str | None = None, device: str | None = None,
+                 also: Iterable[str] = ()) -> None:
+        super().__init__(message, hint=hint, transport=transport, device=device, also=also)
         self.command = command
         self.reply = reply
 
@@ -263,8 +268,9 @@ class FlashError(TransportError):
     category = "flash"
 
     def __init__(self, message: str, *, address: int | None = None, hint: str | None = None,
-                 transport: str | None = None, device: str | None = None) -> None:
-        super().__init__(message, hint=hint, transport=transport, device=device)
+                 transport: str | None = None, device: str | None = None,
+                 also: Iterable[str] = ()) -> None:
+        super().__init__(message, hint=hint, transport=transport, device=device, also=also)
         self.address = address
 
     def fields(self) -> dict[str, object]:
@@ -331,8 +337,9 @@ def error_categories(error: BaseException) -> frozenset[str]:
     """
     if not isinstance(error, RunnerError):
         return frozenset({error_class_name(error)})
-    return frozenset(
+    categories = frozenset(
         klass.__dict__["category"]
         for klass in type(error).__mro__
         if isinstance(klass.__dict__.get("category"), str)
     )
+    return categories | getattr(error, "also", frozenset())

@@ -189,3 +189,13 @@ def test_chips_detail_and_unknown_part(capsys: pytest.CaptureFixture[str]) -> No
     assert "0x08000000..0x08080000" in capsys.readouterr().out
     assert main(["chips", "stm32f411zz"]) == 2
     assert "unknown chip" in capsys.readouterr().err
+
+
+def test_transports_lists_kinds_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["transports"]) == 0
+    kinds = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert {"stlink", "uart", "i2c", "can", "dfu", "sim"} <= kinds
+    assert main(["transports", "uart"]) == 0
+    out = capsys.readouterr().out
+    assert "port: string (required)" in out and "parity: even | none | odd" in out
+    assert main(["transports", "usb3"]) == 2

@@ -13,6 +13,7 @@ from runner.errors import (
     ProtocolError,
     ReadProtected,
     WriteError,
+    error_categories,
 )
 from transports.base import MASS_ERASE, Capability, OptionBytesChange, ResetMode
 from transports.checksums import stm32_crc32
@@ -303,6 +304,7 @@ def test_injected_nack_on_write_is_a_write_error_with_address(open_usart: OpenUs
     with pytest.raises(WriteError) as info:
         session.write(BASE, pattern(1024))
     assert info.value.address == BASE + 256
+    assert {"write", "nack"} <= error_categories(info.value)
 
 
 def test_read_reply_cut_short_is_a_timeout_and_the_session_recovers(open_usart: OpenUsart) -> None:

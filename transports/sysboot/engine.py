@@ -123,12 +123,12 @@ class BootloaderEngine:
         if code in (Command.WRITE, Command.WRITE_NS) and nack.stage != "command":
             return WriteError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
-                              device=self.device,
+                              device=self.device, also=("nack",),
                               hint="the address must be writable and 4-byte aligned")
         if code in (Command.ERASE, Command.EXTENDED_ERASE, Command.ERASE_NS):
             return EraseError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
-                              device=self.device,
+                              device=self.device, also=("nack",),
                               hint="check write protection and the page numbers")
         return self._protocol(code, nack.stage, "NACK", nack.reply,
                               hint="the chip refused the request; check the address range")

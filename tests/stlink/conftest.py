@@ -1,0 +1,56 @@
+"""Fixtures: a simulated ST-Link session on a chip of the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from transports.base import LinkRequest
+from transports.sim import SimulationWorld
+from transports.sim.stlink import SimStLinkProbe, attach_probe, probe_for
+from transports.sim.usb import SimUsbBackend
+from transports.sim.world import DeviceProfile
+from transports.stlink import StLinkTransport
+
+Open = Callable[..., StLinkTransport]
+
+
+def request(world: SimulationWorld, part: str, *, device: str = "board",
+            options: Mapping[str, Any] | None = None) -> LinkRequest:
+    from transports.chips import chip_database
+
+    return LinkRequest(device=device, link="probe", kind="stlink", options=dict(options or {}),
+                       chip=chip_database().part(part), simulation=world)
+
+
+@pytest.fixture
+def open_session(world: SimulationWorld) -> Iterator[Open]:
+    """Open and connect a session; ``quirks`` become the device's simulation profile."""
+    sessions: list[StLinkTransport] = []
+
+    def factory(part: str, *, device: str = "board", quirks: Mapping[str, Any] | None = None,
+                options: Mapping[str, Any] | None = None, rdp: int = 0,
+                connect: bool = True) -> StLinkTransport:
+        world.profiles[device] = DeviceProfile(quirks=dict(quirks or {}), rdp_level=rdp)
+        session = StLinkTransport.open(request(world, part, device=device, options=options))
+        sessions.append(session)
+        if connect:
+            session.connect()
+        return session
+
+    yield factory
+    for session in sessions:
+        session.close()
+
+
+def probe_of(world: SimulationWorld, device: str = "board") -> SimStLinkProbe:
+    return probe_for(world, device)
+
+
+def backend_of(world: SimulationWorld) -> SimUsbBackend:
+    return world.shared("usb", SimUsbBackend)
+
+
+__all__ = ["Open", "attach_probe", "backend_of", "probe_of", "request"]

@@ -1,0 +1,178 @@
+"""The common part of simulated flash controllers: keys, lock, busy time, error bits.
+
+Each family's controller (``f1``, ``f4``, ``l4``, ``h7``) is a register file at
+the chip database's ``flash-controller`` address, driven by 32-bit register
+accesses and by bus writes into the flash array, the way silicon is. Time is
+simulated: an operation keeps BSY set until the chip's clock passes its end.
+
+What happens when the bus writes to flash while BSY is still set is the one
+behaviour that differs between genuine parts and some clones, so it is a
+setting (``writes_during_busy``): ``"stall"`` holds the bus until the
+controller is ready (genuine STM32F1, as tools that write 1 KiB per command
+without polling rely on), ``"drop"`` loses the write (APM32F103, as the
+embassy project reported).
+"""
+
+from __future__ import annotations
+
+from transports.sim.chip import SimChip, SimFlashFault
+
+__all__ = ["KEY1", "KEY2", "OPTKEY1", "OPTKEY2", "BusFault", "SimFlashController"]
+
+KEY1 = 0x45670123
+KEY2 = 0xCDEF89AB
+OPTKEY1 = 0x08192A3B
+OPTKEY2 = 0x4C5D6E7F
+
+
+class BusFault(Exception):  # a simulator-side signal: the AHB access failed
+    """The access faulted on the bus; the probe reports an AP fault."""
+
+    def __init__(self, address: int, why: str = "") -> None:
+        super().__init__(why or f"bus fault at 0x{address:08X}")
+        self.address = address
+
+
+class KeyLock:
+    """A KEYR-style lock: KEY1 then KEY2 unlocks; a wrong sequence locks until reset."""
+
+    def __init__(self, first: int, second: int) -> None:
+        self.first, self.second = first, second
+        self.locked = True
+        self.blocked = False
+        self._armed = False
+
+    def write(self, value: int, address: int) -> None:
+        if self.blocked:
+            raise BusFault(address, "key register is blocked until reset")
+        if not self._armed and value == self.first:
+            self._armed = True
+            return
+        if self._armed and value == self.second:
+            self._armed = False
+            self.locked = False
+            return
+        # RM0008 §3.3.1 / RM0090 §3.5.1: a wrong key sequence locks the
+        # controller until the next reset and raises a bus error.
+        self._armed = False
+        self.locked = True
+        self.blocked = True
+        raise BusFault(address, "wrong key sequence")
+
+    def lock(self) -> None:
+        self.locked = True
+        self._armed = False
+
+    def reset(self) -> None:
+        self.locked = True
+        self.blocked = False
+        self._armed = False
+
+
+class SimFlashController:
+    """Base of the family models. Subclasses define registers and flash writes."""
+
+    #: Size of the register window, from the controller's base address.
+    window = 0x400
+
+    def __init__(self, sim: SimChip, *, writes_during_busy: str = "stall") -> None:
+        if writes_during_busy not in ("stall", "drop"):
+            raise ValueError("writes_during_busy is 'stall' or 'drop'")
+        self.sim = sim
+        self.chip = sim.chip
+        base = sim.chip.flash_controller_address
+        if base is None:
+            raise ValueError(f"{sim.chip.part} has no flash controller address")
+        self.base = base
+        self.writes_during_busy = writes_during_busy
+        self.busy_until = 0.0
+        self.dropped_writes = 0
+
+    # -- time -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.sim.clock.elapsed
+
+    @property
+    def busy(self) -> bool:
+        return self.now < self.busy_until
+
+    def occupy(self, seconds: float) -> None:
+        """The controller is busy for ``seconds`` from now (or from when it frees)."""
+        self.busy_until = max(self.now, self.busy_until) + seconds
+
+    def stall_until_ready(self) -> None:
+        """A bus access the flash interface holds until the operation ends (reads)."""
+        if self.busy:
+            self.sim.clock.advance(self.busy_until - self.now)
+
+    def accept_write_while_busy(self) -> bool:
+        """True when a flash write may go ahead; stalls or drops while busy."""
+        if not self.busy:
+            return True
+        if self.writes_during_busy == "stall":
+            self.stall_until_ready()
+            return True
+        self.dropped_writes += 1
+        return False
+
+    def program_time(self, nbytes: int) -> float:
+        return self.chip.timing.program_seconds(nbytes, self.chip.flash.write_unit)
+
+    # -- the bus side -------------------------------------------------------------------
+
+    def owns(self, address: int) -> bool:
+        return self.base <= address < self.base + self.window
+
+    def read_register(self, offset: int) -> int:
+        raise BusFault(self.base + offset)
+
+    def write_register(self, offset: int, value: int) -> None:
+        raise BusFault(self.base + offset)
+
+    def write_flash(self, address: int, data: bytes) -> None:
+        """One bus write of ``len(data)`` bytes (1, 2 or 4) into the flash array."""
+        raise BusFault(address, "flash is not writable")
+
+    def read_option_area(self, address: int, length: int) -> bytes | None:
+        """What the option-byte area reads; ``None`` lets the chip answer."""
+        return None
+
+    def system_reset(self) -> None:
+        """A system reset: locks come back, pending option bytes are loaded."""
+
+    # -- helpers for subclasses -----------------------------------------------------------
+
+    def program_array(self, address: int, data: bytes, *, require_erased: bool) -> str | None:
+        """Program through SimChip; returns the fault reason instead of raising."""
+        try:
+            self.sim.program(address, data, require_erased=require_erased, timed=False)
+        except SimFlashFault as fault:
+            return fault.reason
+        self.occupy(self.program_time(len(data)))
+        return None
+
+    def erase_unit(self, index: int) -> str | None:
+        unit = self.chip.flash.blocks[index]
+        self.sim.faults.check("erase", unit.size)  # an InjectedFault reaches the probe
+        try:
+            self.sim.erase_block(index, timed=False)
+        except SimFlashFault as fault:
+            return fault.reason
+        self.occupy(self.chip.timing.erase_seconds(unit.size))
+        return None
+
+    def erase_all(self, blocks: list[int] | None = None) -> str | None:
+        self.sim.faults.check("erase", 0)
+        try:
+            if blocks is None:
+                self.sim.mass_erase(timed=False)
+            else:
+                for index in blocks:
+                    self.sim.erase_block(index, timed=False)
+        except SimFlashFault as fault:
+            return fault.reason
+        share = 1.0 if blocks is None else len(blocks) / len(self.chip.flash.blocks)
+        self.occupy(self.chip.timing.mass_erase_ms / 1000 * share)
+        return None

@@ -1,0 +1,215 @@
+"""Simulated F0/F1/F3 flash controller (FPEC), as RM0008 §3 and PM0075 describe it.
+
+Registers at 0x40022000: KEYR 0x04, OPTKEYR 0x08, SR 0x0C (BSY 0, PGERR 2,
+WRPRTERR 4, EOP 5; errors and EOP write-1-to-clear), CR 0x10 (PG 0, PER 1,
+MER 2, OPTPG 4, OPTER 5, STRT 6, LOCK 7, OPTWRE 9), AR 0x14, OBR 0x1C, WRPR 0x20.
+
+XL-density parts (RM0008 §3.3.1, controller ``f1xl``) have a second register
+set at +0x40 (KEYR2 0x44, SR2 0x4C, CR2 0x50, AR2 0x54) for bank 2.
+
+Programming is by half-word: PM0075 §2.3.2 — a half-word that does not read
+0xFFFF sets PGERR (unless 0x0000 is written); a 32-bit bus write is split
+into two half-word writes, the second arriving while the first programs.
+Option bytes are programmed into a stored image and loaded at the next reset.
+"""
+
+from __future__ import annotations
+
+from transports.sim.chip import SimChip
+from transports.sim.stlink.controller import (
+    KEY1,
+    KEY2,
+    BusFault,
+    KeyLock,
+    SimFlashController,
+)
+
+__all__ = ["SimF1Controller"]
+
+SR_BSY, SR_PGERR, SR_WRPRTERR, SR_EOP = 1 << 0, 1 << 2, 1 << 4, 1 << 5
+CR_PG, CR_PER, CR_MER, CR_OPTPG, CR_OPTER, CR_STRT, CR_LOCK, CR_OPTWRE = (
+    1 << 0, 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 9)
+
+
+class _Bank:
+    def __init__(self) -> None:
+        self.keys = KeyLock(KEY1, KEY2)
+        self.cr = 0
+        self.sr = 0
+        self.ar = 0
+
+
+class SimF1Controller(SimFlashController):
+    def __init__(self, sim: SimChip, *, writes_during_busy: str = "stall") -> None:
+        super().__init__(sim, writes_during_busy=writes_during_busy)
+        self.banks = [_Bank()] + ([_Bank()] if sim.chip.controller == "f1xl" else [])
+        self.option_keys = KeyLock(KEY1, KEY2)
+        self.stored_options = bytearray(sim.option_bytes)
+
+    # bank 1's registers double as the controller's (option bytes live there)
+    @property
+    def keys(self) -> KeyLock:
+        return self.banks[0].keys
+
+    @property
+    def cr(self) -> int:
+        return self.banks[0].cr
+
+    @property
+    def sr(self) -> int:
+        return self.banks[0].sr
+
+    @sr.setter
+    def sr(self, value: int) -> None:
+        self.banks[0].sr = value
+
+    def _split(self, offset: int) -> tuple[_Bank, int]:
+        if len(self.banks) > 1 and offset in (0x44, 0x4C, 0x50, 0x54):
+            return self.banks[1], offset - 0x40
+        return self.banks[0], offset
+
+    def _bank_for(self, address: int) -> _Bank:
+        bank2 = self.chip.flash.bank2_base
+        if len(self.banks) > 1 and bank2 is not None and address >= bank2:
+            return self.banks[1]
+        return self.banks[0]
+
+    # -- registers ---------------------------------------------------------------------------
+
+    def read_register(self, offset: int) -> int:
+        bank, offset = self._split(offset)
+        if offset == 0x0C:
+            return bank.sr | (SR_BSY if self.busy else 0)
+        if offset == 0x10:
+            value = bank.cr | (CR_LOCK if bank.keys.locked else 0)
+            if bank is self.banks[0] and not self.option_keys.locked:
+                value |= CR_OPTWRE
+            return value
+        if offset == 0x14:
+            return bank.ar
+        if offset == 0x1C:
+            # OBR: RDPRT bit 1 reflects the loaded protection; USER bits 9:2.
+            return (0x2 if self.sim.rdp_level else 0) | (self.sim.option_bytes[2] << 2)
+        if offset == 0x20:
+            return int.from_bytes(bytes(self.sim.option_bytes[8:16:2]), "little")
+        if offset in (0x00, 0x04, 0x08):
+            return 0
+        raise BusFault(self.base + offset)
+
+    def write_register(self, offset: int, value: int) -> None:
+        bank, offset = self._split(offset)
+        if offset == 0x04:
+            bank.keys.write(value, self.base + offset)
+        elif offset == 0x08:
+            if self.keys.locked:
+                raise BusFault(self.base + offset, "OPTKEYR needs an unlocked FPEC")
+            self.option_keys.write(value, self.base + offset)
+        elif offset == 0x0C:
+            bank.sr &= ~(value & (SR_PGERR | SR_WRPRTERR | SR_EOP))
+        elif offset == 0x10:
+            self._write_cr(bank, value)
+        elif offset == 0x14:
+            if not bank.keys.locked:
+                bank.ar = value
+        elif offset == 0x00:
+            pass
+        else:
+            raise BusFault(self.base + offset)
+
+    def _write_cr(self, bank: _Bank, value: int) -> None:
+        if value & CR_LOCK:
+            bank.keys.lock()
+            if bank is self.banks[0]:
+                self.option_keys.lock()
+        if bank.keys.locked:
+            return  # RM0008: CR cannot be written while LOCK is set
+        if bank is self.banks[0] and not value & CR_OPTWRE:
+            self.option_keys.lock()
+        bank.cr = value & (CR_PG | CR_PER | CR_MER | CR_OPTPG | CR_OPTER)
+        if value & CR_STRT and not self.busy:
+            self._start(bank)
+
+    def _start(self, bank: _Bank) -> None:
+        if bank.cr & CR_PER:
+            address = bank.ar
+            if not self.chip.flash.contains(address) or self._bank_for(address) is not bank:
+                return
+            index = self.chip.flash.block_at(address).index
+            self._finish(self.erase_unit(index), bank)
+        elif bank.cr & CR_MER:
+            if len(self.banks) == 1:
+                self._finish(self.erase_all(), bank)
+            else:
+                number = self.banks.index(bank) + 1
+                blocks = [b.index for b in self.chip.flash.blocks if b.bank == number]
+                self._finish(self.erase_all(blocks), bank)
+        elif bank.cr & CR_OPTER:
+            if self.option_keys.locked:
+                return
+            # RM0008 §2.5: erasing the options while protected mass-erases at reload.
+            self.stored_options[:] = b"\xff" * len(self.stored_options)
+            self.occupy(self.chip.timing.page_erase_ms / 1000)
+            bank.sr |= SR_EOP
+
+    def _finish(self, fault: str | None, bank: _Bank | None = None) -> None:
+        bank = bank or self.banks[0]
+        if fault is None:
+            bank.sr |= SR_EOP
+        elif fault in ("write-protected", "read-protected"):
+            bank.sr |= SR_WRPRTERR
+        else:
+            bank.sr |= SR_PGERR
+
+    # -- the array ---------------------------------------------------------------------------
+
+    def write_flash(self, address: int, data: bytes) -> None:
+        if len(data) == 1:
+            raise BusFault(address, "byte writes to flash are not supported")
+        for at in range(0, len(data), 2):
+            self._program_half_word(address + at, data[at:at + 2])
+
+    def _program_half_word(self, address: int, half: bytes) -> None:
+        bank = self._bank_for(address)
+        if bank.keys.locked or not bank.cr & CR_PG:
+            raise BusFault(address, "flash write without PG")
+        if not self.accept_write_while_busy():
+            return
+        value = int.from_bytes(half, "little")
+        current = self.sim.read_flash(address, 2, debug=False)
+        require = value != 0  # PM0075: 0x0000 may be written over anything
+        if require and current != b"\xff\xff":
+            bank.sr |= SR_PGERR
+            return
+        self._finish(self.program_array(address, half, require_erased=False), bank)
+
+    def read_option_area(self, address: int, length: int) -> bytes | None:
+        start = address - self.chip.option_bytes.address
+        return bytes(self.stored_options[start:start + length])
+
+    def write_option_area(self, address: int, data: bytes) -> None:
+        if not (self.cr & CR_OPTPG) or self.option_keys.locked:
+            raise BusFault(address, "option write without OPTPG/OPTWRE")
+        if not self.accept_write_while_busy():
+            return
+        start = address - self.chip.option_bytes.address
+        for i, byte in enumerate(data):
+            if self.stored_options[start + i] != 0xFF and byte != 0:
+                self.sr |= SR_PGERR
+                return
+        for i, byte in enumerate(data):
+            self.stored_options[start + i] &= byte
+        self.occupy(self.program_time(len(data)))
+        self.sr |= SR_EOP
+
+    def system_reset(self) -> None:
+        for bank in self.banks:
+            bank.keys.reset()
+            bank.cr = 0
+        self.option_keys.reset()
+        if bytes(self.stored_options) != self.sim.option_bytes:
+            image = bytes(self.stored_options)
+            if (image[0] ^ image[1]) != 0xFF:
+                # RM0008 §2.5: a corrupt RDP pair reads as "protected" (OPTERR).
+                image = bytes([0x00, 0xFF]) + image[2:]
+            self.sim.write_option_bytes(image)
+        self.stored_options[:] = self.sim.option_bytes

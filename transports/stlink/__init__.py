@@ -1,0 +1,7 @@
+"""ST-Link over USB (V1, V2, V2-1, V3): SWD access and per-family flash drivers."""
+
+from __future__ import annotations
+
+from transports.stlink.session import StLinkTransport
+
+__all__ = ["StLinkTransport"]

@@ -1,0 +1,186 @@
+"""What every flash-controller driver shares: waiting on BSY, error bits, write paths.
+
+A driver programs through the debug port only (no code runs on the target).
+Two write paths exist:
+
+* ``fast`` — set PG once and stream whole blocks with one memory command per
+  MEM-AP window, checking the status register once per block. It relies on
+  the flash interface holding the bus while a program operation is busy,
+  which genuine STM32 parts do (pystlink writes 1 KiB per command this way).
+* ``safe`` — one program unit per command, then poll BSY before the next.
+  Clones (APM32F103 loses a write issued during BSY, per the embassy project)
+  and unknown parts take this path.
+
+Either way the runner verifies by read-back afterwards.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from runner.errors import FlashError, ProtocolError, WriteError
+from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
+from transports.chips import Chip, FlashBlock
+from transports.stlink.protocol import MemoryFault, StLink
+
+__all__ = ["FlashDriver", "check_rdp_change"]
+
+
+def check_rdp_change(chip: Chip, change: OptionBytesChange) -> None:
+    """Refuse what the silicon cannot do or the manifest did not confirm."""
+    if change.rdp_level == 2:
+        if not chip.option_bytes.has_level2:
+            raise ProtocolError(f"{chip.part} has no RDP level 2", command="option-bytes",
+                                hint="use rdp: 1 for readout protection on this part")
+        if not change.confirmed_irreversible:
+            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
+                                command="option-bytes",
+                                hint="add confirm: irreversible to the option-bytes step")
+
+
+class FlashDriver(ABC):
+    """Base of the per-family drivers. Subclasses fill in registers and sequences."""
+
+    #: Bytes programmed by one program operation (half-word, word, double word…).
+    unit = 4
+    #: SR bits that mean "busy" and "failed".
+    busy_mask = 0
+    error_mask = 0
+
+    def __init__(self, link: StLink, chip: Chip, *, fast: bool,
+                 voltage: float | None = None) -> None:
+        self.link = link
+        self.chip = chip
+        self.fast = fast
+        self.voltage = voltage
+        if chip.flash_controller_address is None:
+            raise FlashError(f"the chip database has no flash controller address for "
+                             f"{chip.part}", hint="report this part; it cannot be flashed yet")
+        self.base = chip.flash_controller_address
+
+    # -- subclass interface -----------------------------------------------------------------
+
+    @abstractmethod
+    def unlock(self) -> None:
+        ...
+
+    @abstractmethod
+    def lock(self) -> None:
+        ...
+
+    @abstractmethod
+    def erase_block(self, block: FlashBlock) -> None:
+        ...
+
+    @abstractmethod
+    def mass_erase(self) -> None:
+        ...
+
+    @abstractmethod
+    def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        ...
+
+    @abstractmethod
+    def read_option_bytes(self) -> OptionBytes:
+        ...
+
+    @abstractmethod
+    def write_option_bytes(self, change: OptionBytesChange) -> None:
+        ...
+
+    # -- shared machinery -----------------------------------------------------------------
+
+    def erase(self, blocks: Sequence[FlashBlock], progress: Progress = no_progress) -> None:
+        self.unlock()
+        try:
+            if not blocks or len({b.index for b in blocks}) == len(self.chip.flash.blocks):
+                # The image covers the whole flash: one mass erase beats N page erases.
+                self.mass_erase()
+                progress(1, 1)
+                return
+            rest = list(blocks)
+            if self.chip.flash.banks > 1:
+                for bank in range(1, self.chip.flash.banks + 1):
+                    whole = [b for b in self.chip.flash.blocks if b.bank == bank]
+                    wanted = {b.index for b in rest if b.bank == bank}
+                    if wanted == {b.index for b in whole} and self.erase_bank(bank):
+                        rest = [b for b in rest if b.bank != bank]
+            if rest:
+                self.erase_blocks(rest, progress)
+            progress(len(blocks), len(blocks))
+        finally:
+            self.lock()
+
+    def erase_bank(self, bank: int) -> bool:
+        """Erase one whole bank in one operation; False where the controller cannot."""
+        return False
+
+    def erase_blocks(self, blocks: Sequence[FlashBlock], progress: Progress) -> None:
+        """Erase units one by one (drivers override to batch register writes)."""
+        for done, block in enumerate(blocks, 1):
+            self.erase_block(block)
+            progress(done, len(blocks))
+
+    def write(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        if address % self.unit or len(data) % self.unit:
+            raise WriteError(f"write of {len(data)} bytes at 0x{address:08X} is not aligned to "
+                             f"the {self.unit}-byte program unit", address=address,
+                             hint="the plan pads images to the write unit; report this")
+        self.unlock()
+        try:
+            self.program(address, data, progress)
+        finally:
+            self.lock()
+
+    def wait_ready(self, sr_address: int, *, expected_s: float, what: str, address: int,
+                   error: type[FlashError], busy_mask: int | None = None) -> int:
+        """Poll SR until not busy; sleep the expected time first, then in small steps."""
+        busy = self.busy_mask if busy_mask is None else busy_mask
+        timebase = self.link.timebase
+        deadline = timebase.now() + max(expected_s * 10, 0.5)
+        if expected_s > 0.002:
+            timebase.sleep(expected_s)
+        step = max(expected_s / 8, 0.0002)
+        while True:
+            status = self.link.read_word(sr_address)
+            if not status & busy:
+                return status
+            if timebase.now() > deadline:
+                raise error(f"{what} at 0x{address:08X} did not finish in time",
+                            address=address, hint="power-cycle the target and try again")
+            timebase.sleep(step)
+
+    def check_status(self, status: int, sr_address: int, *, what: str, address: int,
+                     error: type[FlashError], names: dict[int, str]) -> None:
+        """Raise ``error`` naming the SR error bits set, after clearing them."""
+        bad = status & self.error_mask
+        if not bad:
+            return
+        self.link.write_word(sr_address, bad)
+        flags = ", ".join(name for bit, name in names.items() if bad & bit) or f"0x{bad:X}"
+        hint = ("the area is write-protected: change the option bytes"
+                if any(n.startswith("WRP") for bit, n in names.items() if bad & bit)
+                else "erase the area before writing, or check the image's alignment")
+        raise error(f"{what} at 0x{address:08X} failed: {flags}", address=address, hint=hint)
+
+    def write_keys(self, register: int, keys: tuple[int, int]) -> None:
+        """Write an unlock key pair; a refused key means the controller is blocked."""
+        try:
+            for key in keys:
+                self.link.write_word(register, key)
+        except MemoryFault as error:
+            # RM0008 §3.3.1: after a wrong key sequence the controller stays locked
+            # until the next reset, and every further key write is a bus error.
+            raise WriteError("the flash controller refuses its keys: it is locked until "
+                             "the next reset", address=register,
+                             hint="reset the target (reset: {}) and run again") from error
+
+    def blocks_by_bank(self, address: int, length: int) -> list[tuple[int, int]]:
+        """Split a span at the bank boundary (registers differ per bank on some parts)."""
+        bank2 = self.chip.flash.bank2_base
+        if bank2 is None or not address < bank2 < address + length:
+            return [(address, length)]
+        return [(address, bank2 - address), (bank2, address + length - bank2)]
+
+

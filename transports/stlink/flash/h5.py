@@ -1,0 +1,151 @@
+"""H5 flash (RM0481 §7): 128-bit quad words, sectors per bank, product state.
+
+Non-secure registers: NSKEYR 0x04, OPTKEYR 0x0C, OPTCR 0x1C (OPTLOCK 0,
+OPTSTRT 1), NSSR 0x20 (BSY 0, WBNE 1, DBNE 3, EOP 16, WRPERR 17, PGSERR 18,
+STRBERR 19, INCERR 20, OPTCHANGEERR 23), NSCR 0x28 (LOCK 0, PG 1, SER 2, BER 3,
+FW 4, STRT 5, SNB 12:6, MER 15, BKSEL 31), NSCCR 0x30 (write 1 to clear the
+SR bit of the same position), OPTSR_CUR 0x50 and OPTSR_PRG 0x54 (PRODUCT_STATE
+15:8: 0xED open, 0x5C locked). One register set serves both banks; BKSEL
+picks the bank to erase.
+
+Readout protection is a product state here: leaving a closed state needs ST's
+debug authentication, which a plain ST-Link session cannot do, so a change back
+to "open" is refused with a hint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.errors import EraseError, ProtocolError, WriteError
+from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
+from transports.chips import FlashBlock
+from transports.stlink.flash.base import FlashDriver, check_rdp_change
+
+__all__ = ["H5FlashDriver"]
+
+KEY1, KEY2 = 0x45670123, 0xCDEF89AB
+OPTKEY1, OPTKEY2 = 0x08192A3B, 0x4C5D6E7F
+NSKEYR, OPTKEYR, OPTCR, NSSR, NSCR, NSCCR, OPTSR_CUR, OPTSR_PRG = (
+    0x04, 0x0C, 0x1C, 0x20, 0x28, 0x30, 0x50, 0x54)
+SR_BSY, SR_WBNE, SR_DBNE, SR_EOP = 1 << 0, 1 << 1, 1 << 3, 1 << 16
+SR_WRPERR, SR_PGSERR, SR_STRBERR, SR_INCERR, SR_OPTCHANGEERR = (
+    1 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 23)
+CR_LOCK, CR_PG, CR_SER, CR_BER, CR_STRT, CR_MER, CR_BKSEL = (
+    1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 5, 1 << 15, 1 << 31)
+OPTCR_OPTLOCK, OPTCR_OPTSTRT = 1 << 0, 1 << 1
+#: The "closed" product state (codes as OpenOCD's stm32h5x driver lists them).
+PRODUCT_CLOSED = 0x72
+ERRORS = {SR_WRPERR: "WRPERR (write-protected)", SR_PGSERR: "PGSERR (sequence)",
+          SR_STRBERR: "STRBERR (strobe)", SR_INCERR: "INCERR (inconsistency)",
+          SR_OPTCHANGEERR: "OPTCHANGEERR (option change)"}
+
+
+class H5FlashDriver(FlashDriver):
+    busy_mask = SR_BSY | SR_DBNE
+    error_mask = SR_WRPERR | SR_PGSERR | SR_STRBERR | SR_INCERR | SR_OPTCHANGEERR
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unit = self.chip.flash.write_unit
+
+    def _reg(self, offset: int) -> int:
+        return self.base + offset
+
+    def unlock(self) -> None:
+        if not self.link.read_word(self._reg(NSCR)) & CR_LOCK:
+            return
+        self.write_keys(self._reg(NSKEYR), (KEY1, KEY2))
+        if self.link.read_word(self._reg(NSCR)) & CR_LOCK:
+            raise WriteError("the flash controller stayed locked after the key sequence",
+                             address=self.base, hint="reset the target and try again")
+
+    def lock(self) -> None:
+        self.link.write_word(self._reg(NSCR), CR_LOCK)
+
+    def _settle(self, what: str, address: int, expected: float,
+                error: type[EraseError] | type[WriteError]) -> None:
+        status = self.wait_ready(self._reg(NSSR), expected_s=expected, what=what,
+                                 address=address, error=error)
+        bad = status & self.error_mask
+        if bad:
+            self.link.write_word(self._reg(NSCCR), bad)
+            flags = ", ".join(name for bit, name in ERRORS.items() if bad & bit)
+            raise error(f"{what} at 0x{address:08X} failed: {flags}", address=address,
+                        hint="erase the sector first, or check write protection")
+
+    def _start(self, cr: int, what: str, address: int, expected: float) -> None:
+        self.link.write_word(self._reg(NSCCR), self.error_mask | SR_EOP)
+        self.link.write_word(self._reg(NSCR), cr)
+        self.link.write_word(self._reg(NSCR), cr | CR_STRT)
+        self._settle(what, address, expected, EraseError)
+        self.link.write_word(self._reg(NSCR), 0)
+
+    def erase_block(self, block: FlashBlock) -> None:
+        cr = CR_SER | (block.index_in_bank << 6) | (CR_BKSEL if block.bank == 2 else 0)
+        self._start(cr, "sector erase", block.address,
+                    self.chip.timing.erase_seconds(block.size))
+
+    def erase_bank(self, bank: int) -> bool:
+        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
+        self._start(CR_BER | (CR_BKSEL if bank == 2 else 0), "bank erase", first.address,
+                    self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks)
+        return True
+
+    def mass_erase(self) -> None:
+        self._start(CR_MER, "mass erase", self.chip.flash.base,
+                    self.chip.timing.mass_erase_ms / 1000)
+
+    def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        self.link.write_word(self._reg(NSCCR), self.error_mask | SR_EOP)
+        self.link.write_word(self._reg(NSCR), CR_PG)
+        # Fast: one command per MEM-AP window; safe: one quad word per command.
+        step = self.link.window if self.fast else self.unit
+        for offset in range(0, len(data), step):
+            at = address + offset
+            size = min(step - at % step, len(data) - offset)
+            self.link.write_memory(at, data[offset:offset + size], width=4)
+            self._settle("program", at, 0.0, WriteError)
+            if self.fast or (offset + size) % 1024 == 0:
+                progress(offset + size, len(data))
+        self.link.write_word(self._reg(NSCR), 0)
+        progress(len(data), len(data))
+
+    # -- product state (RM0481 §7.6) -----------------------------------------------------------
+
+    def read_option_bytes(self) -> OptionBytes:
+        current = self.link.read_word(self._reg(OPTSR_CUR))
+        state = (current >> 8) & 0xFF
+        return OptionBytes(raw=current.to_bytes(4, "little"),
+                           rdp_level=self.chip.option_bytes.rdp_level(state),
+                           fields={"product_state": state})
+
+    def write_option_bytes(self, change: OptionBytesChange) -> None:
+        check_rdp_change(self.chip, change)
+        ob = self.chip.option_bytes
+        if change.fields:
+            raise WriteError("only the protection level can be changed on H5 parts here",
+                             address=ob.address, hint="remove the other option fields")
+        if change.rdp_level is None:
+            return
+        current = self.link.read_word(self._reg(OPTSR_CUR))
+        if change.rdp_level == 0:
+            if ob.rdp_level((current >> 8) & 0xFF) == 0:
+                return
+            raise ProtocolError("reopening an H5 needs ST's debug authentication",
+                                command="option-bytes",
+                                hint="regress the product state with STM32CubeProgrammer "
+                                     "(debug authentication); flashrunner cannot")
+        state = ob.rdp_level2 if change.rdp_level == 2 else PRODUCT_CLOSED
+        self.unlock()
+        try:
+            if self.link.read_word(self._reg(OPTCR)) & OPTCR_OPTLOCK:
+                self.write_keys(self._reg(OPTKEYR), (OPTKEY1, OPTKEY2))
+            prg = self.link.read_word(self._reg(OPTSR_PRG))
+            self.link.write_word(self._reg(OPTSR_PRG), (prg & ~0xFF00) | (state << 8))
+            self.link.write_word(self._reg(OPTCR), OPTCR_OPTSTRT)
+            self._settle("option change", ob.address, self.chip.timing.page_erase_ms / 1000,
+                         WriteError)
+            self.link.write_word(self._reg(OPTCR), OPTCR_OPTLOCK)
+        finally:
+            self.lock()

@@ -1,0 +1,396 @@
+"""``kind: stlink`` — an STM32 reached through an ST-Link probe over SWD.
+
+The session stacks the layers: USB (:mod:`.usb`, or :mod:`.v1` framing for
+the mass-storage V1), the command protocol (:mod:`.protocol`), the target's
+run control and identity (:mod:`.target`), and the flash controller driver
+of the chip's family (:mod:`.flash`). In simulate mode only the USB backend
+changes: the world's simulated probe answers, and time is the chip's
+simulated clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from runner.errors import (
+    ChipMismatch,
+    ConnectError,
+    FlashError,
+    ReadProtected,
+    TransportError,
+)
+from transports.base import (
+    Capability,
+    Checksum,
+    ChipIdentity,
+    LinkRequest,
+    OptionBytes,
+    OptionBytesChange,
+    Progress,
+    ResetMode,
+    SpeedModel,
+    no_progress,
+)
+from transports.chips import Chip, FlashBlock
+from transports.stlink.flash import FlashDriver, driver_for
+from transports.stlink.protocol import MemoryFault, StLink, Timebase
+from transports.stlink.target import CLONE_SIGNS, Target, TargetInfo
+from transports.stlink.usb import (
+    BulkFraming,
+    ProbeCandidate,
+    UsbPipe,
+    find_candidates,
+    select_probe,
+)
+from transports.stlink.v1 import BotFraming
+from transports.stlink.writemode import choose_write_mode
+
+__all__ = ["StLinkTransport"]
+
+DEFAULT_CLOCK_KHZ = 1800
+UNPOWERED_V = 0.5
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class ChipClock:
+    """Simulated time: waiting advances the chip's clock instead of the host's."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+
+    def now(self) -> float:
+        return float(self.clock.elapsed)
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+
+class StLinkTransport:
+    """A session with one STM32 behind one ST-Link."""
+
+    kind: ClassVar[str] = "stlink"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
+        Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE, Capability.OPTION_BYTES,
+        Capability.UID})
+    options_schema: ClassVar[Mapping[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "serial": {"type": "string", "minLength": 1,
+                       "description": "The probe's serial number (24 hex digits)."},
+            "port-path": {"type": "string", "pattern": r"^[0-9]+-[0-9]+(\.[0-9]+)*$",
+                          "description": "USB port path bus-port.port… (cannot collide)."},
+            "connect": {"enum": ["normal", "under-reset", "hot-plug"],
+                        "description": "normal: attach and reset halted; under-reset: hold "
+                                       "NRST while attaching; hot-plug: attach, halt, no "
+                                       "reset."},
+            "clock-khz": {"type": "integer", "minimum": 5, "maximum": 24000,
+                          "description": "SWD clock; the fastest rate not above it is used."},
+            "flash-size-kib": {"type": "integer", "minimum": 1,
+                               "description": "Trust this flash size instead of the chip's "
+                                              "flash-size register."},
+            "write-mode": {"enum": ["auto", "fast", "safe"],
+                           "description": "auto: block writes on genuine parts known to "
+                                          "take them, else one unit at a time."},
+            "min-voltage": {"type": "number", "minimum": 0, "maximum": 5,
+                            "description": "Refuse to flash below this target VDD (volts)."},
+        },
+    }
+
+    def __init__(self, request: LinkRequest) -> None:
+        self.request = request
+        self.chip = request.chip
+        self.options = request.options
+        self.link: StLink | None = None
+        self.target: Target | None = None
+        self.driver: FlashDriver | None = None
+        self.info: TargetInfo | None = None
+        self.candidate: ProbeCandidate | None = None
+        self.voltage: float | None = None
+        self.write_mode = "safe"
+        self._identity: ChipIdentity | None = None
+
+    # ------------------------------------------------------------------ class side
+
+    @classmethod
+    def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:
+        """Figures of the simulator's latency model (full-speed USB, 0.125 ms a transfer)."""
+        khz = int(options.get("clock-khz", DEFAULT_CLOCK_KHZ))
+        transfer_s, wire_s_per_byte = 0.000125, 1 / 1.0e6
+        program_per_kib = chip.timing.program_seconds(1024, chip.flash.write_unit)
+        if options.get("write-mode") == "safe":
+            # Per program unit: command, data, status, then an SR poll (6 transfers).
+            units = 1024 / chip.flash.write_unit
+            write = 1024 / (units * 6 * transfer_s + program_per_kib)
+        else:
+            usb_per_kib = 1.5 * transfer_s + 1024 * wire_s_per_byte
+            swd_per_kib = 512 * 46 / (khz * 1000)
+            write = 1024 / (usb_per_kib + max(swd_per_kib, program_per_kib))
+        read = 1024 / (transfer_s + 1024 * wire_s_per_byte + 256 * 46 / (khz * 1000))
+        return SpeedModel(connect_s=0.3, write_bytes_per_s=write, read_bytes_per_s=read,
+                          erase_overhead_s=0.002)
+
+    @classmethod
+    def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:
+        probe = options.get("serial") or options.get("port-path") or link
+        return f"stlink:{probe}"
+
+    @classmethod
+    def open(cls, request: LinkRequest) -> StLinkTransport:
+        return cls(request)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Name the link and device on every error leaving the session."""
+        try:
+            yield
+        except TransportError as error:
+            if error.transport is None:
+                error.transport = self.request.link
+            if error.device is None:
+                error.device = self.request.device
+            raise
+
+    def _require(self) -> tuple[StLink, Target, FlashDriver]:
+        if self.link is None or self.target is None or self.driver is None:
+            raise ConnectError(f"session with {self.request.device} is not connected",
+                               transport=self.request.link, device=self.request.device)
+        return self.link, self.target, self.driver
+
+    def _backend(self) -> tuple[Any, Timebase]:
+        world = self.request.simulation
+        if world is None:
+            return None, WallClock()
+        from transports.sim.stlink import attach_probe  # only in simulate mode
+
+        probe = attach_probe(world, self.request.device, self.chip, self.options.get("serial"),
+                             key=self.resource_key(self.request.link, self.options))
+        from transports.sim.usb import SimUsbBackend
+
+        backend = world.shared("usb", SimUsbBackend)
+        assert probe.target is not None
+        return backend, ChipClock(probe.target.sim.clock)
+
+    # ------------------------------------------------------------------ contract
+
+    def connect(self) -> None:
+        with self._errors():
+            if driver_for(self.chip.controller) is None:
+                raise ConnectError(f"flashing {self.chip.controller} flash controllers "
+                                   f"({self.chip.part}) over ST-Link is not supported yet",
+                                   hint="use the system bootloader (uart, dfu) for this part")
+            backend, timebase = self._backend()
+            candidates = find_candidates(backend)
+            self.candidate = select_probe(candidates, serial=self.options.get("serial"),
+                                          port_path=self.options.get("port-path"),
+                                          link=self.request.link, device=self.request.device)
+            pipe = UsbPipe(self.candidate)
+            pipe.open()
+            framing = BotFraming(pipe) if self.candidate.kind.generation == "v1" \
+                else BulkFraming(pipe)
+            link = StLink(framing, timebase, pid=self.candidate.kind.pid,
+                          generation=self.candidate.kind.generation)
+            self.link = link
+            try:
+                self._bring_up(link)
+            except BaseException:
+                self.close()
+                raise
+
+    def _bring_up(self, link: StLink) -> None:
+        version = link.read_version()
+        if version.api < 2:
+            raise ConnectError(f"ST-Link firmware {version} only speaks API v1, which has no "
+                               f"SWD", hint="update the probe's firmware")
+        link.leave_current_mode()
+        self.voltage = link.target_voltage()
+        if self.voltage is not None:
+            if self.voltage < UNPOWERED_V:
+                raise ConnectError(f"target not powered (VDD {self.voltage:.2f} V)",
+                                   hint="power the board; the ST-Link does not supply it")
+            minimum = float(self.options.get("min-voltage", 0))
+            if self.voltage < minimum:
+                raise ConnectError(f"target VDD {self.voltage:.2f} V is below min-voltage "
+                                   f"{minimum:.2f} V", hint="check the board's supply")
+        if version.hardware >= 2:
+            link.set_swd_clock(int(self.options.get("clock-khz", DEFAULT_CLOCK_KHZ)))
+        mode = self.options.get("connect", "normal")
+        if mode == "under-reset" and not version.has("nrst"):
+            raise ConnectError(f"an ST-Link/{'V1' if version.hardware == 1 else version} "
+                               f"cannot drive NRST, so it cannot connect under reset",
+                               hint="use connect: normal or hot-plug with this probe")
+        target = Target(link)
+        if mode == "under-reset":
+            # Reference §7.4: NRST low before and after ENTER, halt, release.
+            link.drive_nrst(0)
+            link.enter_swd()
+            link.drive_nrst(0)
+            target.halt()
+            link.write_word(0xE000EDFC, 0x01000501)
+            link.drive_nrst(1)
+        else:
+            link.enter_swd()
+        cpuid = link.read_word(0xE000ED00)
+        part = (cpuid >> 4) & 0xFFF
+        # OpenOCD: the AHB-AP of M3/M4/M7 auto-increments over 4 KiB, others 1 KiB.
+        link.window = 4096 if part in (0xC23, 0xC24, 0xC27) else 1024
+        if mode == "normal":
+            target.reset(halt=True)
+        else:
+            target.halt()
+        self.target = target
+        kind = driver_for(self.chip.controller)
+        assert kind is not None  # checked in connect()
+        self.info = target.identify(self.chip)
+        self.write_mode = choose_write_mode(self.options.get("write-mode", "auto"), self.chip,
+                                            self.info)
+        self.driver = kind(link, self.chip, fast=self.write_mode == "fast",
+                           voltage=self.voltage)
+
+    def identify(self) -> ChipIdentity:
+        with self._errors():
+            link, _target, driver = self._require()
+            info = self.info
+            assert info is not None and self.candidate is not None
+            rdp: int | None
+            try:
+                rdp = driver.read_option_bytes().rdp_level
+            except MemoryFault:
+                rdp = None
+            if info.dev_id == self.chip.dev_id:
+                self._check_flash_size(info)
+            details: dict[str, Any] = {
+                "probe_serial": self.candidate.serial, "probe_port": self.candidate.port_path,
+                "dp_idcode": f"0x{info.dp_idcode:08X}", "cpuid": f"0x{info.cpuid:08X}",
+                "write_mode": self.write_mode}
+            if info.clone:
+                details["clone"] = info.clone
+                details["clone_evidence"] = CLONE_SIGNS.get(info.clone, "")
+            if self.voltage is not None:
+                details["target_voltage"] = round(self.voltage, 2)
+            self._identity = ChipIdentity(
+                dev_id=info.dev_id, rev_id=info.rev_id, uid=info.uid.hex(),
+                flash_size=info.flash_kib * 1024 if info.flash_kib is not None else None,
+                rdp_level=rdp, probe=f"{self.candidate.kind.name} {link.version}",
+                details=details)
+            return self._identity
+
+    def _check_flash_size(self, info: TargetInfo) -> None:
+        override = self.options.get("flash-size-kib")
+        size = int(override) if override is not None else info.flash_kib
+        if size is None or size in (0, 0xFFFF):
+            raise ChipMismatch(f"{self.chip.part}: the flash-size register reads "
+                               f"{info.flash_kib!r}", hint="set flash-size-kib for parts "
+                               "that hide their size", transport=self.request.link,
+                               device=self.request.device)
+        if size != self.chip.flash_kib:
+            raise ChipMismatch(f"{self.chip.part} has {self.chip.flash_kib} KiB of flash but "
+                               f"the chip reports {size} KiB", hint="name the right part in "
+                               "the manifest, or set flash-size-kib if the register lies",
+                               transport=self.request.link, device=self.request.device)
+
+    def _protected(self, error: Exception, address: int | None) -> ReadProtected | None:
+        _link, _target, driver = self._require()
+        try:
+            level = driver.read_option_bytes().rdp_level
+        except TransportError:
+            return None
+        if level >= 1:
+            where = f" at 0x{address:08X}" if address is not None else ""
+            return ReadProtected(f"{self.chip.part} refuses flash access{where}: readout "
+                                 f"protection level {level}",
+                                 hint="remove it with option-bytes: {rdp: 0} (this mass-erases "
+                                      "the chip)", transport=self.request.link,
+                                 device=self.request.device)
+        return None
+
+    def erase(self, blocks: Sequence[FlashBlock], progress: Progress = no_progress) -> None:
+        with self._errors():
+            _link, _target, driver = self._require()
+            if self._identity is None:
+                self.identify()
+            try:
+                driver.erase(blocks, progress)
+            except FlashError as error:
+                protected = self._protected(error, error.address)
+                if protected is not None:
+                    raise protected from error
+                raise
+
+    def write(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
+        with self._errors():
+            _link, _target, driver = self._require()
+            if self._identity is None:
+                self.identify()
+            try:
+                driver.write(address, data, progress)
+            except (FlashError, MemoryFault) as error:
+                protected = self._protected(error, getattr(error, "address", None))
+                if protected is not None:
+                    raise protected from error
+                raise
+
+    def read(self, address: int, length: int, progress: Progress = no_progress) -> bytes:
+        with self._errors():
+            link, _target, _driver = self._require()
+            try:
+                return link.read_memory(address, length,
+                                        progress=lambda done: progress(done, length))
+            except MemoryFault as error:
+                protected = self._protected(error, error.address)
+                if protected is not None:
+                    raise protected from error
+                raise
+
+    def checksum(self, address: int, length: int) -> Checksum:
+        raise TransportError("the ST-Link link offers no on-target checksum",
+                             hint="verify with method: readback (auto does this)",
+                             transport=self.request.link, device=self.request.device)
+
+    def reset(self, mode: ResetMode) -> None:
+        with self._errors():
+            link, target, _driver = self._require()
+            if mode is ResetMode.HALT:
+                target.reset(halt=True)
+            elif mode is ResetMode.HARDWARE and link.version.hardware >= 2:
+                target.hardware_reset(halt=False)
+            else:
+                target.reset(halt=False)
+
+    def read_option_bytes(self) -> OptionBytes:
+        with self._errors():
+            _link, _target, driver = self._require()
+            return driver.read_option_bytes()
+
+    def write_option_bytes(self, change: OptionBytesChange) -> None:
+        with self._errors():
+            _link, target, driver = self._require()
+            driver.write_option_bytes(change)
+            # Options load at the next reset (F0/F1/F3) or have reset the part (OBL_LAUNCH).
+            target.reset(halt=True)
+            self._identity = None
+
+    def close(self) -> None:
+        link, self.link = self.link, None
+        self.target = self.driver = None
+        if link is None:
+            return
+        try:
+            link.exit_debug()
+        except TransportError:
+            pass
+        finally:
+            link.framing.close()
