@@ -87,7 +87,6 @@ RESET_S = 0.1
 OPTION_BYTES_S = 0.5
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Link:
     """What one device's link offers: the kind's whole set and this chip's share of it."""
