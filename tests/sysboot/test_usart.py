@@ -388,10 +388,19 @@ def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> Non
         session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
 
 
-def test_session_capabilities_extend_the_class_view(open_usart: OpenUsart) -> None:
+def test_a_rom_listing_get_checksum_adds_it_to_the_planned_set(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re", DeviceProfile(quirks={"checksum": True}))
-    assert UsartTransport.capabilities < session.capabilities
-    assert session.capabilities - UsartTransport.capabilities == {Capability.CHECKSUM}
+    planned = UsartTransport.planned_capabilities(session.request.options, session.chip)
+    assert session.capabilities - planned == {Capability.CHECKSUM}
+
+
+@pytest.mark.parametrize("part", ["stm32f103cb", "stm32f411re", "stm32h743zi"])
+@pytest.mark.parametrize("reset", ["dtr", "none"])
+def test_a_session_offers_what_was_planned_when_the_rom_matches_the_database(
+        open_usart: OpenUsart, part: str, reset: str) -> None:
+    session = open_usart(part, reset=reset)
+    assert session.capabilities == UsartTransport.planned_capabilities(
+        session.request.options, session.chip)
 
 
 @pytest.mark.parametrize(("parity", "bits"), [("even", 11), ("none", 10)])

@@ -31,6 +31,7 @@ from transports.base import (
     Progress,
     ResetMode,
     SpeedModel,
+    StaticCapabilities,
     no_progress,
 )
 from transports.chips import Chip, FlashBlock
@@ -69,7 +70,7 @@ def _control_s(nbytes: int) -> float:
     return _FRAME_S + -(-nbytes // 64) * _PACKET_S
 
 
-class DfuTransport:
+class DfuTransport(StaticCapabilities):
     """A session with an STM32's ROM DFU bootloader."""
 
     kind: ClassVar[str] = "dfu"
