@@ -51,7 +51,7 @@ class SimF4Controller(SimFlashController):
     def _optcr(self) -> int:
         if self.optcr_pending is not None:
             return self.optcr_pending
-        rdp = self.sim.option_bytes[0]
+        rdp = self.chip.option_bytes.rdp_byte(self.sim.option_bytes)
         return 0x0FFF00EC | (rdp << 8)
 
     def read_register(self, offset: int) -> int:
@@ -122,7 +122,7 @@ class SimF4Controller(SimFlashController):
     def _apply_options(self) -> None:
         rdp = ((self.optcr_pending or 0) >> 8) & 0xFF
         image = bytearray(self.sim.option_bytes)
-        image[0] = rdp
+        image[self.chip.option_bytes.rdp_offset] = rdp
         self.occupy(self.chip.timing.page_erase_ms / 1000)
         try:
             self.sim.write_option_bytes(bytes(image))

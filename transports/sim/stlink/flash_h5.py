@@ -45,7 +45,8 @@ class SimH5Controller(SimFlashController):
         self.optsr_prg = self._optsr_cur()
 
     def _optsr_cur(self) -> int:
-        return 0x0000_00F8 | (self.sim.option_bytes[0] << 8)
+        # The option-byte area is the OPTSR word itself (chip database, rdp-offset 1).
+        return int.from_bytes(self.sim.option_bytes[:4], "little")
 
     def read_register(self, offset: int) -> int:
         if offset == 0x1C:
@@ -111,11 +112,11 @@ class SimH5Controller(SimFlashController):
     def _apply_options(self) -> None:
         state = (self.optsr_prg >> 8) & 0xFF
         ob = self.chip.option_bytes
-        if ob.rdp_level(self.sim.option_bytes[0]) > 0 and ob.rdp_level(state) == 0:
+        if ob.level_of(self.sim.option_bytes) > 0 and ob.rdp_level(state) == 0:
             self.sr |= SR_OPTCHANGEERR  # regression needs debug authentication
             return
         image = bytearray(self.sim.option_bytes)
-        image[0] = state
+        image[ob.rdp_offset] = state
         try:
             self.sim.write_option_bytes(bytes(image))
         except Exception:  # a locked part stays locked

@@ -58,7 +58,8 @@ class SimH7Controller(SimFlashController):
         self.snb_shift, self.snb_mask = (6, 0x7F) if ab else (8, 0x7)
 
     def _optsr_cur(self) -> int:
-        return 0x1C6A_00F0 | (self.sim.option_bytes[0] << 8)
+        # The option-byte area is the OPTSR word itself (chip database, rdp-offset 1).
+        return int.from_bytes(self.sim.option_bytes[:4], "little")
 
     def _bank_of(self, address: int) -> int:
         bank2 = self.chip.flash.bank2_base
@@ -141,7 +142,7 @@ class SimH7Controller(SimFlashController):
 
     def _apply_options(self) -> None:
         image = bytearray(self.sim.option_bytes)
-        image[0] = (self.optsr_prg >> 8) & 0xFF
+        image[self.chip.option_bytes.rdp_offset] = (self.optsr_prg >> 8) & 0xFF
         try:
             self.sim.write_option_bytes(bytes(image))
         except Exception:  # level 2 stays level 2
