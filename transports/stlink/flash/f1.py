@@ -118,13 +118,10 @@ class F1FlashDriver(FlashDriver):
 
     def _program_blocks(self, address: int, data: bytes, sr: int, progress: Progress) -> None:
         """One 16-bit memory command per MEM-AP window; the bus stalls while BSY."""
-        step = self.link.window
         # Without 16-bit access (V1, V2 before J26) a 32-bit bus write is split by
         # the AHB into two half-word writes, the second held while the first programs.
         width = 2 if self.link.version.has("mem-16bit") else 4
-        for offset in range(0, len(data), step):
-            at = address + offset
-            size = min(step - at % step, len(data) - offset)
+        for offset, at, size in self.windows(address, len(data), self.link.window):
             self.link.write_memory(at, data[offset:offset + size], width=width)
             status = self.wait_ready(sr, expected_s=0, what="program", address=at,
                                      error=WriteError)

@@ -97,10 +97,7 @@ class F4FlashDriver(FlashDriver):
         self.link.write_word(self._reg(CR), 0)
 
     def _program_blocks(self, address: int, data: bytes, progress: Progress) -> None:
-        step = self.link.window
-        for offset in range(0, len(data), step):
-            at = address + offset
-            size = min(step - at % step, len(data) - offset)
+        for offset, at, size in self.windows(address, len(data), self.link.window):
             self.link.write_memory(at, data[offset:offset + size], width=self.psize_bytes)
             status = self.wait_ready(self._reg(SR), expected_s=0, what="program", address=at,
                                      error=WriteError)

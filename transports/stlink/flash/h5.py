@@ -101,9 +101,7 @@ class H5FlashDriver(FlashDriver):
         self.link.write_word(self._reg(NSCR), CR_PG)
         # Fast: one command per MEM-AP window; safe: one quad word per command.
         step = self.link.window if self.fast else self.unit
-        for offset in range(0, len(data), step):
-            at = address + offset
-            size = min(step - at % step, len(data) - offset)
+        for offset, at, size in self.windows(address, len(data), step):
             self.link.write_memory(at, data[offset:offset + size], width=4)
             self._settle("program", at, 0.0, WriteError)
             if self.fast or (offset + size) % 1024 == 0:

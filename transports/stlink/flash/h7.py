@@ -116,9 +116,7 @@ class H7FlashDriver(FlashDriver):
             self.link.write_word(base + CR, CR_PG | self.psize)
             # Fast: one command per TAR window; safe: one flash word per command.
             step = self.link.window if self.fast else self.unit
-            for offset in range(0, length, step):
-                at = start + offset
-                size = min(step - at % step, length - offset)
+            for _, at, size in self.windows(start, length, step):
                 chunk = data[at - address:at - address + size]
                 self.link.write_memory(at, chunk, width=4)
                 status = self.wait_ready(base + SR, expected_s=0, what="program", address=at,

@@ -97,10 +97,7 @@ class L4FlashDriver(FlashDriver):
         self.link.write_word(self._reg("SR"), self.error_mask | SR_EOP)
         self.link.write_word(self._reg("CR"), CR_PG)
         if self.fast:
-            step = self.link.window
-            for offset in range(0, len(data), step):
-                at = address + offset
-                size = min(step - at % step, len(data) - offset)
+            for offset, at, size in self.windows(address, len(data), self.link.window):
                 self.link.write_memory(at, data[offset:offset + size], width=4)
                 self._settle(at)
                 progress(offset + size, len(data))
