@@ -14,6 +14,7 @@ from runner.errors import (
     ReadProtected,
     WriteError,
 )
+from tests.conftest import set_option_byte
 from transports.base import MASS_ERASE, Capability, OptionBytesChange, ResetMode
 from transports.checksums import stm32_crc32
 from transports.sim.faults import Fault
@@ -229,10 +230,8 @@ def test_option_bytes_read_decodes_rdp(open_usart: OpenUsart) -> None:
 
 def test_f4_option_bytes_read_decodes_rdp_from_byte_1(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re")
-    sim = sim_of(session)
-    image = bytearray(sim.option_bytes)
-    image[0] = 0xCC  # a USER/BOR byte that reads as level 2 at the wrong offset
-    sim.write_option_bytes(bytes(image))
+    # A USER/BOR byte that reads as level 2 at the wrong offset.
+    set_option_byte(sim_of(session), 0, 0xCC)
     option_bytes = session.read_option_bytes()
     assert option_bytes.raw[:2] == b"\xcc\xaa"
     assert option_bytes.rdp_level == 0
@@ -241,9 +240,7 @@ def test_f4_option_bytes_read_decodes_rdp_from_byte_1(open_usart: OpenUsart) -> 
 def test_f4_readout_protect_leaves_user_and_bor_byte_untouched(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re")
     sim = sim_of(session)
-    image = bytearray(sim.option_bytes)
-    image[0] = 0x4C
-    sim.write_option_bytes(bytes(image))
+    set_option_byte(sim, 0, 0x4C)  # nRST_STDBY cleared, BOR level changed
     session.write_option_bytes(OptionBytesChange(rdp_level=1))
     assert sim.rdp_level == 1
     assert sim.option_bytes[0] == 0x4C
