@@ -131,7 +131,7 @@ def test_f4_rdp_write_leaves_user_and_bor_byte_untouched(f411: Chip,
     with make_world() as world:
         link = open_link(world, f411)
         sim = world.chips["board"]
-        set_option_byte(sim, 0, 0x4C)  # nRST_STDBY cleared, BOR level changed
+        set_option_byte(sim, 0, 0x4C)  # USER: nRST_STDBY and WDG_SW cleared
         link.write_option_bytes(OptionBytesChange(rdp_level=1))
         assert sim.rdp_level == 1
         assert sim.option_bytes[0] == 0x4C

@@ -240,7 +240,7 @@ def test_f4_option_bytes_read_decodes_rdp_from_byte_1(open_usart: OpenUsart) -> 
 def test_f4_readout_protect_leaves_user_and_bor_byte_untouched(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re")
     sim = sim_of(session)
-    set_option_byte(sim, 0, 0x4C)  # nRST_STDBY cleared, BOR level changed
+    set_option_byte(sim, 0, 0x4C)  # USER: nRST_STDBY and WDG_SW cleared
     session.write_option_bytes(OptionBytesChange(rdp_level=1))
     assert sim.rdp_level == 1
     assert sim.option_bytes[0] == 0x4C

@@ -3,7 +3,8 @@
 Registers at 0x40023C00: KEYR 0x04, OPTKEYR 0x08, SR 0x0C (EOP 0, OPERR 1,
 WRPERR 4, PGAERR 5, PGPERR 6, PGSERR 7, BSY 16; w1c), CR 0x10 (PG 0, SER 1,
 MER 2, SNB 6:3, PSIZE 9:8, STRT 16, LOCK 31), OPTCR 0x14 (OPTLOCK 0,
-OPTSTRT 1, RDP 15:8).
+OPTSTRT 1, BOR_LEV 3:2, USER 7:5, RDP 15:8). OPTCR[15:0] mirrors the low
+half-word of the option bytes (USER/BOR, then RDP); OPTSTRT programs both.
 
 The array does not check that a word is erased (bits only clear); a bus
 write whose width differs from PSIZE sets PGPERR, a write with PG clear sets
@@ -49,8 +50,8 @@ class SimF4Controller(SimFlashController):
     def _optcr(self) -> int:
         if self.optcr_pending is not None:
             return self.optcr_pending
-        rdp = self.chip.option_bytes.rdp_byte(self.sim.option_bytes)
-        return 0x0FFF00EC | (rdp << 8)
+        return 0x0FFF_0000 | (int.from_bytes(self.sim.option_bytes[:2], "little")
+                              & ~(OPTCR_OPTLOCK | OPTCR_OPTSTRT))
 
     def read_register(self, offset: int) -> int:
         if offset == 0x0C:
@@ -107,10 +108,12 @@ class SimF4Controller(SimFlashController):
             regs.finish(self.erase_all(self.bank_blocks(bank)))
 
     def _apply_options(self) -> None:
-        rdp = ((self.optcr_pending or 0) >> 8) & 0xFF
+        control_bits = OPTCR_OPTLOCK | OPTCR_OPTSTRT  # reserved bits in the option word
+        low = ((self.optcr_pending or 0) & 0xFFFF & ~control_bits) \
+            | (self.sim.option_bytes[0] & control_bits)
         self.occupy(self.chip.timing.page_erase_ms / 1000)
         # Level 2 cannot be left: the silicon ignores the change and flags OPERR.
-        if not self.load_option_bytes(self.chip.option_bytes.rdp_offset, bytes([rdp])):
+        if not self.load_option_bytes(0, low.to_bytes(2, "little")):
             self.regs.sr |= SR_OPERR
         self.optcr_pending = None
 
