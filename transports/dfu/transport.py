@@ -367,7 +367,7 @@ class DfuTransport(StaticCapabilities):
             raw = self.protocol.upload(ob.address, ob.size)
         finally:
             self._select_alt(self._flash_alt)
-        return OptionBytes(raw=raw, rdp_level=ob.rdp_level(raw[0]))
+        return OptionBytes(raw=raw, rdp_level=ob.level_of(raw))
 
     def write_option_bytes(self, change: OptionBytesChange) -> None:
         link, device = self.names.link, self.names.device
@@ -390,9 +390,10 @@ class DfuTransport(StaticCapabilities):
             return
         ob = self.chip.option_bytes
         image = bytearray(current.raw)
-        image[0] = ob.rdp_level2 if change.rdp_level == 2 else 0xBB
-        if self.chip.controller in ("f0", "f1", "f1xl") and len(image) > 1:
-            image[1] = image[0] ^ 0xFF  # RM0008 §2.5: each option byte, then its complement
+        rdp = ob.rdp_level2 if change.rdp_level == 2 else 0xBB
+        image[ob.rdp_offset] = rdp  # F2/F4/F7/H7: byte 0 is USER/BOR and stays as read
+        if self.chip.controller in ("f0", "f1", "f1xl") and len(image) > ob.rdp_offset + 1:
+            image[ob.rdp_offset + 1] = rdp ^ 0xFF  # RM0008 §2.5: each byte, then its complement
         self._select_alt(self._option_alt_or_fail())
         self.protocol.write_and_reset(ob.address, bytes(image))
         if change.rdp_level == 2:

@@ -310,7 +310,7 @@ class BootloaderSession:
         except ReadProtected:
             # The ROM reads nothing under RDP level 1; the level itself is known.
             return OptionBytes(raw=b"", rdp_level=1)
-        return OptionBytes(raw=raw, rdp_level=self.chip.option_bytes.rdp_level(raw[0]))
+        return OptionBytes(raw=raw, rdp_level=self.chip.option_bytes.level_of(raw))
 
     def write_option_bytes(self, change: OptionBytesChange) -> None:
         engine = self.engine
@@ -339,9 +339,9 @@ class BootloaderSession:
                                 transport=link, device=device)
         address, size = self._option_area()
         image = bytearray(self.read(address, size))
-        image[0] = ob.rdp_level2
-        if self.chip.controller in ("f0", "f1", "f1xl") and size >= 2:
-            image[1] = ob.rdp_level2 ^ 0xFF  # RM0008 §2.5: each byte with its complement
+        image[ob.rdp_offset] = ob.rdp_level2  # F2/F4/F7/H7: byte 0 is USER/BOR, kept as read
+        if self.chip.controller in ("f0", "f1", "f1xl") and size >= ob.rdp_offset + 2:
+            image[ob.rdp_offset + 1] = ob.rdp_level2 ^ 0xFF  # RM0008 §2.5: byte, then complement
         image += b"\xff" * (-len(image) % 4)
         self.engine.write_memory(address, bytes(image))
         # Level 2 disables the ROM bootloader for good: there is nothing to reconnect to.
