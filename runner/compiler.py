@@ -6,7 +6,10 @@ out in flash once (:mod:`runner.layout`) and turns the recipe into tasks
 ``<device>/<index>-<kind>``: a connect task first, then one per step.
 Estimates come from the link's :class:`~transports.base.SpeedModel` and the
 chip's :class:`~transports.chips.FlashTiming`; :mod:`runner.schedule` turns
-them into stages, a makespan and the critical path.
+them into stages, a makespan and the critical path. Steps are checked against
+what the link will offer *for this chip and these options*
+(:mod:`runner.capabilities`): a verify ``auto`` is estimated as the checksum or
+the read-back the run will do, a reset without a mode is the link's natural one.
 
 Two choices worth knowing:
 
@@ -29,6 +32,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from runner.capabilities import (
+    RESET_NEEDS,
+    device_capabilities,
+    instead,
+    missing,
+    natural_reset,
+    verify_via,
+)
 from runner.errors import PlanError
 from runner.images import LoadedImage, load_image
 from runner.layout import Layout, layout_images, sector_warnings
@@ -79,12 +90,15 @@ RESET_S = 0.1
 #: Estimate for programming the option bytes and reloading them.
 OPTION_BYTES_S = 0.5
 
-_RESET_NEEDS = {
-    ResetMode.HARDWARE: (Capability.RESET_HARDWARE,),
-    ResetMode.SOFTWARE: (Capability.RESET_SOFTWARE,),
-    ResetMode.GO: (Capability.GO,),
-    ResetMode.HALT: (Capability.RESET_SOFTWARE, Capability.RESET_HARDWARE),
-}
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Link:
+    """What one device's link offers: the kind's whole set and this chip's share of it."""
+
+    kind: str
+    part: str
+    offered: frozenset[Capability]
+    every: frozenset[Capability]
 
 
 def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
@@ -131,14 +145,6 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
         warnings=warnings,
         not_selected=tuple(name for name in manifest.devices if name not in by_name),
     )
-
-
-def verify_via(method: VerifyMethod, capabilities: frozenset[Capability]) -> str:
-    """How a verify step will compare: ``"checksum"`` or ``"readback"``."""
-    if method is VerifyMethod.CHECKSUM or (
-            method is VerifyMethod.AUTO and Capability.CHECKSUM in capabilities):
-        return "checksum"
-    return "readback"
 
 
 def _where(location: Location) -> str:
@@ -218,7 +224,7 @@ class _Compiler:
         self.images: dict[str, LoadedImage] = {}
         self._classes: dict[str, TransportClass] = {}
         self._layouts: dict[tuple[object, ...], Layout] = {}
-        self._recipes: dict[tuple[str, str, str], _Recipe] = {}
+        self._recipes: dict[tuple[str, str, _Link], _Recipe] = {}
         self._notes: dict[str, list[str]] = {}   # warning → devices it concerns
         self._sim_links: set[str] = set()
 
@@ -247,7 +253,10 @@ class _Compiler:
             self._sim_links.add(link.name)
         options = frozen_map({**link.options, **device.link.options})
         speed = cls.speed_model(options, chip)
-        prepared = self._prepare(recipe, chip, link.kind, cls, device)
+        offers = _Link(kind=link.kind, part=chip.part,
+                       offered=device_capabilities(cls, options, chip),
+                       every=frozenset(cls.capabilities))
+        prepared = self._prepare(recipe, chip, offers, device)
         layout = self._layout(recipe, chip, device)
         for message in prepared.notes:
             self._note(message, device.name)
@@ -317,16 +326,14 @@ class _Compiler:
 
     # ------------------------------------------------------------------ steps
 
-    def _prepare(self, recipe: Recipe, chip: Chip, kind: str, cls: TransportClass,
-                 device: Device) -> _Recipe:
-        key = (recipe.name, chip.part, kind)
+    def _prepare(self, recipe: Recipe, chip: Chip, link: _Link, device: Device) -> _Recipe:
+        key = (recipe.name, chip.part, link)
         if key not in self._recipes:
-            self._recipes[key] = self._prepare_recipe(recipe, chip, kind, cls.capabilities,
-                                                      device)
+            self._recipes[key] = self._prepare_recipe(recipe, chip, link, device)
         return self._recipes[key]
 
-    def _prepare_recipe(self, recipe: Recipe, chip: Chip, kind: str,
-                        caps: frozenset[Capability], device: Device) -> _Recipe:
+    def _prepare_recipe(self, recipe: Recipe, chip: Chip, link: _Link,
+                        device: Device) -> _Recipe:
         layout = self._layout(recipe, chip, device)
         items = [_Prepared(kind=TaskKind.CONNECT, step=None, wire="connect",
                            action=ConnectAction(expected_dev_id=chip.dev_id))]
@@ -340,20 +347,20 @@ class _Compiler:
                     f"{step.kind}"
             item: _Prepared | None
             if isinstance(step, EraseStep):
-                item = _erase(step, layout, chip, caps, where, kind)
+                item = _erase(step, layout, chip, link, where)
                 if step.scope is EraseScope.USED:
                     notes.extend(sector_warnings(layout))
                     if item is None:
                         notes.append(f"recipe {recipe.name}: erase has nothing to erase "
                                      f"(no image is written)")
                     elif layout.preserve:
-                        item, keep = _preserving(item, layout, caps, where, kind), \
+                        item, keep = _preserving(item, layout, link, where), \
                             layout.preserve
                 elif step.scope is EraseScope.MASS and layout.preserve:
                     notes.append(f"recipe {recipe.name}: a mass erase keeps nothing; "
                                  f"`preserve: true` has no effect")
             elif isinstance(step, WriteStep):
-                _need(caps, where, kind, Capability.WRITE)
+                _need(link, where, step.kind, Capability.WRITE)
                 memory = layout.steps[writes_done]
                 kept = sum(span.length for span in keep)
                 item = _Prepared(
@@ -365,7 +372,7 @@ class _Compiler:
                 writes_done += 1
                 keep = ()
             elif isinstance(step, UnitDataStep):
-                _need(caps, where, kind, Capability.WRITE)
+                _need(link, where, step.kind, Capability.WRITE)
                 if step.source is None:
                     raise PlanError(f"{where}: the step has no value source")
                 start, end = layout.fields[units_done]
@@ -380,14 +387,14 @@ class _Compiler:
                 if keep and unit_carrier is None:
                     unit_carrier = len(items)
             elif isinstance(step, VerifyStep):
-                item = _verify(step, layout.prefix(writes_done), caps, where, kind)
+                item = _verify(step, layout.prefix(writes_done), link, where)
                 if not item.bytes and not units_done:
                     notes.append(f"recipe {recipe.name}: verify comes before any write and "
                                  f"has nothing to compare")
             elif isinstance(step, OptionBytesStep):
-                item = _option_bytes(step, chip, caps, where, kind)
+                item = _option_bytes(step, chip, link, where)
             elif isinstance(step, ResetStep):
-                item = _reset(step, caps, where, kind)
+                item = _reset(step, link, where)
             else:
                 raise PlanError(f"{where}: unknown step kind")
             if item is not None:
@@ -407,10 +414,9 @@ class _Compiler:
         return _Recipe(items=tuple(items), notes=tuple(dict.fromkeys(notes)))
 
 
-def _preserving(item: _Prepared, layout: Layout, caps: frozenset[Capability], where: str,
-                kind: str) -> _Prepared:
+def _preserving(item: _Prepared, layout: Layout, link: _Link, where: str) -> _Prepared:
     """The erase task, reading first what ``preserve: true`` keeps."""
-    _need(caps, where, kind, Capability.READ)
+    _need(link, where, "erase", Capability.READ)
     assert isinstance(item.action, EraseAction)
     kept = sum(span.length for span in layout.preserve)
     return replace(item, bytes=kept, wire="read",
@@ -423,23 +429,24 @@ def _names(devices: Sequence[str]) -> str:
     return f"{', '.join(devices[:3])} and {len(devices) - 3} more devices"
 
 
-def _need(caps: frozenset[Capability], where: str, kind: str, *any_of: Capability) -> None:
-    if not caps.intersection(any_of):
+def _need(link: _Link, where: str, step: str, *any_of: Capability) -> None:
+    if not link.offered.intersection(any_of):
         needed = " or ".join(c.value for c in any_of)
-        raise PlanError(f"{where}: a {kind} link cannot do this (it needs {needed})",
-                        hint="use another link for this device or drop the step")
+        who = missing(link.kind, link.part, link.every, any_of)
+        raise PlanError(f"{where}: {who} cannot do this (it needs {needed})",
+                        hint=instead(step, link.offered))
 
 
-def _erase(step: EraseStep, layout: Layout, chip: Chip, caps: frozenset[Capability],
-           where: str, kind: str) -> _Prepared | None:
+def _erase(step: EraseStep, layout: Layout, chip: Chip, link: _Link,
+           where: str) -> _Prepared | None:
     if step.scope is EraseScope.NONE:
         return None
     if step.scope is EraseScope.MASS:
-        _need(caps, where, kind, Capability.ERASE_MASS)
+        _need(link, where, step.kind, Capability.ERASE_MASS)
         return _Prepared(kind=TaskKind.ERASE, step=step, erase_units=1,
                          chip_s=chip.timing.mass_erase_ms / 1000,
                          action=EraseAction(scope=EraseScope.MASS))
-    _need(caps, where, kind, Capability.ERASE_PAGES)
+    _need(link, where, step.kind, Capability.ERASE_PAGES)
     if not layout.blocks:
         return None
     return _Prepared(kind=TaskKind.ERASE, step=step, erase_units=len(layout.blocks),
@@ -447,26 +454,24 @@ def _erase(step: EraseStep, layout: Layout, chip: Chip, caps: frozenset[Capabili
                      action=EraseAction(scope=EraseScope.USED, blocks=layout.blocks))
 
 
-def _verify(step: VerifyStep, memory: MemoryMap, caps: frozenset[Capability], where: str,
-            kind: str) -> _Prepared:
+def _verify(step: VerifyStep, memory: MemoryMap, link: _Link, where: str) -> _Prepared:
     if step.method is VerifyMethod.CHECKSUM:
-        _need(caps, where, kind, Capability.CHECKSUM)
+        _need(link, where, step.kind, Capability.CHECKSUM)
     elif step.method is VerifyMethod.READBACK:
-        _need(caps, where, kind, Capability.READ)
+        _need(link, where, step.kind, Capability.READ)
     else:
-        _need(caps, where, kind, Capability.CHECKSUM, Capability.READ)
-    via = verify_via(step.method, caps)
+        _need(link, where, step.kind, Capability.CHECKSUM, Capability.READ)
+    via = verify_via(step.method, link.offered)
     return _Prepared(kind=TaskKind.VERIFY, step=step, bytes=memory.size,
                      wire="checksum" if via == "checksum" else "read",
                      action=VerifyAction(method=step.method, memory=memory))
 
 
-def _option_bytes(step: OptionBytesStep, chip: Chip, caps: frozenset[Capability],
-                  where: str, kind: str) -> _Prepared:
+def _option_bytes(step: OptionBytesStep, chip: Chip, link: _Link, where: str) -> _Prepared:
     if step.rdp == 0 and not step.fields:
-        _need(caps, where, kind, Capability.OPTION_BYTES, Capability.READ_UNPROTECT)
+        _need(link, where, step.kind, Capability.OPTION_BYTES, Capability.READ_UNPROTECT)
     else:
-        _need(caps, where, kind, Capability.OPTION_BYTES)
+        _need(link, where, step.kind, Capability.OPTION_BYTES)
     if step.rdp is not None and step.rdp not in (0, 1, 2):
         raise PlanError(f"{where}: rdp must be 0, 1 or 2, not {step.rdp}")
     if step.rdp == 2 and not chip.option_bytes.has_level2:
@@ -484,11 +489,11 @@ def _option_bytes(step: OptionBytesStep, chip: Chip, caps: frozenset[Capability]
                      chip_s=OPTION_BYTES_S + erase_s, action=OptionBytesAction(change=change))
 
 
-def _reset(step: ResetStep, caps: frozenset[Capability], where: str, kind: str) -> _Prepared:
+def _reset(step: ResetStep, link: _Link, where: str) -> _Prepared:
     if step.mode is None:
-        mode = natural_reset(caps)
+        mode = natural_reset(link.offered)
         if mode is None:
-            raise PlanError(f"{where}: a {kind} link has no way to reset the chip",
+            raise PlanError(f"{where}: a {link.kind} link has no way to reset the chip",
                             hint="drop the reset step")
     else:
         try:
@@ -497,16 +502,7 @@ def _reset(step: ResetStep, caps: frozenset[Capability], where: str, kind: str) 
             raise PlanError(f"{where}: unknown reset mode {step.mode!r}",
                             hint=f"use one of {', '.join(m.value for m in ResetMode)}")\
                 from error
-        _need(caps, where, kind, *_RESET_NEEDS[mode])
+        _need(link, where, step.kind, *RESET_NEEDS[mode])
     return _Prepared(kind=TaskKind.RESET, step=step, chip_s=RESET_S,
                      action=ResetAction(mode=mode))
 
-
-def natural_reset(caps: frozenset[Capability]) -> ResetMode | None:
-    """The reset a link does when the manifest names none: hardware, else go, else software."""
-    for capability, mode in ((Capability.RESET_HARDWARE, ResetMode.HARDWARE),
-                             (Capability.GO, ResetMode.GO),
-                             (Capability.RESET_SOFTWARE, ResetMode.SOFTWARE)):
-        if capability in caps:
-            return mode
-    return None

@@ -47,7 +47,10 @@ __all__ = [
 #: ``tool_version``, ``host``, ``operator``, ``python``, ``simulate``, ``images``
 #: (name → sha256), ``devices`` (count), ``max_parallel``, ``fail_fast``, ``estimate_s``.
 RUN_STARTED = "run.started"
-#: A warning the compiler attached to the plan. Fields: ``message``.
+#: A warning the compiler attached to the plan. Fields: ``message``. Also emitted
+#: during a run when a step could not be done as planned (a session offering other
+#: capabilities than the chip database led the plan to expect), with device fields,
+#: ``step``, ``action``, ``planned`` and ``method`` (what was done).
 PLAN_WARNING = "plan.warning"
 #: A device's session is about to open. Fields: ``device``, ``transport``, ``kind``,
 #: ``chip`` (part), ``resource``, ``steps`` (count), ``estimate_s``.
@@ -81,7 +84,9 @@ STEP_RETRIED = "step.retried"
 STEP_RECOVERY = "step.recovery"
 #: A step ended. Fields: device fields, ``step``, ``action``, ``outcome``,
 #: ``duration_ms``, ``bytes``, ``attempts``, ``ranges`` (address ranges as 0x
-#: strings), for writes ``images`` (name, sha256, ranges), for verifies ``method``;
+#: strings), for writes ``images`` (name, sha256, ranges), for verifies ``method``
+#: (``checksum``, ``readback``, ``checksum+readback``) and ``planned_method`` when the
+#: plan expected another;
 #: error fields (and ``traceback`` for internal errors) when it failed.
 STEP_FINISHED = "step.finished"
 #: Closing a device's session failed (the device's outcome stands). Fields: device

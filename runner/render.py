@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
-from runner.compiler import verify_via
+from runner.capabilities import planned_for, verify_via
 from runner.layout import block_noun
 from runner.memmap import MemoryMap
 from runner.plan import (
@@ -31,7 +31,6 @@ from runner.plan import (
 from runner.unitdata import describe_source
 from runner.units import format_bytes, format_seconds
 from transports.chips import FlashBlock
-from transports.registry import load_transport
 
 __all__ = ["JSON_VERSION", "render_dot", "render_json",
            "render_table"]
@@ -93,10 +92,6 @@ def render_table(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _capabilities(kind: str) -> frozenset[Any]:
-    return load_transport(kind).capabilities
-
-
 def _step_summary(task: Task, device: DevicePlan) -> str:
     action = task.action
     if isinstance(action, ConnectAction):
@@ -117,7 +112,7 @@ def _step_summary(task: Task, device: DevicePlan) -> str:
         return (f"unit-data {format_bytes(action.size)} at {_hex(action.address)} "
                 f"({describe_source(action.source)})")
     if isinstance(action, VerifyAction):
-        via = verify_via(action.method, _capabilities(device.kind))
+        via = verify_via(action.method, planned_for(device))
         return f"verify ({'read-back' if via == 'readback' else via})"
     if isinstance(action, OptionBytesAction):
         change = action.change
@@ -230,7 +225,7 @@ def _task_json(task: Task, device: DevicePlan) -> dict[str, Any]:
         data["source"] = describe_source(action.source)
     elif isinstance(action, VerifyAction):
         data["method"] = action.method.value
-        data["via"] = verify_via(action.method, _capabilities(device.kind))
+        data["via"] = verify_via(action.method, planned_for(device))
         data["memory"] = _memory_json(action.memory)
     elif isinstance(action, OptionBytesAction):
         data["rdp"] = action.change.rdp_level

@@ -6,6 +6,11 @@ performs each task once (:meth:`DeviceSession.perform`); retries are
 :func:`runner.recovery.run_step`'s, the order of tasks
 :func:`runner.executor.run_device`'s. Recovery actions act on it: reconnect,
 reset, and re-erasing what a partial write left behind.
+
+A verify whose session turned out to offer other capabilities than the plan
+counted on (a ROM older or newer than the chip database says) reports it: its
+``step.finished`` carries ``planned_method`` next to the ``method`` actually
+used, and a ``plan.warning`` names the device and step.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner import events as ev
+from runner.capabilities import planned_for, verify_via
 from runner.errors import ChipMismatch, Interrupted, RunnerError, error_categories
 from runner.memmap import MemoryMap, Segment
 from runner.model import EraseScope
@@ -228,7 +234,8 @@ class DeviceSession:
             method = verify_memory(transport, action, erased=self.plan.chip.flash.erased,
                                    link=self.plan.link, device=self.plan.device,
                                    advance=tracker)
-            return {"method": method, "ranges": hex_ranges(action.memory.ranges),
+            return {"method": method, **self._verify_against_plan(task, action, method),
+                    "ranges": hex_ranges(action.memory.ranges),
                     "sha256": action.memory.sha256()}
         if isinstance(action, OptionBytesAction):
             transport.write_option_bytes(action.change)
@@ -246,3 +253,18 @@ class DeviceSession:
             transport.write(segment.address, segment.data, tracker.shifted(done))
             done += len(segment)
         self.written.extend(memory)
+
+    def _verify_against_plan(self, task: Task, action: VerifyAction,
+                             method: str) -> dict[str, Any]:
+        """``planned_method`` (and a warning) when the verify was not done as planned."""
+        planned = verify_via(action.method, planned_for(self.plan))
+        if method.partition("+")[0] == planned:
+            return {}
+        part = self.plan.chip.part
+        offered = "no" if planned == "checksum" else "an"
+        self.emit(ev.PLAN_WARNING, step=task.id, action=task.kind.value, planned=planned,
+                  method=method,
+                  message=f"{task.id} was planned as {planned} but done as {method}: its "
+                          f"{self.plan.kind} session offered {offered} on-target checksum, "
+                          f"contrary to the chip database's entry for {part}")
+        return {"planned_method": planned}

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from transports.chips import ChipDatabase, chip_database
-from transports.sim import SimulationWorld
+from transports.sim import SimChip, SimulationWorld
+
+
+def set_option_byte(sim: SimChip, index: int, value: int) -> None:
+    """Change one byte of the chip's option bytes, as a reload after programming would."""
+    image = bytearray(sim.option_bytes)
+    image[index] = value
+    sim.write_option_bytes(bytes(image))
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,35 @@ def test_write_protected_page_refuses_program(chips: ChipDatabase) -> None:
     with pytest.raises(SimFlashFault) as info:
         sim.program(0x08000000, b"\x00\x00")
     assert info.value.reason == "write-protected"
+
+
+def test_rdp_sits_in_byte_1_of_the_f4_option_word(chips: ChipDatabase) -> None:
+    sim = SimChip(chips.part("stm32f411re"))
+    assert sim.option_bytes[:2] == b"\xec\xaa"  # USER/BOR as shipped, then RDP level 0
+    sim.set_rdp_level(1)
+    assert sim.option_bytes[0] == 0xEC
+    assert sim.option_bytes[1] not in (0xAA, 0xCC)
+
+
+def test_f4_option_image_applies_rdp_from_byte_1(chips: ChipDatabase) -> None:
+    sim = SimChip(chips.part("stm32f411re"))
+    image = bytearray(sim.option_bytes)
+    image[0] = 0xAA  # a USER/BOR byte that would read as level 0 at the wrong offset
+    image[1] = 0x55
+    sim.write_option_bytes(bytes(image))
+    assert sim.rdp_level == 1
+    assert sim.option_bytes[0] == 0xAA
+
+
+def test_h7_option_area_is_the_optsr_word_with_rdp_in_bits_15_8(chips: ChipDatabase) -> None:
+    sim = SimChip(chips.part("stm32h743zi"))
+    assert int.from_bytes(sim.option_bytes, "little") == 0x1C6A_AAF0
+    sim.set_rdp_level(2)
+    assert int.from_bytes(sim.option_bytes, "little") == 0x1C6A_CCF0
+
+
+def test_f1_rdp_stays_in_byte_0_with_its_complement(chips: ChipDatabase) -> None:
+    sim = SimChip(chips.part("stm32f103c8"))
+    sim.set_rdp_level(1)
+    assert sim.option_bytes[0] ^ sim.option_bytes[1] == 0xFF
+    assert sim.option_bytes[0] != 0xA5

@@ -6,9 +6,12 @@ opens it, asks for the chip's identity, erases, writes, reads, resets, and
 closes it; verification is done once, by the runner, with :meth:`checksum`
 when the transport offers it and by read-back otherwise.
 
-Each transport class declares its :class:`Capability` set so the compiler can
-reject a step the link cannot do before anything runs, and a
-:class:`SpeedModel` so the plan can estimate durations.
+Each transport class declares its :class:`Capability` set (everything the
+kind can offer with some chip) and, per chip and options, what a session is
+expected to offer (:meth:`TransportClass.planned_capabilities`), so the
+compiler can reject a step the link cannot do before anything runs and the
+plan says how each step will be done; and a :class:`SpeedModel` so the plan
+can estimate durations.
 
 Transports never import the runner's planner or executor; the only things they
 share with it are the error tree (:mod:`runner.errors`), the chip database and
@@ -38,9 +41,11 @@ __all__ = [
     "Progress",
     "ResetMode",
     "SpeedModel",
+    "StaticCapabilities",
     "Transport",
     "TransportClass",
     "no_progress",
+    "planned_capabilities",
 ]
 
 
@@ -223,12 +228,24 @@ class TransportClass(Protocol):
     """What the registry loads: a class that opens sessions for one link kind."""
 
     kind: ClassVar[str]
-    #: Capabilities known without talking to a chip (the compiler's view).
+    #: Everything this kind of link can offer with some chip and some options;
+    #: what one device's session will offer is :meth:`planned_capabilities`.
     capabilities: ClassVar[frozenset[Capability]]
     #: JSON Schema (draft 2020-12) of this kind's options: the link's keys
     #: (everything but ``kind``) merged with a device's own (``transport: {use: …}``).
     #: ``additionalProperties: false`` so a typo'd option is an error with its location.
     options_schema: ClassVar[Mapping[str, Any]]
+
+    @classmethod
+    def planned_capabilities(cls, options: Mapping[str, Any],
+                             chip: Chip) -> frozenset[Capability]:
+        """What a session with ``chip`` and these options is expected to offer.
+
+        A subset of :attr:`capabilities`, decided from the chip database and
+        the options alone (no I/O); the plan counts on it, and a session that
+        turns out to offer less is reported at run time.
+        """
+        ...
 
     @classmethod
     def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:
@@ -248,3 +265,27 @@ class TransportClass(Protocol):
     def open(cls, request: LinkRequest) -> Transport:
         """Create (not yet connect) a session for ``request``."""
         ...
+
+
+class StaticCapabilities:
+    """Mixin for transport classes whose sessions offer :attr:`capabilities` whatever the chip."""
+
+    capabilities: ClassVar[frozenset[Capability]]
+
+    @classmethod
+    def planned_capabilities(cls, options: Mapping[str, Any],
+                             chip: Chip) -> frozenset[Capability]:
+        return cls.capabilities
+
+
+def planned_capabilities(transport: TransportClass | type[Any], options: Mapping[str, Any],
+                         chip: Chip) -> frozenset[Capability]:
+    """``transport.planned_capabilities(options, chip)``; the static set for a class without it.
+
+    The runner asks through this function so that a transport class written
+    before per-chip capabilities existed still plans as it always did.
+    """
+    planned = getattr(transport, "planned_capabilities", None)
+    if planned is None:
+        return frozenset(transport.capabilities)
+    return frozenset(planned(options, chip))

@@ -42,7 +42,11 @@ from transports.sysboot.framing import (
     check_byte,
     serial_block,
 )
-from transports.sysboot.session import BASE_CAPABILITIES, BootloaderSession
+from transports.sysboot.session import (
+    BASE_CAPABILITIES,
+    ROM_CHECKSUM_BYTES_PER_S,
+    BootloaderSession,
+)
 
 __all__ = ["I2cFraming", "I2cTransport"]
 
@@ -188,7 +192,9 @@ class I2cTransport(BootloaderSession):
     """A session with a chip's ROM bootloader over I2C (``kind: i2c``)."""
 
     kind: ClassVar[str] = "i2c"
-    capabilities: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES  # type: ignore[misc]
+    #: Get Checksum where the ROM lists it (I2C v1.2: G0, H7).
+    capabilities: ClassVar[frozenset[Capability]] = (  # type: ignore[misc]
+        BASE_CAPABILITIES | {Capability.CHECKSUM})
     interface: ClassVar[str] = "i2c"
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
@@ -214,7 +220,8 @@ class I2cTransport(BootloaderSession):
         # each a transaction with its own address byte.
         per_block = 256 / (256 + 2 + 5 + 2 + 3 * 2 + 4 * 1)
         return SpeedModel(connect_s=0.05, write_bytes_per_s=wire * per_block,
-                          read_bytes_per_s=wire * per_block, erase_overhead_s=16 / wire)
+                          read_bytes_per_s=wire * per_block, erase_overhead_s=16 / wire,
+                          checksum_bytes_per_s=ROM_CHECKSUM_BYTES_PER_S)
 
     @classmethod
     def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:

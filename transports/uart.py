@@ -35,7 +35,11 @@ from transports.sysboot.framing import (
     NoReply,
     serial_block,
 )
-from transports.sysboot.session import BASE_CAPABILITIES, BootloaderSession
+from transports.sysboot.session import (
+    BASE_CAPABILITIES,
+    ROM_CHECKSUM_BYTES_PER_S,
+    BootloaderSession,
+)
 
 __all__ = ["UsartFraming", "UsartTransport", "parse_sequence"]
 
@@ -290,7 +294,9 @@ class UsartTransport(BootloaderSession):
     kind: ClassVar[str] = "uart"
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
         Capability.RESET_HARDWARE}
-    capabilities: ClassVar[frozenset[Capability]] = capabilities_base  # type: ignore[misc]
+    #: Get Checksum where the ROM lists it (the H7's); NRST where a line is wired.
+    capabilities: ClassVar[frozenset[Capability]] = (  # type: ignore[misc]
+        capabilities_base | {Capability.CHECKSUM})
     interface: ClassVar[str] = "usart"
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
@@ -317,13 +323,21 @@ class UsartTransport(BootloaderSession):
     }
 
     @classmethod
+    def link_capabilities(cls, options: Mapping[str, Any]) -> frozenset[Capability]:
+        # Without a reset line (or an exit sequence) a hardware reset can only be a Go.
+        if options.get("reset", "none") == "none" and not options.get("exit-sequence"):
+            return cls.capabilities_base - {Capability.RESET_HARDWARE}
+        return cls.capabilities_base
+
+    @classmethod
     def speed_model(cls, options: Mapping[str, Any], chip: Chip) -> SpeedModel:
         baud = int(options.get("baud", 115200))
         bits = 10 if options.get("parity", "even") == "none" else 11
         wire = baud / bits
         # AN3155 §3.4/§3.6: 256 data bytes cost 268 bytes of framing both ways.
         return SpeedModel(connect_s=0.3, write_bytes_per_s=wire * 256 / 268,
-                          read_bytes_per_s=wire * 256 / 268, erase_overhead_s=12 / wire)
+                          read_bytes_per_s=wire * 256 / 268, erase_overhead_s=12 / wire,
+                          checksum_bytes_per_s=ROM_CHECKSUM_BYTES_PER_S)
 
     @classmethod
     def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:

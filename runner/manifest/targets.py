@@ -10,7 +10,10 @@
   bootloader offers that interface;
 * each link kind exists, its options (a device's own merged over the link's)
   satisfy the transport's ``options_schema``, and it can do every step of the
-  recipes that run over it (``Capability``).
+  recipes that run over it, with this device's chip and options
+  (:func:`runner.capabilities.device_capabilities`): ``verify: {method:
+  checksum}`` over a USART to a chip whose ROM lists no Get Checksum is an
+  error at the step, saying what to use instead.
 
 ``reset: {mode: halt}`` needs ``RESET_SOFTWARE``: halting after reset is a
 debug-port operation. ``reset: {}`` needs any of the reset capabilities.
@@ -26,6 +29,7 @@ from typing import Any
 
 import jsonschema
 
+from runner.capabilities import device_capabilities, instead, missing
 from runner.errors import EnvironmentProblem, ImageError, PlanError, UnitDataError
 from runner.images import FORMATS, LoadedImage, load_image
 from runner.manifest.checks import Checker, device_link, entries, steps, write_images
@@ -78,14 +82,14 @@ def step_needs(kind: str, value: Any) -> tuple[frozenset[Capability], str] | Non
         return frozenset({Capability.WRITE}), "write flash"
     if kind == "verify":
         method = settings.get("method", "auto")
-        if method in _VERIFY:
+        if isinstance(method, str) and method in _VERIFY:
             return frozenset({_VERIFY[method]}), f"verify by {method}"
         return frozenset({Capability.CHECKSUM, Capability.READ}), "verify"
     if kind == "option-bytes":
         return frozenset({Capability.OPTION_BYTES}), "change option bytes"
     if kind == "reset":
         mode = settings.get("mode")
-        if mode in _RESETS:
+        if isinstance(mode, str) and mode in _RESETS:
             return frozenset({_RESETS[mode]}), f"reset ({mode})"
         return frozenset({Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE,
                           Capability.GO}), "reset"
@@ -110,7 +114,9 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
             if chip is not None:
                 _bootloader(checker, name, chip, links[link])
             _options(checker, name, link, options, links[link])
-            _capabilities(checker, name, link, recipe_name, recipe, links[link])
+            merged = {**_link_options(checker, link), **options}
+            _capabilities(checker, name, link, recipe_name, recipe, links[link],
+                          device_capabilities(links[link], merged, chip), chip)
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
             _fit(checker, name, chip, recipe_name, recipe, images)
             _fit_unit_data(checker, name, chip, recipe_name, recipe, images, sizes)
@@ -235,9 +241,7 @@ def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any
 
     An unused link is checked on its own, except for keys its devices would add.
     """
-    link_options = {k: v for k, v in entries(checker.data, "transports")[link].items()
-                    if k != "kind"}
-    merged = {**link_options, **own}
+    merged = {**_link_options(checker, link), **own}
     validator = jsonschema.Draft202012Validator(dict(transport.options_schema))
     subject = f"the options of {transport.kind} link {link}"
     for error in validator.iter_errors(merged):
@@ -251,16 +255,24 @@ def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any
             checker.at(full, message, key=at_key)
 
 
+def _link_options(checker: Checker, link: str) -> dict[str, Any]:
+    return {k: v for k, v in entries(checker.data, "transports")[link].items() if k != "kind"}
+
+
 def _capabilities(checker: Checker, device: str, link: str, recipe_name: Any, recipe: Any,
-                  transport: TransportClass) -> None:
-    offered = transport.capabilities
+                  transport: TransportClass, offered: frozenset[Capability],
+                  chip: Chip | None) -> None:
+    every = frozenset(transport.capabilities)
     for index, kind, value, _ in steps(recipe):
         needs = step_needs(kind, value)
         if needs is None or needs[0] & offered:
             continue
+        who = missing(transport.kind, chip.part if chip else None, every, needs[0])
+        advice = instead(kind, offered) if needs[0] & every \
+            else "change the step or use another link"
         checker.at(("recipes", recipe_name, index, kind),
-                   f"a {transport.kind} link cannot {needs[1]}, but device {device} runs this "
-                   f"step over link {link}; change the step or use another link", key=True)
+                   f"{who} cannot {needs[1]}, but device {device} runs this step over link "
+                   f"{link}; {advice}", key=True)
 
 
 def _fit(checker: Checker, device: str, chip: Chip, recipe_name: str, recipe: Any,

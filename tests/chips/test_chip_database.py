@@ -142,6 +142,26 @@ def test_f4_rdp_levels(chips: ChipDatabase) -> None:
     assert [ob.rdp_level(b) for b in (0xAA, 0x00, 0xCC)] == [0, 1, 2]
 
 
+@pytest.mark.parametrize(("family", "offset"), [
+    ("f0", 0), ("f1", 0), ("f3", 0), ("l0", 0), ("l1", 0), ("l4", 0), ("g0", 0), ("g4", 0),
+    ("wb", 0), ("wl", 0), ("c0", 0), ("l5", 0), ("u5", 0),
+    ("f2", 1), ("f4", 1), ("f7", 1), ("h7", 1), ("h5", 1)])
+def test_rdp_byte_offset_per_family(chips: ChipDatabase, family: str, offset: int) -> None:
+    assert {chip.option_bytes.rdp_offset for chip in chips if chip.family == family} == {offset}
+
+
+def test_f4_rdp_level_is_decoded_from_byte_1_of_the_option_word(chips: ChipDatabase) -> None:
+    ob = chips.part("stm32f411re").option_bytes
+    assert ob.level_of(b"\xaa\xcc" + b"\xff" * 14) == 2
+    assert ob.level_of(b"\xcc\xaa" + b"\xff" * 14) == 0
+
+
+def test_rdp_offset_outside_the_option_area_is_refused(documents: dict[str, Any]) -> None:
+    _line(documents, 0x450)["option-bytes"]["rdp-offset"] = 4
+    with pytest.raises(PlanError, match="rdp-offset 4 is outside"):
+        ChipDatabase.from_documents(documents)
+
+
 @pytest.mark.parametrize(("family", "unit"), [
     ("f0", 2), ("f1", 2), ("f3", 2), ("f2", 4), ("f4", 4), ("f7", 4), ("l0", 4), ("l1", 4),
     ("l4", 8), ("g0", 8), ("g4", 8), ("wb", 8), ("wl", 8), ("c0", 8), ("l5", 8), ("u5", 16),

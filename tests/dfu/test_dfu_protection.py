@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.errors import ChipMismatch, ConnectError, ProtocolError, ReadProtected
+from tests.conftest import set_option_byte
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world
 from transports.base import OptionBytesChange
 from transports.chips import Chip
@@ -113,3 +114,25 @@ def test_rdp_two_confirmed_locks_the_chip_and_the_rom_never_returns(
         assert board_of(world).device is None
         with pytest.raises(ConnectError):
             open_link(world, f411)
+
+
+def test_f4_option_bytes_report_rdp_from_byte_1(f411: Chip, open_link: OpenLink) -> None:
+    with make_world() as world:
+        link = open_link(world, f411)
+        # A USER/BOR byte that reads as level 2 at the wrong offset.
+        set_option_byte(world.chips["board"], 0, 0xCC)
+        option_bytes = link.read_option_bytes()
+        assert option_bytes.raw[:2] == b"\xcc\xaa"
+        assert option_bytes.rdp_level == 0
+
+
+def test_f4_rdp_write_leaves_user_and_bor_byte_untouched(f411: Chip,
+                                                         open_link: OpenLink) -> None:
+    with make_world() as world:
+        link = open_link(world, f411)
+        sim = world.chips["board"]
+        set_option_byte(sim, 0, 0x4C)  # USER: nRST_STDBY and WDG_SW cleared
+        link.write_option_bytes(OptionBytesChange(rdp_level=1))
+        assert sim.rdp_level == 1
+        assert sim.option_bytes[0] == 0x4C
+        assert link.read_option_bytes().rdp_level == 1

@@ -6,6 +6,7 @@ YAML) so these tests depend only on the model and the compiler.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +30,19 @@ from runner.model import (
 from transports.base import Capability, SpeedModel
 from transports.chips import Chip
 from transports.sim.memory import MemoryTransport
+
+GOLDEN = Path(__file__).parent / "golden"
+REGENERATE = os.environ.get("FLASHRUNNER_REGEN_GOLDEN") == "1"
+
+
+def check_golden(name: str, text: str) -> None:
+    """``text`` equals ``golden/<name>`` (rewritten first with FLASHRUNNER_REGEN_GOLDEN=1)."""
+    path = GOLDEN / name
+    if REGENERATE:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"{name} differs; regenerate with FLASHRUNNER_REGEN_GOLDEN=1"
 
 
 def pattern(size: int, seed: int = 0) -> bytes:

@@ -9,13 +9,11 @@ rendering, regenerate them and review the diff::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-from plan_builders import device, manifest, recipe, standard_recipe
+from plan_builders import check_golden, device, manifest, recipe, standard_recipe
 
 from runner.compiler import compile_plan
 from runner.model import (
@@ -33,18 +31,6 @@ from runner.model import (
 from runner.plan import Plan
 from runner.render import render_dot, render_json, render_table
 from runner.units import format_bytes, format_seconds
-
-GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("FLASHRUNNER_REGEN_GOLDEN") == "1"
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if REGENERATE:
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{name} differs; regenerate with FLASHRUNNER_REGEN_GOLDEN=1"
 
 
 @pytest.fixture

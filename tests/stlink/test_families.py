@@ -52,3 +52,15 @@ def test_h5_cannot_be_reopened_without_debug_authentication(open_session: Open) 
     session.write_option_bytes(OptionBytesChange(rdp_level=1))
     with pytest.raises(ProtocolError, match="debug authentication"):
         session.write_option_bytes(OptionBytesChange(rdp_level=0))
+
+
+@pytest.mark.parametrize("chip", representatives(), ids=lambda c: c.part)
+def test_a_write_starting_inside_a_memory_window_programs_every_byte(open_session: Open,
+                                                                    chip: Chip) -> None:
+    session = open_session(chip.part)
+    # One flash word past the start: not aligned to the probe's MEM-AP window.
+    start = chip.flash.base + max(chip.flash.write_unit, 4) * 4
+    data = os.urandom(6144)
+    session.erase(chip.flash.blocks_covering(start, len(data)))
+    session.write(start, data)
+    assert session.read(start, len(data)) == data

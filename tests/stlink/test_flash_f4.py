@@ -7,6 +7,7 @@ import os
 import pytest
 
 from runner.errors import ProtocolError, ReadProtected, WriteError
+from tests.conftest import set_option_byte
 from tests.stlink.conftest import Open
 from transports.base import OptionBytesChange
 from transports.sim import SimulationWorld
@@ -105,6 +106,26 @@ def test_rdp_round_trip_on_f4(open_session: Open, world: SimulationWorld) -> Non
         session.write(FLASH + 4, b"\x00\x00\x00\x00")
     session.write_option_bytes(OptionBytesChange(rdp_level=0))
     assert session.read(FLASH, 4) == b"\xff" * 4
+
+
+def test_rdp_change_keeps_the_user_and_bor_option_byte(open_session: Open,
+                                                       world: SimulationWorld) -> None:
+    session = open_session("stm32f411re")
+    sim = world.chips["board"]
+    set_option_byte(sim, 0, 0x4C)  # USER: nRST_STDBY and WDG_SW cleared
+    session.write_option_bytes(OptionBytesChange(rdp_level=1))
+    assert sim.rdp_level == 1
+    assert sim.option_bytes[0] == 0x4C
+    assert session.read_option_bytes().fields["user"] == 0x4C >> 5
+
+
+def test_user_option_field_is_programmed_into_byte_0(open_session: Open,
+                                                     world: SimulationWorld) -> None:
+    session = open_session("stm32f411re")
+    session.write_option_bytes(OptionBytesChange(fields={"bor_lev": 1}))
+    sim = world.chips["board"]
+    assert sim.option_bytes[:2] == bytes([0xE4, 0xAA])  # BOR_LEV 3:2 = 01, RDP still 0
+    assert sim.rdp_level == 0
 
 
 def test_rdp_level_2_needs_confirmation(open_session: Open, world: SimulationWorld) -> None:

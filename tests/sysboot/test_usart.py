@@ -15,6 +15,7 @@ from runner.errors import (
     WriteError,
     error_categories,
 )
+from tests.conftest import set_option_byte
 from transports.base import MASS_ERASE, Capability, OptionBytesChange, ResetMode
 from transports.checksums import stm32_crc32
 from transports.sim.faults import Fault
@@ -228,6 +229,33 @@ def test_option_bytes_read_decodes_rdp(open_usart: OpenUsart) -> None:
     assert option_bytes.raw[:2] == b"\xa5\x5a"
 
 
+def test_f4_option_bytes_read_decodes_rdp_from_byte_1(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    # A USER/BOR byte that reads as level 2 at the wrong offset.
+    set_option_byte(sim_of(session), 0, 0xCC)
+    option_bytes = session.read_option_bytes()
+    assert option_bytes.raw[:2] == b"\xcc\xaa"
+    assert option_bytes.rdp_level == 0
+
+
+def test_f4_readout_protect_leaves_user_and_bor_byte_untouched(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    sim = sim_of(session)
+    set_option_byte(sim, 0, 0x4C)  # USER: nRST_STDBY and WDG_SW cleared
+    session.write_option_bytes(OptionBytesChange(rdp_level=1))
+    assert sim.rdp_level == 1
+    assert sim.option_bytes[0] == 0x4C
+
+
+def test_f4_rdp_level2_write_leaves_user_and_bor_byte_untouched(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    sim = sim_of(session)
+    user_bor = sim.option_bytes[0]
+    session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
+    assert sim.rdp_level == 2
+    assert sim.option_bytes[:2] == bytes([user_bor, 0xCC])
+
+
 def test_write_unprotect_clears_protection_and_reconnects(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
     sim = sim_of(session)
@@ -388,10 +416,19 @@ def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> Non
         session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
 
 
-def test_session_capabilities_extend_the_class_view(open_usart: OpenUsart) -> None:
+def test_a_rom_listing_get_checksum_adds_it_to_the_planned_set(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re", DeviceProfile(quirks={"checksum": True}))
-    assert UsartTransport.capabilities < session.capabilities
-    assert session.capabilities - UsartTransport.capabilities == {Capability.CHECKSUM}
+    planned = UsartTransport.planned_capabilities(session.request.options, session.chip)
+    assert session.capabilities - planned == {Capability.CHECKSUM}
+
+
+@pytest.mark.parametrize("part", ["stm32f103cb", "stm32f411re", "stm32h743zi"])
+@pytest.mark.parametrize("reset", ["dtr", "none"])
+def test_a_session_offers_what_was_planned_when_the_rom_matches_the_database(
+        open_usart: OpenUsart, part: str, reset: str) -> None:
+    session = open_usart(part, reset=reset)
+    assert session.capabilities == UsartTransport.planned_capabilities(
+        session.request.options, session.chip)
 
 
 @pytest.mark.parametrize(("parity", "bits"), [("even", 11), ("none", 10)])

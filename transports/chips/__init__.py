@@ -118,13 +118,19 @@ class FlashTiming:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OptionBytesInfo:
-    """Where the option bytes live and how RDP levels are encoded."""
+    """Where the option bytes live and how RDP levels are encoded.
+
+    ``rdp_offset`` is where the RDP byte sits inside the option-byte area: 0 on
+    F0/F1/F3, L0/L1 and the OPTR families, 1 where the option word keeps USER/BOR
+    in its low byte (F2/F4/F7 OPTCR[15:8], H7 OPTSR[15:8], H5 PRODUCT_STATE).
+    """
 
     address: int
     size: int
     rdp_level0: int = 0xAA
     rdp_level2: int = 0xCC
     has_level2: bool = True
+    rdp_offset: int = 0
 
     def rdp_level(self, rdp_byte: int) -> int:
         """Decode an RDP byte into level 0, 1 or 2."""
@@ -133,6 +139,14 @@ class OptionBytesInfo:
         if self.has_level2 and rdp_byte == self.rdp_level2:
             return 2
         return 1
+
+    def rdp_byte(self, image: bytes) -> int:
+        """The RDP byte of an option-byte image read from :attr:`address`."""
+        return image[self.rdp_offset]
+
+    def level_of(self, image: bytes) -> int:
+        """The RDP level an option-byte image read from :attr:`address` encodes."""
+        return self.rdp_level(self.rdp_byte(image))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,6 +244,9 @@ def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: s
     timing = line["timing"]
     boot = line.get("bootloader", {})
     ram_start, ram_end = line["ram"]
+    if ob.get("rdp-offset", 0) >= ob["size"]:
+        raise PlanError(f"chip database: {line['name']}: rdp-offset {ob['rdp-offset']} is "
+                        f"outside the {ob['size']}-byte option-byte area")
     if "ram-kib" in size:
         ram_end = ram_start + size["ram-kib"] * 1024
     return Chip(
@@ -248,7 +265,8 @@ def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: s
         flash_controller_address=registers.get("flash-controller"),
         option_bytes=OptionBytesInfo(
             address=ob["address"], size=ob["size"], rdp_level0=ob.get("rdp-level0", 0xAA),
-            rdp_level2=ob.get("rdp-level2", 0xCC), has_level2=ob.get("has-level2", True)),
+            rdp_level2=ob.get("rdp-level2", 0xCC), has_level2=ob.get("has-level2", True),
+            rdp_offset=ob.get("rdp-offset", 0)),
         timing=FlashTiming(page_erase_ms=timing["page-erase-ms"],
                            erase_ms_per_kib=timing.get("erase-ms-per-kib", 0.0),
                            mass_erase_ms=timing["mass-erase-ms"],

@@ -31,6 +31,7 @@ from transports.base import (
     Progress,
     ResetMode,
     SpeedModel,
+    StaticCapabilities,
     no_progress,
 )
 from transports.chips import Chip, FlashBlock
@@ -69,7 +70,7 @@ def _control_s(nbytes: int) -> float:
     return _FRAME_S + -(-nbytes // 64) * _PACKET_S
 
 
-class DfuTransport:
+class DfuTransport(StaticCapabilities):
     """A session with an STM32's ROM DFU bootloader."""
 
     kind: ClassVar[str] = "dfu"
@@ -366,7 +367,7 @@ class DfuTransport:
             raw = self.protocol.upload(ob.address, ob.size)
         finally:
             self._select_alt(self._flash_alt)
-        return OptionBytes(raw=raw, rdp_level=ob.rdp_level(raw[0]))
+        return OptionBytes(raw=raw, rdp_level=ob.level_of(raw))
 
     def write_option_bytes(self, change: OptionBytesChange) -> None:
         link, device = self.names.link, self.names.device
@@ -389,9 +390,10 @@ class DfuTransport:
             return
         ob = self.chip.option_bytes
         image = bytearray(current.raw)
-        image[0] = ob.rdp_level2 if change.rdp_level == 2 else 0xBB
-        if self.chip.controller in ("f0", "f1", "f1xl") and len(image) > 1:
-            image[1] = image[0] ^ 0xFF  # RM0008 §2.5: each option byte, then its complement
+        rdp = ob.rdp_level2 if change.rdp_level == 2 else 0xBB
+        image[ob.rdp_offset] = rdp  # F2/F4/F7/H7: byte 0 is USER/BOR and stays as read
+        if self.chip.controller in ("f0", "f1", "f1xl") and len(image) > ob.rdp_offset + 1:
+            image[ob.rdp_offset + 1] = rdp ^ 0xFF  # RM0008 §2.5: each byte, then its complement
         self._select_alt(self._option_alt_or_fail())
         self.protocol.write_and_reset(ob.address, bytes(image))
         if change.rdp_level == 2:

@@ -7,8 +7,9 @@ addresses a command may touch, and what each command does to the
 USART and I2C in :mod:`transports.sim.stream`, the CAN node in
 :mod:`transports.sim.canbus`) parse the wire and call these operations.
 
-Profiles: the version and command list come from the chip's family (AN2606 /
-AN3155 §1.11, AN4221 §2.2, AN3154) and may be overridden per device with
+Profiles: the version and which optional commands are listed come from
+:mod:`transports.bootrom` (the same chip knowledge the links plan with) and
+may be overridden per device with
 ``quirks`` of its :class:`~transports.sim.world.DeviceProfile`:
 
 * ``usart-version`` / ``i2c-version`` / ``can-version``: the version byte;
@@ -32,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from transports.bootrom import rom_bootloader
 from transports.checksums import stm32_crc32
 from transports.chips import Chip
 from transports.sim.chip import SimChip, SimFlashFault
@@ -66,7 +68,6 @@ CHECKSUM = 0xA1
 ALLOWED_UNDER_RDP = frozenset({GET, GET_VERSION, GET_ID, SPEED, READOUT_UNPROTECT,
                                READOUT_UNPROTECT_NS})
 
-_BASE = (GET, GET_VERSION, GET_ID, READ, GO, WRITE)
 _PROTECTION = (WRITE_PROTECT, WRITE_UNPROTECT, READOUT_PROTECT, READOUT_UNPROTECT)
 _NO_STRETCH = (WRITE_NS, ERASE_NS, WRITE_PROTECT_NS, WRITE_UNPROTECT_NS, READOUT_PROTECT_NS,
                READOUT_UNPROTECT_NS)
@@ -97,45 +98,21 @@ class BootloaderProfile:
     mass_erase: bool = True
 
 
-def _usart_version(chip: Chip) -> int:
-    # AN3155 §1.11: F1-class ROMs speak v2.2 (Erase 0x43), newer ones v3.1 (0x44).
-    if chip.bootloader.usart_version is not None:
-        return chip.bootloader.usart_version
-    return 0x22 if chip.family in ("f1",) else 0x31
-
-
-def _i2c_version(chip: Chip) -> int:
-    # AN4221 §2.2: v1.0 on F0/F3, v1.2 on G0/H7 (0xA1 listed), v1.1 elsewhere.
-    if chip.family in ("f0", "f3"):
-        return 0x10
-    if chip.family in ("g0", "h7"):
-        return 0x12
-    return 0x11
-
-
 def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> BootloaderProfile:
-    """The ROM a chip runs on ``link``, from the family and the device's quirks."""
-    if link is Link.USART:
-        version = int(quirks.get("usart-version", _usart_version(chip)))
-        erase = ERASE if version < 0x30 else EXT_ERASE
-        commands: list[int] = [*_BASE, erase, *_PROTECTION]
-        if chip.family == "h7":
-            commands.append(CHECKSUM)
-    elif link is Link.I2C:
-        version = int(quirks.get("i2c-version", _i2c_version(chip)))
-        commands = [*_BASE, EXT_ERASE, *_PROTECTION]
-        if version >= 0x11:
-            commands += _NO_STRETCH
-        if version >= 0x12:
-            commands.append(CHECKSUM)
-    else:
-        # AN3154: CAN ROMs list Speed (0x03) and the 1-byte-page Erase 0x43.
-        version = int(quirks.get("can-version", 0x20))
-        commands = [GET, GET_VERSION, GET_ID, SPEED, READ, GO, WRITE, ERASE, *_PROTECTION]
-    if quirks.get("checksum") and CHECKSUM not in commands:
+    """The ROM a chip runs on ``link``, from the chip database and the device's quirks."""
+    override = quirks.get(f"{link.value}-version")
+    rom = rom_bootloader(chip, link.value, version=None if override is None else int(override))
+    commands: list[int] = [GET, GET_VERSION, GET_ID]
+    if rom.speed:
+        commands.append(SPEED)
+    commands += [READ, GO, WRITE, EXT_ERASE if rom.extended_erase else ERASE, *_PROTECTION]
+    if rom.no_stretch:
+        commands += _NO_STRETCH
+    if rom.checksum or quirks.get("checksum"):
         commands.append(CHECKSUM)
     if "commands" in quirks:
         commands = [int(code) for code in quirks["commands"]]
+    version = rom.version
     mass = not (quirks.get("no-mass-erase") or "no-mass-erase" in chip.bootloader.flags)
     return BootloaderProfile(version=version, commands=tuple(commands),
                              double_ack=bool(quirks.get("double-ack", False)),

@@ -30,6 +30,21 @@ from transports.sim.faults import FaultPlan
 __all__ = ["SimChip", "SimFlashFault", "SimStats", "derive_uid"]
 
 
+# The low bytes of the option word where RDP is not byte 0, as the part ships (the RDP
+# byte itself is set from the chip database). F2/F4: USER/BOR 0xEC, the FLASH_OPTCR
+# reset value 0x0FFFAAED (RM0033, RM0090) without its OPTLOCK/OPTSTRT control bits;
+# F7: 0xFC from FLASH_OPTCR 0xC0FFAAFD (RM0385). H7/H5: the area is the OPTSR_PRG
+# word itself — BOR/watchdog/reset bits in 7:0, further user options above RDP.
+_SHIPPED_OPTION_WORDS: dict[str, bytes] = {
+    "f2": bytes([0xEC, 0xAA]),
+    "f4": bytes([0xEC, 0xAA]),
+    "f7": bytes([0xFC, 0xAA]),
+    "h7": (0x1C6A_AAF0).to_bytes(4, "little"),
+    "h7ab": (0x1C6A_AAF0).to_bytes(4, "little"),
+    "h5": (0x0000_EDF8).to_bytes(4, "little"),
+}
+
+
 class SimFlashFault(Exception):
     """The simulated flash controller refused an operation (PGERR, WRPERR, RDP…).
 
@@ -129,9 +144,10 @@ class SimChip:
                 self._mass_erase_unlocked()
             self._rdp_level = level
             ob = self.chip.option_bytes
-            self._option_bytes[0] = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(level, 0x00)
+            rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(level, 0x00)
+            self._option_bytes[ob.rdp_offset] = rdp
             if self._complemented_option_bytes:
-                self._option_bytes[1] = self._option_bytes[0] ^ 0xFF
+                self._option_bytes[ob.rdp_offset + 1] = rdp ^ 0xFF
 
     def write_protect(self, blocks: Iterable[int], protected: bool = True) -> None:
         with self.lock:
@@ -146,11 +162,15 @@ class SimChip:
         return frozenset(self._write_protected)
 
     def _default_option_bytes(self) -> bytes:
+        """The option bytes of a part as shipped: erased, RDP at level 0."""
         ob = self.chip.option_bytes
         image = bytearray([0xFF]) * ob.size
-        image[0] = ob.rdp_level0
+        prefix = _SHIPPED_OPTION_WORDS.get(self.chip.controller)
+        if prefix is not None:
+            image[:len(prefix)] = prefix[:ob.size]
+        image[ob.rdp_offset] = ob.rdp_level0
         if self._complemented_option_bytes:
-            image[1] = ob.rdp_level0 ^ 0xFF
+            image[ob.rdp_offset + 1] = ob.rdp_level0 ^ 0xFF
         return bytes(image)
 
     @property
@@ -164,12 +184,12 @@ class SimChip:
             return bytes(self._option_bytes)
 
     def write_option_bytes(self, image: bytes) -> None:
-        """Replace the option-byte image; byte 0 carries RDP and is applied."""
+        """Replace the option-byte image; its RDP byte (``rdp_offset``) is applied."""
         with self.lock:
             if len(image) != len(self._option_bytes):
                 raise SimFlashFault("alignment", self.chip.option_bytes.address,
                                     f"option bytes are {len(self._option_bytes)} bytes")
-            level = self.chip.option_bytes.rdp_level(image[0])
+            level = self.chip.option_bytes.level_of(image)
             self.set_rdp_level(level)
             self._option_bytes[:] = image
 

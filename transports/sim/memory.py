@@ -32,6 +32,7 @@ from transports.base import (
     Progress,
     ResetMode,
     SpeedModel,
+    StaticCapabilities,
     no_progress,
 )
 from transports.checksums import stm32_crc32
@@ -46,7 +47,7 @@ T = TypeVar("T")
 _CHUNK = 1024
 
 
-class MemoryTransport:
+class MemoryTransport(StaticCapabilities):
     """A session with a simulated chip through no protocol (``kind: sim``)."""
 
     kind: ClassVar[str] = "sim"

@@ -32,6 +32,7 @@ from transports.base import (
     Progress,
     ResetMode,
     SpeedModel,
+    StaticCapabilities,
     no_progress,
 )
 from transports.chips import Chip, FlashBlock
@@ -75,7 +76,7 @@ class ChipClock:
         self.clock.advance(seconds)
 
 
-class StLinkTransport:
+class StLinkTransport(StaticCapabilities):
     """A session with one STM32 behind one ST-Link."""
 
     kind: ClassVar[str] = "stlink"

@@ -22,8 +22,8 @@ Link subclasses supply the :class:`~transports.sysboot.framing.Framing`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from runner.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
 from transports.base import (
@@ -37,14 +37,19 @@ from transports.base import (
     ResetMode,
     no_progress,
 )
-from transports.chips import FlashBlock
+from transports.bootrom import rom_bootloader
+from transports.chips import Chip, FlashBlock
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
 from transports.sysboot.framing import Framing
 
-__all__ = ["BASE_CAPABILITIES", "BootloaderSession"]
+__all__ = ["BASE_CAPABILITIES", "ROM_CHECKSUM_BYTES_PER_S", "BootloaderSession"]
 
-#: What every bootloader link can do, whatever the ROM (the compiler's view).
+#: Estimate of a ROM's Get Checksum throughput: the command moves 14 bytes whatever
+#: the length, the rest is the ROM feeding flash words to the CRC unit.
+ROM_CHECKSUM_BYTES_PER_S = 2_000_000.0
+
+#: What every bootloader link can do, whatever the ROM.
 BASE_CAPABILITIES = frozenset({
     Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
     Capability.GO, Capability.OPTION_BYTES, Capability.READ_UNPROTECT,
@@ -55,6 +60,7 @@ BASE_CAPABILITIES = frozenset({
 class BootloaderSession:
     """One session with one chip's ROM bootloader; subclasses bring the link."""
 
+    #: What this link offers whatever the ROM, before :meth:`link_capabilities` trims it.
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES
     #: The AN2606 interface name of this link (``usart``, ``i2c``, ``can``).
     interface: ClassVar[str] = ""
@@ -62,11 +68,27 @@ class BootloaderSession:
     def __init__(self, request: LinkRequest) -> None:
         self.request = request
         self.chip = request.chip
-        self.capabilities: frozenset[Capability] = self.capabilities_base
+        self.capabilities: frozenset[Capability] = self.link_capabilities(request.options)
         self._framing: Framing | None = None
         self._engine: BootloaderEngine | None = None
         self._erased: set[int] = set()
         self._programmed: set[int] = set()
+
+    # ------------------------------------------------------------------ class side
+
+    @classmethod
+    def link_capabilities(cls, options: Mapping[str, Any]) -> frozenset[Capability]:
+        """What the link offers with these options, whatever the ROM (wiring, lines)."""
+        return cls.capabilities_base
+
+    @classmethod
+    def planned_capabilities(cls, options: Mapping[str, Any],
+                             chip: Chip) -> frozenset[Capability]:
+        """The link's own set, plus Get Checksum where the chip's ROM lists it."""
+        offered = cls.link_capabilities(options)
+        if rom_bootloader(chip, cls.interface).checksum:
+            offered |= {Capability.CHECKSUM}
+        return offered
 
     # ------------------------------------------------------------------ link
 
@@ -102,8 +124,9 @@ class BootloaderSession:
             self.close()
             raise
         self._engine = engine
+        # The Get reply is the truth: the chip database may know an older or newer ROM.
         extra = {Capability.CHECKSUM} if Command.GET_CHECKSUM in engine.commands else set()
-        self.capabilities = self.capabilities_base | extra
+        self.capabilities = self.link_capabilities(self.request.options) | extra
 
     def close(self) -> None:
         framing, self._framing, self._engine = self._framing, None, None
@@ -287,7 +310,7 @@ class BootloaderSession:
         except ReadProtected:
             # The ROM reads nothing under RDP level 1; the level itself is known.
             return OptionBytes(raw=b"", rdp_level=1)
-        return OptionBytes(raw=raw, rdp_level=self.chip.option_bytes.rdp_level(raw[0]))
+        return OptionBytes(raw=raw, rdp_level=self.chip.option_bytes.level_of(raw))
 
     def write_option_bytes(self, change: OptionBytesChange) -> None:
         engine = self.engine
@@ -316,9 +339,9 @@ class BootloaderSession:
                                 transport=link, device=device)
         address, size = self._option_area()
         image = bytearray(self.read(address, size))
-        image[0] = ob.rdp_level2
-        if self.chip.controller in ("f0", "f1", "f1xl") and size >= 2:
-            image[1] = ob.rdp_level2 ^ 0xFF  # RM0008 §2.5: each byte with its complement
+        image[ob.rdp_offset] = ob.rdp_level2  # F2/F4/F7/H7: byte 0 is USER/BOR, kept as read
+        if self.chip.controller in ("f0", "f1", "f1xl") and size >= ob.rdp_offset + 2:
+            image[ob.rdp_offset + 1] = ob.rdp_level2 ^ 0xFF  # RM0008 §2.5: byte, then complement
         image += b"\xff" * (-len(image) % 4)
         self.engine.write_memory(address, bytes(image))
         # Level 2 disables the ROM bootloader for good: there is nothing to reconnect to.

@@ -1,9 +1,11 @@
 """The common part of simulated flash controllers: keys, lock, busy time, error bits.
 
-Each family's controller (``f1``, ``f4``, ``l4``, ``h7``) is a register file at
-the chip database's ``flash-controller`` address, driven by 32-bit register
-accesses and by bus writes into the flash array, the way silicon is. Time is
-simulated: an operation keeps BSY set until the chip's clock passes its end.
+Each family's controller (``f1``, ``f4``, ``l0``, ``l4``, ``h7``, ``h5``) is a
+register file at the chip database's ``flash-controller`` address, driven by
+32-bit register accesses and by bus writes into the flash array, the way
+silicon is. Time is simulated: an operation keeps BSY set until the chip's
+clock passes its end. The KEYR/CR/SR register set most families share is in
+:mod:`transports.sim.stlink.regfile`.
 
 What happens when the bus writes to flash while BSY is still set is the one
 behaviour that differs between genuine parts and some clones, so it is a
@@ -15,9 +17,10 @@ embassy project reported).
 
 from __future__ import annotations
 
+from transports.chips import FlashBlock
 from transports.sim.chip import SimChip, SimFlashFault
 
-__all__ = ["KEY1", "KEY2", "OPTKEY1", "OPTKEY2", "BusFault", "SimFlashController"]
+__all__ = ["KEY1", "KEY2", "OPTKEY1", "OPTKEY2", "BusFault", "KeyLock", "SimFlashController"]
 
 KEY1 = 0x45670123
 KEY2 = 0xCDEF89AB
@@ -162,6 +165,31 @@ class SimFlashController:
             return fault.reason
         self.occupy(self.chip.timing.erase_seconds(unit.size))
         return None
+
+    def bank_blocks(self, bank: int) -> list[int]:
+        """The indexes of every erase unit of ``bank`` (1 or 2)."""
+        return [block.index for block in self.chip.flash.blocks if block.bank == bank]
+
+    def block_in_bank(self, bank: int, number: int) -> FlashBlock | None:
+        """Erase unit ``number`` counted within ``bank`` (SNB/PNB), or None past its end."""
+        for block in self.chip.flash.blocks:
+            if block.bank == bank and block.index_in_bank == number:
+                return block
+        return None
+
+    def load_option_bytes(self, offset: int, data: bytes) -> bool:
+        """Load ``data`` into the chip's option bytes at ``offset``, as a reload applies it.
+
+        False when the chip refuses the change (leaving RDP level 2 is
+        impossible): the caller raises the family's option error flag.
+        """
+        image = bytearray(self.sim.option_bytes)
+        image[offset:offset + len(data)] = data
+        try:
+            self.sim.write_option_bytes(bytes(image))
+        except SimFlashFault:
+            return False
+        return True
 
     def erase_all(self, blocks: list[int] | None = None) -> str | None:
         self.sim.faults.check("erase", 0)

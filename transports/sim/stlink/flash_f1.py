@@ -16,26 +16,24 @@ Option bytes are programmed into a stored image and loaded at the next reset.
 from __future__ import annotations
 
 from transports.sim.chip import SimChip
-from transports.sim.stlink.controller import (
-    KEY1,
-    KEY2,
-    BusFault,
-    KeyLock,
-    SimFlashController,
-)
+from transports.sim.stlink.controller import KEY1, KEY2, BusFault, KeyLock, SimFlashController
+from transports.sim.stlink.regfile import RegisterSet, StatusBits
 
 __all__ = ["SimF1Controller"]
 
 SR_BSY, SR_PGERR, SR_WRPRTERR, SR_EOP = 1 << 0, 1 << 2, 1 << 4, 1 << 5
+# PM0075 §2.3: protection faults set WRPRTERR; anything else the array refuses, PGERR.
+STATUS = StatusBits(busy=SR_BSY, eop=SR_EOP, errors=SR_PGERR | SR_WRPRTERR, refused=SR_PGERR,
+                    by_reason={"write-protected": SR_WRPRTERR, "read-protected": SR_WRPRTERR})
 CR_PG, CR_PER, CR_MER, CR_OPTPG, CR_OPTER, CR_STRT, CR_LOCK, CR_OPTWRE = (
     1 << 0, 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 9)
 
 
-class _Bank:
+class _Bank(RegisterSet):
+    """One FPEC register set (bank 2 of XL parts has its own) with its address register."""
+
     def __init__(self) -> None:
-        self.keys = KeyLock(KEY1, KEY2)
-        self.cr = 0
-        self.sr = 0
+        super().__init__(STATUS, cr_lock=CR_LOCK, cr_start=CR_STRT)
         self.ar = 0
 
 
@@ -79,9 +77,9 @@ class SimF1Controller(SimFlashController):
     def read_register(self, offset: int) -> int:
         bank, offset = self._split(offset)
         if offset == 0x0C:
-            return bank.sr | (SR_BSY if self.busy else 0)
+            return bank.read_sr(self.busy)
         if offset == 0x10:
-            value = bank.cr | (CR_LOCK if bank.keys.locked else 0)
+            value = bank.read_cr()
             if bank is self.banks[0] and not self.option_keys.locked:
                 value |= CR_OPTWRE
             return value
@@ -105,7 +103,7 @@ class SimF1Controller(SimFlashController):
                 raise BusFault(self.base + offset, "OPTKEYR needs an unlocked FPEC")
             self.option_keys.write(value, self.base + offset)
         elif offset == 0x0C:
-            bank.sr &= ~(value & (SR_PGERR | SR_WRPRTERR | SR_EOP))
+            bank.clear_status(value)
         elif offset == 0x10:
             self._write_cr(bank, value)
         elif offset == 0x14:
@@ -135,14 +133,13 @@ class SimF1Controller(SimFlashController):
             if not self.chip.flash.contains(address) or self._bank_for(address) is not bank:
                 return
             index = self.chip.flash.block_at(address).index
-            self._finish(self.erase_unit(index), bank)
+            bank.finish(self.erase_unit(index))
         elif bank.cr & CR_MER:
             if len(self.banks) == 1:
-                self._finish(self.erase_all(), bank)
+                bank.finish(self.erase_all())
             else:
                 number = self.banks.index(bank) + 1
-                blocks = [b.index for b in self.chip.flash.blocks if b.bank == number]
-                self._finish(self.erase_all(blocks), bank)
+                bank.finish(self.erase_all(self.bank_blocks(number)))
         elif bank.cr & CR_OPTER:
             if self.option_keys.locked:
                 return
@@ -150,15 +147,6 @@ class SimF1Controller(SimFlashController):
             self.stored_options[:] = b"\xff" * len(self.stored_options)
             self.occupy(self.chip.timing.page_erase_ms / 1000)
             bank.sr |= SR_EOP
-
-    def _finish(self, fault: str | None, bank: _Bank | None = None) -> None:
-        bank = bank or self.banks[0]
-        if fault is None:
-            bank.sr |= SR_EOP
-        elif fault in ("write-protected", "read-protected"):
-            bank.sr |= SR_WRPRTERR
-        else:
-            bank.sr |= SR_PGERR
 
     # -- the array ---------------------------------------------------------------------------
 
@@ -180,7 +168,7 @@ class SimF1Controller(SimFlashController):
         if require and current != b"\xff\xff":
             bank.sr |= SR_PGERR
             return
-        self._finish(self.program_array(address, half, require_erased=False), bank)
+        bank.finish(self.program_array(address, half, require_erased=False))
 
     def read_option_area(self, address: int, length: int) -> bytes | None:
         start = address - self.chip.option_bytes.address
@@ -203,8 +191,7 @@ class SimF1Controller(SimFlashController):
 
     def system_reset(self) -> None:
         for bank in self.banks:
-            bank.keys.reset()
-            bank.cr = 0
+            bank.reset()
         self.option_keys.reset()
         if bytes(self.stored_options) != self.sim.option_bytes:
             image = bytes(self.stored_options)

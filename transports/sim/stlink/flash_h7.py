@@ -17,48 +17,55 @@ from __future__ import annotations
 
 from transports.sim.chip import SimChip
 from transports.sim.stlink.controller import (
-    KEY1,
-    KEY2,
     OPTKEY1,
     OPTKEY2,
     BusFault,
     KeyLock,
     SimFlashController,
 )
+from transports.sim.stlink.regfile import RegisterSet, StatusBits
 
 __all__ = ["SimH7Controller"]
 
 SR_BSY, SR_WBNE, SR_QW, SR_EOP, SR_WRPERR, SR_PGSERR, SR_STRBERR, SR_INCERR, SR_OPERR = (
     1 << 0, 1 << 1, 1 << 2, 1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 21, 1 << 22)
 SR_ERRORS = SR_WRPERR | SR_PGSERR | SR_STRBERR | SR_INCERR | SR_OPERR
+# QW reads set with BSY: stlink-org polls QW rather than BSY.
+STATUS = StatusBits(busy=SR_QW | SR_BSY, eop=SR_EOP, errors=SR_ERRORS, refused=SR_WRPERR)
 CR_LOCK, CR_PG, CR_SER, CR_BER, CR_START = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 7
+CR_START_AB = 1 << 5
 OPTCR_OPTLOCK, OPTCR_OPTSTART, OPTCR_MER = 1 << 0, 1 << 1, 1 << 4
 
 
-class _Bank:
-    def __init__(self) -> None:
-        self.keys = KeyLock(KEY1, KEY2)
-        self.cr = 0
-        self.sr = 0
+class _Bank(RegisterSet):
+    """One bank's register set, its flash-word write buffer and its own busy time."""
+
+    def __init__(self, number: int, start_bit: int) -> None:
+        super().__init__(STATUS, cr_lock=CR_LOCK, cr_start=start_bit)
+        self.number = number
         self.buffer_address: int | None = None
         self.buffer = bytearray()
         self.buffer_mask = 0
         self.busy_until = 0.0
 
+    def drop_buffer(self) -> None:
+        self.buffer_address, self.buffer, self.buffer_mask = None, bytearray(), 0
+
 
 class SimH7Controller(SimFlashController):
     def __init__(self, sim: SimChip, *, writes_during_busy: str = "stall") -> None:
         super().__init__(sim, writes_during_busy=writes_during_busy)
-        self.banks = (_Bank(), _Bank())
+        ab = self.chip.controller == "h7ab"
+        start_bit = CR_START_AB if ab else CR_START
+        self.banks = (_Bank(1, start_bit), _Bank(2, start_bit))
         self.option_keys = KeyLock(OPTKEY1, OPTKEY2)
         self.optsr_prg = self._optsr_cur()
         self.word = self.chip.flash.write_unit
-        ab = self.chip.controller == "h7ab"
-        self.start_bit = 1 << 5 if ab else CR_START
         self.snb_shift, self.snb_mask = (6, 0x7F) if ab else (8, 0x7)
 
     def _optsr_cur(self) -> int:
-        return 0x1C6A_00F0 | (self.sim.option_bytes[0] << 8)
+        # The option-byte area is the OPTSR word itself (chip database, rdp-offset 1).
+        return int.from_bytes(self.sim.option_bytes[:4], "little")
 
     def _bank_of(self, address: int) -> int:
         bank2 = self.chip.flash.bank2_base
@@ -68,11 +75,9 @@ class SimH7Controller(SimFlashController):
         bank, reg = (self.banks[1], offset - 0x100) if offset >= 0x100 else \
             (self.banks[0], offset)
         if reg == 0x0C:
-            return bank.cr | (CR_LOCK if bank.keys.locked else 0)
+            return bank.read_cr()
         if reg == 0x10:
-            busy = self.now < bank.busy_until
-            return bank.sr | ((SR_QW | SR_BSY) if busy else 0) \
-                | (SR_WBNE if bank.buffer else 0)
+            return bank.read_sr(self.now < bank.busy_until) | (SR_WBNE if bank.buffer else 0)
         if offset == 0x18:
             return OPTCR_OPTLOCK if self.option_keys.locked else 0
         if offset == 0x1C:
@@ -91,15 +96,10 @@ class SimH7Controller(SimFlashController):
         elif offset == 0x08:
             self.option_keys.write(value, self.base + offset)
         elif reg == 0x0C:
-            if value & CR_LOCK:
-                bank.keys.lock()
-            if bank.keys.locked:
-                return
-            bank.cr = value & ~(self.start_bit | CR_LOCK)
-            if value & self.start_bit and self.now >= bank.busy_until:
+            if bank.write_cr(value) and self.now >= bank.busy_until:
                 self._start(bank)
         elif reg == 0x14:
-            bank.sr &= ~(value & (SR_ERRORS | SR_EOP))
+            bank.clear_status(value)
         elif offset == 0x18:
             if value & OPTCR_OPTLOCK:
                 self.option_keys.lock()
@@ -118,34 +118,21 @@ class SimH7Controller(SimFlashController):
             raise BusFault(self.base + offset)
 
     def _start(self, bank: _Bank) -> None:
-        number = 1 if bank is self.banks[0] else 2
         if bank.cr & CR_SER:
-            snb = (bank.cr >> self.snb_shift) & self.snb_mask
-            for block in self.chip.flash.blocks:
-                if block.bank == number and block.index_in_bank == snb:
-                    self._finish(bank, self.erase_unit(block.index))
-                    bank.busy_until = self.busy_until
-                    return
-            bank.sr |= SR_PGSERR
+            block = self.block_in_bank(bank.number, (bank.cr >> self.snb_shift) & self.snb_mask)
+            if block is None:
+                bank.sr |= SR_PGSERR
+                return
+            bank.finish(self.erase_unit(block.index))
+            bank.busy_until = self.busy_until
         elif bank.cr & CR_BER:
-            blocks = [b.index for b in self.chip.flash.blocks if b.bank == number]
-            self._finish(bank, self.erase_all(blocks))
+            bank.finish(self.erase_all(self.bank_blocks(bank.number)))
             bank.busy_until = self.busy_until
 
-    @staticmethod
-    def _finish(bank: _Bank, fault: str | None) -> None:
-        if fault is None:
-            bank.sr |= SR_EOP
-        else:
-            bank.sr |= SR_WRPERR
-
     def _apply_options(self) -> None:
-        image = bytearray(self.sim.option_bytes)
-        image[0] = (self.optsr_prg >> 8) & 0xFF
-        try:
-            self.sim.write_option_bytes(bytes(image))
-        except Exception:  # level 2 stays level 2
-            self.banks[0].sr |= SR_OPERR
+        rdp = (self.optsr_prg >> 8) & 0xFF
+        if not self.load_option_bytes(self.chip.option_bytes.rdp_offset, bytes([rdp])):
+            self.banks[0].sr |= SR_OPERR  # level 2 stays level 2
         self.optsr_prg = self._optsr_cur()
 
     def write_flash(self, address: int, data: bytes) -> None:
@@ -156,7 +143,7 @@ class SimH7Controller(SimFlashController):
         aligned = address - address % self.word
         if bank.buffer_address is not None and bank.buffer_address != aligned:
             bank.sr |= SR_INCERR
-            bank.buffer_address, bank.buffer, bank.buffer_mask = None, bytearray(), 0
+            bank.drop_buffer()
             return
         if bank.buffer_address is None:
             if self.now < bank.busy_until and self.writes_during_busy == "stall":
@@ -168,16 +155,15 @@ class SimH7Controller(SimFlashController):
         bank.buffer_mask |= 0xF << offset
         if bank.buffer_mask == (1 << self.word) - 1:
             word, at = bytes(bank.buffer), aligned
-            bank.buffer_address, bank.buffer, bank.buffer_mask = None, bytearray(), 0
+            bank.drop_buffer()
             if bank.sr & SR_ERRORS:
                 return
             self.busy_until = bank.busy_until
-            self._finish(bank, self.program_array(at, word, require_erased=False))
+            bank.finish(self.program_array(at, word, require_erased=False))
             bank.busy_until = self.busy_until
 
     def system_reset(self) -> None:
         for bank in self.banks:
-            bank.keys.reset()
-            bank.cr = 0
+            bank.reset()
             bank.buffer_address, bank.buffer = None, bytearray()
         self.option_keys.reset()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from transports.sim.chip import SimChip
 from transports.sim.stlink.controller import BusFault, KeyLock, SimFlashController
+from transports.sim.stlink.regfile import StatusBits
 
 __all__ = ["SimL0Controller"]
 
@@ -28,6 +29,7 @@ PECR_PELOCK, PECR_PRGLOCK, PECR_OPTLOCK, PECR_PROG, PECR_ERASE, PECR_FPRG, PECR_
 SR_BSY, SR_EOP, SR_READY, SR_WRPERR, SR_PGAERR, SR_SIZERR, SR_OPTVERR, SR_NOTZEROERR = (
     1 << 0, 1 << 1, 1 << 3, 1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 16)
 SR_ERRORS = SR_WRPERR | SR_PGAERR | SR_SIZERR | SR_OPTVERR | SR_NOTZEROERR
+STATUS = StatusBits(busy=SR_BSY, eop=SR_EOP, errors=SR_ERRORS, refused=SR_WRPERR)
 
 
 class SimL0Controller(SimFlashController):
@@ -77,7 +79,7 @@ class SimL0Controller(SimFlashController):
                 raise BusFault(self.base + offset, "PELOCK must be cleared first")
             (self.prg_keys if offset == 0x10 else self.opt_keys).write(value, self.base + offset)
         elif offset == 0x18:
-            self.sr &= ~(value & (SR_ERRORS | SR_EOP))
+            self.sr = STATUS.cleared(self.sr, value)
         elif offset == 0x04:
             self._write_pecr(value)
         elif offset in (0x00, 0x08):
@@ -154,7 +156,7 @@ class SimL0Controller(SimFlashController):
         self._finish(fault)
 
     def _finish(self, fault: str | None) -> None:
-        self.sr |= SR_EOP if fault is None else SR_WRPERR
+        self.sr |= STATUS.outcome(fault)
 
     # -- option bytes --------------------------------------------------------------------
 
@@ -176,14 +178,13 @@ class SimL0Controller(SimFlashController):
         self.occupy(self.chip.timing.page_erase_ms / 1000)
         self.sr |= SR_EOP
 
-    def _load_options(self) -> None:
-        image = bytearray(self.sim.option_bytes)
-        image[:4] = self.stored_options
-        try:
-            self.sim.write_option_bytes(bytes(image))
-        except Exception:  # level 2 cannot be left
-            self.sr |= SR_OPTVERR
+    def _apply_stored_options(self) -> None:
+        if not self.load_option_bytes(0, bytes(self.stored_options)):
+            self.sr |= SR_OPTVERR  # level 2 cannot be left
         self.stored_options[:] = self.sim.option_bytes[:4]
+
+    def _load_options(self) -> None:
+        self._apply_stored_options()
         self.system_reset()
 
     def system_reset(self) -> None:
@@ -193,10 +194,4 @@ class SimL0Controller(SimFlashController):
         self.pecr = 0
         self.collecting = None
         if bytes(self.stored_options) != self.sim.option_bytes[:4]:
-            image = bytearray(self.sim.option_bytes)
-            image[:4] = self.stored_options
-            try:
-                self.sim.write_option_bytes(bytes(image))
-            except Exception:
-                self.sr |= SR_OPTVERR
-            self.stored_options[:] = self.sim.option_bytes[:4]
+            self._apply_stored_options()

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 from transports.sim.chip import SimChip
 from transports.sim.stlink.controller import (
-    KEY1,
-    KEY2,
     OPTKEY1,
     OPTKEY2,
     BusFault,
     KeyLock,
     SimFlashController,
 )
+from transports.sim.stlink.regfile import RegisterSet, StatusBits
 
 __all__ = ["SimL4Controller"]
 
 SR_EOP, SR_OPERR, SR_PROGERR, SR_WRPERR, SR_PGAERR, SR_SIZERR, SR_PGSERR, SR_BSY = (
     1 << 0, 1 << 1, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 16)
 SR_ERRORS = SR_OPERR | SR_PROGERR | SR_WRPERR | SR_PGAERR | SR_SIZERR | SR_PGSERR
+STATUS = StatusBits(busy=SR_BSY, eop=SR_EOP, errors=SR_ERRORS, refused=SR_WRPERR,
+                    by_reason={"not-erased": SR_PROGERR})
 CR_PG, CR_PER, CR_MER1, CR_MER2, CR_STRT, CR_OPTSTRT, CR_OBL_LAUNCH, CR_OPTLOCK, CR_LOCK = (
     1 << 0, 1 << 1, 1 << 2, 1 << 15, 1 << 16, 1 << 17, 1 << 27, 1 << 30, 1 << 31)
 
@@ -45,10 +46,8 @@ L4_LAYOUT = (0x08, 0x0C, 0x10, 0x14, 0x20)
 class SimL4Controller(SimFlashController):
     def __init__(self, sim: SimChip, *, writes_during_busy: str = "stall") -> None:
         super().__init__(sim, writes_during_busy=writes_during_busy)
-        self.keys = KeyLock(KEY1, KEY2)
+        self.regs = RegisterSet(STATUS, cr_lock=CR_LOCK, cr_start=CR_STRT)
         self.option_keys = KeyLock(OPTKEY1, OPTKEY2)
-        self.cr = 0
-        self.sr = 0
         self.pending: tuple[int, bytes] | None = None
         self.unit = self.chip.flash.write_unit
         self.keyr, self.optkeyr, self.sr_offset, self.cr_offset, self.optr_offset = \
@@ -59,10 +58,9 @@ class SimL4Controller(SimFlashController):
 
     def read_register(self, offset: int) -> int:
         if offset == self.sr_offset:
-            return self.sr | (SR_BSY if self.busy else 0)
+            return self.regs.read_sr(self.busy)
         if offset == self.cr_offset:
-            return self.cr | (CR_LOCK if self.keys.locked else 0) \
-                | (CR_OPTLOCK if self.option_keys.locked else 0)
+            return self.regs.read_cr() | (CR_OPTLOCK if self.option_keys.locked else 0)
         if offset == self.optr_offset:
             return self.optr_stored
         if offset < 0x100 and offset % 4 == 0:
@@ -71,13 +69,13 @@ class SimL4Controller(SimFlashController):
 
     def write_register(self, offset: int, value: int) -> None:
         if offset == self.keyr:
-            self.keys.write(value, self.base + offset)
+            self.regs.keys.write(value, self.base + offset)
         elif offset == self.optkeyr:
-            if self.keys.locked:
+            if self.regs.keys.locked:
                 raise BusFault(self.base + offset, "OPTKEYR needs an unlocked controller")
             self.option_keys.write(value, self.base + offset)
         elif offset == self.sr_offset:
-            self.sr &= ~(value & (SR_ERRORS | SR_EOP))
+            self.regs.clear_status(value)
         elif offset == self.cr_offset:
             self._write_cr(value)
         elif offset == self.optr_offset:
@@ -89,109 +87,93 @@ class SimL4Controller(SimFlashController):
             raise BusFault(self.base + offset)
 
     def _write_cr(self, value: int) -> None:
+        regs = self.regs
+        if value & (CR_LOCK | CR_OPTLOCK):
+            self.option_keys.lock()
         if value & CR_LOCK:
-            self.keys.lock()
-            self.option_keys.lock()
-        if value & CR_OPTLOCK:
-            self.option_keys.lock()
-        if self.keys.locked:
+            regs.keys.lock()
+        if regs.keys.locked:
             return
         if value & CR_OBL_LAUNCH:
             self._load_options()
             return
-        self.cr = value & ~(CR_STRT | CR_OPTSTRT | CR_LOCK | CR_OPTLOCK | CR_OBL_LAUNCH)
+        # OPTSTRT, OPTLOCK and OBL_LAUNCH act when written; they are not stored.
+        regs.write_cr(value & ~(CR_OPTSTRT | CR_OPTLOCK | CR_OBL_LAUNCH))
         if value & CR_OPTSTRT and not self.option_keys.locked:
             self.occupy(self.chip.timing.page_erase_ms / 1000)
-            self.sr |= SR_EOP
+            regs.sr |= SR_EOP
         if value & CR_STRT and not self.busy:
             self._start()
 
     def _start(self) -> None:
-        if self.sr & SR_ERRORS:
-            self.sr |= SR_PGSERR
+        regs = self.regs
+        if regs.sr & SR_ERRORS:
+            regs.sr |= SR_PGSERR
             return
         flash = self.chip.flash
-        if self.cr & CR_PER:
-            if self.cr & (CR_MER1 | CR_MER2 | CR_PG):
-                self.sr |= SR_PGSERR
+        if regs.cr & CR_PER:
+            if regs.cr & (CR_MER1 | CR_MER2 | CR_PG):
+                regs.sr |= SR_PGSERR
                 return
-            page = (self.cr >> 3) & self.pnb_mask
-            bank = 2 if self.cr & (1 << self.bker_bit) else 1
-            for block in flash.blocks:
-                if block.bank == bank and block.index_in_bank == page:
-                    self._finish(self.erase_unit(block.index))
-                    return
-            self.sr |= SR_PGSERR
-        elif self.cr & (CR_MER1 | CR_MER2):
-            banks = {1} if self.cr & CR_MER1 else set()
-            if self.cr & CR_MER2:
+            bank = 2 if regs.cr & (1 << self.bker_bit) else 1
+            block = self.block_in_bank(bank, (regs.cr >> 3) & self.pnb_mask)
+            if block is None:
+                regs.sr |= SR_PGSERR
+                return
+            regs.finish(self.erase_unit(block.index))
+        elif regs.cr & (CR_MER1 | CR_MER2):
+            banks = {1} if regs.cr & CR_MER1 else set()
+            if regs.cr & CR_MER2:
                 banks.add(2)
             blocks = [b.index for b in flash.blocks if b.bank in banks]
             whole = len(blocks) == len(flash.blocks)
-            self._finish(self.erase_all(None if whole else blocks))
+            regs.finish(self.erase_all(None if whole else blocks))
 
-    def _finish(self, fault: str | None) -> None:
-        if fault is None:
-            self.sr |= SR_EOP
-        elif fault == "not-erased":
-            self.sr |= SR_PROGERR
-        else:
-            self.sr |= SR_WRPERR
+    def _apply_stored_options(self) -> None:
+        # Leaving level 2 is impossible: the option load keeps it and flags OPERR.
+        if not self.load_option_bytes(0, self.optr_stored.to_bytes(4, "little")):
+            self.regs.sr |= SR_OPERR
+        self.optr_stored = int.from_bytes(self.sim.option_bytes[:4], "little")
 
     def _load_options(self) -> None:
-        image = bytearray(self.sim.option_bytes)
-        image[:4] = self.optr_stored.to_bytes(4, "little")
-        try:
-            self.sim.write_option_bytes(bytes(image))
-        except Exception:  # leaving level 2 is impossible: the option load keeps it
-            self.sr |= SR_OPERR
-        self.optr_stored = int.from_bytes(self.sim.option_bytes[:4], "little")
+        self._apply_stored_options()
         self.system_reset()
 
     def write_flash(self, address: int, data: bytes) -> None:
-        if self.keys.locked or not self.cr & CR_PG:
-            self.sr |= SR_PGSERR
+        regs = self.regs
+        if regs.keys.locked or not regs.cr & CR_PG:
+            regs.sr |= SR_PGSERR
             self.pending = None
             return
         if len(data) != 4:
-            self.sr |= SR_SIZERR
+            regs.sr |= SR_SIZERR
             self.pending = None
             return
         if self.pending is None:
             if address % self.unit:
-                self.sr |= SR_PGAERR
+                regs.sr |= SR_PGAERR
                 return
             self.pending = (address, data)
             return
         start, collected = self.pending
         if address != start + len(collected):
             self.pending = None
-            self.sr |= SR_PGAERR
+            regs.sr |= SR_PGAERR
             return
         collected += data
         if len(collected) < self.unit:
             self.pending = (start, collected)
             return
         self.pending = None
-        if self.sr & SR_ERRORS:
+        if regs.sr & SR_ERRORS:
             return
         if not self.accept_write_while_busy():
             return
-        self._finish(self.program_array(start, collected, require_erased=True))
+        regs.finish(self.program_array(start, collected, require_erased=True))
 
     def system_reset(self) -> None:
-        self.keys.reset()
+        self.regs.reset()
         self.option_keys.reset()
-        self.cr = 0
         self.pending = None
         if self.optr_stored != int.from_bytes(self.sim.option_bytes[:4], "little"):
-            self._load_options_on_reset()
-
-    def _load_options_on_reset(self) -> None:
-        image = bytearray(self.sim.option_bytes)
-        image[:4] = self.optr_stored.to_bytes(4, "little")
-        try:
-            self.sim.write_option_bytes(bytes(image))
-        except Exception:
-            self.sr |= SR_OPERR
-        self.optr_stored = int.from_bytes(self.sim.option_bytes[:4], "little")
+            self._apply_stored_options()

@@ -17,14 +17,22 @@ Either way the runner verifies by read-back afterwards.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
-from runner.errors import FlashError, ProtocolError, WriteError
+from runner.errors import EraseError, FlashError, ProtocolError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import Chip, FlashBlock
 from transports.stlink.protocol import MemoryFault, StLink
 
-__all__ = ["FlashDriver", "check_rdp_change"]
+__all__ = ["KEYS", "OPTION_KEYS", "SECTOR_HINT", "FlashDriver", "check_rdp_change"]
+
+#: KEYR unlock sequence of every KEYR/CR controller (RM0008 §3.3.1, RM0090 §3.5.1).
+KEYS = (0x45670123, 0xCDEF89AB)
+#: OPTKEYR sequence of F2/F4/F7, L4 and its kin, H7, H5.
+OPTION_KEYS = (0x08192A3B, 0x4C5D6E7F)
+#: What a failed operation on a flash-word controller (H7, H5) suggests.
+SECTOR_HINT = "erase the sector first, or check write protection"
 
 
 def check_rdp_change(chip: Chip, change: OptionBytesChange) -> None:
@@ -42,11 +50,17 @@ def check_rdp_change(chip: Chip, change: OptionBytesChange) -> None:
 class FlashDriver(ABC):
     """Base of the per-family drivers. Subclasses fill in registers and sequences."""
 
-    #: Bytes programmed by one program operation (half-word, word, double word…).
-    unit = 4
-    #: SR bits that mean "busy" and "failed".
+    #: Bytes programmed by one program operation (F1 half-word, F4/L0 word); 0 takes the
+    #: chip database's write unit (L4 double word, U5/H5 quad word, H7 flash word).
+    unit = 0
+    #: SR bits that mean "busy" and "failed", and the end-of-operation flag.
     busy_mask = 0
     error_mask = 0
+    eop_mask = 0
+    #: SR error bit → what an error message calls it.
+    error_names: ClassVar[dict[int, str]] = {}
+    #: The hint a failed operation gives; None picks one from the flags set.
+    error_hint: ClassVar[str | None] = None
 
     def __init__(self, link: StLink, chip: Chip, *, fast: bool,
                  voltage: float | None = None) -> None:
@@ -58,6 +72,8 @@ class FlashDriver(ABC):
             raise FlashError(f"the chip database has no flash controller address for "
                              f"{chip.part}", hint="report this part; it cannot be flashed yet")
         self.base = chip.flash_controller_address
+        if not self.unit:
+            self.unit = chip.flash.write_unit
 
     # -- subclass interface -----------------------------------------------------------------
 
@@ -152,17 +168,73 @@ class FlashDriver(ABC):
             timebase.sleep(step)
 
     def check_status(self, status: int, sr_address: int, *, what: str, address: int,
-                     error: type[FlashError], names: dict[int, str]) -> None:
-        """Raise ``error`` naming the SR error bits set, after clearing them."""
+                     error: type[FlashError], clear_address: int | None = None) -> None:
+        """Raise ``error`` naming the SR error bits set, after clearing them.
+
+        The bits are cleared by writing them back to SR, or to ``clear_address``
+        on controllers with a separate clear register (H7 CCR, H5 NSCCR).
+        """
         bad = status & self.error_mask
         if not bad:
             return
-        self.link.write_word(sr_address, bad)
+        self.link.write_word(sr_address if clear_address is None else clear_address, bad)
+        names = self.error_names
         flags = ", ".join(name for bit, name in names.items() if bad & bit) or f"0x{bad:X}"
-        hint = ("the area is write-protected: change the option bytes"
-                if any(n.startswith("WRP") for bit, n in names.items() if bad & bit)
-                else "erase the area before writing, or check the image's alignment")
+        hint = self.error_hint
+        if hint is None:
+            hint = ("the area is write-protected: change the option bytes"
+                    if any(n.startswith("WRP") for bit, n in names.items() if bad & bit)
+                    else "erase the area before writing, or check the image's alignment")
         raise error(f"{what} at 0x{address:08X} failed: {flags}", address=address, hint=hint)
+
+    def settle(self, sr_address: int, *, expected_s: float, what: str, address: int,
+               error: type[FlashError], clear_address: int | None = None) -> None:
+        """Wait for the running operation to end, then raise on its error flags."""
+        status = self.wait_ready(sr_address, expected_s=expected_s, what=what, address=address,
+                                 error=error)
+        self.check_status(status, sr_address, what=what, address=address, error=error,
+                          clear_address=clear_address)
+
+    def unlock_control(self, cr_address: int, lock_bit: int, keyr_address: int, *,
+                       name: str = "the flash controller", address: int | None = None
+                       ) -> None:
+        """Clear CR's LOCK with the key sequence when set; fail if it stays set."""
+        if not self.link.read_word(cr_address) & lock_bit:
+            return
+        self.write_keys(keyr_address, KEYS)
+        if self.link.read_word(cr_address) & lock_bit:
+            raise WriteError(f"{name} stayed locked after the key sequence",
+                             address=self.base if address is None else address,
+                             hint="reset the target and try again")
+
+    def run_operation(self, cr: int, *, cr_address: int, start_bit: int, sr_address: int,
+                      clear_address: int, expected_s: float, what: str, address: int) -> None:
+        """One erase: clear the flags, write CR, set START, wait, check, clear CR.
+
+        ``clear_address`` is SR on controllers whose flags clear in place and
+        the clear register on the others (H7 CCR, H5 NSCCR).
+        """
+        self.link.write_word(clear_address, self.error_mask | self.eop_mask)
+        self.link.write_word(cr_address, cr)
+        self.link.write_word(cr_address, cr | start_bit)
+        self.settle(sr_address, expected_s=expected_s, what=what, address=address,
+                    error=EraseError, clear_address=clear_address)
+        self.link.write_word(cr_address, 0)
+
+    def bank_start(self, bank: int) -> int:
+        """The address of the first erase unit of ``bank``."""
+        return next(b.address for b in self.chip.flash.blocks if b.bank == bank)
+
+    @staticmethod
+    def windows(address: int, length: int, step: int) -> Iterator[tuple[int, int, int]]:
+        """Split ``length`` bytes at ``address`` into pieces that do not cross a
+        ``step``-aligned boundary: ``(offset, address, size)`` each."""
+        offset = 0
+        while offset < length:
+            at = address + offset
+            size = min(step - at % step, length - offset)
+            yield offset, at, size
+            offset += size
 
     def write_keys(self, register: int, keys: tuple[int, int]) -> None:
         """Write an unlock key pair; a refused key means the controller is blocked."""

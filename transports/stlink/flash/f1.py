@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from runner.errors import EraseError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
-from transports.stlink.flash.base import FlashDriver, check_rdp_change
+from transports.stlink.flash.base import KEYS, FlashDriver, check_rdp_change
 
 __all__ = ["F1FlashDriver"]
 
-KEY1, KEY2 = 0x45670123, 0xCDEF89AB
 KEYR, OPTKEYR, SR, CR, AR, OBR = 0x04, 0x08, 0x0C, 0x10, 0x14, 0x1C
 SR_BSY, SR_PGERR, SR_WRPRTERR, SR_EOP = 1 << 0, 1 << 2, 1 << 4, 1 << 5
 CR_PG, CR_PER, CR_MER, CR_OPTPG, CR_OPTER, CR_STRT, CR_LOCK, CR_OPTWRE = (
@@ -29,6 +28,7 @@ class F1FlashDriver(FlashDriver):
     unit = 2
     busy_mask = SR_BSY
     error_mask = SR_PGERR | SR_WRPRTERR
+    error_names = ERRORS
 
     def _reg(self, offset: int, bank: int = 1) -> int:
         return self.base + offset + (0x40 if bank == 2 else 0)
@@ -43,12 +43,7 @@ class F1FlashDriver(FlashDriver):
 
     def unlock(self) -> None:
         for bank in self._banks:
-            if not self.link.read_word(self._reg(CR, bank)) & CR_LOCK:
-                continue
-            self.write_keys(self._reg(KEYR, bank), (KEY1, KEY2))
-            if self.link.read_word(self._reg(CR, bank)) & CR_LOCK:
-                raise WriteError("the flash controller stayed locked after the key sequence",
-                                 address=self.base, hint="reset the target and try again")
+            self.unlock_control(self._reg(CR, bank), CR_LOCK, self._reg(KEYR, bank))
 
     def lock(self) -> None:
         for bank in self._banks:
@@ -70,10 +65,8 @@ class F1FlashDriver(FlashDriver):
             for block in mine:
                 self.link.write_word(ar, block.address)
                 self.link.write_word(cr, CR_PER | CR_STRT)
-                status = self.wait_ready(sr, expected_s=self.chip.timing.erase_seconds(
-                    block.size), what="page erase", address=block.address, error=EraseError)
-                self.check_status(status, sr, what="page erase", address=block.address,
-                                  error=EraseError, names=ERRORS)
+                self.settle(sr, expected_s=self.chip.timing.erase_seconds(block.size),
+                            what="page erase", address=block.address, error=EraseError)
                 done += 1
                 progress(done, len(blocks))
             self.link.write_word(cr, 0)
@@ -89,10 +82,8 @@ class F1FlashDriver(FlashDriver):
         self.link.write_word(cr, CR_MER)
         self.link.write_word(cr, CR_MER | CR_STRT)
         address = self.chip.flash.base if bank == 1 else (self.chip.flash.bank2_base or 0)
-        status = self.wait_ready(sr, expected_s=self.chip.timing.mass_erase_ms / 1000,
-                                 what="mass erase", address=address, error=EraseError)
-        self.check_status(status, sr, what="mass erase", address=address,
-                          error=EraseError, names=ERRORS)
+        self.settle(sr, expected_s=self.chip.timing.mass_erase_ms / 1000, what="mass erase",
+                    address=address, error=EraseError)
         self.link.write_word(sr, SR_EOP)
         self.link.write_word(cr, 0)
         return True
@@ -118,18 +109,12 @@ class F1FlashDriver(FlashDriver):
 
     def _program_blocks(self, address: int, data: bytes, sr: int, progress: Progress) -> None:
         """One 16-bit memory command per MEM-AP window; the bus stalls while BSY."""
-        step = self.link.window
         # Without 16-bit access (V1, V2 before J26) a 32-bit bus write is split by
         # the AHB into two half-word writes, the second held while the first programs.
         width = 2 if self.link.version.has("mem-16bit") else 4
-        for offset in range(0, len(data), step):
-            at = address + offset
-            size = min(step - at % step, len(data) - offset)
+        for offset, at, size in self.windows(address, len(data), self.link.window):
             self.link.write_memory(at, data[offset:offset + size], width=width)
-            status = self.wait_ready(sr, expected_s=0, what="program", address=at,
-                                     error=WriteError)
-            self.check_status(status, sr, what="program", address=at, error=WriteError,
-                              names=ERRORS)
+            self.settle(sr, expected_s=0, what="program", address=at, error=WriteError)
             progress(offset + size, len(data))
 
     def _program_units(self, address: int, data: bytes, sr: int, progress: Progress) -> None:
@@ -143,10 +128,7 @@ class F1FlashDriver(FlashDriver):
         for offset in range(0, len(data), 2):
             at = address + offset
             self.link.write_block(at, data[offset:offset + 2], 2)
-            status = self.wait_ready(sr, expected_s=expected, what="program", address=at,
-                                     error=WriteError)
-            self.check_status(status, sr, what="program", address=at, error=WriteError,
-                              names=ERRORS)
+            self.settle(sr, expected_s=expected, what="program", address=at, error=WriteError)
             if offset % 1024 == 0:
                 progress(offset + 2, len(data))
         progress(len(data), len(data))
@@ -179,22 +161,17 @@ class F1FlashDriver(FlashDriver):
             wanted[i + 1] = wanted[i] ^ 0xFF  # each byte is stored with its complement
         self.unlock()
         try:
-            self.write_keys(self._reg(OPTKEYR), (KEY1, KEY2))
+            self.write_keys(self._reg(OPTKEYR), KEYS)  # F0/F1/F3: OPTKEYR takes KEYR's keys
             # RM0008 §2.5: writing CR without OPTWRE would clear it, so keep it set.
             self.link.write_word(self._reg(CR), CR_OPTER | CR_OPTWRE)
             self.link.write_word(self._reg(CR), CR_OPTER | CR_OPTWRE | CR_STRT)
-            status = self.wait_ready(self._reg(SR),
-                                     expected_s=self.chip.timing.page_erase_ms / 1000,
-                                     what="option erase", address=ob.address, error=EraseError)
-            self.check_status(status, self._reg(SR), what="option erase", address=ob.address,
-                              error=EraseError, names=ERRORS)
+            self.settle(self._reg(SR), expected_s=self.chip.timing.page_erase_ms / 1000,
+                        what="option erase", address=ob.address, error=EraseError)
             self.link.write_word(self._reg(CR), CR_OPTPG | CR_OPTWRE)
             for i in range(0, ob.size, 2):
                 self.link.write_block(ob.address + i, bytes(wanted[i:i + 2]), 2)
-                status = self.wait_ready(self._reg(SR), expected_s=0, what="option program",
-                                         address=ob.address + i, error=WriteError)
-                self.check_status(status, self._reg(SR), what="option program",
-                                  address=ob.address + i, error=WriteError, names=ERRORS)
+                self.settle(self._reg(SR), expected_s=0, what="option program",
+                            address=ob.address + i, error=WriteError)
             self.link.write_word(self._reg(CR), 0)
         finally:
             self.lock()

@@ -8,15 +8,13 @@ RM0090 §3.5-3.7 (F4), RM0383 §3 (F411): KEYR 0x04, OPTKEYR 0x08, SR 0x0C
 
 from __future__ import annotations
 
-from runner.errors import EraseError, WriteError
+from runner.errors import WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
-from transports.stlink.flash.base import FlashDriver, check_rdp_change
+from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
 
 __all__ = ["F4FlashDriver"]
 
-KEY1, KEY2 = 0x45670123, 0xCDEF89AB
-OPTKEY1, OPTKEY2 = 0x08192A3B, 0x4C5D6E7F
 KEYR, OPTKEYR, SR, CR, OPTCR = 0x04, 0x08, 0x0C, 0x10, 0x14
 SR_EOP, SR_OPERR, SR_WRPERR, SR_PGAERR, SR_PGPERR, SR_PGSERR, SR_BSY = (
     1 << 0, 1 << 1, 1 << 4, 1 << 5, 1 << 6, 1 << 7, 1 << 16)
@@ -34,6 +32,8 @@ class F4FlashDriver(FlashDriver):
     unit = 4
     busy_mask = SR_BSY
     error_mask = SR_OPERR | SR_WRPERR | SR_PGAERR | SR_PGPERR | SR_PGSERR
+    error_names = ERRORS
+    eop_mask = SR_EOP
 
     @property
     def psize(self) -> int:
@@ -47,25 +47,15 @@ class F4FlashDriver(FlashDriver):
         return self.base + offset
 
     def unlock(self) -> None:
-        if not self.link.read_word(self._reg(CR)) & CR_LOCK:
-            return
-        self.write_keys(self._reg(KEYR), (KEY1, KEY2))
-        if self.link.read_word(self._reg(CR)) & CR_LOCK:
-            raise WriteError("the flash controller stayed locked after the key sequence",
-                             address=self.base, hint="reset the target and try again")
+        self.unlock_control(self._reg(CR), CR_LOCK, self._reg(KEYR))
 
     def lock(self) -> None:
         self.link.write_word(self._reg(CR), CR_LOCK)
 
     def _run(self, cr: int, *, expected_s: float, what: str, address: int) -> None:
-        self.link.write_word(self._reg(SR), self.error_mask | SR_EOP)
-        self.link.write_word(self._reg(CR), cr)
-        self.link.write_word(self._reg(CR), cr | CR_STRT)
-        status = self.wait_ready(self._reg(SR), expected_s=expected_s, what=what,
-                                 address=address, error=EraseError)
-        self.check_status(status, self._reg(SR), what=what, address=address, error=EraseError,
-                          names=ERRORS)
-        self.link.write_word(self._reg(CR), 0)
+        self.run_operation(cr, cr_address=self._reg(CR), start_bit=CR_STRT,
+                           sr_address=self._reg(SR), clear_address=self._reg(SR),
+                           expected_s=expected_s, what=what, address=address)
 
     def erase_block(self, block: FlashBlock) -> None:
         # RM0090 §3.6.3: bank-2 sectors of dual-bank parts are numbered from 16.
@@ -81,10 +71,9 @@ class F4FlashDriver(FlashDriver):
 
     def erase_bank(self, bank: int) -> bool:
         """RM0090 §3.6.4: on dual-bank parts MER erases bank 1 and MER1 bank 2."""
-        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
         self._run((CR_MER if bank == 1 else CR_MER1) | (self.psize << 8),
                   expected_s=self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks,
-                  what="bank erase", address=first.address)
+                  what="bank erase", address=self.bank_start(bank))
         return True
 
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
@@ -97,15 +86,9 @@ class F4FlashDriver(FlashDriver):
         self.link.write_word(self._reg(CR), 0)
 
     def _program_blocks(self, address: int, data: bytes, progress: Progress) -> None:
-        step = self.link.window
-        for offset in range(0, len(data), step):
-            at = address + offset
-            size = min(step - at % step, len(data) - offset)
+        for offset, at, size in self.windows(address, len(data), self.link.window):
             self.link.write_memory(at, data[offset:offset + size], width=self.psize_bytes)
-            status = self.wait_ready(self._reg(SR), expected_s=0, what="program", address=at,
-                                     error=WriteError)
-            self.check_status(status, self._reg(SR), what="program", address=at,
-                              error=WriteError, names=ERRORS)
+            self.settle(self._reg(SR), expected_s=0, what="program", address=at, error=WriteError)
             progress(offset + size, len(data))
 
     def _program_units(self, address: int, data: bytes, progress: Progress) -> None:
@@ -117,10 +100,8 @@ class F4FlashDriver(FlashDriver):
                 self.link.write_word(at, int.from_bytes(data[offset:offset + 4], "little"))
             else:
                 self.link.write_block(at, data[offset:offset + width], width)
-            status = self.wait_ready(self._reg(SR), expected_s=expected, what="program",
-                                     address=at, error=WriteError)
-            self.check_status(status, self._reg(SR), what="program", address=at,
-                              error=WriteError, names=ERRORS)
+            self.settle(self._reg(SR), expected_s=expected, what="program", address=at,
+                        error=WriteError)
             if offset % 1024 == 0:
                 progress(offset + width, len(data))
         progress(len(data), len(data))
@@ -141,7 +122,7 @@ class F4FlashDriver(FlashDriver):
         self.unlock()
         try:
             if self.link.read_word(self._reg(OPTCR)) & OPTCR_OPTLOCK:
-                self.write_keys(self._reg(OPTKEYR), (OPTKEY1, OPTKEY2))
+                self.write_keys(self._reg(OPTKEYR), OPTION_KEYS)
             optcr = self.link.read_word(self._reg(OPTCR)) & ~(OPTCR_OPTLOCK | OPTCR_OPTSTRT)
             if change.rdp_level is not None:
                 rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0x55)
@@ -160,11 +141,8 @@ class F4FlashDriver(FlashDriver):
             # A 1 → 0 regression mass-erases the flash before BSY clears.
             expected = self.chip.timing.mass_erase_ms if regression else \
                 self.chip.timing.page_erase_ms
-            status = self.wait_ready(self._reg(SR), expected_s=expected / 1000,
-                                     what="option write", address=ob.address,
-                                     error=WriteError)
-            self.check_status(status, self._reg(SR), what="option write", address=ob.address,
-                              error=WriteError, names=ERRORS)
+            self.settle(self._reg(SR), expected_s=expected / 1000, what="option write",
+                        address=ob.address, error=WriteError)
             self.link.write_word(self._reg(OPTCR), optcr | OPTCR_OPTLOCK)
         finally:
             self.lock()

@@ -15,17 +15,18 @@ to "open" is refused with a hint.
 
 from __future__ import annotations
 
-from typing import Any
-
 from runner.errors import EraseError, ProtocolError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
-from transports.stlink.flash.base import FlashDriver, check_rdp_change
+from transports.stlink.flash.base import (
+    OPTION_KEYS,
+    SECTOR_HINT,
+    FlashDriver,
+    check_rdp_change,
+)
 
 __all__ = ["H5FlashDriver"]
 
-KEY1, KEY2 = 0x45670123, 0xCDEF89AB
-OPTKEY1, OPTKEY2 = 0x08192A3B, 0x4C5D6E7F
 NSKEYR, OPTKEYR, OPTCR, NSSR, NSCR, NSCCR, OPTSR_CUR, OPTSR_PRG = (
     0x04, 0x0C, 0x1C, 0x20, 0x28, 0x30, 0x50, 0x54)
 SR_BSY, SR_WBNE, SR_DBNE, SR_EOP = 1 << 0, 1 << 1, 1 << 3, 1 << 16
@@ -44,42 +45,28 @@ ERRORS = {SR_WRPERR: "WRPERR (write-protected)", SR_PGSERR: "PGSERR (sequence)",
 class H5FlashDriver(FlashDriver):
     busy_mask = SR_BSY | SR_DBNE
     error_mask = SR_WRPERR | SR_PGSERR | SR_STRBERR | SR_INCERR | SR_OPTCHANGEERR
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unit = self.chip.flash.write_unit
+    error_names = ERRORS
+    error_hint = SECTOR_HINT
+    eop_mask = SR_EOP
 
     def _reg(self, offset: int) -> int:
         return self.base + offset
 
     def unlock(self) -> None:
-        if not self.link.read_word(self._reg(NSCR)) & CR_LOCK:
-            return
-        self.write_keys(self._reg(NSKEYR), (KEY1, KEY2))
-        if self.link.read_word(self._reg(NSCR)) & CR_LOCK:
-            raise WriteError("the flash controller stayed locked after the key sequence",
-                             address=self.base, hint="reset the target and try again")
+        self.unlock_control(self._reg(NSCR), CR_LOCK, self._reg(NSKEYR))
 
     def lock(self) -> None:
         self.link.write_word(self._reg(NSCR), CR_LOCK)
 
     def _settle(self, what: str, address: int, expected: float,
                 error: type[EraseError] | type[WriteError]) -> None:
-        status = self.wait_ready(self._reg(NSSR), expected_s=expected, what=what,
-                                 address=address, error=error)
-        bad = status & self.error_mask
-        if bad:
-            self.link.write_word(self._reg(NSCCR), bad)
-            flags = ", ".join(name for bit, name in ERRORS.items() if bad & bit)
-            raise error(f"{what} at 0x{address:08X} failed: {flags}", address=address,
-                        hint="erase the sector first, or check write protection")
+        self.settle(self._reg(NSSR), expected_s=expected, what=what, address=address, error=error,
+                    clear_address=self._reg(NSCCR))
 
     def _start(self, cr: int, what: str, address: int, expected: float) -> None:
-        self.link.write_word(self._reg(NSCCR), self.error_mask | SR_EOP)
-        self.link.write_word(self._reg(NSCR), cr)
-        self.link.write_word(self._reg(NSCR), cr | CR_STRT)
-        self._settle(what, address, expected, EraseError)
-        self.link.write_word(self._reg(NSCR), 0)
+        self.run_operation(cr, cr_address=self._reg(NSCR), start_bit=CR_STRT,
+                           sr_address=self._reg(NSSR), clear_address=self._reg(NSCCR),
+                           expected_s=expected, what=what, address=address)
 
     def erase_block(self, block: FlashBlock) -> None:
         cr = CR_SER | (block.index_in_bank << 6) | (CR_BKSEL if block.bank == 2 else 0)
@@ -87,8 +74,7 @@ class H5FlashDriver(FlashDriver):
                     self.chip.timing.erase_seconds(block.size))
 
     def erase_bank(self, bank: int) -> bool:
-        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
-        self._start(CR_BER | (CR_BKSEL if bank == 2 else 0), "bank erase", first.address,
+        self._start(CR_BER | (CR_BKSEL if bank == 2 else 0), "bank erase", self.bank_start(bank),
                     self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks)
         return True
 
@@ -101,9 +87,7 @@ class H5FlashDriver(FlashDriver):
         self.link.write_word(self._reg(NSCR), CR_PG)
         # Fast: one command per MEM-AP window; safe: one quad word per command.
         step = self.link.window if self.fast else self.unit
-        for offset in range(0, len(data), step):
-            at = address + offset
-            size = min(step - at % step, len(data) - offset)
+        for offset, at, size in self.windows(address, len(data), step):
             self.link.write_memory(at, data[offset:offset + size], width=4)
             self._settle("program", at, 0.0, WriteError)
             if self.fast or (offset + size) % 1024 == 0:
@@ -140,7 +124,7 @@ class H5FlashDriver(FlashDriver):
         self.unlock()
         try:
             if self.link.read_word(self._reg(OPTCR)) & OPTCR_OPTLOCK:
-                self.write_keys(self._reg(OPTKEYR), (OPTKEY1, OPTKEY2))
+                self.write_keys(self._reg(OPTKEYR), OPTION_KEYS)
             prg = self.link.read_word(self._reg(OPTSR_PRG))
             self.link.write_word(self._reg(OPTSR_PRG), (prg & ~0xFF00) | (state << 8))
             self.link.write_word(self._reg(OPTCR), OPTCR_OPTSTRT)

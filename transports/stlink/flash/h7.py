@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.errors import EraseError, WriteError
+from runner.errors import WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
-from transports.stlink.flash.base import FlashDriver, check_rdp_change
+from transports.stlink.flash.base import (
+    OPTION_KEYS,
+    SECTOR_HINT,
+    FlashDriver,
+    check_rdp_change,
+)
 
 __all__ = ["H7FlashDriver"]
 
-KEY1, KEY2 = 0x45670123, 0xCDEF89AB
-OPTKEY1, OPTKEY2 = 0x08192A3B, 0x4C5D6E7F
 KEYR, CR, SR, CCR = 0x04, 0x0C, 0x10, 0x14
 OPTKEYR, OPTCR, OPTSR_CUR, OPTSR_PRG, OPTCCR = 0x08, 0x18, 0x1C, 0x20, 0x24
 SR_BSY, SR_WBNE, SR_QW, SR_EOP = 1 << 0, 1 << 1, 1 << 2, 1 << 16
@@ -41,10 +44,12 @@ ERRORS = {SR_WRPERR: "WRPERR (write-protected)", SR_PGSERR: "PGSERR (sequence)",
 class H7FlashDriver(FlashDriver):
     busy_mask = SR_BSY | SR_QW
     error_mask = SR_WRPERR | SR_PGSERR | SR_STRBERR | SR_INCERR | SR_OPERR
+    error_names = ERRORS
+    error_hint = SECTOR_HINT
+    eop_mask = SR_EOP
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.unit = self.chip.flash.write_unit
         ab = self.chip.controller == "h7ab"
         self.start_bit = CR_START_AB if ab else CR_START
         self.snb_shift = 6 if ab else 8
@@ -63,11 +68,8 @@ class H7FlashDriver(FlashDriver):
     def unlock(self) -> None:
         for bank in self._banks():
             base = self._bank_base(bank)
-            if self.link.read_word(base + CR) & CR_LOCK:
-                self.write_keys(base + KEYR, (KEY1, KEY2))
-                if self.link.read_word(base + CR) & CR_LOCK:
-                    raise WriteError(f"flash bank {bank} stayed locked after the key sequence",
-                                     address=base, hint="reset the target and try again")
+            self.unlock_control(base + CR, CR_LOCK, base + KEYR, name=f"flash bank {bank}",
+                                address=base)
 
     def lock(self) -> None:
         for bank in self._banks():
@@ -75,22 +77,9 @@ class H7FlashDriver(FlashDriver):
 
     def _run(self, bank: int, cr: int, *, expected_s: float, what: str, address: int) -> None:
         base = self._bank_base(bank)
-        self.link.write_word(base + CCR, self.error_mask | SR_EOP)
-        self.link.write_word(base + CR, cr)
-        self.link.write_word(base + CR, cr | self.start_bit)
-        status = self.wait_ready(base + SR, expected_s=expected_s, what=what, address=address,
-                                 error=EraseError)
-        self._check(base, status, what, address, EraseError)
-        self.link.write_word(base + CR, 0)
-
-    def _check(self, base: int, status: int, what: str, address: int,
-               error: type[EraseError] | type[WriteError]) -> None:
-        bad = status & self.error_mask
-        if bad:
-            self.link.write_word(base + CCR, bad)
-            flags = ", ".join(name for bit, name in ERRORS.items() if bad & bit)
-            raise error(f"{what} at 0x{address:08X} failed: {flags}", address=address,
-                        hint="erase the sector first, or check write protection")
+        self.run_operation(cr, cr_address=base + CR, start_bit=self.start_bit,
+                           sr_address=base + SR, clear_address=base + CCR,
+                           expected_s=expected_s, what=what, address=address)
 
     def erase_block(self, block: FlashBlock) -> None:
         cr = CR_SER | (block.index_in_bank << self.snb_shift) | self.psize
@@ -102,10 +91,9 @@ class H7FlashDriver(FlashDriver):
             self.erase_bank(bank)
 
     def erase_bank(self, bank: int) -> bool:
-        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
         self._run(bank, CR_BER | self.psize,
                   expected_s=self.chip.timing.mass_erase_ms / 1000 / self.chip.flash.banks,
-                  what="bank erase", address=first.address)
+                  what="bank erase", address=self.bank_start(bank))
         return True
 
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
@@ -116,14 +104,11 @@ class H7FlashDriver(FlashDriver):
             self.link.write_word(base + CR, CR_PG | self.psize)
             # Fast: one command per TAR window; safe: one flash word per command.
             step = self.link.window if self.fast else self.unit
-            for offset in range(0, length, step):
-                at = start + offset
-                size = min(step - at % step, length - offset)
+            for _, at, size in self.windows(start, length, step):
                 chunk = data[at - address:at - address + size]
                 self.link.write_memory(at, chunk, width=4)
-                status = self.wait_ready(base + SR, expected_s=0, what="program", address=at,
-                                         error=WriteError)
-                self._check(base, status, "program", at, WriteError)
+                self.settle(base + SR, expected_s=0, what="program", address=at, error=WriteError,
+                            clear_address=base + CCR)
                 done += size
                 if self.fast or done % 1024 == 0:
                     progress(done, len(data))
@@ -142,7 +127,7 @@ class H7FlashDriver(FlashDriver):
         check_rdp_change(self.chip, change)
         ob = self.chip.option_bytes
         if self.link.read_word(self.base + OPTCR) & OPTCR_OPTLOCK:
-            self.write_keys(self.base + OPTKEYR, (OPTKEY1, OPTKEY2))
+            self.write_keys(self.base + OPTKEYR, OPTION_KEYS)
         value = self.link.read_word(self.base + OPTSR_PRG)
         if change.rdp_level is not None:
             rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0xBB)

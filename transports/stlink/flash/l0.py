@@ -42,6 +42,7 @@ class L0FlashDriver(FlashDriver):
     unit = 4
     busy_mask = SR_BSY
     error_mask = SR_WRPERR | SR_PGAERR | SR_SIZERR | SR_OPTVERR | SR_NOTZEROERR
+    error_names = ERRORS
 
     @property
     def half_page(self) -> int:
@@ -65,10 +66,7 @@ class L0FlashDriver(FlashDriver):
 
     def _settle(self, what: str, address: int, expected: float,
                 error: type[EraseError] | type[WriteError]) -> None:
-        status = self.wait_ready(self._reg(SR), expected_s=expected, what=what,
-                                 address=address, error=error)
-        self.check_status(status, self._reg(SR), what=what, address=address, error=error,
-                          names=ERRORS)
+        self.settle(self._reg(SR), expected_s=expected, what=what, address=address, error=error)
 
     def erase_block(self, block: FlashBlock) -> None:
         self.erase_blocks([block], no_progress)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.errors import EraseError, WriteError
+from runner.errors import WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
-from transports.stlink.flash.base import FlashDriver, check_rdp_change
+from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
 
 __all__ = ["L4FlashDriver"]
 
-KEY1, KEY2 = 0x45670123, 0xCDEF89AB
-OPTKEY1, OPTKEY2 = 0x08192A3B, 0x4C5D6E7F
 #: controller kind → (KEYR, OPTKEYR, SR, CR, OPTR) offsets
 LAYOUTS = {"l5": (0x08, 0x10, 0x20, 0x28, 0x40), "u5": (0x08, 0x10, 0x20, 0x28, 0x40)}
 L4_LAYOUT = (0x08, 0x0C, 0x10, 0x14, 0x20)
@@ -40,10 +38,11 @@ class L4FlashDriver(FlashDriver):
     busy_mask = SR_BSY
     error_mask = SR_OPERR | SR_PROGERR | SR_WRPERR | SR_PGAERR | SR_SIZERR | SR_PGSERR \
         | SR_MISERR | SR_FASTERR
+    error_names = ERRORS
+    eop_mask = SR_EOP
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.unit = self.chip.flash.write_unit  # 8 (double word) or 16 (U5 quad word)
         self.offsets = LAYOUTS.get(self.chip.controller, L4_LAYOUT)
 
     def _reg(self, name: str) -> int:
@@ -55,25 +54,15 @@ class L4FlashDriver(FlashDriver):
         return 1 << (13 if self.chip.controller == "g0" else 11)
 
     def unlock(self) -> None:
-        if not self.link.read_word(self._reg("CR")) & CR_LOCK:
-            return
-        self.write_keys(self._reg("KEYR"), (KEY1, KEY2))
-        if self.link.read_word(self._reg("CR")) & CR_LOCK:
-            raise WriteError("the flash controller stayed locked after the key sequence",
-                             address=self.base, hint="reset the target and try again")
+        self.unlock_control(self._reg("CR"), CR_LOCK, self._reg("KEYR"))
 
     def lock(self) -> None:
         self.link.write_word(self._reg("CR"), CR_LOCK)
 
     def _run(self, cr: int, *, expected_s: float, what: str, address: int) -> None:
-        self.link.write_word(self._reg("SR"), self.error_mask | SR_EOP)
-        self.link.write_word(self._reg("CR"), cr)
-        self.link.write_word(self._reg("CR"), cr | CR_STRT)
-        status = self.wait_ready(self._reg("SR"), expected_s=expected_s, what=what,
-                                 address=address, error=EraseError)
-        self.check_status(status, self._reg("SR"), what=what, address=address, error=EraseError,
-                          names=ERRORS)
-        self.link.write_word(self._reg("CR"), 0)
+        self.run_operation(cr, cr_address=self._reg("CR"), start_bit=CR_STRT,
+                           sr_address=self._reg("SR"), clear_address=self._reg("SR"),
+                           expected_s=expected_s, what=what, address=address)
 
     def erase_block(self, block: FlashBlock) -> None:
         # RM0351 §3.3.6: PNB is the page index within its bank, BKER selects bank 2.
@@ -87,20 +76,16 @@ class L4FlashDriver(FlashDriver):
                   address=self.chip.flash.base)
 
     def erase_bank(self, bank: int) -> bool:
-        first = next(b for b in self.chip.flash.blocks if b.bank == bank)
         self._run(CR_MER1 if bank == 1 else CR_MER2,
                   expected_s=self.chip.timing.mass_erase_ms / 1000, what="bank erase",
-                  address=first.address)
+                  address=self.bank_start(bank))
         return True
 
     def program(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
         self.link.write_word(self._reg("SR"), self.error_mask | SR_EOP)
         self.link.write_word(self._reg("CR"), CR_PG)
         if self.fast:
-            step = self.link.window
-            for offset in range(0, len(data), step):
-                at = address + offset
-                size = min(step - at % step, len(data) - offset)
+            for offset, at, size in self.windows(address, len(data), self.link.window):
                 self.link.write_memory(at, data[offset:offset + size], width=4)
                 self._settle(at)
                 progress(offset + size, len(data))
@@ -119,10 +104,8 @@ class L4FlashDriver(FlashDriver):
         self.link.write_word(self._reg("CR"), 0)
 
     def _settle(self, address: int, expected: float = 0.0) -> None:
-        status = self.wait_ready(self._reg("SR"), expected_s=expected, what="program",
-                                 address=address, error=WriteError)
-        self.check_status(status, self._reg("SR"), what="program", address=address,
-                          error=WriteError, names=ERRORS)
+        self.settle(self._reg("SR"), expected_s=expected, what="program", address=address,
+                    error=WriteError)
 
     # -- option bytes (RM0351 §3.4.2) ---------------------------------------------------------
 
@@ -138,7 +121,7 @@ class L4FlashDriver(FlashDriver):
         self.unlock()
         try:
             if self.link.read_word(self._reg("CR")) & CR_OPTLOCK:
-                self.write_keys(self._reg("OPTKEYR"), (OPTKEY1, OPTKEY2))
+                self.write_keys(self._reg("OPTKEYR"), OPTION_KEYS)
             optr = self.link.read_word(self._reg("OPTR"))
             if change.rdp_level is not None:
                 rdp = {0: ob.rdp_level0, 2: ob.rdp_level2}.get(change.rdp_level, 0xBB)
@@ -151,12 +134,8 @@ class L4FlashDriver(FlashDriver):
             self.link.write_word(self._reg("SR"), self.error_mask | SR_EOP)
             self.link.write_word(self._reg("OPTR"), optr)
             self.link.write_word(self._reg("CR"), CR_OPTSTRT)
-            status = self.wait_ready(self._reg("SR"),
-                                     expected_s=self.chip.timing.page_erase_ms / 1000,
-                                     what="option write", address=ob.address,
-                                     error=WriteError)
-            self.check_status(status, self._reg("SR"), what="option write", address=ob.address,
-                              error=WriteError, names=ERRORS)
+            self.settle(self._reg("SR"), expected_s=self.chip.timing.page_erase_ms / 1000,
+                        what="option write", address=ob.address, error=WriteError)
             # OBL_LAUNCH reloads the options (a 1 → 0 regression mass-erases) and resets.
             self.link.write_word(self._reg("CR"), CR_OBL_LAUNCH)
         finally:
