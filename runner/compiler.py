@@ -341,6 +341,7 @@ class _Compiler:
         writes_done = 0
         units_done = 0
         keep: tuple[PreserveRange, ...] = ()
+        kept_verified = 0                 # kept bytes a verify compares besides the images
         unit_carrier: int | None = None   # the first unit-data task after a preserving erase
         for step in recipe.steps:
             where = f"{_where(step.location)}device {device.name}, recipe {recipe.name}: " \
@@ -356,6 +357,7 @@ class _Compiler:
                     elif layout.preserve:
                         item, keep = _preserving(item, layout, link, where), \
                             layout.preserve
+                        kept_verified = sum(span.length for span in keep)
                 elif step.scope is EraseScope.MASS and layout.preserve:
                     notes.append(f"recipe {recipe.name}: a mass erase keeps nothing; "
                                  f"`preserve: true` has no effect")
@@ -388,6 +390,9 @@ class _Compiler:
                     unit_carrier = len(items)
             elif isinstance(step, VerifyStep):
                 item = _verify(step, layout.prefix(writes_done), link, where)
+                if kept_verified and item.bytes:
+                    # The run compares the whole of each preserved sector.
+                    item = replace(item, bytes=item.bytes + kept_verified)
                 if not item.bytes and not units_done:
                     notes.append(f"recipe {recipe.name}: verify comes before any write and "
                                  f"has nothing to compare")

@@ -93,6 +93,8 @@ def test_preserved_sector_keeps_the_bytes_outside_the_image(
     assert finished["1-erase"]["preserved_bytes"] == 0x20000 - 1024
     # verify covers the whole sector: the image and every kept byte
     assert finished["3-verify"]["ranges"] == [["0x08020000", "0x08040000"]]
+    assert finished["3-verify"]["bytes"] == 0x20000
+    assert plan.device("unit-1").tasks[3].bytes == 0x20000
 
 
 def test_without_preserve_the_plan_warns_and_the_bytes_are_lost(
