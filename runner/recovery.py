@@ -11,7 +11,11 @@ then reconnects. A recovery action that fails counts as that attempt.
 Retrying a write (of images or of a unit-data value) must not program over
 programmed flash (NOR refuses, like PGERR), so before a write is retried the
 erase units it covers are erased again and whatever earlier writes of the
-device put into them is rewritten.
+device put into them is rewritten. A verify that found wrong bytes is repaired
+the same way before it runs again — reading the same bad flash twice would
+prove nothing: the erase unit holding the first mismatch (every unit the verify
+covers when the mismatch has no address, as with a checksum) is erased and
+rewritten.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from runner import events as ev
-from runner.errors import Interrupted, TransportError, error_categories
+from runner.errors import Interrupted, TransportError, VerifyError, error_categories
 from runner.memmap import Segment
 from runner.model import RecoveryPolicy
-from runner.plan import Outcome, StepResult, Task, UnitDataAction, WriteAction
+from runner.plan import Outcome, StepResult, Task, UnitDataAction, VerifyAction, WriteAction
 from runner.session import DeviceSession, error_fields, hex_ranges
 from transports.base import Capability, ResetMode
+from transports.chips import FlashBlock
 
 __all__ = ["RECOVERY_ACTIONS", "run_step"]
 
@@ -77,9 +82,25 @@ def _retryable(policy: RecoveryPolicy | None, error: BaseException, retries_done
 
 def _reerase(session: DeviceSession, task: Task) -> dict[str, Any]:
     """Erase the units the task's write covers and rewrite what earlier writes put there."""
-    transport = session.ensure_connected()
     # What the task programs: its images or unit value, and any kept bytes it puts back.
     blocks = session.units.programmed(task.id, task.action).blocks(session.plan.chip.flash)
+    return _rewrite(session, blocks)
+
+
+def _repair(session: DeviceSession, task: Task, error: BaseException) -> dict[str, Any]:
+    """Erase the units a failed verify found wrong and rewrite what the device wrote there."""
+    flash = session.plan.chip.flash
+    assert isinstance(task.action, VerifyAction)
+    address = error.address if isinstance(error, VerifyError) else None
+    if address is not None and flash.contains(address):
+        blocks: tuple[FlashBlock, ...] = (flash.block_at(address),)
+    else:
+        blocks = task.action.memory.blocks(flash)
+    return _rewrite(session, blocks)
+
+
+def _rewrite(session: DeviceSession, blocks: tuple[FlashBlock, ...]) -> dict[str, Any]:
+    transport = session.ensure_connected()
     transport.erase(blocks)
     rewritten = 0
     for block in blocks:
@@ -99,8 +120,9 @@ def _clip(segment: Segment, start: int, end: int) -> Segment | None:
     return Segment(lo, segment.data[lo - segment.address:hi - segment.address])
 
 
-def _recover(session: DeviceSession, task: Task, policy: RecoveryPolicy, retry: int) -> None:
-    """Run the recovery action for ``retry`` (and the write re-erase); raise if one fails."""
+def _recover(session: DeviceSession, task: Task, policy: RecoveryPolicy, retry: int,
+             error: BaseException) -> None:
+    """Run the recovery action for ``retry`` (and the re-erase or repair); raise if one fails."""
     name = _action_for(policy, retry)
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if name is not None:
@@ -112,13 +134,15 @@ def _recover(session: DeviceSession, task: Task, policy: RecoveryPolicy, retry: 
             steps.append((name, lambda: known(session, task)))
     if isinstance(task.action, (WriteAction, UnitDataAction)):
         steps.append(("re-erase", lambda: _reerase(session, task)))
+    elif isinstance(task.action, VerifyAction) and "verify" in error_categories(error):
+        steps.append(("rewrite", lambda: _repair(session, task, error)))
     for label, run in steps:
         try:
             extra = run()
         except Interrupted:
             raise
-        except Exception as error:
-            session.emit(ev.STEP_RECOVERY, error_fields(error), step=task.id, attempt=retry,
+        except Exception as failure:
+            session.emit(ev.STEP_RECOVERY, error_fields(failure), step=task.id, attempt=retry,
                          recovery=label, outcome="failed", policy=policy.name)
             raise
         session.emit(ev.STEP_RECOVERY, extra, step=task.id, attempt=retry, recovery=label,
@@ -152,7 +176,7 @@ class _Retries:
             if self.session.context.cancel.wait(delay):
                 raise Interrupted("the run was interrupted")
             try:
-                _recover(self.session, self.task, policy, self.done)
+                _recover(self.session, self.task, policy, self.done, self.error)
             except Interrupted:
                 raise
             except Exception as failure:

@@ -13,6 +13,7 @@ from executor_plans import FLASH, device, flash_at, image, plan, policy, read_js
 
 from runner.events import CapturingSink
 from runner.executor import execute
+from runner.model import VerifyMethod
 from runner.plan import Outcome
 from transports.sim import Fault, SimulationWorld
 from transports.sim.memory import MemoryTransport
@@ -185,3 +186,20 @@ def test_a_run_cancelled_before_it_starts_touches_no_chip(world: SimulationWorld
     assert run.exit_code == 130
     assert {(d.outcome, d.reason) for d in run.devices} == {(Outcome.SKIPPED, "interrupted")}
     assert world.chips == {}
+
+
+def test_a_verify_retry_rewrites_the_bad_unit_instead_of_rereading_it(
+        world: SimulationWorld) -> None:
+    world.profiles["a"] = DeviceProfile(faults=(Fault(kind="corrupt", op="write",
+                                                      at_byte=2048),))
+    sink = CapturingSink()
+    device_plan = device("a", writes=((FLASH, image(4096)),), verify=VerifyMethod.READBACK,
+                         recovery=policy("verify", retries=1))
+    run = execute(plan([device_plan]), world=world, events=sink)
+    assert run.ok
+    assert flash_at(world.chips["a"].flash, FLASH, 4096) == image(4096)
+    repairs = [e for e in sink.named("step.recovery") if e["recovery"] == "rewrite"]
+    assert len(repairs) == 1 and repairs[0]["outcome"] == "ok"
+    # Only the page holding the first wrong byte was erased and written again.
+    assert repairs[0]["ranges"] == [[f"0x{FLASH + 2048:08X}", f"0x{FLASH + 3072:08X}"]]
+    assert sink.named("step.finished")[-1]["attempts"] == 2
