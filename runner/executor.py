@@ -289,8 +289,9 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         sink.emit(ev.RUN_STARTED, run_id=run_id, **_run_started(plan))
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
+        kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
         scheduler = _Scheduler(plan, RunContext(events=sink, cancel=cancel, world=world,
-                                                   run_id=run_id))
+                                                run_id=run_id, kept_dir=kept_dir))
         with _sigterm_sets(cancel):
             interrupted = scheduler.run()
         devices = tuple(scheduler.results[d.device] for d in plan.devices)

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner import events as ev
@@ -55,6 +56,8 @@ class RunContext:
     world: SimulationWorld | None
     progress_interval_s: float = 0.25
     run_id: str = ""
+    #: Where bytes read before a preserving erase are saved (beside the audit log).
+    kept_dir: Path | None = None
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
@@ -202,7 +205,10 @@ class DeviceSession:
             if action.scope is EraseScope.NONE:
                 return {"scope": action.scope.value}
             blocks = MASS_ERASE if action.scope is EraseScope.MASS else action.blocks
-            kept = self.units.read_kept(transport, action.preserve) if action.preserve else {}
+            backup = (self.context.kept_dir / f"{self.plan.device}.hex"
+                      if self.context.kept_dir is not None else None)
+            kept = self.units.read_kept(transport, action.preserve, backup) \
+                if action.preserve else {}
             tracker = StepProgress(self.context, fields, max(1, len(blocks)))
             transport.erase(blocks, lambda done, _total: tracker(done))
             ranges = tuple((b.address, b.address + b.size) for b in action.blocks)

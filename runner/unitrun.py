@@ -9,7 +9,9 @@ once per task, so a retried write never consumes a second serial).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from runner.errors import UnitDataError
@@ -39,14 +41,25 @@ class UnitState:
 
     # ------------------------------------------------------------------ preserve
 
-    def read_kept(self, transport: Transport, spans: tuple[PreserveRange, ...]) -> dict[str, Any]:
-        """Read what the erase would lose (once: a retried erase must not re-read)."""
+    def read_kept(self, transport: Transport, spans: tuple[PreserveRange, ...],
+                  backup: Path | None = None) -> dict[str, Any]:
+        """Read what the erase would lose (once: a retried erase must not re-read).
+
+        With ``backup``, the bytes are also saved there as Intel HEX (synced to
+        disk) before this returns, that is before anything is erased: if the run
+        dies between the erase and the write-back, nothing is lost, and the log
+        says where the bytes are.
+        """
+        fields: dict[str, Any] = {}
         if not self.kept:
             self.kept = [(span, transport.read(span.address, span.length)) for span in spans]
+            if backup is not None:
+                _save_hex(backup, self.kept)
+                fields["preserved_file"] = str(backup)
         digest = hashlib.sha256(b"".join(data for _, data in self.kept)).hexdigest()
         return {"preserved": [[_hex(span.address), _hex(span.end)] for span, _ in self.kept],
                 "preserved_bytes": sum(len(data) for _, data in self.kept),
-                "preserved_sha256": digest}
+                "preserved_sha256": digest, **fields}
 
     def write_map(self, action: WriteAction | UnitDataAction,
                   memory: MemoryMap | None = None) -> MemoryMap:
@@ -103,3 +116,19 @@ class UnitState:
 
     def value_written(self, segment: Segment) -> None:
         self.written_values.append(segment)
+
+
+def _save_hex(path: Path, kept: list[tuple[PreserveRange, bytes]]) -> None:
+    """Write ``kept`` as Intel HEX at their addresses, durably (temp file, fsync, rename)."""
+    import bincopy
+
+    binfile = bincopy.BinFile()
+    for span, data in kept:
+        binfile.add_binary(data, address=span.address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    with temporary.open("w", encoding="ascii") as handle:
+        handle.write(binfile.as_ihex())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

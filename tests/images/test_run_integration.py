@@ -284,3 +284,26 @@ def test_a_rehearsal_draws_serials_from_its_own_counter(
     assert unit["unit_source"] == f"counter {tmp_path / 'serials.rehearsal.json'}"
     assert not (tmp_path / "serials.json").exists()
     assert "counter serials.rehearsal.json from 1000" in render_table(plan)
+
+
+def test_bytes_kept_across_an_erase_are_saved_beside_the_log_before_erasing(
+        tmp_path: Path, world: SimulationWorld) -> None:
+    import dataclasses
+
+    import bincopy
+
+    from runner.model import LogSpec
+
+    calibration = b"CAL:" + bytes(range(256))
+    _seed_chip(world, "unit-1", {CALIBRATION: calibration})
+    plan = compile_plan(_manifest(tmp_path, [_image(tmp_path, preserve=True)], STEPS))
+    log = tmp_path / "logs" / "run.jsonl"
+    plan = dataclasses.replace(plan, log=LogSpec(file=str(log)))
+    sink = CapturingSink()
+    assert execute(plan, world=world, events=sink).exit_code == 0
+    erase = next(f for f in sink.named("step.finished") if f["action"] == "erase")
+    saved = Path(erase["preserved_file"])
+    assert saved == tmp_path / "logs" / "run.jsonl.kept" / "unit-1.hex"
+    backup = bincopy.BinFile(str(saved))
+    assert bytes(backup[CALIBRATION:CALIBRATION + len(calibration)]) == calibration
+    assert backup.minimum_address == SECTOR5 + 1024
