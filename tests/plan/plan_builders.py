@@ -35,7 +35,7 @@ GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("FLASHRUNNER_REGEN_GOLDEN") == "1"
 
 
-def check_golden(name: str, text: str) -> None:
+def assert_matches_golden(name: str, text: str) -> None:
     """``text`` equals ``golden/<name>`` (rewritten first with FLASHRUNNER_REGEN_GOLDEN=1)."""
     path = GOLDEN / name
     if REGENERATE:

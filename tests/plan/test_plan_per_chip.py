@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plan_builders import check_golden, device, manifest, pattern, recipe
+from plan_builders import assert_matches_golden, device, manifest, pattern, recipe
 
 from runner import events as ev
 from runner.compiler import compile_plan
@@ -103,7 +103,7 @@ def test_a_reset_without_mode_is_hardware_only_where_nrst_is_wired(tmp_path: Pat
 
 
 def test_the_plan_table_shows_checksum_and_read_back_per_device(tmp_path: Path) -> None:
-    check_golden("per-chip.plan.txt", render_table(plan_of(tmp_path)))
+    assert_matches_golden("per-chip.plan.txt", render_table(plan_of(tmp_path)))
 
 
 def test_verify_by_checksum_on_an_f103_over_uart_is_a_located_manifest_error(

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from plan_builders import check_golden, device, manifest, recipe, standard_recipe
+from plan_builders import assert_matches_golden, device, manifest, recipe, standard_recipe
 
 from runner.compiler import compile_plan
 from runner.model import (
@@ -61,11 +61,11 @@ def demo_plan(boot, app, fake_kinds) -> Plan:
 
 def test_json_rendering_matches_the_golden_file(demo_plan):
     text = json.dumps(render_json(demo_plan), indent=2, ensure_ascii=False) + "\n"
-    check_golden("widget-rev-b.plan.json", text)
+    assert_matches_golden("widget-rev-b.plan.json", text)
 
 
 def test_table_rendering_matches_the_golden_file(demo_plan):
-    check_golden("widget-rev-b.plan.txt", render_table(demo_plan))
+    assert_matches_golden("widget-rev-b.plan.txt", render_table(demo_plan))
 
 
 def test_json_starts_with_its_format_version_and_has_no_absolute_paths(demo_plan, tmp_path):
