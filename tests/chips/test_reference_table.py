@@ -10,12 +10,13 @@ with their reason, and must stay departures.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from transports.chips import Chip, ChipDatabase
+from transports.chips import BootloaderInfo, Chip, ChipDatabase
 
 REFERENCE = Path("/work/shared/reference/protocols-bootloaders.md")
 
@@ -155,40 +156,30 @@ def test_deviations_still_deviate(table: dict[int, TableRow], chips: ChipDatabas
         assert _differs(table[pid], _largest(chips, pid), field), reason
 
 
+def _bootloader_drift(table: dict[int, TableRow], chips: ChipDatabase,
+                      ours: Callable[[BootloaderInfo], object],
+                      theirs: Callable[[TableRow], object]) -> list[str]:
+    """PIDs whose bootloader facts (as ``ours``/``theirs`` pick them) differ from the table."""
+    return [f"0x{pid:03X} {row.name}" for pid, row in sorted(table.items())
+            if pid not in EXCLUDED and ours(_largest(chips, pid).bootloader) != theirs(row)]
+
+
 def test_bootloader_ram_and_system_memory_match(table: dict[int, TableRow],
                                                 chips: ChipDatabase) -> None:
-    drifted = []
-    for pid, row in sorted(table.items()):
-        if pid in EXCLUDED:
-            continue
-        boot = _largest(chips, pid).bootloader
-        if (boot.ram, boot.system_memory) != (row.free_ram, row.system_memory):
-            drifted.append(f"0x{pid:03X} {row.name}")
-    assert drifted == []
+    assert _bootloader_drift(table, chips, lambda b: (b.ram, b.system_memory),
+                             lambda r: (r.free_ram, r.system_memory)) == []
 
 
 def test_bootloader_ids_and_their_address_match(table: dict[int, TableRow],
                                                 chips: ChipDatabase) -> None:
-    drifted = []
-    for pid, row in sorted(table.items()):
-        if pid in EXCLUDED:
-            continue
-        boot = _largest(chips, pid).bootloader
-        if (boot.bl_id, boot.bl_id_address) != (row.bl_ids, row.bl_id_address):
-            drifted.append(f"0x{pid:03X} {row.name}")
-    assert drifted == []
+    assert _bootloader_drift(table, chips, lambda b: (b.bl_id, b.bl_id_address),
+                             lambda r: (r.bl_ids, r.bl_id_address)) == []
 
 
 def test_pages_per_sector_and_flags_match(table: dict[int, TableRow],
                                           chips: ChipDatabase) -> None:
-    drifted = []
-    for pid, row in sorted(table.items()):
-        if pid in EXCLUDED:
-            continue
-        boot = _largest(chips, pid).bootloader
-        if (boot.pages_per_sector, boot.flags) != (row.pps, row.flags):
-            drifted.append(f"0x{pid:03X} {row.name}")
-    assert drifted == []
+    assert _bootloader_drift(table, chips, lambda b: (b.pages_per_sector, b.flags),
+                             lambda r: (r.pps, r.flags)) == []
 
 
 def test_parser_reads_sector_lists_flags_and_ranges() -> None:
