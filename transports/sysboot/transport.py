@@ -37,8 +37,7 @@ from transports.base import (
     ResetMode,
     no_progress,
 )
-from transports.bootrom import rom_bootloader
-from transports.chips import Chip, FlashBlock
+from transports.chips import Chip, FlashBlock, rom_bootloader
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
 from transports.sysboot.framing import Framing
