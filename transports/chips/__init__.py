@@ -20,8 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from runner.errors import PlanError
 from schemas import load_schema
+from transports.errors import PlanError
 
 __all__ = [
     "BootloaderInfo",
