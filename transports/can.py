@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 
 import can
 
-from runner.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
 from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
 from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession

@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Protocol
 
 from smbus2 import I2cFunc, SMBus, i2c_msg
 
-from runner.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.framing import (
     ACK,
     BUSY,

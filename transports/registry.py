@@ -13,8 +13,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import cast
 
-from runner.errors import EnvironmentProblem, PlanError
 from transports.base import TransportClass
+from transports.errors import EnvironmentProblem, PlanError
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "available_kinds", "load_transport"]
 

@@ -20,9 +20,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from runner.errors import PlanError
 from schemas import load_schema
 from transports.chips.rom import INTERFACES, RomBootloader, rom_bootloader, rom_version
+from transports.errors import PlanError
 
 __all__ = [
     "INTERFACES",

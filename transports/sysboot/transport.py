@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from runner.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
 from transports.base import (
     Capability,
     Checksum,
@@ -38,6 +37,7 @@ from transports.base import (
     no_progress,
 )
 from transports.chips import Chip, FlashBlock, rom_bootloader
+from transports.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
 from transports.sysboot.framing import Framing
