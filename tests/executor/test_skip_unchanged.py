@@ -34,8 +34,8 @@ from runner.unchanged import compare_units, rewrite_units
 from runner.unitdata import CounterSource, Encoding
 from transports.base import Capability, LinkRequest
 from transports.chips import chip_database
+from transports.memory import MemoryTransport
 from transports.sim import SimChip, SimulationWorld
-from transports.sim.memory import MemoryTransport
 
 F4 = "stm32f411re"            # sectors: 4 x 16 KiB, 64 KiB, 3 x 128 KiB
 FLASH = 0x08000000
