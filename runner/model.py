@@ -34,6 +34,7 @@ __all__ = [
     "LogSpec",
     "Manifest",
     "OptionBytesStep",
+    "ReadStep",
     "Recipe",
     "RecoveryPolicy",
     "ResetStep",
@@ -163,6 +164,24 @@ class ResetStep(Step):
 
     kind: ClassVar[str] = "reset"
     mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadStep(Step):
+    """Save a region of flash to a file (before a risky change, or to read a board out).
+
+    ``path`` may hold ``{device}``; ``address``/``size`` None mean the whole
+    flash (from the address to its end). ``format`` is ``bin`` or ``hex``
+    (Intel HEX, which keeps the address); ``auto`` goes by the file's suffix.
+    An existing file is kept unless ``overwrite`` is set.
+    """
+
+    kind: ClassVar[str] = "read"
+    path: Path = Path()
+    address: int | None = None
+    size: int | None = None
+    format: str = "auto"
+    overwrite: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from runner.model import (
     LogSpec,
     Manifest,
     OptionBytesStep,
+    ReadStep,
     Recipe,
     RecoveryPolicy,
     ResetStep,
@@ -147,6 +148,12 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
             built.append(UnitDataStep(address=settings["address"], size=unit_size(source),
                                       source=source, preserve=settings.get("preserve", False),
                                       **common))
+        elif kind == "read":
+            folder = folders[marks.key(("recipes", recipe_name, index)).file]
+            built.append(ReadStep(path=folder / settings["file"], address=settings.get("address"),
+                                  size=settings.get("size"),
+                                  format=settings.get("format", "auto"),
+                                  overwrite=settings.get("overwrite", False), **common))
         else:
             built.append(ResetStep(mode=settings.get("mode"), **common))
     return tuple(built)
