@@ -58,6 +58,9 @@ def register(commands: Any) -> None:
                        help="bin (needs @ADDRESS), hex, srec, elf or dfu files")
     flash.add_argument("--erase", choices=("used", "mass", "none"), default="used",
                        help="what to erase first (default: the pages the images use)")
+    flash.add_argument("--skip-unchanged", action="store_true",
+                       help="compare each page or sector first; erase and rewrite only those "
+                            "that differ (the verify still checks everything)")
     flash.add_argument("--no-verify", dest="verify", action="store_false",
                        help="skip the verify after the write (on by default)")
     flash.add_argument("--reset", action="store_true",
@@ -111,7 +114,8 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     steps: list[Mapping[str, Any]] = []
     if args.erase != "none":
         steps.append({"erase": {"scope": args.erase}})
-    steps.append({"write": "*"})
+    steps.append({"write": {"images": "*", "skip-unchanged": True}} if args.skip_unchanged
+                 else {"write": "*"})
     if args.verify:
         steps.append({"verify": {"method": "auto"}})
     if args.reset:
@@ -141,16 +145,8 @@ def _cmd_erase(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from schemas import load_schema
-
-    verify_step = load_schema("manifest")["$defs"]["step"]["properties"]["verify"]
-    if "images" in verify_step.get("properties", {}):
-        return _run(args, "verify", [{"verify": {"method": args.method, "images": "*"}}],
-                    images=args.images)
-    # A verify step compares what the recipe's writes lay out: plan a write and a
-    # verify, then run the verify alone.
-    return _run(args, "verify", [{"write": "*"}, {"verify": {"method": args.method}}],
-                images=args.images, compare_only=True)
+    return _run(args, "verify", [{"verify": {"method": args.method, "images": "*"}}],
+                images=args.images)
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
@@ -167,7 +163,7 @@ def _address(value: int) -> int:
 
 
 def _run(args: argparse.Namespace, command: str, steps: list[Mapping[str, Any]], *,
-         images: list[str] | None = None, compare_only: bool = False) -> int:
+         images: list[str] | None = None) -> int:
     from datetime import datetime, timezone
 
     from runner.chipnames import resolve_part
@@ -194,7 +190,7 @@ def _run(args: argparse.Namespace, command: str, steps: list[Mapping[str, Any]],
     run_id = new_run_id(now)
     template = args.log_file or f"logs/{command}-{{run_id}}.jsonl"
     log_file = log_path(template, name=command, run_id=run_id, now=now).absolute()
-    plan = prepare(request, log_file=log_file, compare_only=compare_only)
+    plan = prepare(request, log_file=log_file)
     result = run_plan(plan, run_id=run_id, json_stdout=args.json, time_scale=args.time_scale,
                       console=None if args.quiet else sys.stderr)
     if result.log_file is not None:

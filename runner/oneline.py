@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from runner.errors import EnvironmentProblem, PlanError
-from runner.plan import Plan, TaskKind
+from runner.plan import Plan
 
 __all__ = ["DEVICE", "ImageArg", "LinkArg", "OneLine", "manifest_yaml", "parse_image",
            "parse_link", "prepare", "synthesise"]
@@ -243,19 +243,13 @@ def manifest_yaml(data: Mapping[str, Any]) -> str:
     return "\n".join(sections) + "\n"
 
 
-def prepare(request: OneLine, *, log_file: Path, compare_only: bool = False) -> Plan:
+def prepare(request: OneLine, *, log_file: Path) -> Plan:
     """Write the request's manifest beside ``log_file`` and compile it.
-
-    ``compare_only`` drops the write tasks from the plan: a verify step compares
-    what the recipe's writes lay out, so ``flashrunner verify`` plans a write
-    and a verify and runs the verify alone.
 
     Raises:
         EnvironmentProblem: the log or the manifest beside it cannot be created.
         ManifestError, PlanError, ImageError: the request is invalid.
     """
-    import dataclasses
-
     from runner.compiler import compile_plan
     from runner.logtarget import check_log_target
     from runner.manifest import load_manifest
@@ -272,14 +266,4 @@ def prepare(request: OneLine, *, log_file: Path, compare_only: bool = False) -> 
     except OSError as error:
         raise EnvironmentProblem(f"cannot write {manifest_file}: {error.strerror}",
                                  hint="check the folder is writable") from error
-    plan = compile_plan(load_manifest(manifest_file), simulate=request.simulate or None)
-    if not compare_only:
-        return plan
-    devices = tuple(dataclasses.replace(device, tasks=tuple(
-        task for task in device.tasks if task.kind is not TaskKind.WRITE))
-        for device in plan.devices)
-    estimate = max((sum(task.estimate_s for task in device.tasks) for device in devices),
-                   default=0.0)
-    return dataclasses.replace(plan, devices=devices, estimate_s=estimate,
-                               critical_path=tuple(task.id for device in devices
-                                                   for task in device.tasks))
+    return compile_plan(load_manifest(manifest_file), simulate=request.simulate or None)

@@ -143,20 +143,18 @@ def test_read_flash_verify_round_trip_on_one_chip(tmp_path: Path) -> None:
     backup = tmp_path / "backup.hex"
     flash_steps = ({"erase": {"scope": "used"}}, {"write": "*"}, {"verify": {}})
     with SimulationWorld(time_scale=0) as world:
-        def do(request: OneLine, name: str, *, compare_only: bool = False) -> int:
-            plan = prepare(request, log_file=tmp_path / f"{name}.jsonl",
-                           compare_only=compare_only)
+        def do(request: OneLine, name: str) -> int:
+            plan = prepare(request, log_file=tmp_path / f"{name}.jsonl")
             return execute(plan, world=world).exit_code
 
         assert do(_oneline("flash", flash_steps, (APP,)), "flash-app") == 0
         assert do(_oneline("read", ({"read": {"file": str(backup)}},)), "read") == 0
         assert do(_oneline("erase", ({"erase": {"scope": "mass"}},)), "erase") == 0
-        verify = ({"write": "*"}, {"verify": {}})
-        assert do(_oneline("verify", verify, (APP,)), "verify-erased", compare_only=True) == 1
+        verify = ({"verify": {"images": "*"}},)
+        assert do(_oneline("verify", verify, (APP,)), "verify-erased") == 1
         assert do(_oneline("flash", flash_steps, (str(backup),)), "flash-backup") == 0
-        assert do(_oneline("verify", verify, (APP,)), "verify-app", compare_only=True) == 0
-        assert do(_oneline("verify", verify, (str(backup),)), "verify-backup",
-                  compare_only=True) == 0
+        assert do(_oneline("verify", verify, (APP,)), "verify-app") == 0
+        assert do(_oneline("verify", verify, (str(backup),)), "verify-backup") == 0
     app = (IMAGES / "uart-f103-app.bin").read_bytes()
     from runner.images import parse_image as parse_file
 
@@ -227,3 +225,26 @@ def test_an_unknown_chip_names_near_misses(capsys: pytest.CaptureFixture[str]) -
 def test_image_arguments(text: str, path: str, address: int | None) -> None:
     image = parse_image(text)
     assert (str(image.path), image.address) == (path, address)
+
+
+def test_flash_skip_unchanged_rewrites_nothing_the_second_time(tmp_path: Path) -> None:
+    steps = ({"erase": {"scope": "used"}}, {"write": {"images": "*", "skip-unchanged": True}},
+             {"verify": {}})
+    with SimulationWorld(time_scale=0) as world:
+        logs = []
+        for attempt in range(2):
+            log = tmp_path / f"flash-{attempt}.jsonl"
+            assert execute(prepare(_oneline("flash", steps, (APP,)), log_file=log),
+                           world=world).exit_code == 0
+            logs.append(records(log))
+    writes = [[r for r in log if r["event"] == "step.finished" and r["action"] == "write"][0]
+              for log in logs]
+    assert writes[0]["units_rewritten"] > 0
+    assert writes[1]["units_rewritten"] == 0 and writes[1]["bytes_written"] == 0
+
+
+def test_flash_command_passes_skip_unchanged_to_the_write(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flash", APP, "--chip", "stm32f103c8", "--link", "stlink",
+                 "--skip-unchanged", "--print-manifest"]) == 0
+    assert "- write: {images: [uart-f103-app], skip-unchanged: true}" in capsys.readouterr().out
