@@ -276,8 +276,11 @@ class _Compiler:
             if name not in self.selected:
                 self._note(f"comes after {name}, which is not selected: it starts "
                            f"without waiting", device.name)
+        resource = cls.resource_key(link.name, options)
+        if device.station is not None:   # a probe is exclusive on the station holding it
+            resource = f"{device.station}/{resource}"
         return DevicePlan(device=device.name, chip=chip, link=link.name, kind=link.kind,
-                          resource=cls.resource_key(link.name, options), options=options,
+                          resource=resource, options=options,
                           tasks=tasks, after=after, memory=layout.memory,
                           images=layout.uses, location=device.location)
 

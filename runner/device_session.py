@@ -25,6 +25,7 @@ from typing import Any
 from runner import events as ev
 from runner.capabilities import planned_for, verify_via
 from runner.errors import ChipMismatch, Interrupted, RunnerError, error_categories
+from runner.linklocks import LinkLocks
 from runner.memmap import MemoryMap, Segment
 from runner.model import EraseScope
 from runner.plan import (
@@ -62,6 +63,8 @@ class RunContext:
     run_id: str = ""
     #: Where bytes read before a preserving erase are saved (beside the audit log).
     kept_dir: Path | None = None
+    #: Per-link OS locks taken while a device runs (``None``: no locking).
+    locks: LinkLocks | None = None
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
