@@ -33,7 +33,7 @@ from transports.chips import Chip
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
 from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
-from transports.sysboot.session import BASE_CAPABILITIES, BootloaderSession
+from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession
 
 __all__ = ["CanFraming", "CanTransport"]
 

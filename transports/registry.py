@@ -21,7 +21,7 @@ __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "available_kinds", "load_transport"]
 ENTRY_POINT_GROUP = "flashrunner.transports"
 
 BUILTIN: dict[str, str] = {
-    "sim": "transports.sim.memory:MemoryTransport",
+    "sim": "transports.memory:MemoryTransport",
     "uart": "transports.uart:UsartTransport",
     "i2c": "transports.i2c:I2cTransport",
     "can": "transports.can:CanTransport",

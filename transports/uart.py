@@ -35,7 +35,7 @@ from transports.sysboot.framing import (
     NoReply,
     serial_block,
 )
-from transports.sysboot.session import (
+from transports.sysboot.transport import (
     BASE_CAPABILITIES,
     ROM_CHECKSUM_BYTES_PER_S,
     BootloaderSession,

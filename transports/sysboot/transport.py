@@ -36,8 +36,7 @@ from transports.base import (
     ResetMode,
     no_progress,
 )
-from transports.bootrom import rom_bootloader
-from transports.chips import Chip, FlashBlock
+from transports.chips import Chip, FlashBlock, rom_bootloader
 from transports.errors import (
     ConnectError,
     EraseError,
