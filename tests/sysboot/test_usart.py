@@ -431,15 +431,20 @@ def test_a_session_offers_what_was_planned_when_the_rom_matches_the_database(
         session.request.options, session.chip)
 
 
-@pytest.mark.parametrize(("parity", "bits"), [("even", 11), ("none", 10)])
-def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart, parity: str,
-                                                        bits: int) -> None:
-    session = open_usart("stm32f411re", baud=57600, parity=parity)
+def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", baud=57600)
     clock = sim_of(session).clock
     before = clock.elapsed
     session.read(BASE, 256)
-    # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes
-    assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * bits / 57600)
+    # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes, 11 bits each at 8E1
+    assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * 11 / 57600)
+
+
+def test_a_host_at_8n1_fails_to_connect_like_on_silicon(open_usart: OpenUsart) -> None:
+    # AN3155 §2: the ROM's USART is 8E1 and samples the host's 10-bit characters so:
+    # the lone 0x7F gets through, the second byte of every command is lost.
+    with pytest.raises(ConnectError):
+        open_usart("stm32f411re", parity="none")
 
 
 def test_brownout_mid_write_needs_a_reconnect(open_usart: OpenUsart) -> None:
@@ -466,3 +471,11 @@ def test_l0_without_mass_erase_clears_every_page(open_usart: OpenUsart) -> None:
     session.erase(MASS_ERASE)
     assert sim.stats.mass_erases == 0
     assert sim.flash == bytes([sim.geometry.erased]) * len(sim.flash)
+
+
+def test_8n1_characters_read_at_8e1_keep_a_lone_sync_byte_and_lose_the_next() -> None:
+    from transports.sim.uartframe import CHIP_FRAMING, Framing, reframe
+    host = Framing(parity="N")
+    assert reframe(b"\x7f", host, CHIP_FRAMING) == b"\x7f"  # parity bit 1 = the stop bit
+    assert reframe(b"\x00\xff", host, CHIP_FRAMING) == b"\x00"  # framing error eats 0xFF
+    assert reframe(b"\x00\xff", CHIP_FRAMING, CHIP_FRAMING) == b"\x00\xff"
