@@ -172,3 +172,20 @@ def test_a_board_left_in_dfu_error_is_recovered_on_connect(f411: Chip,
         link = open_link(world, f411)
         link.erase(f411.flash.blocks[:1])
         assert device.state == DNLOAD_IDLE  # after the erase: the session is usable
+
+
+@pytest.mark.parametrize("busy", ["hold", "answer"])
+def test_flashing_works_whether_the_rom_holds_or_answers_getstatus_while_busy(
+        f411: Chip, open_link: OpenLink, busy: str) -> None:
+    # F4 ROMs NAK a GETSTATUS until the flash operation ends; others answer dfuDNBUSY.
+    quirks = {"mass-erase-poll-ms": 50} | ({"getstatus-while-busy": "answer"}
+                                           if busy == "answer" else {})
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
+        link = open_link(world, f411)
+        link.erase(())
+        link.erase(f411.flash.blocks[:2])
+        link.write(0x08000000, firmware(40 * 1024))
+        board = board_of(world)
+        assert board.sim.flash[:40 * 1024] == firmware(40 * 1024)
+        assert board.device is not None
+        assert (board.device.held_polls > 0) == (busy == "hold")

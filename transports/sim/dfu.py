@@ -26,8 +26,16 @@ Profile quirks (``simulation.devices.<name>.quirks``) select ROM variants:
 (replace the Internal Flash string), ``transfer-size``,
 ``functional-descriptor: first`` (where DFU 1.1 puts it, not after the last
 alternate), ``no-option-bytes``, ``mass-erase-poll-ms`` (under-report the
-mass-erase time, as the F405 ROM does) and ``stall-getstatus-while-busy``
-(as some L4 ROMs do when polled early).
+mass-erase time, as the F405 ROM does), ``stall-getstatus-while-busy``
+(as some L4 ROMs do when polled early) and ``getstatus-while-busy: answer``.
+
+A GETSTATUS that arrives while an erase or program still runs is *held*, as on
+the F4 ROMs: their USB stack NAKs the IN stage until the flash operation ends,
+so the request completes late with the final state (pydfu relies on this and
+gives GETSTATUS 20 s). If the host's timeout for that transfer runs out first
+it gets a USB timeout and the operation goes on. ``getstatus-while-busy:
+answer`` models a ROM that answers at once with dfuDNBUSY and the remaining
+time as bwPollTimeout.
 """
 
 from __future__ import annotations
@@ -239,6 +247,7 @@ class SimRomDfu(SimUsbDevice):
         self.pending: _Pending | None = None
         self.result = OK
         self.busy_until = 0.0
+        self.held_polls = 0  # GETSTATUS requests held until an operation ended
         self.resets_after_status = False
         self.greeted = False
 
@@ -396,7 +405,9 @@ class SimRomDfu(SimUsbDevice):
             if remaining > 1e-9:
                 if self.board.quirks.get("stall-getstatus-while-busy"):
                     raise UsbStall  # seen on L4 ROMs polled too early; the state is kept
-                return self._reply(math.ceil(remaining * 1000))
+                if self.board.quirks.get("getstatus-while-busy") == "answer":
+                    return self._reply(math.ceil(remaining * 1000))
+                self._hold(remaining, request.timeout_ms)
             self.state = DFU_ERROR if self.result != OK else DNLOAD_IDLE
             self.status = self.result
             return self._reply()
@@ -406,6 +417,14 @@ class SimRomDfu(SimUsbDevice):
             self.board.leave(self.pointer)
             return reply
         return self._reply()
+
+    def _hold(self, remaining: float, timeout_ms: int) -> None:
+        """NAK the GETSTATUS IN stage until the flash operation is done (F4 ROMs)."""
+        self.held_polls += 1
+        if 0 < timeout_ms < remaining * 1000:
+            self.sim.clock.advance(timeout_ms / 1000)
+            raise UsbTimeout  # the host gave up; the erase or program goes on
+        self.sim.clock.advance(remaining)
 
     # ------------------------------------------------------------------ commands
 
