@@ -27,7 +27,11 @@ Profile quirks (``simulation.devices.<name>.quirks``) select ROM variants:
 ``functional-descriptor: first`` (where DFU 1.1 puts it, not after the last
 alternate), ``no-option-bytes``, ``mass-erase-poll-ms`` (under-report the
 mass-erase time, as the F405 ROM does), ``stall-getstatus-while-busy``
-(as some L4 ROMs do when polled early) and ``getstatus-while-busy: answer``.
+(as some L4 ROMs do when polled early), ``getstatus-while-busy: answer`` and
+``address-pointer: selected-alternate``: AN2662 lists system memory among the
+Set Address Pointer targets and most ROMs let the UID and flash-size registers
+be read from any alternate setting, but a stricter ROM takes only addresses
+inside the selected alternate's layout and answers errTARGET elsewhere.
 
 A GETSTATUS that arrives while an erase or program still runs is *held*, as on
 the F4 ROMs: their USB stack NAKs the IN stage until the flash operation ends,
@@ -137,6 +141,18 @@ def layout_strings(chip: Chip, quirks: Mapping[str, Any] | None = None) -> tuple
     return tuple(strings)
 
 
+def _alternate_regions(chip: Chip, layouts: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """The address span each alternate setting's layout string describes."""
+    ob = chip.option_bytes
+    spans = {"@Internal Flash": (chip.flash.base, chip.flash.end),
+             "@Option Bytes": (ob.address, ob.address + ob.size),
+             _FEATURE[0].split("/")[0]: (_FEATURE[1], _FEATURE[1] + _FEATURE[2])}
+    for text, base, size in _OTP.values():
+        spans[text.split("/")[0].rstrip()] = (base, base + size)
+    return tuple(next((span for name, span in spans.items() if text.startswith(name)), (0, 0))
+                 for text in layouts)
+
+
 def _port_path(bus: int, ports: tuple[int, ...]) -> str:
     return f"{bus}-{'.'.join(str(p) for p in ports)}"
 
@@ -172,6 +188,7 @@ class SimDfuBoard:
         self.ports = ports
         self.quirks = dict(quirks)
         self.layouts = layout_strings(sim.chip, quirks)
+        self.regions = _alternate_regions(sim.chip, self.layouts)
         self.transfer_size = int(quirks.get("transfer-size", TRANSFER_SIZE))
         otp = _OTP.get(sim.chip.family)
         self.otp_region = (otp[1], otp[2]) if otp else None
@@ -434,7 +451,7 @@ class SimRomDfu(SimUsbDevice):
         timing, sim = self.sim.chip.timing, self.sim
         seconds = _COMMAND_S
         if pending.kind == "set-address":
-            if not self._mapped(pending.address):
+            if not self._mapped(pending.address) or not self._in_selected(pending.address):
                 self.result = ERR_TARGET
             else:
                 self.pointer = pending.address
@@ -463,6 +480,13 @@ class SimRomDfu(SimUsbDevice):
         else:
             seconds = self._write(pending.address, pending.data)
         return seconds, math.ceil(seconds * 1000)
+
+    def _in_selected(self, address: int) -> bool:
+        """A strict ROM takes addresses only inside the selected alternate's layout."""
+        if self.board.quirks.get("address-pointer") != "selected-alternate":
+            return True
+        start, end = self.board.regions[self.alternates.get(0, 0)]
+        return start <= address < end
 
     def _mapped(self, address: int) -> bool:
         chip = self.sim.chip
