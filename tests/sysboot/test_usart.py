@@ -514,3 +514,17 @@ def test_an_option_byte_write_that_leaves_out_rdp_protects_an_f1(open_usart: Ope
     sim = sim_of(session)
     session.engine.write_memory(session.chip.option_bytes.address + 4, b"\x12\xed\xff\xff")
     assert sim.rdp_level == 1  # RM0008 §2.5: only 0xA5 in RDP unprotects
+
+
+@pytest.mark.parametrize("part", ["stm32f401re", "stm32l053r8"])
+def test_a_rom_that_reads_device_words_only_by_page_still_yields_uid_and_flash_size(
+        open_usart: OpenUsart, part: str) -> None:
+    # stm32loader PR #25 / issue #61: an F401 (or L05x) ROM NACKs 12 bytes at the UID
+    # and 2 at the flash size, but answers a 256-byte read from the page's base.
+    session = open_usart(part, DeviceProfile(quirks={"device-info-read": "aligned-block"}))
+    sim = sim_of(session)
+    with pytest.raises(Refused):
+        session.engine.read_memory(session.chip.uid_address, 12)
+    identity = session.identify()
+    assert identity.uid == sim.uid_hex
+    assert identity.flash_size == session.chip.flash.size
