@@ -54,14 +54,17 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None, console: TextIO | None = None,
-                 cancel: threading.Event | None = None) -> RunResult:
+                 cancel: threading.Event | None = None,
+                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
+
+    ``allow``: folders besides the manifest's own that may hold included and data files.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
         EnvironmentProblem: the log file cannot be written; nothing was run.
     """
-    manifest = load_manifest(path)
+    manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     simulation = plan.simulation
     if time_scale is not None:
