@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -32,7 +32,8 @@ from typing import Any
 
 import runner
 from runner import events as ev
-from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
+from runner.audit.chain import FORMAT
+from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
 from runner.session import DeviceSession, RunContext, error_fields
@@ -150,7 +151,8 @@ class _Scheduler:
         except BaseException as error:  # a bug in the runner itself: keep the pool alive
             fields = error_fields(error)
             self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
-                      kind=device.kind, outcome=Outcome.FAILED.value, **fields)
+                      kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0, bytes=0,
+                      **fields)
             result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
                                   error=fields["error"], error_type=fields["error_type"],
                                   error_category=fields["error_category"])
@@ -251,7 +253,7 @@ def _run_started(plan: Plan) -> dict[str, Any]:
         "python": platform.python_version(), "simulate": plan.simulate,
         "images": dict(plan.image_digests), "devices": len(plan.devices),
         "max_parallel": plan.execution.max_parallel, "fail_fast": plan.execution.fail_fast,
-        "estimate_s": round(plan.estimate_s, 3),
+        "estimate_s": round(plan.estimate_s, 3), "format": FORMAT,
     }
 
 
@@ -263,9 +265,14 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
 
 
 def execute(plan: Plan, *, events: ev.EventSink | None = None,
+            outputs: Sequence[RecordOutput] = (),
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
             run_id: str | None = None) -> RunResult:
-    """Run ``plan``; report through ``events`` and the plan's log file, if it names one.
+    """Run ``plan``; report through one audit stream.
+
+    Every record is written to the plan's log file (if it names one) and to
+    ``outputs`` (e.g. ``--json`` on stdout) as the same line, and handed to
+    ``events`` (e.g. the console) with the same ``seq`` and ``ts``.
 
     Raises:
         EnvironmentProblem: the log file cannot be created (or already exists).
@@ -273,14 +280,14 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     cancel = cancel or threading.Event()
-    sinks: list[ev.EventSink] = [events] if events is not None else []
-    audit: AuditLog | None = None
     log_file: Path | None = None
+    files: list[RecordOutput] = []
     if plan.log.file:
         log_file = log_path(plan.log.file, name=plan.name, run_id=run_id, now=now)
-        audit = AuditLog(run_id, [JsonlFileSink(log_file)])
-        sinks.insert(0, audit)
-    sink = ev.FanOutSink(sinks)
+        files.append(JsonlFileSink(log_file))
+    audit = AuditLog(run_id, [*files, *outputs],
+                     listeners=[events] if events is not None else [])
+    sink: ev.EventSink = audit
     own_world = world is None and _needs_world(plan)
     if own_world:
         world = simulation_world(plan)
@@ -306,5 +313,4 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     finally:
         if own_world and world is not None:
             world.close()
-        if audit is not None:
-            audit.close()
+        audit.close()

@@ -20,7 +20,7 @@ from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
 from runner.events import EventSink, FanOutSink
 from runner.executor import execute
-from runner.logging import AuditLog, StdoutJsonSink, new_run_id
+from runner.logging import StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
@@ -54,7 +54,8 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None, console: TextIO | None = None,
-                 cancel: threading.Event | None = None) -> RunResult:
+                 cancel: threading.Event | None = None,
+                 events: EventSink | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
     Raises:
@@ -72,15 +73,9 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file), simulation=simulation)
     run_id = new_run_id()
-    sinks: list[EventSink] = []
-    if console is not None:
-        sinks.append(ConsoleRenderer(console))
-    stream: AuditLog | None = None
-    if json_stdout:
-        stream = AuditLog(run_id, [StdoutJsonSink()])
-        sinks.append(stream)
-    try:
-        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel)
-    finally:
-        if stream is not None:
-            stream.close()
+    listeners: list[EventSink] = [ConsoleRenderer(console)] if console is not None else []
+    if events is not None:
+        listeners.append(events)
+    stdout = [StdoutJsonSink()] if json_stdout else []
+    return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
+                   cancel=cancel)
