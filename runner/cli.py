@@ -1,6 +1,6 @@
 """``flashrunner`` — the command line.
 
-Exit codes (DESIGN.md): 0 every device succeeded · 1 at least one device failed ·
+Exit codes (README, "Exit codes"): 0 every device succeeded · 1 at least one device failed ·
 2 the manifest or the command line is invalid · 3 the environment is missing
 something · 130 interrupted. A user error never shows a traceback unless
 ``--debug`` is given.

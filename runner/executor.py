@@ -1,6 +1,6 @@
 """Executing a plan: devices scheduled on a bounded pool of worker threads.
 
-A device is the unit of scheduling (:class:`~runner.session.DeviceSession`
+A device is the unit of scheduling (:class:`~runner.device_session.DeviceSession`
 runs its tasks in order over one session). A device starts when every device
 in its ``after`` ended OK and its exclusive resource (a bus, a probe) is free;
 ready devices start in plan order, at most ``max_parallel`` at once.
@@ -33,10 +33,10 @@ from typing import Any
 import runner
 from runner import events as ev
 from runner.audit.chain import FORMAT
+from runner.device_session import DeviceSession, RunContext, error_fields
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
-from runner.session import DeviceSession, RunContext, error_fields
 from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 

@@ -301,7 +301,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all ok, 1 a device failed, 130 interrupted (DESIGN.md exit codes)."""
+        """0 all ok, 1 a device failed, 130 interrupted (README "Exit codes")."""
         if self.interrupted:
             return 130
         return 0 if self.ok else 1

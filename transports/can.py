@@ -28,12 +28,12 @@ from typing import Any, ClassVar
 
 import can
 
-from runner.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
 from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
-from transports.sysboot.session import BASE_CAPABILITIES, BootloaderSession
+from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession
 
 __all__ = ["CanFraming", "CanTransport"]
 

@@ -153,7 +153,7 @@ def test_reading_a_protected_chip_reports_read_protection(world: SimulationWorld
 
 def test_internal_errors_fail_the_device_with_the_traceback_in_the_log(
         world: SimulationWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from transports.sim.memory import MemoryTransport
+    from transports.memory import MemoryTransport
 
     def broken(self: MemoryTransport) -> None:
         raise RuntimeError("wires crossed")

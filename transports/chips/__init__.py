@@ -20,10 +20,12 @@ from typing import Any
 import jsonschema
 import yaml
 
-from runner.errors import PlanError
 from schemas import load_schema
+from transports.chips.rom import INTERFACES, RomBootloader, rom_bootloader, rom_version
+from transports.errors import PlanError
 
 __all__ = [
+    "INTERFACES",
     "BootloaderInfo",
     "Chip",
     "ChipDatabase",
@@ -31,7 +33,10 @@ __all__ = [
     "FlashGeometry",
     "FlashTiming",
     "OptionBytesInfo",
+    "RomBootloader",
     "chip_database",
+    "rom_bootloader",
+    "rom_version",
 ]
 
 
@@ -161,8 +166,12 @@ class BootloaderInfo:
     bl_id: tuple[int, ...] = ()
     bl_id_address: int | None = None
     i2c_address: int | None = None
-    usart_version: int | None = None
     interfaces: frozenset[str] = frozenset()
+    #: The protocol version byte the ROM answers per serial interface (``usart``,
+    #: ``i2c``, ``can``): the family's ``rom`` entry, a line's ``usart-version`` winning.
+    rom_versions: Mapping[str, int] = field(default_factory=dict)
+    #: The USART ROM lists Get Checksum whatever its version (H7).
+    usart_checksum: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,7 +247,7 @@ def _geometry(line: Mapping[str, Any], flash_kib: int, part_banks: int | None = 
 
 
 def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: str,
-          reference: str) -> Chip:
+          reference: str, rom: Mapping[str, Any]) -> Chip:
     registers = line["registers"]
     ob = line["option-bytes"]
     timing = line["timing"]
@@ -282,8 +291,10 @@ def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: s
             bl_id=tuple(boot.get("bl-id", ())),
             bl_id_address=boot.get("bl-id-address"),
             i2c_address=boot.get("i2c-address"),
-            usart_version=boot.get("usart-version"),
             interfaces=frozenset(boot.get("interfaces", ())),
+            rom_versions={"usart": boot.get("usart-version", rom["usart"]),
+                          "i2c": rom["i2c"], "can": rom["can"]},
+            usart_checksum=rom.get("usart-checksum", False),
         ),
         reference=reference,
         notes=line.get("notes", ""),
@@ -319,7 +330,7 @@ class ChipDatabase:
                                              "flashrunner")
                     try:
                         chip = _chip(part, size, line, document["family"],
-                                     document["reference"])
+                                     document["reference"], document["rom"])
                     except PlanError as exc:
                         raise PlanError(f"chip database {source}: {where}: {exc.message}",
                                         hint="the shipped chip data is damaged; reinstall "

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner.errors import (
+from transports.base import Progress, no_progress
+from transports.dfu.usb import LinkNames, Stalled, usb_errors
+from transports.errors import (
     EraseError,
     LinkLost,
     LinkTimeout,
@@ -26,8 +28,6 @@ from runner.errors import (
     TransportError,
     WriteError,
 )
-from transports.base import Progress, no_progress
-from transports.dfu.usb import LinkNames, Stalled, usb_errors
 
 __all__ = ["DfuProtocol", "DfuState", "DfuStatus", "StatusReply"]
 

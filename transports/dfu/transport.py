@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import usb.core
 import usb.util
 
-from runner.errors import ConnectError, ProtocolError, ReadProtected
 from transports.base import (
     Capability,
     Checksum,
@@ -49,6 +48,7 @@ from transports.dfu.usb import (
     select_candidate,
     usb_errors,
 )
+from transports.errors import ConnectError, ProtocolError, ReadProtected
 
 __all__ = ["DfuTransport"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import usb.core
 import usb.util
 
-from runner.errors import (
+from transports.errors import (
     ConnectError,
     EnvironmentProblem,
     LinkLost,

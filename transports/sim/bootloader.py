@@ -8,7 +8,7 @@ USART and I2C in :mod:`transports.sim.stream`, the CAN node in
 :mod:`transports.sim.canbus`) parse the wire and call these operations.
 
 Profiles: the version and which optional commands are listed come from
-:mod:`transports.bootrom` (the same chip knowledge the links plan with) and
+:mod:`transports.chips.rom` (the same chip knowledge the links plan with) and
 may be overridden per device with
 ``quirks`` of its :class:`~transports.sim.world.DeviceProfile`:
 
@@ -33,9 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transports.bootrom import rom_bootloader
 from transports.checksums import stm32_crc32
-from transports.chips import Chip
+from transports.chips import Chip, rom_bootloader
 from transports.sim.chip import SimChip, SimFlashFault
 from transports.sim.faults import InjectedFault
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.errors import ConnectError, ProtocolError, TransportError
+from transports.errors import ConnectError, ProtocolError, TransportError
 
 __all__ = ["STATUS", "Framing", "MemoryFault", "ProbeVersion", "StLink", "Timebase",
            "parse_version"]
@@ -187,7 +187,7 @@ def _block(*parts: bytes) -> bytes:
 
 
 class StLink:
-    """One probe's command set. Raises :mod:`runner.errors` classes only."""
+    """One probe's command set. Raises :mod:`transports.errors` classes only."""
 
     def __init__(self, framing: Framing, timebase: Timebase, *, pid: int, generation: str,
                  wait_retries: int = 8) -> None:

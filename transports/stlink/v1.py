@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from runner.errors import ProtocolError
+from transports.errors import ProtocolError
 from transports.stlink.usb import UsbPipe
 
 __all__ = ["BotFraming"]

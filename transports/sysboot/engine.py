@@ -4,7 +4,7 @@ One :class:`BootloaderEngine` drives one ROM bootloader through a
 :class:`~transports.sysboot.framing.Framing`; it knows the commands, their
 blocks, sizes, alignment and timeouts, and nothing of USART, I2C or CAN.
 
-Failures leave as :mod:`runner.errors`: a NACK is a :class:`ProtocolError`
+Failures leave as :mod:`transports.errors`: a NACK is a :class:`ProtocolError`
 naming the command and the stage (command byte, address, length, data…),
 except where its meaning is known — a listed command refused on its command
 byte means readout protection (:class:`ReadProtected`, AN3155 §2), a refused
@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from functools import reduce
 from operator import xor
 
-from runner.errors import (
+from transports.chips import Chip
+from transports.errors import (
     ConnectError,
     EraseError,
     LinkTimeout,
@@ -28,7 +29,6 @@ from runner.errors import (
     RunnerError,
     WriteError,
 )
-from transports.chips import Chip
 from transports.sysboot.commands import ALLOWED_UNDER_RDP, Command, CommandSet, command_name
 from transports.sysboot.framing import (
     BadReply,

@@ -20,9 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-from runner.errors import EraseError, FlashError, ProtocolError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import Chip, FlashBlock
+from transports.errors import EraseError, FlashError, ProtocolError, WriteError
 from transports.stlink.protocol import MemoryFault, StLink
 
 __all__ = ["KEYS", "OPTION_KEYS", "SECTOR_HINT", "FlashDriver", "check_rdp_change"]

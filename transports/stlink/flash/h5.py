@@ -15,9 +15,9 @@ to "open" is refused with a hint.
 
 from __future__ import annotations
 
-from runner.errors import EraseError, ProtocolError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
+from transports.errors import EraseError, ProtocolError, WriteError
 from transports.stlink.flash.base import (
     OPTION_KEYS,
     SECTOR_HINT,

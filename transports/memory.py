@@ -13,15 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from runner.errors import (
-    ConnectError,
-    EraseError,
-    LinkLost,
-    LinkTimeout,
-    ProtocolError,
-    ReadProtected,
-    WriteError,
-)
 from transports.base import (
     Capability,
     Checksum,
@@ -37,6 +28,15 @@ from transports.base import (
 )
 from transports.checksums import stm32_crc32
 from transports.chips import Chip, FlashBlock
+from transports.errors import (
+    ConnectError,
+    EraseError,
+    LinkLost,
+    LinkTimeout,
+    ProtocolError,
+    ReadProtected,
+    WriteError,
+)
 from transports.sim.chip import SimChip, SimFlashFault
 from transports.sim.faults import InjectedFault
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from runner.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
 from transports.base import (
     Capability,
     Checksum,
@@ -37,8 +36,8 @@ from transports.base import (
     ResetMode,
     no_progress,
 )
-from transports.bootrom import rom_bootloader
-from transports.chips import Chip, FlashBlock
+from transports.chips import Chip, FlashBlock, rom_bootloader
+from transports.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
 from transports.sysboot.framing import Framing
