@@ -38,9 +38,11 @@ from runner.plan import (
     VerifyAction,
     WriteAction,
 )
+from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
-from runner.verify import verify_memory
+from runner.verify import unit_pieces, verify_memory
 from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Transport
+from transports.chips import FlashBlock
 from transports.registry import load_transport
 from transports.sim.world import SimulationWorld
 
@@ -76,6 +78,10 @@ def error_fields(error: BaseException) -> dict[str, Any]:
     return {"error_type": type(error).__name__, "error_category": "internal",
             "error_categories": ["internal"], "error": f"internal error: {error}",
             "traceback": "".join(traceback.format_exception(error))}
+
+
+def _unit_ranges(units: tuple[FlashBlock, ...]) -> list[list[str]]:
+    return hex_ranges(tuple((unit.address, unit.end) for unit in units))
 
 
 class StepProgress:
@@ -214,6 +220,8 @@ class DeviceSession:
             ranges = tuple((b.address, b.address + b.size) for b in action.blocks)
             return {"scope": action.scope.value, "blocks": len(action.blocks),
                     "ranges": hex_ranges(ranges), **kept}
+        if isinstance(action, WriteAction) and action.skip_unchanged:
+            return self._write_changed(transport, action, fields)
         if isinstance(action, WriteAction):
             memory = self.units.write_map(action)
             self._program(transport, memory, fields)
@@ -235,13 +243,18 @@ class DeviceSession:
                     "unit_value": value.value, "unit_source": value.source,
                     "unit_bytes": value.data.hex(), **extra}
         if isinstance(action, VerifyAction):
-            action = self.units.verify_action(action)
+            if not action.images:   # a verify of named images compares those alone
+                action = self.units.verify_action(action)
             tracker = StepProgress(self.context, fields, action.memory.size)
-            method = verify_memory(transport, action, erased=self.plan.chip.flash.erased,
+            flash = self.plan.chip.flash
+            method = verify_memory(transport, action, erased=flash.erased,
                                    link=self.plan.link, device=self.plan.device,
-                                   advance=tracker)
+                                   advance=tracker, geometry=flash)
+            images = {"images": [{"name": image.name, "sha256": image.sha256}
+                                 for image in action.images]} if action.images else {}
             return {"method": method, **self._verify_against_plan(task, action, method),
                     "ranges": hex_ranges(action.memory.ranges),
+                    "units": len(unit_pieces(action.memory, flash)), **images,
                     "sha256": action.memory.sha256()}
         if isinstance(action, OptionBytesAction):
             transport.write_option_bytes(action.change)
@@ -250,6 +263,35 @@ class DeviceSession:
             transport.reset(action.mode)
             return {"mode": action.mode.value}
         raise TypeError(f"unknown task action {type(action).__name__}")
+
+    def _write_changed(self, transport: Transport, action: WriteAction,
+                       fields: dict[str, Any]) -> dict[str, Any]:
+        """A skip-unchanged write: compare each erase unit, rewrite whole those that differ.
+
+        The preserved bytes of its units are read (and saved) first: they are part
+        of what each unit must hold.
+        """
+        kept: dict[str, Any] = {}
+        if action.keep:
+            backup = (self.context.kept_dir / f"{self.plan.device}.hex"
+                      if self.context.kept_dir is not None else None)
+            kept = self.units.read_kept(transport, action.keep, backup)
+        memory = self.units.write_map(action)
+        comparison = compare_units(transport, memory, action.units,
+                                   erased=self.plan.chip.flash.erased)
+        tracker = StepProgress(self.context, fields, memory.size)
+        written = rewrite_units(transport, memory, comparison, tracker)
+        self.written.extend(memory)
+        self.units.wrote(action)
+        extra = {"kept_bytes": memory.size - action.memory.size} if action.keep else {}
+        return {"ranges": hex_ranges(memory.ranges), **extra, **kept,
+                "skip_unchanged": True, "compare_method": comparison.method,
+                "units": len(action.units), "units_skipped": len(comparison.same),
+                "units_rewritten": len(comparison.differ),
+                "skipped": _unit_ranges(comparison.same),
+                "rewritten": _unit_ranges(comparison.differ), "bytes_written": written,
+                "images": [{"name": image.name, "sha256": image.sha256,
+                            "ranges": hex_ranges(image.ranges)} for image in action.images]}
 
     def _program(self, transport: Transport, memory: MemoryMap, fields: dict[str, Any]) -> None:
         """Write every segment of ``memory``, reporting progress; remember what was written."""

@@ -133,14 +133,22 @@ class EraseStep(Step):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteStep(Step):
+    """Program ``images``. ``skip_unchanged`` compares each erase unit first and
+    erases and rewrites only the units whose contents would change."""
+
     kind: ClassVar[str] = "write"
     images: tuple[str, ...] = ()
+    skip_unchanged: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyStep(Step):
+    """Compare flash with what the recipe wrote so far, or, with ``images``, with
+    those images alone (a verify on its own: nothing is written)."""
+
     kind: ClassVar[str] = "verify"
     method: VerifyMethod = VerifyMethod.AUTO
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -116,14 +116,20 @@ class WriteAction:
     memory: MemoryMap
     images: tuple[ImageUse, ...]
     keep: tuple[PreserveRange, ...] = ()
+    #: Compare each of ``units`` first; erase and rewrite whole only those that differ
+    #: (``keep`` then names the preserved bytes inside ``units``, read by this write).
+    skip_unchanged: bool = False
+    units: tuple[FlashBlock, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyAction:
-    """Compare flash with ``memory`` (everything the device's write steps wrote)."""
+    """Compare flash with ``memory`` (everything the device's write steps wrote, or
+    with ``images`` the named images alone: a verify on its own)."""
 
     method: VerifyMethod
     memory: MemoryMap
+    images: tuple[ImageUse, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -132,9 +132,12 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
         if kind == "erase":
             built.append(EraseStep(scope=EraseScope(settings.get("scope", "used")), **common))
         elif kind == "write":
-            built.append(WriteStep(images=tuple(n for _, n in write_images(value)), **common))
+            built.append(WriteStep(images=tuple(n for _, n in write_images(value)),
+                                   skip_unchanged=settings.get("skip-unchanged", False),
+                                   **common))
         elif kind == "verify":
             built.append(VerifyStep(method=VerifyMethod(settings.get("method", "auto")),
+                                    images=tuple(n for _, n in write_images(settings)),
                                     **common))
         elif kind == "option-bytes":
             built.append(OptionBytesStep(rdp=settings.get("rdp"),
