@@ -244,7 +244,9 @@ _IMAGES_WRITTEN: dict[str, Any] = {"type": "array", "items": {
 _STEP_FINISHED = EventType(
     name=STEP_FINISHED,
     doc="A step ended; what it did depends on its action (erase: scope, blocks, "
-        "preserved; write: images; unit-data: unit_value; verify: method, sha256; "
+        "preserved; write: images, and with skip-unchanged units, units_skipped, "
+        "units_rewritten, skipped, rewritten, bytes_written; unit-data: unit_value; "
+        "verify: method, sha256, units; "
         "option-bytes: rdp_level, fields; reset: mode).",
     required={**_STEP, "outcome": _OUTCOME_RUN, "duration_ms": _INT, "bytes": _INT,
               "attempts": _INT},
@@ -255,6 +257,9 @@ _STEP_FINISHED = EventType(
         "size": _INT, "unit_value": _ANY, "unit_source": _STR, "unit_bytes": _STR,
         "method": _STR, "planned_method": _STR, "sha256": _SHA256,
         "rdp_level": {"type": ["integer", "null"]}, "fields": _OBJECT, "mode": _STR,
+        "units": _INT, "skip_unchanged": _BOOL, "compare_method": _STR,
+        "units_skipped": _INT, "units_rewritten": _INT, "skipped": _RANGES,
+        "rewritten": _RANGES, "bytes_written": _INT,
     },
 )
 _SESSION_CLOSE_FAILED = EventType(

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import structlog
-from conftest import ROOT, demo_copy, records
+from audit_runs import ROOT, demo_copy, records, run_demo
 
 from runner.audit.schema import render_schema
 from runner.events import EVENT_TYPES, CapturingSink, EventContractError, FanOutSink
@@ -73,8 +73,6 @@ def test_json_stdout_carries_the_very_lines_of_the_log_file(tmp_path: Path) -> N
 
 
 def test_the_console_sees_the_records_with_the_same_seq_and_ts(tmp_path: Path) -> None:
-    from conftest import run_demo
-
     sink = CapturingSink()
     console = io.StringIO()
     run = run_demo(tmp_path, events=FanOutSink([sink]), console=console)
@@ -142,8 +140,6 @@ def test_a_station_record_keeps_its_own_seq_and_ts_in_origin(tmp_path: Path) -> 
 
 def test_a_run_leaves_the_host_applications_structlog_configuration_alone(
         tmp_path: Path) -> None:
-    from conftest import run_demo
-
     seen: list[str] = []
 
     class HostLogger:
