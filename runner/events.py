@@ -42,6 +42,7 @@ __all__ = [
     "ENVELOPE",
     "EVENTS",
     "EVENT_TYPES",
+    "LINK_WAITING",
     "PLAN_WARNING",
     "RUN_FINISHED",
     "RUN_INTERRUPTED",
@@ -68,6 +69,7 @@ DEVICE_STARTED = "device.started"
 DEVICE_IDENTIFIED = "device.identified"
 DEVICE_FINISHED = "device.finished"
 DEVICE_SKIPPED = "device.skipped"
+LINK_WAITING = "link.waiting"
 STEP_STARTED = "step.started"
 STEP_PROGRESS = "step.progress"
 STEP_RETRIED = "step.retried"
@@ -217,6 +219,12 @@ _DEVICE_SKIPPED = EventType(
                              "failed device).",
     required={**_DEVICE, "outcome": _enum("skipped", "upstream-failed"), "reason": _STR},
 )
+_LINK_WAITING = EventType(
+    name=LINK_WAITING, doc="Another run holds the device's link; this one waits for it.",
+    required={**_DEVICE, "resource": _STR,
+              "held_by": {"type": "object", "description": "what the holder wrote: run_id, "
+                                                           "device, operator, host, pid, since"}},
+)
 _STEP_STARTED = EventType(
     name=STEP_STARTED, doc="A step begins.",
     required={**_STEP, "bytes": _INT, "estimate_s": _NUM},
@@ -288,7 +296,7 @@ _RUN_FINISHED = EventType(
 
 #: Every event, by name, in the order a run emits them.
 EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
-    _RUN_STARTED, _PLAN_WARNING, _DEVICE_STARTED, _DEVICE_IDENTIFIED, _STEP_STARTED,
+    _RUN_STARTED, _PLAN_WARNING, _LINK_WAITING, _DEVICE_STARTED, _DEVICE_IDENTIFIED, _STEP_STARTED,
     _STEP_PROGRESS, _STEP_RETRIED, _STEP_RECOVERY, _STEP_FINISHED, _DEVICE_FINISHED,
     _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _RUN_INTERRUPTED, _RUN_FINISHED)}
 
