@@ -254,7 +254,7 @@ _STEP_FINISHED = EventType(
     doc="A step ended; what it did depends on its action (erase: scope, blocks, "
         "preserved; write: images, and with skip-unchanged units, units_skipped, "
         "units_rewritten, skipped, rewritten, bytes_written; unit-data: unit_value; "
-        "verify: method, sha256, units; "
+        "verify: method, sha256, units; read: file, format, sha256; "
         "option-bytes: rdp_level, fields; reset: mode).",
     required={**_STEP, "outcome": _OUTCOME_RUN, "duration_ms": _INT, "bytes": _INT,
               "attempts": _INT},
@@ -267,7 +267,7 @@ _STEP_FINISHED = EventType(
         "rdp_level": {"type": ["integer", "null"]}, "fields": _OBJECT, "mode": _STR,
         "units": _INT, "skip_unchanged": _BOOL, "compare_method": _STR,
         "units_skipped": _INT, "units_rewritten": _INT, "skipped": _RANGES,
-        "rewritten": _RANGES, "bytes_written": _INT,
+        "rewritten": _RANGES, "bytes_written": _INT, "file": _STR, "format": _STR,
     },
 )
 _SESSION_CLOSE_FAILED = EventType(
