@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from transports.chips import ChipDatabase, chip_database
 from transports.sim import SimChip, SimulationWorld
+
+# Every event must match its definition (runner/events.py): a mismatch raises, here and in
+# the flashrunner processes the tests start.
+os.environ["FLASHRUNNER_STRICT_EVENTS"] = "1"
 
 
 def set_option_byte(sim: SimChip, index: int, value: int) -> None:

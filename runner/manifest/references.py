@@ -89,9 +89,15 @@ def _recipe(checker: Checker, name: str, recipe: Any) -> None:
             written = True
         elif kind == "unit-data":
             written = True
+        elif kind == "verify" and isinstance(value, dict) and "images" in value:
+            for item, image in write_images(value):
+                checker.reference((*base, "verify", "images", item), image, "images", "image",
+                                  owner=owner)
         elif kind == "verify" and not written:
             checker.at((*base, "verify"), f"recipe {name} verifies before it writes anything; "
-                                          f"move `verify` after a `write` step", key=True)
+                                          f"move `verify` after a `write` step, or name the "
+                                          f"images to compare (`verify: {{images: [...]}}`)",
+                       key=True)
         elif kind == "option-bytes" and isinstance(value, dict) and value.get("rdp") == 2 \
                 and value.get("confirm") != "irreversible":
             checker.at((*base, "option-bytes", "rdp"),

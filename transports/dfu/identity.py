@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 import struct
 
-from runner.errors import ChipMismatch
 from transports.chips import Chip
 from transports.dfu.layout import MemoryLayout
 from transports.dfu.usb import LinkNames
+from transports.errors import ChipMismatch
 
 __all__ = ["check_flash_layout", "check_product", "product_dev_id", "rom_serial"]
 

@@ -17,17 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner.errors import (
+from transports.base import Progress, no_progress
+from transports.dfu.usb import LinkNames, Stalled, usb_errors
+from transports.errors import (
     EraseError,
     LinkLost,
     LinkTimeout,
     ProtocolError,
     ReadProtected,
+    Refused,
     TransportError,
     WriteError,
 )
-from transports.base import Progress, no_progress
-from transports.dfu.usb import LinkNames, Stalled, usb_errors
 
 __all__ = ["DfuProtocol", "DfuState", "DfuStatus", "StatusReply"]
 
@@ -266,7 +267,7 @@ class DfuProtocol:
                                   DfuStatus.ERR_PROG, DfuStatus.ERR_CHECK_ERASED)
                     else "the address is outside what the device accepts")
             return WriteError(message, address=address, hint=hint, **names)
-        return ProtocolError(message, command=command, reply=reply.raw, **names)
+        return Refused(message, command=command, reply=reply.raw, **names)
 
     def _command(self, command: str, block: int, data: bytes,
                  address: int | None) -> StatusReply:

@@ -8,7 +8,7 @@ USART and I2C in :mod:`transports.sim.stream`, the CAN node in
 :mod:`transports.sim.canbus`) parse the wire and call these operations.
 
 Profiles: the version and which optional commands are listed come from
-:mod:`transports.bootrom` (the same chip knowledge the links plan with) and
+:mod:`transports.chips.rom` (the same chip knowledge the links plan with) and
 may be overridden per device with
 ``quirks`` of its :class:`~transports.sim.world.DeviceProfile`:
 
@@ -33,9 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transports.bootrom import rom_bootloader
 from transports.checksums import stm32_crc32
-from transports.chips import Chip
+from transports.chips import Chip, rom_bootloader
 from transports.sim.chip import SimChip, SimFlashFault
 from transports.sim.faults import InjectedFault
 
@@ -71,6 +70,14 @@ ALLOWED_UNDER_RDP = frozenset({GET, GET_VERSION, GET_ID, SPEED, READOUT_UNPROTEC
 _PROTECTION = (WRITE_PROTECT, WRITE_UNPROTECT, READOUT_PROTECT, READOUT_UNPROTECT)
 _NO_STRETCH = (WRITE_NS, ERASE_NS, WRITE_PROTECT_NS, WRITE_UNPROTECT_NS, READOUT_PROTECT_NS,
                READOUT_UNPROTECT_NS)
+
+
+#: Flash controllers that refuse to program a unit that is not erased: F0/F1/F3
+#: (PGERR, PM0075 §2.3.3, "except when 0x0000 is programmed"), the double- and
+#: quad-word controllers (PROGERR, RM0351 §3.3.7 / RM0444 §3.3.8 / RM0456, the same
+#: all-zero exception) and L0 (NOTZEROERR, RM0367 §3.3.4).
+_CHECKS_ERASED = frozenset({"f0", "f1", "f1xl", "l0", "l4", "g0", "g4", "wb", "wl", "c0",
+                            "l5", "u5", "h5"})
 
 
 class Link(enum.Enum):
@@ -245,7 +252,10 @@ class BootloaderCore:
         """Program flash (NOR, unchecked, as the ROM does), fill RAM, or replace option bytes."""
         self.fault("write", len(data))
         if self._in(self._option_area(), address, len(data)):
-            image = bytearray(self.sim.option_bytes)
+            # AN3155 §3.6: a Write Memory to the option bytes erases the whole option
+            # area first, so the bytes the host does not send come back erased (on F1
+            # that includes RDP when it is left out: 0xFF is level 1, RM0008 §2.5).
+            image = bytearray([self.sim.geometry.erased]) * len(self.sim.option_bytes)
             offset = address - self._option_area()[0]
             image[offset:offset + len(data)] = data
             try:
@@ -257,9 +267,13 @@ class BootloaderCore:
         if self._in(self._free_ram(), address, len(data)):
             self.sim.write_ram(address, data)
             return
+        checked = self.chip.controller in _CHECKS_ERASED
         try:
             # AN3155 §3.6: the ROM reports no error for protected pages; data is not written.
-            self.sim.program(address, data, require_erased=False)
+            # A unit the controller refuses to program (PGERR/PROGERR/NOTZEROERR) fails
+            # the write, and the ROM answers NACK; F2/F4/F7/H7/L1 just clear bits.
+            self.sim.program(address, data, require_erased=checked,
+                             zero_overwrite=checked and self.chip.controller != "l0")
         except SimFlashFault as error:
             if error.reason != "write-protected":
                 raise WireFault("nack") from error

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runner.errors import EraseError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
+from transports.errors import EraseError, WriteError
 from transports.stlink.flash.base import KEYS, FlashDriver, check_rdp_change
 
 __all__ = ["F1FlashDriver"]

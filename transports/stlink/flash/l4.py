@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.errors import WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
+from transports.errors import WriteError
 from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
 
 __all__ = ["L4FlashDriver"]
