@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import __version__
+from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
     EnvironmentProblem,
     ImageError,
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
     chips = commands.add_parser("chips", help="list the chips flashrunner knows")
@@ -213,7 +216,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
                           allow=args.allow_path,
-                          console=None if args.quiet else sys.stderr)
+                          console=None if args.quiet else sys.stderr,
+                          **audit_run_options(args))
     if result.log_file is not None and not args.quiet:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
