@@ -1,9 +1,9 @@
 """flashrunner's engine: manifest → plan → run.
 
-The public API is imported on first use: the transports import
-:mod:`runner.errors`, so importing the compiler (which imports the transports)
-eagerly here would go round in a circle. Add an entry to ``_PUBLIC`` (and the
-``TYPE_CHECKING`` block, for type checkers) to export a name.
+The public API is imported on first use, so that ``flashrunner --help``, or a
+library that only needs :mod:`runner.errors`, does not pay for loading the
+compiler, the executor and every transport. Add an entry to ``_PUBLIC`` (and
+the ``TYPE_CHECKING`` block, for type checkers) to export a name.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from runner.capabilities import (
 )
 from runner.errors import PlanError
 from runner.images import LoadedImage, load_image
-from runner.layout import Layout, layout_images, sector_warnings
+from runner.layout import Layout, layout_images, sector_warnings, verify_layout
 from runner.memmap import MemoryMap
 from runner.model import (
     NOWHERE,
@@ -52,6 +52,7 @@ from runner.model import (
     Location,
     Manifest,
     OptionBytesStep,
+    ReadStep,
     Recipe,
     RecoveryPolicy,
     ResetStep,
@@ -66,8 +67,10 @@ from runner.plan import (
     ConnectAction,
     DevicePlan,
     EraseAction,
+    ImageUse,
     OptionBytesAction,
     Plan,
+    ReadAction,
     ResetAction,
     Task,
     TaskAction,
@@ -134,7 +137,7 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
     timeline = simulate_schedule(devices, execution.max_parallel)
     by_name = {device.device: device for device in devices}
     critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
-    warnings = compiler.warnings(simulated=is_simulated)
+    warnings = (*manifest.warnings, *compiler.warnings(simulated=is_simulated))
     return Plan(
         name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
         simulate=is_simulated, simulation=manifest.simulation, execution=execution,
@@ -224,6 +227,7 @@ class _Compiler:
         self.images: dict[str, LoadedImage] = {}
         self._classes: dict[str, TransportClass] = {}
         self._layouts: dict[tuple[object, ...], Layout] = {}
+        self._verify_maps: dict[tuple[object, ...], tuple[MemoryMap, tuple[ImageUse, ...]]] = {}
         self._recipes: dict[tuple[str, str, _Link], _Recipe] = {}
         self._notes: dict[str, list[str]] = {}   # warning → devices it concerns
         self._sim_links: set[str] = set()
@@ -272,8 +276,11 @@ class _Compiler:
             if name not in self.selected:
                 self._note(f"comes after {name}, which is not selected: it starts "
                            f"without waiting", device.name)
+        resource = cls.resource_key(link.name, options)
+        if device.station is not None:   # a probe is exclusive on the station holding it
+            resource = f"{device.station}/{resource}"
         return DevicePlan(device=device.name, chip=chip, link=link.name, kind=link.kind,
-                          resource=cls.resource_key(link.name, options), options=options,
+                          resource=resource, options=options,
                           tasks=tasks, after=after, memory=layout.memory,
                           images=layout.uses, location=device.location)
 
@@ -324,6 +331,14 @@ class _Compiler:
                                                fields=fields)
         return self._layouts[key]
 
+    def _verify_images(self, names: tuple[str, ...], chip: Chip,
+                       device: Device) -> tuple[MemoryMap, tuple[ImageUse, ...]]:
+        key = (names, chip.part)
+        if key not in self._verify_maps:
+            loaded = tuple(self._image(name, device) for name in names)
+            self._verify_maps[key] = verify_layout(loaded, chip, device=device.name)
+        return self._verify_maps[key]
+
     # ------------------------------------------------------------------ steps
 
     def _prepare(self, recipe: Recipe, chip: Chip, link: _Link, device: Device) -> _Recipe:
@@ -343,24 +358,37 @@ class _Compiler:
         keep: tuple[PreserveRange, ...] = ()
         kept_verified = 0                 # kept bytes a verify compares besides the images
         unit_carrier: int | None = None   # the first unit-data task after a preserving erase
+        # Erase units that skip-unchanged writes own: they erase (only) what differs.
+        skipping = _skip_units(recipe, layout, device)
         for step in recipe.steps:
             where = f"{_where(step.location)}device {device.name}, recipe {recipe.name}: " \
                     f"{step.kind}"
             item: _Prepared | None
             if isinstance(step, EraseStep):
                 item = _erase(step, layout, chip, link, where)
+                spans = tuple(span for span in layout.preserve
+                              if span.block.index not in skipping)
                 if step.scope is EraseScope.USED:
                     notes.extend(sector_warnings(layout))
                     if item is None:
                         notes.append(f"recipe {recipe.name}: erase has nothing to erase "
                                      f"(no image is written)")
-                    elif layout.preserve:
-                        item, keep = _preserving(item, layout, link, where), \
-                            layout.preserve
+                    elif skipping:
+                        item = _leave_to_skipping(item, chip, skipping)
+                    if item is not None and spans:
+                        item, keep = _preserving(item, spans, link, where), spans
                         kept_verified = sum(span.length for span in keep)
                 elif step.scope is EraseScope.MASS and layout.preserve:
                     notes.append(f"recipe {recipe.name}: a mass erase keeps nothing; "
                                  f"`preserve: true` has no effect")
+                if step.scope is EraseScope.MASS and skipping:
+                    notes.append(f"recipe {recipe.name}: a mass erase before a skip-unchanged "
+                                 f"write leaves nothing unchanged to skip")
+            elif isinstance(step, WriteStep) and step.skip_unchanged:
+                item = _skipping_write(step, layout, writes_done, chip, link, where)
+                if item.action.keep:   # type: ignore[union-attr]
+                    kept_verified += item.bytes - layout.steps[writes_done].size
+                writes_done += 1
             elif isinstance(step, WriteStep):
                 _need(link, where, step.kind, Capability.WRITE)
                 memory = layout.steps[writes_done]
@@ -388,6 +416,9 @@ class _Compiler:
                 units_done += 1
                 if keep and unit_carrier is None:
                     unit_carrier = len(items)
+            elif isinstance(step, VerifyStep) and step.images:
+                memory, uses = self._verify_images(step.images, chip, device)
+                item = _verify(step, memory, link, where, images=uses)
             elif isinstance(step, VerifyStep):
                 item = _verify(step, layout.prefix(writes_done), link, where)
                 if kept_verified and item.bytes:
@@ -400,6 +431,8 @@ class _Compiler:
                 item = _option_bytes(step, chip, link, where)
             elif isinstance(step, ResetStep):
                 item = _reset(step, link, where)
+            elif isinstance(step, ReadStep):
+                item = _read(step, chip, link, where)
             else:
                 raise PlanError(f"{where}: unknown step kind")
             if item is not None:
@@ -419,13 +452,96 @@ class _Compiler:
         return _Recipe(items=tuple(items), notes=tuple(dict.fromkeys(notes)))
 
 
-def _preserving(item: _Prepared, layout: Layout, link: _Link, where: str) -> _Prepared:
+def _preserving(item: _Prepared, spans: tuple[PreserveRange, ...], link: _Link,
+                where: str) -> _Prepared:
     """The erase task, reading first what ``preserve: true`` keeps."""
     _need(link, where, "erase", Capability.READ)
     assert isinstance(item.action, EraseAction)
-    kept = sum(span.length for span in layout.preserve)
-    return replace(item, bytes=kept, wire="read",
-                   action=replace(item.action, preserve=layout.preserve))
+    kept = sum(span.length for span in spans)
+    return replace(item, bytes=kept, wire="read", action=replace(item.action, preserve=spans))
+
+
+def _skip_units(recipe: Recipe, layout: Layout, device: Device) -> frozenset[int]:
+    """Indexes of the erase units that skip-unchanged writes own.
+
+    A skip-unchanged write decides per erase unit and rewrites a differing unit
+    whole, so it must be the only step that puts bytes into its units: another
+    write step or a unit-data field there would be lost or wrongly compared.
+    """
+    flash = layout.chip.flash
+    writes = [step for step in recipe.steps if isinstance(step, WriteStep)]
+    owners: dict[int, str] = {}
+    skipping: set[int] = set()
+    for number, (step, memory) in enumerate(zip(writes, layout.steps, strict=True), 1):
+        for block in memory.blocks(flash):
+            owners.setdefault(block.index, f"write step {number}")
+            if step.skip_unchanged:
+                skipping.add(block.index)
+    for start, end in layout.fields:
+        for block in flash.blocks_covering(start, end - start):
+            owners.setdefault(block.index, f"the unit-data field at 0x{start:08X}")
+    for number, (step, memory) in enumerate(zip(writes, layout.steps, strict=True), 1):
+        blocks = memory.blocks(flash)
+        for other_number, other in enumerate(layout.steps, 1):
+            if other_number == number or not (step.skip_unchanged
+                                              or writes[other_number - 1].skip_unchanged):
+                continue
+            shared = {b.index for b in blocks} & {b.index for b in other.blocks(flash)}
+            if shared:
+                block = flash.blocks[min(shared)]
+                raise PlanError(
+                    f"{_where(step.location)}device {device.name}, recipe {recipe.name}: "
+                    f"write steps {min(number, other_number)} and {max(number, other_number)} "
+                    f"both program the erase unit at 0x{block.address:08X}, and one of them "
+                    f"skips unchanged units", hint="write these images in one step, or drop "
+                    "skip-unchanged: it rewrites a changed unit whole")
+        if not step.skip_unchanged:
+            continue
+        for start, end in layout.fields:
+            covered = {b.index for b in flash.blocks_covering(start, end - start)}
+            if covered & {b.index for b in blocks}:
+                raise PlanError(
+                    f"{_where(step.location)}device {device.name}, recipe {recipe.name}: the "
+                    f"unit-data field at 0x{start:08X} shares an erase unit with a "
+                    f"skip-unchanged write", hint="move the field to its own page or sector")
+    return frozenset(skipping)
+
+
+def _leave_to_skipping(item: _Prepared, chip: Chip, skipping: frozenset[int]) -> _Prepared | None:
+    """``erase: {scope: used}`` without the units a skip-unchanged write erases itself."""
+    assert isinstance(item.action, EraseAction)
+    blocks = tuple(block for block in item.action.blocks if block.index not in skipping)
+    if not blocks:
+        return None
+    return replace(item, erase_units=len(blocks),
+                   chip_s=sum(chip.timing.erase_seconds(block.size) for block in blocks),
+                   action=replace(item.action, blocks=blocks))
+
+
+def _skipping_write(step: WriteStep, layout: Layout, index: int, chip: Chip, link: _Link,
+                    where: str) -> _Prepared:
+    """A write that compares its erase units first and rewrites only those that differ.
+
+    It reads the preserved bytes of its units itself (they are part of what a
+    unit must hold) and is estimated as if every unit differs.
+    """
+    _need(link, where, step.kind, Capability.WRITE)
+    _need(link, where, step.kind, Capability.ERASE_PAGES)
+    _need(link, where, step.kind, Capability.CHECKSUM, Capability.READ)
+    memory = layout.steps[index]
+    units = memory.blocks(chip.flash)
+    owned = {block.index for block in units}
+    keep = tuple(span for span in layout.preserve if span.block.index in owned)
+    if keep:
+        _need(link, where, step.kind, Capability.READ)
+    kept = sum(span.length for span in keep)
+    return _Prepared(
+        kind=TaskKind.WRITE, step=step, bytes=memory.size + kept, wire="write",
+        erase_units=len(units),
+        chip_s=chip.timing.program_seconds(memory.size + kept, chip.flash.write_unit)
+        + sum(chip.timing.erase_seconds(block.size) for block in units),
+        action=WriteAction(memory=memory, images=layout.step_uses[index], keep=keep,
+                           skip_unchanged=True, units=units))
 
 
 def _names(devices: Sequence[str]) -> str:
@@ -459,7 +575,8 @@ def _erase(step: EraseStep, layout: Layout, chip: Chip, link: _Link,
                      action=EraseAction(scope=EraseScope.USED, blocks=layout.blocks))
 
 
-def _verify(step: VerifyStep, memory: MemoryMap, link: _Link, where: str) -> _Prepared:
+def _verify(step: VerifyStep, memory: MemoryMap, link: _Link, where: str,
+            images: tuple[ImageUse, ...] = ()) -> _Prepared:
     if step.method is VerifyMethod.CHECKSUM:
         _need(link, where, step.kind, Capability.CHECKSUM)
     elif step.method is VerifyMethod.READBACK:
@@ -469,7 +586,7 @@ def _verify(step: VerifyStep, memory: MemoryMap, link: _Link, where: str) -> _Pr
     via = verify_via(step.method, link.offered)
     return _Prepared(kind=TaskKind.VERIFY, step=step, bytes=memory.size,
                      wire="checksum" if via == "checksum" else "read",
-                     action=VerifyAction(method=step.method, memory=memory))
+                     action=VerifyAction(method=step.method, memory=memory, images=images))
 
 
 def _option_bytes(step: OptionBytesStep, chip: Chip, link: _Link, where: str) -> _Prepared:
@@ -492,6 +609,29 @@ def _option_bytes(step: OptionBytesStep, chip: Chip, link: _Link, where: str) ->
                                confirmed_irreversible=confirmed)
     return _Prepared(kind=TaskKind.OPTION_BYTES, step=step, bytes=chip.option_bytes.size,
                      chip_s=OPTION_BYTES_S + erase_s, action=OptionBytesAction(change=change))
+
+
+#: File suffixes a read step saves as Intel HEX; anything else is a raw binary.
+HEX_SUFFIXES = frozenset({".hex", ".ihex", ".ihx"})
+
+
+def _read(step: ReadStep, chip: Chip, link: _Link, where: str) -> _Prepared:
+    """Save a flash region to a file: the whole flash unless the step narrows it."""
+    _need(link, where, step.kind, Capability.READ)
+    flash = chip.flash
+    address = flash.base if step.address is None else step.address
+    size = flash.end - address if step.size is None else step.size
+    if not flash.base <= address < flash.end or size <= 0 or address + size > flash.end:
+        raise PlanError(f"{where}: 0x{address:08X}+{size} is outside {chip.part}'s flash "
+                        f"(0x{flash.base:08X}..0x{flash.end:08X})",
+                        hint="give an address and size inside the flash, or neither for all "
+                             "of it")
+    kind = step.format
+    if kind == "auto":
+        kind = "hex" if step.path.suffix.lower() in HEX_SUFFIXES else "bin"
+    return _Prepared(kind=TaskKind.READ, step=step, bytes=size, wire="read",
+                     action=ReadAction(path=step.path, address=address, size=size, format=kind,
+                                       overwrite=step.overwrite))
 
 
 def _reset(step: ResetStep, link: _Link, where: str) -> _Prepared:

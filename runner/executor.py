@@ -1,6 +1,6 @@
 """Executing a plan: devices scheduled on a bounded pool of worker threads.
 
-A device is the unit of scheduling (:class:`~runner.session.DeviceSession`
+A device is the unit of scheduling (:class:`~runner.device_session.DeviceSession`
 runs its tasks in order over one session). A device starts when every device
 in its ``after`` ended OK and its exclusive resource (a bus, a probe) is free;
 ready devices start in plan order, at most ``max_parallel`` at once.
@@ -14,6 +14,7 @@ their sessions, and returns an interrupted :class:`RunResult` (exit code 130).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import platform
@@ -22,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -32,14 +33,24 @@ from typing import Any
 
 import runner
 from runner import events as ev
-from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
+from runner.audit.chain import FORMAT
+from runner.audit.seal import RunSeal, Sealing
+from runner.device_session import DeviceSession, RunContext, error_fields
+from runner.linklocks import LinkLocks
+from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
-from runner.session import DeviceSession, RunContext, error_fields
 from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
-__all__ = ["execute", "run_device", "simulation_world", "tool_version"]
+__all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "tool_version"]
+
+#: Whether a device held back by someone else may start: ``None`` not yet, ``"go"``
+#: yes, any other text names the failed device it waited for (it ends upstream-failed).
+Gate = Callable[[str], "str | None"]
+#: Runs the plan's devices elsewhere (on stations) instead of the local scheduler:
+#: returns each device's result and whether the run was interrupted.
+Dispatch = Callable[[RunContext], "tuple[dict[str, DeviceResult], bool]"]
 
 _POLL_S = 0.1
 
@@ -131,9 +142,11 @@ def run_device(session: DeviceSession) -> DeviceResult:
 class _Scheduler:
     """Starts devices as their dependencies and resources allow; collects results."""
 
-    def __init__(self, plan: Plan, context: RunContext) -> None:
+    def __init__(self, plan: Plan, context: RunContext, gate: Gate | None = None) -> None:
         self.plan = plan
         self.context = context
+        self.gate = gate
+        self.held: set[str] = set()
         self.results: dict[str, DeviceResult] = {}
         self.running: dict[str, threading.Thread] = {}
         self.busy: set[str] = set()
@@ -146,15 +159,28 @@ class _Scheduler:
 
     def _worker(self, device: DevicePlan) -> None:
         try:
-            result = run_device(DeviceSession(device, self.context))
+            with self._link_locked(device):
+                result = run_device(DeviceSession(device, self.context))
         except BaseException as error:  # a bug in the runner itself: keep the pool alive
             fields = error_fields(error)
             self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
-                      kind=device.kind, outcome=Outcome.FAILED.value, **fields)
+                      kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0, bytes=0,
+                      **fields)
             result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
                                   error=fields["error"], error_type=fields["error_type"],
                                   error_category=fields["error_category"])
         self.done.put(result)
+
+    def _link_locked(self, device: DevicePlan) -> contextlib.AbstractContextManager[object]:
+        locks = self.context.locks
+        if locks is None:
+            return contextlib.nullcontext()
+
+        def waiting(holder: dict[str, Any]) -> None:
+            self.emit(ev.LINK_WAITING, device=device.device, transport=device.link,
+                      kind=device.kind, resource=device.resource, held_by=holder)
+
+        return locks.hold(device.resource, device=device.device, waiting=waiting)
 
     def _skip(self, device: DevicePlan, outcome: Outcome, reason: str) -> None:
         self.results[device.device] = DeviceResult(device=device.device, outcome=outcome,
@@ -193,7 +219,18 @@ class _Scheduler:
                 waiting = [n for n in device.after if n in self.names
                            and (n not in self.results
                                 or self.results[n].outcome is not Outcome.OK)]
-                if waiting or device.resource in self.busy \
+                if waiting:
+                    continue
+                opened = self.gate(name) if self.gate is not None else "go"
+                if opened is None:
+                    self.held.add(name)
+                    continue
+                self.held.discard(name)
+                if opened != "go":
+                    self._skip(device, Outcome.UPSTREAM_FAILED, f"{opened} failed")
+                    progressed = True
+                    continue
+                if device.resource in self.busy \
                         or len(self.running) >= max(1, self.plan.execution.max_parallel):
                     continue
                 self.busy.add(device.resource)
@@ -224,7 +261,7 @@ class _Scheduler:
                 if cancel.is_set():
                     self._interrupt("cancelled")
                 self._schedule()
-                if not self.running:
+                if not self.running and (not self.held or self.stopping_reason is not None):
                     break
                 try:
                     self._settle(self.done.get(timeout=_POLL_S))
@@ -251,7 +288,7 @@ def _run_started(plan: Plan) -> dict[str, Any]:
         "python": platform.python_version(), "simulate": plan.simulate,
         "images": dict(plan.image_digests), "devices": len(plan.devices),
         "max_parallel": plan.execution.max_parallel, "fail_fast": plan.execution.fail_fast,
-        "estimate_s": round(plan.estimate_s, 3),
+        "estimate_s": round(plan.estimate_s, 3), "format": FORMAT,
     }
 
 
@@ -263,38 +300,67 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
 
 
 def execute(plan: Plan, *, events: ev.EventSink | None = None,
+            outputs: Sequence[RecordOutput] = (),
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
-            run_id: str | None = None) -> RunResult:
-    """Run ``plan``; report through ``events`` and the plan's log file, if it names one.
+            run_id: str | None = None, locks: LinkLocks | None = None,
+            gate: Gate | None = None, dispatch: Dispatch | None = None,
+            sealing: Sealing | None = None) -> RunResult:
+    """Run ``plan``; report through one audit stream.
+
+    Every record is written to the plan's log file (if it names one) and to
+    ``outputs`` (e.g. ``--json`` on stdout) as the same line, and handed to
+    ``events`` (e.g. the console) with the same ``seq`` and ``ts``.
+
+    ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
+    devices back until it opens them; ``dispatch`` runs the devices elsewhere
+    (on stations) in place of the local scheduler. ``sealing`` enters a run
+    that writes a log file in the host's ledger (:mod:`runner.audit.seal`).
 
     Raises:
-        EnvironmentProblem: the log file cannot be created (or already exists).
+        EnvironmentProblem: the log file cannot be created (or already exists), or
+            the ledger cannot be written.
     """
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     cancel = cancel or threading.Event()
-    sinks: list[ev.EventSink] = [events] if events is not None else []
-    audit: AuditLog | None = None
     log_file: Path | None = None
+    files: list[RecordOutput] = []
     if plan.log.file:
         log_file = log_path(plan.log.file, name=plan.name, run_id=run_id, now=now)
-        audit = AuditLog(run_id, [JsonlFileSink(log_file)])
-        sinks.insert(0, audit)
-    sink = ev.FanOutSink(sinks)
-    own_world = world is None and _needs_world(plan)
+        files.append(JsonlFileSink(log_file))
+    audit = AuditLog(run_id, [*files, *outputs],
+                     listeners=[events] if events is not None else [])
+    sink: ev.EventSink = audit
+    seal = RunSeal(sealing, run_id=run_id, log_file=log_file) \
+        if sealing is not None and log_file is not None else None
+    started_fields = _run_started(plan)
+    try:
+        if seal is not None:
+            started_fields.update(seal.started_fields(host=started_fields["host"]))
+    except BaseException:
+        audit.close()
+        if log_file is not None:
+            log_file.unlink(missing_ok=True)  # still empty: nothing ran
+        raise
+    own_world = world is None and dispatch is None and _needs_world(plan)
     if own_world:
         world = simulation_world(plan)
     started = time.monotonic()
     try:
-        sink.emit(ev.RUN_STARTED, run_id=run_id, **_run_started(plan))
+        sink.emit(ev.RUN_STARTED, run_id=run_id, **started_fields)
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
-        scheduler = _Scheduler(plan, RunContext(events=sink, cancel=cancel, world=world,
-                                                run_id=run_id, kept_dir=kept_dir))
+        context = RunContext(events=sink, cancel=cancel, world=world, run_id=run_id,
+                             kept_dir=kept_dir, locks=locks)
         with _sigterm_sets(cancel):
-            interrupted = scheduler.run()
-        devices = tuple(scheduler.results[d.device] for d in plan.devices)
+            if dispatch is not None:
+                results, interrupted = dispatch(context)
+            else:
+                scheduler = _Scheduler(plan, context, gate)
+                interrupted = scheduler.run()
+                results = scheduler.results
+        devices = tuple(results[d.device] for d in plan.devices)
         result = RunResult(run_id=run_id, plan=plan, devices=devices,
                            duration_s=time.monotonic() - started, interrupted=interrupted,
                            log_file=log_file)
@@ -302,9 +368,11 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
                   interrupted=interrupted)
+        audit.close()
+        if seal is not None:
+            seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)
         return result
     finally:
         if own_world and world is not None:
             world.close()
-        if audit is not None:
-            audit.close()
+        audit.close()

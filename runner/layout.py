@@ -27,7 +27,7 @@ from runner.preserve import PreserveRange, preserve_plan
 from transports.chips import Chip, FlashBlock, FlashGeometry
 
 __all__ = ["SECTOR_MIN_SIZE", "Layout", "block_noun", "format_kib", "layout_images",
-           "sector_warnings"]
+           "sector_warnings", "verify_layout"]
 
 #: Erase units this large are sectors: erasing one for a few bytes loses a lot.
 SECTOR_MIN_SIZE = 16 * 1024
@@ -128,6 +128,17 @@ def layout_images(steps: Sequence[Sequence[LoadedImage]], chip: Chip, *,
         erase_seconds=sum(chip.timing.erase_seconds(block.size) for block in blocks),
         prefixes=tuple(prefixes), fields=widened, preserve=tuple(preserve),
         owners=tuple((name, image.memory) for name, image in seen.items()))
+
+
+def verify_layout(images: Sequence[LoadedImage], chip: Chip, *,
+                  device: str) -> tuple[MemoryMap, tuple[ImageUse, ...]]:
+    """What a verify of ``images`` alone compares (padded as a write programs them)."""
+    for image in images:
+        _check_inside(image, chip, device)
+    memory = _merge([(image.name, image.memory) for image in images], device)
+    uses = tuple(ImageUse(name=image.name, sha256=image.sha256, ranges=image.memory.ranges)
+                 for image in images)
+    return memory.padded(chip.flash.write_unit, chip.flash.erased), uses
 
 
 def _fields(fields: Sequence[tuple[int, int, bool]], images: dict[str, LoadedImage],

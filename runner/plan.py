@@ -49,6 +49,7 @@ __all__ = [
     "OptionBytesAction",
     "Outcome",
     "Plan",
+    "ReadAction",
     "ResetAction",
     "RunResult",
     "Stage",
@@ -70,6 +71,7 @@ class TaskKind(enum.Enum):
     OPTION_BYTES = "option-bytes"
     RESET = "reset"
     UNIT_DATA = "unit-data"
+    READ = "read"
 
 
 # ----------------------------------------------------------------------------- actions
@@ -116,14 +118,20 @@ class WriteAction:
     memory: MemoryMap
     images: tuple[ImageUse, ...]
     keep: tuple[PreserveRange, ...] = ()
+    #: Compare each of ``units`` first; erase and rewrite whole only those that differ
+    #: (``keep`` then names the preserved bytes inside ``units``, read by this write).
+    skip_unchanged: bool = False
+    units: tuple[FlashBlock, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyAction:
-    """Compare flash with ``memory`` (everything the device's write steps wrote)."""
+    """Compare flash with ``memory`` (everything the device's write steps wrote, or
+    with ``images`` the named images alone: a verify on its own)."""
 
     method: VerifyMethod
     memory: MemoryMap
+    images: tuple[ImageUse, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +142,20 @@ class OptionBytesAction:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResetAction:
     mode: ResetMode
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadAction:
+    """Read ``size`` bytes at ``address`` and save them to ``path`` (``{device}`` expanded).
+
+    ``format`` is ``bin`` or ``hex`` (resolved from the suffix by the compiler).
+    """
+
+    path: Path
+    address: int
+    size: int
+    format: str
+    overwrite: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +173,7 @@ class UnitDataAction:
 
 
 TaskAction = ConnectAction | EraseAction | WriteAction | VerifyAction | OptionBytesAction \
-    | ResetAction | UnitDataAction
+    | ResetAction | UnitDataAction | ReadAction
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,7 +323,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all ok, 1 a device failed, 130 interrupted (DESIGN.md exit codes)."""
+        """0 all ok, 1 a device failed, 130 interrupted (README "Exit codes")."""
         if self.interrupted:
             return 130
         return 0 if self.ok else 1

@@ -25,11 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from runner import events as ev
+from runner.device_session import DeviceSession, error_fields, hex_ranges
 from runner.errors import Interrupted, TransportError, VerifyError, error_categories
 from runner.memmap import Segment
 from runner.model import RecoveryPolicy
 from runner.plan import Outcome, StepResult, Task, UnitDataAction, VerifyAction, WriteAction
-from runner.session import DeviceSession, error_fields, hex_ranges
 from transports.base import Capability, ResetMode
 from transports.chips import FlashBlock
 

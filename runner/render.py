@@ -22,6 +22,7 @@ from runner.plan import (
     ImageUse,
     OptionBytesAction,
     Plan,
+    ReadAction,
     ResetAction,
     Task,
     UnitDataAction,
@@ -107,18 +108,23 @@ def _step_summary(task: Task, device: DevicePlan) -> str:
     if isinstance(action, WriteAction):
         names = ", ".join(use.name for use in action.images)
         back = " + kept bytes" if action.keep else ""
-        return f"write {format_bytes(action.memory.size)} ({names}){back}"
+        skip = ", skipping unchanged units" if action.skip_unchanged else ""
+        return f"write {format_bytes(action.memory.size)} ({names}){back}{skip}"
     if isinstance(action, UnitDataAction):
         return (f"unit-data {format_bytes(action.size)} at {_hex(action.address)} "
                 f"({describe_source(action.source)})")
     if isinstance(action, VerifyAction):
         via = verify_via(action.method, planned_for(device))
-        return f"verify ({'read-back' if via == 'readback' else via})"
+        against = f" of {', '.join(use.name for use in action.images)}" if action.images else ""
+        return f"verify{against} ({'read-back' if via == 'readback' else via})"
     if isinstance(action, OptionBytesAction):
         change = action.change
         parts = ([f"rdp {change.rdp_level}"] if change.rdp_level is not None else []) \
             + [f"{key} {value}" for key, value in change.fields.items()]
         return f"option-bytes ({', '.join(parts)})" if parts else "option-bytes"
+    if isinstance(action, ReadAction):
+        return (f"read {format_bytes(action.size)} at {_hex(action.address)} to "
+                f"{action.path.name} ({action.format})")
     return f"reset ({action.mode.value})"
 
 
@@ -219,6 +225,9 @@ def _task_json(task: Task, device: DevicePlan) -> dict[str, Any]:
         data["memory"] = _memory_json(action.memory)
         if action.keep:
             data["keep"] = [[_hex(span.address), _hex(span.end)] for span in action.keep]
+        if action.skip_unchanged:
+            data["skip_unchanged"] = True
+            data["units"] = _block_runs(action.units)
     elif isinstance(action, UnitDataAction):
         data["address"] = _hex(action.address)
         data["size"] = action.size
@@ -227,12 +236,19 @@ def _task_json(task: Task, device: DevicePlan) -> dict[str, Any]:
         data["method"] = action.method.value
         data["via"] = verify_via(action.method, planned_for(device))
         data["memory"] = _memory_json(action.memory)
+        if action.images:
+            data["images"] = [use.name for use in action.images]
     elif isinstance(action, OptionBytesAction):
         data["rdp"] = action.change.rdp_level
         data["fields"] = dict(action.change.fields)
         data["confirmed_irreversible"] = action.change.confirmed_irreversible
     elif isinstance(action, ResetAction):
         data["mode"] = action.mode.value
+    elif isinstance(action, ReadAction):
+        data["address"] = _hex(action.address)
+        data["size"] = action.size
+        data["file"] = str(action.path)
+        data["format"] = action.format
     return data
 
 

@@ -51,8 +51,11 @@ class UnitState:
         says where the bytes are.
         """
         fields: dict[str, Any] = {}
-        if not self.kept:
-            self.kept = [(span, transport.read(span.address, span.length)) for span in spans]
+        known = {span for span, _ in self.kept}
+        fresh = [(span, transport.read(span.address, span.length)) for span in spans
+                 if span not in known]
+        if fresh:
+            self.kept.extend(fresh)
             if backup is not None:
                 _save_hex(backup, self.kept)
                 fields["preserved_file"] = str(backup)

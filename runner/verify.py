@@ -1,8 +1,9 @@
 """Verification, done once by the runner for every link.
 
-``auto`` asks the chip for an on-target checksum of each segment when the
-session offers :attr:`Capability.CHECKSUM` (cheap: a few bytes on the wire)
-and reads back only what disagrees; ``readback`` reads everything back. A
+``auto`` asks the chip for an on-target checksum of each erase unit's share of
+the memory when the session offers :attr:`Capability.CHECKSUM` (cheap: a few
+bytes on the wire) and reads back only the units that disagree; ``readback``
+reads everything back. A
 mismatch is a :class:`VerifyError` naming the first differing address with the
 expected and actual bytes there.
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runner.errors import PlanError, VerifyError
-from runner.memmap import Segment
+from runner.memmap import MemoryMap, Segment
 from runner.model import VerifyMethod
 from runner.plan import VerifyAction
 from transports.base import Capability, Progress, Transport
 from transports.checksums import compute
+from transports.chips import FlashGeometry
 
-__all__ = ["READ_BLOCK", "verify_memory"]
+__all__ = ["READ_BLOCK", "unit_pieces", "verify_memory"]
 
 #: Read-back block size: large, so per-command overhead stays small.
 READ_BLOCK = 64 * 1024
@@ -29,9 +31,27 @@ _MISMATCH_CONTEXT = 16
 Advance = Callable[[int], None]
 
 
+def unit_pieces(memory: MemoryMap, geometry: FlashGeometry | None) -> list[Segment]:
+    """``memory`` cut at erase-unit boundaries: one piece per unit a segment touches."""
+    if geometry is None:
+        return list(memory)
+    pieces: list[Segment] = []
+    for segment in memory:
+        if not geometry.contains(segment.address, len(segment)):
+            pieces.append(segment)
+            continue
+        for block in geometry.blocks_covering(segment.address, len(segment)):
+            lo, hi = max(block.address, segment.address), min(block.end, segment.end)
+            pieces.append(Segment(lo, segment.data[lo - segment.address:hi - segment.address]))
+    return pieces
+
+
 def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, link: str,
-                  device: str, advance: Advance) -> str:
+                  device: str, advance: Advance, geometry: FlashGeometry | None = None) -> str:
     """Check flash against ``action.memory``; return the method actually used.
+
+    With ``geometry`` the checksums are taken per erase unit (each unit's share
+    of the memory), so a mismatch is read back over one unit only.
 
     Raises:
         VerifyError: the flash differs (first mismatching address and bytes).
@@ -45,7 +65,8 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
     use_checksum = has_checksum and action.method is not VerifyMethod.READBACK
     done = 0
     method = "checksum" if use_checksum else "readback"
-    for segment in action.memory:
+    pieces = unit_pieces(action.memory, geometry) if use_checksum else list(action.memory)
+    for segment in pieces:
         if use_checksum and _checksum_matches(transport, segment, erased):
             done += len(segment)
             advance(done)

@@ -13,9 +13,9 @@ compiler can reject a step the link cannot do before anything runs and the
 plan says how each step will be done; and a :class:`SpeedModel` so the plan
 can estimate durations.
 
-Transports never import the runner's planner or executor; the only things they
-share with it are the error tree (:mod:`runner.errors`), the chip database and
-the simulation world (:mod:`transports.sim.world`).
+Transports never import the runner: the error tree (:mod:`transports.errors`)
+and the chip database live here, below the engine, and the simulation world
+(:mod:`transports.sim.world`) is handed in by the caller.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class LinkRequest:
 
 @runtime_checkable
 class Transport(Protocol):
-    """One session with one chip. Methods raise :class:`runner.errors.TransportError`."""
+    """One session with one chip. Methods raise :class:`transports.errors.TransportError`."""
 
     capabilities: frozenset[Capability]
 

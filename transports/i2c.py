@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Protocol
 
 from smbus2 import I2cFunc, SMBus, i2c_msg
 
-from runner.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.framing import (
     ACK,
     BUSY,
@@ -42,7 +42,7 @@ from transports.sysboot.framing import (
     check_byte,
     serial_block,
 )
-from transports.sysboot.session import (
+from transports.sysboot.transport import (
     BASE_CAPABILITIES,
     ROM_CHECKSUM_BYTES_PER_S,
     BootloaderSession,

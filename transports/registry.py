@@ -13,15 +13,15 @@ import importlib
 from importlib.metadata import entry_points
 from typing import cast
 
-from runner.errors import EnvironmentProblem, PlanError
 from transports.base import TransportClass
+from transports.errors import EnvironmentProblem, PlanError
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "available_kinds", "load_transport"]
 
 ENTRY_POINT_GROUP = "flashrunner.transports"
 
 BUILTIN: dict[str, str] = {
-    "sim": "transports.sim.memory:MemoryTransport",
+    "sim": "transports.memory:MemoryTransport",
     "uart": "transports.uart:UsartTransport",
     "i2c": "transports.i2c:I2cTransport",
     "can": "transports.can:CanTransport",

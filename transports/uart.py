@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 import serial
 
-from runner.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.framing import (
     ACK,
     NACK,
@@ -35,7 +35,7 @@ from transports.sysboot.framing import (
     NoReply,
     serial_block,
 )
-from transports.sysboot.session import (
+from transports.sysboot.transport import (
     BASE_CAPABILITIES,
     ROM_CHECKSUM_BYTES_PER_S,
     BootloaderSession,

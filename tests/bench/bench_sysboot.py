@@ -33,7 +33,7 @@ from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile  
 from transports.sim.bootloader_stream import StreamBootloader  # noqa: E402
 from transports.sim.canbus import frame_bits  # noqa: E402
 from transports.sim.usart import PtyBootloader  # noqa: E402
-from transports.sysboot.session import BootloaderSession  # noqa: E402
+from transports.sysboot.transport import BootloaderSession  # noqa: E402
 from transports.uart import UsartTransport  # noqa: E402
 
 SIZE = 64 * 1024

@@ -9,8 +9,8 @@ from executor_plans import device, plan
 
 from runner.console import ConsoleRenderer
 from runner.executor import execute
+from transports.memory import MemoryTransport
 from transports.sim import Fault, SimulationWorld
-from transports.sim.memory import MemoryTransport
 from transports.sim.world import DeviceProfile
 
 

@@ -15,8 +15,8 @@ from runner.events import CapturingSink
 from runner.executor import execute
 from runner.model import VerifyMethod
 from runner.plan import Outcome
+from transports.memory import MemoryTransport
 from transports.sim import Fault, SimulationWorld
-from transports.sim.memory import MemoryTransport
 from transports.sim.world import DeviceProfile
 
 

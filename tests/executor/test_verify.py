@@ -11,8 +11,8 @@ from runner.plan import VerifyAction
 from runner.verify import verify_memory
 from transports.base import Capability, LinkRequest
 from transports.chips import ChipDatabase
+from transports.memory import MemoryTransport
 from transports.sim import SimulationWorld
-from transports.sim.memory import MemoryTransport
 
 FLASH = 0x08000000
 

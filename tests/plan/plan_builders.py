@@ -29,7 +29,7 @@ from runner.model import (
 )
 from transports.base import Capability, SpeedModel
 from transports.chips import Chip
-from transports.sim.memory import MemoryTransport
+from transports.memory import MemoryTransport
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("FLASHRUNNER_REGEN_GOLDEN") == "1"

@@ -142,7 +142,7 @@ def test_a_broken_loader_falls_back_to_the_register_path_at_connect(
 
     monkeypatch.setattr(writemode, "LOADER_PROVEN", frozenset({"f1"}))
     broken = patched(2, UDF)  # the CRC entry faults: the self-check at connect fails
-    monkeypatch.setattr("transports.stlink.loaders.runner.flash_loader", lambda: broken)
+    monkeypatch.setattr("transports.stlink.loaders.ram.flash_loader", lambda: broken)
     session = open_session("stm32f103c8")
     details = session.identify().details
     assert details["write_mode"] == "fast"
@@ -156,7 +156,7 @@ def test_a_broken_loader_falls_back_to_the_register_path_at_connect(
 def test_a_broken_loader_with_no_fallback_refuses_before_erasing(
         open_session: Open, world: SimulationWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = patched(2, SPIN)
-    monkeypatch.setattr("transports.stlink.loaders.runner.flash_loader", lambda: broken)
+    monkeypatch.setattr("transports.stlink.loaders.ram.flash_loader", lambda: broken)
     with pytest.raises(ConnectError, match="loader cannot be used.*did not finish"):
         open_session("stm32f103c8", quirks={"probe": "v1"})
     assert world.chips["board"].stats.blocks_erased == 0

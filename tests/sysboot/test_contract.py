@@ -9,7 +9,7 @@ from transports.can import CanTransport
 from transports.chips import ChipDatabase
 from transports.i2c import I2cTransport
 from transports.registry import load_transport
-from transports.sysboot.session import BootloaderSession
+from transports.sysboot.transport import BootloaderSession
 from transports.uart import UsartTransport
 
 

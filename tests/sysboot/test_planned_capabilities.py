@@ -11,9 +11,9 @@ from transports.can import CanTransport
 from transports.chips import ChipDatabase
 from transports.dfu.transport import DfuTransport
 from transports.i2c import I2cTransport
+from transports.memory import MemoryTransport
 from transports.sim.bootloader import CHECKSUM, Link, bootloader_profile
-from transports.sim.memory import MemoryTransport
-from transports.stlink.session import StLinkTransport
+from transports.stlink.transport import StLinkTransport
 from transports.uart import UsartTransport
 
 UART = {"port": "/dev/ttyUSB0"}

@@ -17,13 +17,14 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
 import yaml
 
-from runner.errors import PlanError
 from schemas import load_schema
+from transports.chips.rom import INTERFACES, RomBootloader, rom_bootloader, rom_version
+from transports.errors import PlanError
 
 __all__ = [
+    "INTERFACES",
     "BootloaderInfo",
     "Chip",
     "ChipDatabase",
@@ -31,7 +32,10 @@ __all__ = [
     "FlashGeometry",
     "FlashTiming",
     "OptionBytesInfo",
+    "RomBootloader",
     "chip_database",
+    "rom_bootloader",
+    "rom_version",
 ]
 
 
@@ -65,10 +69,17 @@ class FlashGeometry:
     erased: int = 0xFF
     banks: int = 1
     bank2_base: int | None = None
+    # Derived once: simulators ask for these per programmed half-word.
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _size: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_starts", tuple(block.address for block in self.blocks))
+        object.__setattr__(self, "_size", sum(block.size for block in self.blocks))
 
     @property
     def size(self) -> int:
-        return sum(block.size for block in self.blocks)
+        return self._size
 
     @property
     def end(self) -> int:
@@ -80,15 +91,14 @@ class FlashGeometry:
         return len({block.size for block in self.blocks}) == 1
 
     def contains(self, address: int, length: int = 1) -> bool:
-        return self.base <= address and address + length <= self.end
+        return self.base <= address and address + length <= self.base + self._size
 
     def block_at(self, address: int) -> FlashBlock:
         """The erase unit holding ``address``; ``ValueError`` outside flash."""
         if not self.contains(address):
             raise ValueError(f"0x{address:08X} is outside flash "
                              f"0x{self.base:08X}..0x{self.end:08X}")
-        starts = [block.address for block in self.blocks]
-        return self.blocks[bisect.bisect_right(starts, address) - 1]
+        return self.blocks[bisect.bisect_right(self._starts, address) - 1]
 
     def blocks_covering(self, address: int, length: int) -> tuple[FlashBlock, ...]:
         """Every erase unit that ``[address, address+length)`` touches, in order."""
@@ -161,8 +171,12 @@ class BootloaderInfo:
     bl_id: tuple[int, ...] = ()
     bl_id_address: int | None = None
     i2c_address: int | None = None
-    usart_version: int | None = None
     interfaces: frozenset[str] = frozenset()
+    #: The protocol version byte the ROM answers per serial interface (``usart``,
+    #: ``i2c``, ``can``): the family's ``rom`` entry, a line's ``usart-version`` winning.
+    rom_versions: Mapping[str, int] = field(default_factory=dict)
+    #: The USART ROM lists Get Checksum whatever its version (H7).
+    usart_checksum: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,7 +252,7 @@ def _geometry(line: Mapping[str, Any], flash_kib: int, part_banks: int | None = 
 
 
 def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: str,
-          reference: str) -> Chip:
+          reference: str, rom: Mapping[str, Any]) -> Chip:
     registers = line["registers"]
     ob = line["option-bytes"]
     timing = line["timing"]
@@ -282,8 +296,10 @@ def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: s
             bl_id=tuple(boot.get("bl-id", ())),
             bl_id_address=boot.get("bl-id-address"),
             i2c_address=boot.get("i2c-address"),
-            usart_version=boot.get("usart-version"),
             interfaces=frozenset(boot.get("interfaces", ())),
+            rom_versions={"usart": boot.get("usart-version", rom["usart"]),
+                          "i2c": rom["i2c"], "can": rom["can"]},
+            usart_checksum=rom.get("usart-checksum", False),
         ),
         reference=reference,
         notes=line.get("notes", ""),
@@ -298,13 +314,23 @@ class ChipDatabase:
     _by_dev_id: Mapping[int, tuple[Chip, ...]] = field(repr=False)
 
     @classmethod
-    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]]) -> ChipDatabase:
-        """Build from parsed data files (``{source name: document}``), validating each."""
-        validator = jsonschema.Draft202012Validator(load_schema("chips"))
+    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]], *,
+                       validate: bool = True) -> ChipDatabase:
+        """Build from parsed data files (``{source name: document}``).
+
+        ``validate`` checks each against ``schemas/chips.schema.json`` first; only
+        the shipped data, which the test suite validates, is built without it.
+        """
+        validator = None
+        if validate:
+            import jsonschema
+
+            validator = jsonschema.Draft202012Validator(load_schema("chips"))
         chips: dict[str, Chip] = {}
         by_dev_id: dict[int, list[Chip]] = {}
         for source, document in sorted(documents.items()):
-            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path)) \
+                if validator is not None else []
             if errors:
                 where = "/".join(str(p) for p in errors[0].absolute_path)
                 raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
@@ -319,7 +345,7 @@ class ChipDatabase:
                                              "flashrunner")
                     try:
                         chip = _chip(part, size, line, document["family"],
-                                     document["reference"])
+                                     document["reference"], document["rom"])
                     except PlanError as exc:
                         raise PlanError(f"chip database {source}: {where}: {exc.message}",
                                         hint="the shipped chip data is damaged; reinstall "
@@ -356,12 +382,27 @@ class ChipDatabase:
         return frozenset(self._by_dev_id)
 
 
-@cache
-def chip_database() -> ChipDatabase:
-    """The database shipped with flashrunner (loaded and validated once)."""
+#: libyaml's loader where PyYAML was built with it: parsing the data files with the
+#: pure-Python loader costs a quarter of a second of every start.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def shipped_documents() -> dict[str, Mapping[str, Any]]:
+    """The chip data files shipped with flashrunner, parsed (``{file name: document}``)."""
     documents: dict[str, Mapping[str, Any]] = {}
     folder = resources.files(__name__).joinpath("data")
     for entry in folder.iterdir():
         if entry.name.endswith(".yaml"):
-            documents[entry.name] = yaml.safe_load(entry.read_text("utf-8"))
-    return ChipDatabase.from_documents(documents)
+            documents[entry.name] = yaml.load(entry.read_text("utf-8"), Loader=_YAML_LOADER)
+    return documents
+
+
+@cache
+def chip_database() -> ChipDatabase:
+    """The database shipped with flashrunner, loaded once per process.
+
+    Its schema check runs in the test suite
+    (``tests/chips/test_chip_database.py``), not at every start; the semantic
+    checks of :meth:`ChipDatabase.from_documents` still run.
+    """
+    return ChipDatabase.from_documents(shipped_documents(), validate=False)

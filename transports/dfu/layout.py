@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from runner.errors import ProtocolError
+from transports.errors import ProtocolError
 
 __all__ = ["LayoutSector", "MemoryLayout", "parse_layout"]
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from transports.stlink.session import StLinkTransport
+from transports.stlink.transport import StLinkTransport
 
 __all__ = ["StLinkTransport"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.errors import ConnectError
 from transports.chips import Chip
+from transports.errors import ConnectError
 from transports.stlink.protocol import MemoryFault, StLink
 
 __all__ = ["CLONE_SIGNS", "Target", "TargetInfo", "idcode_address_for"]

@@ -17,7 +17,7 @@ from typing import Any
 import usb.core
 import usb.util
 
-from runner.errors import ConnectError, EnvironmentProblem, LinkLost, LinkTimeout
+from transports.errors import ConnectError, EnvironmentProblem, LinkLost, LinkTimeout
 
 __all__ = ["PROBE_KINDS", "ProbeCandidate", "ProbeKind", "UsbPipe", "find_candidates",
            "normalise_serial", "select_probe"]

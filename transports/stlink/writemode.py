@@ -28,9 +28,9 @@ work the session refuses at connect, before anything is erased.
 
 from __future__ import annotations
 
-from runner.errors import ConnectError
 from transports.chips import Chip
-from transports.stlink.loaders.runner import loader_fits
+from transports.errors import ConnectError
+from transports.stlink.loaders.ram import loader_fits
 from transports.stlink.target import TargetInfo
 
 __all__ = ["FAST_CONTROLLERS", "HALF_WORD_CONTROLLERS", "LOADER_CONTROLLERS", "LOADER_PROVEN",

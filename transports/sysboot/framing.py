@@ -15,8 +15,8 @@ data to program, a list of page numbers, a reserved code) and lets a
   every checksum.
 
 Framings report a refusal as :class:`Nack` and silence as :class:`NoReply`,
-naming the stage; the engine turns them into :mod:`runner.errors` with the
-command's name. A link that breaks raises :class:`runner.errors.LinkLost`.
+naming the stage; the engine turns them into :mod:`transports.errors` with the
+command's name. A link that breaks raises :class:`transports.errors.LinkLost`.
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ RM0090 §3.5-3.7 (F4), RM0383 §3 (F411): KEYR 0x04, OPTKEYR 0x08, SR 0x0C
 
 from __future__ import annotations
 
-from runner.errors import WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
+from transports.errors import WriteError
 from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
-from transports.stlink.loaders.runner import LoaderSpan
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["F4FlashDriver"]
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runner.errors import EraseError, WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
+from transports.errors import EraseError, WriteError
 from transports.stlink.flash.base import FlashDriver, check_rdp_change
-from transports.stlink.loaders.runner import LoaderSpan
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["L0FlashDriver"]
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.errors import WriteError
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
+from transports.errors import WriteError
 from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
-from transports.stlink.loaders.runner import LoaderSpan
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["L4FlashDriver"]
 

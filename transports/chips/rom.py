@@ -1,12 +1,14 @@
-"""What a chip's ROM bootloader offers on each interface: chip knowledge, not protocol.
+"""What a chip's ROM bootloader offers on each interface, read from the chip data.
 
-The protocol version and the optional commands an STM32's system bootloader
-lists in its Get reply follow from the part (AN2606 device table, AN3155 §1.11
-USART versions, AN4221 §2.2 I2C versions, AN3154 for CAN). Two readers share
-this one rule: the bootloader links, which plan their capabilities from it
-(Get Checksum present or not), and the simulated ROM, which builds the Get
-list it answers from it. Functions are named here, not command codes: each
-side speaks the wire in its own module.
+The protocol version each family's ROM answers on USART, I2C and CAN is chip
+data (the ``rom`` entry of each family file, a line's ``usart-version``
+winning); which optional commands a version lists is the application notes'
+rule and lives here (AN3155 §1.11: Extended Erase from v3.0; AN4221 §2.2: the
+I2C no-stretch commands from v1.1, Get Checksum from v1.2; AN3154: CAN ROMs
+list Speed). Two readers share this one function: the bootloader links, which
+plan their capabilities from it (Get Checksum present or not), and the
+simulated ROM, which builds the Get list it answers from it. Functions are
+named here, not command codes: each side speaks the wire in its own module.
 
 A ROM may still differ from this (a newer silicon revision, an older ROM
 than the database records); the link then learns the truth from the Get
@@ -16,8 +18,10 @@ reply and the runner reports where the plan was wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from transports.chips import Chip
+if TYPE_CHECKING:
+    from transports.chips import Chip
 
 __all__ = ["INTERFACES", "RomBootloader", "rom_bootloader", "rom_version"]
 
@@ -41,31 +45,11 @@ class RomBootloader:
     speed: bool
 
 
-def _usart_version(chip: Chip) -> int:
-    # AN3155 §1.11: F1-class ROMs speak v2.2 (Erase 0x43), newer ones v3.1 (0x44).
-    if chip.bootloader.usart_version is not None:
-        return chip.bootloader.usart_version
-    return 0x22 if chip.family == "f1" else 0x31
-
-
-def _i2c_version(chip: Chip) -> int:
-    # AN4221 §2.2: v1.0 on F0/F3, v1.2 on G0/H7 (Get Checksum listed), v1.1 elsewhere.
-    if chip.family in ("f0", "f3"):
-        return 0x10
-    if chip.family in ("g0", "h7"):
-        return 0x12
-    return 0x11
-
-
 def rom_version(chip: Chip, interface: str) -> int:
     """The protocol version byte ``chip``'s ROM answers on ``interface``."""
-    if interface == "usart":
-        return _usart_version(chip)
-    if interface == "i2c":
-        return _i2c_version(chip)
-    if interface == "can":
-        return 0x20  # AN3154: every CAN ROM in the database answers v2.0
-    raise ValueError(f"no ROM bootloader protocol for interface {interface!r}")
+    if interface not in INTERFACES:
+        raise ValueError(f"no ROM bootloader protocol for interface {interface!r}")
+    return chip.bootloader.rom_versions[interface]
 
 
 def rom_bootloader(chip: Chip, interface: str, *, version: int | None = None) -> RomBootloader:
@@ -73,11 +57,9 @@ def rom_bootloader(chip: Chip, interface: str, *, version: int | None = None) ->
     if version is None:
         version = rom_version(chip, interface)
     if interface == "usart":
-        # Get Checksum appears on the H7 USART ROM only (reference §1.5.13); F4/L4/G0
-        # v3.1 ROMs list 11 commands without it.
         return RomBootloader(interface=interface, version=version,
                              extended_erase=version >= 0x30, no_stretch=False,
-                             checksum=chip.family == "h7", speed=False)
+                             checksum=chip.bootloader.usart_checksum, speed=False)
     if interface == "i2c":
         return RomBootloader(interface=interface, version=version, extended_erase=True,
                              no_stretch=version >= 0x11, checksum=version >= 0x12,

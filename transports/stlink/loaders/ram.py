@@ -22,10 +22,10 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runner.errors import TransportError, WriteError
 from transports.base import Progress, no_progress
 from transports.checksums import stm32_crc32
 from transports.chips import Chip
+from transports.errors import TransportError, WriteError
 from transports.stlink.loaders.image import LoaderImage, flash_loader
 from transports.stlink.protocol import StLink
 

@@ -25,6 +25,7 @@ from typing import Any
 from runner import events as ev
 from runner.capabilities import planned_for, verify_via
 from runner.errors import ChipMismatch, Interrupted, RunnerError, error_categories
+from runner.linklocks import LinkLocks
 from runner.memmap import MemoryMap, Segment
 from runner.model import EraseScope
 from runner.plan import (
@@ -32,15 +33,19 @@ from runner.plan import (
     DevicePlan,
     EraseAction,
     OptionBytesAction,
+    ReadAction,
     ResetAction,
     Task,
     UnitDataAction,
     VerifyAction,
     WriteAction,
 )
+from runner.readout import expand_read_path, save_region
+from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
-from runner.verify import verify_memory
+from runner.verify import unit_pieces, verify_memory
 from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Transport
+from transports.chips import FlashBlock
 from transports.registry import load_transport
 from transports.sim.world import SimulationWorld
 
@@ -58,6 +63,8 @@ class RunContext:
     run_id: str = ""
     #: Where bytes read before a preserving erase are saved (beside the audit log).
     kept_dir: Path | None = None
+    #: Per-link OS locks taken while a device runs (``None``: no locking).
+    locks: LinkLocks | None = None
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
@@ -76,6 +83,10 @@ def error_fields(error: BaseException) -> dict[str, Any]:
     return {"error_type": type(error).__name__, "error_category": "internal",
             "error_categories": ["internal"], "error": f"internal error: {error}",
             "traceback": "".join(traceback.format_exception(error))}
+
+
+def _unit_ranges(units: tuple[FlashBlock, ...]) -> list[list[str]]:
+    return hex_ranges(tuple((unit.address, unit.end) for unit in units))
 
 
 class StepProgress:
@@ -214,6 +225,8 @@ class DeviceSession:
             ranges = tuple((b.address, b.address + b.size) for b in action.blocks)
             return {"scope": action.scope.value, "blocks": len(action.blocks),
                     "ranges": hex_ranges(ranges), **kept}
+        if isinstance(action, WriteAction) and action.skip_unchanged:
+            return self._write_changed(transport, action, fields)
         if isinstance(action, WriteAction):
             memory = self.units.write_map(action)
             self._program(transport, memory, fields)
@@ -235,13 +248,18 @@ class DeviceSession:
                     "unit_value": value.value, "unit_source": value.source,
                     "unit_bytes": value.data.hex(), **extra}
         if isinstance(action, VerifyAction):
-            action = self.units.verify_action(action)
+            if not action.images:   # a verify of named images compares those alone
+                action = self.units.verify_action(action)
             tracker = StepProgress(self.context, fields, action.memory.size)
-            method = verify_memory(transport, action, erased=self.plan.chip.flash.erased,
+            flash = self.plan.chip.flash
+            method = verify_memory(transport, action, erased=flash.erased,
                                    link=self.plan.link, device=self.plan.device,
-                                   advance=tracker)
+                                   advance=tracker, geometry=flash)
+            images = {"images": [{"name": image.name, "sha256": image.sha256}
+                                 for image in action.images]} if action.images else {}
             return {"method": method, **self._verify_against_plan(task, action, method),
                     "ranges": hex_ranges(action.memory.ranges),
+                    "units": len(unit_pieces(action.memory, flash)), **images,
                     "sha256": action.memory.sha256()}
         if isinstance(action, OptionBytesAction):
             transport.write_option_bytes(action.change)
@@ -249,7 +267,54 @@ class DeviceSession:
         if isinstance(action, ResetAction):
             transport.reset(action.mode)
             return {"mode": action.mode.value}
+        if isinstance(action, ReadAction):
+            return self._read(transport, action, fields)
         raise TypeError(f"unknown task action {type(action).__name__}")
+
+    def _read(self, transport: Transport, action: ReadAction,
+              fields: dict[str, Any]) -> dict[str, Any]:
+        """Read the region and save it; the file's digest goes into the audit log."""
+        import hashlib
+
+        path = expand_read_path(action.path, device=self.plan.device)
+        if path.exists() and not action.overwrite:  # refuse before spending the link's time
+            save_region(path, action.address, b"", format=action.format)
+        tracker = StepProgress(self.context, fields, action.size)
+        data = transport.read(action.address, action.size, lambda done, _total: tracker(done))
+        save_region(path, action.address, data, format=action.format,
+                    overwrite=action.overwrite)
+        return {"file": str(path), "format": action.format,
+                "ranges": hex_ranges(((action.address, action.address + len(data)),)),
+                "sha256": hashlib.sha256(data).hexdigest()}
+
+    def _write_changed(self, transport: Transport, action: WriteAction,
+                       fields: dict[str, Any]) -> dict[str, Any]:
+        """A skip-unchanged write: compare each erase unit, rewrite whole those that differ.
+
+        The preserved bytes of its units are read (and saved) first: they are part
+        of what each unit must hold.
+        """
+        kept: dict[str, Any] = {}
+        if action.keep:
+            backup = (self.context.kept_dir / f"{self.plan.device}.hex"
+                      if self.context.kept_dir is not None else None)
+            kept = self.units.read_kept(transport, action.keep, backup)
+        memory = self.units.write_map(action)
+        comparison = compare_units(transport, memory, action.units,
+                                   erased=self.plan.chip.flash.erased)
+        tracker = StepProgress(self.context, fields, memory.size)
+        written = rewrite_units(transport, memory, comparison, tracker)
+        self.written.extend(memory)
+        self.units.wrote(action)
+        extra = {"kept_bytes": memory.size - action.memory.size} if action.keep else {}
+        return {"ranges": hex_ranges(memory.ranges), **extra, **kept,
+                "skip_unchanged": True, "compare_method": comparison.method,
+                "units": len(action.units), "units_skipped": len(comparison.same),
+                "units_rewritten": len(comparison.differ),
+                "skipped": _unit_ranges(comparison.same),
+                "rewritten": _unit_ranges(comparison.differ), "bytes_written": written,
+                "images": [{"name": image.name, "sha256": image.sha256,
+                            "ranges": hex_ranges(image.ranges)} for image in action.images]}
 
     def _program(self, transport: Transport, memory: MemoryMap, fields: dict[str, Any]) -> None:
         """Write every segment of ``memory``, reporting progress; remember what was written."""

@@ -15,13 +15,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from runner.errors import (
-    ChipMismatch,
-    ConnectError,
-    FlashError,
-    ReadProtected,
-    TransportError,
-)
 from transports.base import (
     Capability,
     Checksum,
@@ -37,6 +30,13 @@ from transports.base import (
 )
 from transports.checksums import stm32_crc32
 from transports.chips import Chip, FlashBlock
+from transports.errors import (
+    ChipMismatch,
+    ConnectError,
+    FlashError,
+    ReadProtected,
+    TransportError,
+)
 from transports.stlink.flash import FlashDriver, driver_for
 from transports.stlink.loaders import LoaderError, RamLoader
 from transports.stlink.protocol import MemoryFault, StLink, Timebase
