@@ -56,8 +56,11 @@ class _CommandParser(_Parser):
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
-    parser.add_argument("--simulate", action="store_true", default=None,
-                        help="swap every link for a simulated chip (rehearsal)")
+    simulate = parser.add_mutually_exclusive_group()
+    simulate.add_argument("--simulate", action="store_true", default=None,
+                          help="swap every link for a simulated chip (rehearsal)")
+    simulate.add_argument("--no-simulate", dest="simulate", action="store_false",
+                          help="use the real links even if the manifest says simulate: true")
     parser.add_argument("--only", nargs="+", metavar="DEVICE",
                         help="restrict the run to these devices")
     parser.add_argument("--max-parallel", type=int, metavar="N",
@@ -92,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stream the events as JSON lines on stdout")
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="only the final line and the log path on stderr")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
     run.set_defaults(handler=_cmd_run)
 
     chips = commands.add_parser("chips", help="list the chips flashrunner knows")
@@ -196,13 +202,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.console import console_for
     from runner.launch import run_manifest
 
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
-                          console=None if args.quiet else sys.stderr)
-    if result.log_file is not None and not args.quiet:
+                          console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
+                                              json_stdout=args.json))
+    if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
 

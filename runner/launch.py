@@ -52,7 +52,8 @@ def resolve_log(plan: Plan, log_file: Path | None) -> LogSpec:
 def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
-                 time_scale: float | None = None, console: TextIO | None = None,
+                 time_scale: float | None = None,
+                 console: TextIO | ConsoleRenderer | None = None,
                  cancel: threading.Event | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
@@ -68,11 +69,13 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
-             time_scale: float | None = None, console: TextIO | None = None,
+             time_scale: float | None = None,
+             console: TextIO | ConsoleRenderer | None = None,
              cancel: threading.Event | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
 
     The plan's ``log.file`` is used as it stands (see :func:`resolve_log`).
+    ``console`` is a stream for the default renderer, or a configured one.
     """
     simulation = plan.simulation
     if time_scale is not None:
@@ -84,8 +87,10 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     plan = dataclasses.replace(plan, simulation=simulation)
     run_id = run_id or new_run_id()
     sinks: list[EventSink] = []
-    if console is not None:
-        sinks.append(ConsoleRenderer(console))
+    renderer = console if isinstance(console, ConsoleRenderer) or console is None \
+        else ConsoleRenderer(console)
+    if renderer is not None:
+        sinks.append(renderer)
     stream: AuditLog | None = None
     if json_stdout:
         stream = AuditLog(run_id, [StdoutJsonSink()])
@@ -93,5 +98,7 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     try:
         return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel)
     finally:
+        if renderer is not None:
+            renderer.close()
         if stream is not None:
             stream.close()
