@@ -3,7 +3,8 @@
 Exit codes (README, "Exit codes"): 0 every device succeeded · 1 at least one device failed ·
 2 the manifest or the command line is invalid · 3 the environment is missing
 something · 130 interrupted. A user error never shows a traceback unless
-``--debug`` is given.
+``--debug`` is given (before or after the command); ``--debug`` never changes
+the exit code.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -371,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except RunnerError as error:
         if args.debug:
-            raise
+            traceback.print_exc()
         prefix = "" if isinstance(error, ManifestError) else "flashrunner: error: "
         print(f"{prefix}{error}", file=sys.stderr)
         return _exit_code_for(error)
@@ -379,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as error:
         if args.debug:
-            raise
+            traceback.print_exc()
+            return EXIT_FAILED
         print(f"flashrunner: internal error: {type(error).__name__}: {error}\n"
               f"This is a bug in flashrunner; rerun with --debug and report the traceback.",
               file=sys.stderr)
