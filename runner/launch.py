@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runner.audit.ledger import Ledger, default_ledger_dir
+from runner.audit.seal import Sealing
 from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
 from runner.events import EventSink, FanOutSink
 from runner.executor import execute
-from runner.logging import AuditLog, StdoutJsonSink, new_run_id
+from runner.logging import StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
@@ -54,25 +56,35 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None,
                  console: TextIO | ConsoleRenderer | None = None,
-                 cancel: threading.Event | None = None) -> RunResult:
+                 cancel: threading.Event | None = None,
+                 events: EventSink | None = None, ledger: Path | None = None,
+                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
+
+    The run is entered in the host's ledger in ``ledger`` (default:
+    :func:`~runner.audit.ledger.default_ledger_dir`). ``allow``: folders besides
+    the manifest's own that may hold included and data files.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
         EnvironmentProblem: the log file cannot be written; nothing was run.
     """
-    manifest = load_manifest(path)
+    manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
     return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
-                    cancel=cancel)
+                    cancel=cancel, events=events, ledger=ledger)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
              time_scale: float | None = None,
              console: TextIO | ConsoleRenderer | None = None,
-             cancel: threading.Event | None = None) -> RunResult:
+             cancel: threading.Event | None = None,
+             events: EventSink | None = None, ledger: Path | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
+
+    One audit stream feeds them all: ``--json`` prints the log file's very lines,
+    and the console (and ``events``) see the same records, same ``seq`` and ``ts``.
 
     The plan's ``log.file`` is used as it stands (see :func:`resolve_log`).
     ``console`` is a stream for the default renderer, or a configured one.
@@ -86,19 +98,16 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
     plan = dataclasses.replace(plan, simulation=simulation)
     run_id = run_id or new_run_id()
-    sinks: list[EventSink] = []
     renderer = console if isinstance(console, ConsoleRenderer) or console is None \
         else ConsoleRenderer(console)
-    if renderer is not None:
-        sinks.append(renderer)
-    stream: AuditLog | None = None
-    if json_stdout:
-        stream = AuditLog(run_id, [StdoutJsonSink()])
-        sinks.append(stream)
+    listeners: list[EventSink] = [renderer] if renderer is not None else []
+    if events is not None:
+        listeners.append(events)
+    stdout = [StdoutJsonSink()] if json_stdout else []
+    sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()))
     try:
-        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel)
+        return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
+                       cancel=cancel, sealing=sealing)
     finally:
         if renderer is not None:
             renderer.close()
-        if stream is not None:
-            stream.close()

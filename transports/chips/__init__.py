@@ -17,7 +17,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
 import yaml
 
 from schemas import load_schema
@@ -70,10 +69,17 @@ class FlashGeometry:
     erased: int = 0xFF
     banks: int = 1
     bank2_base: int | None = None
+    # Derived once: simulators ask for these per programmed half-word.
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _size: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_starts", tuple(block.address for block in self.blocks))
+        object.__setattr__(self, "_size", sum(block.size for block in self.blocks))
 
     @property
     def size(self) -> int:
-        return sum(block.size for block in self.blocks)
+        return self._size
 
     @property
     def end(self) -> int:
@@ -85,15 +91,14 @@ class FlashGeometry:
         return len({block.size for block in self.blocks}) == 1
 
     def contains(self, address: int, length: int = 1) -> bool:
-        return self.base <= address and address + length <= self.end
+        return self.base <= address and address + length <= self.base + self._size
 
     def block_at(self, address: int) -> FlashBlock:
         """The erase unit holding ``address``; ``ValueError`` outside flash."""
         if not self.contains(address):
             raise ValueError(f"0x{address:08X} is outside flash "
                              f"0x{self.base:08X}..0x{self.end:08X}")
-        starts = [block.address for block in self.blocks]
-        return self.blocks[bisect.bisect_right(starts, address) - 1]
+        return self.blocks[bisect.bisect_right(self._starts, address) - 1]
 
     def blocks_covering(self, address: int, length: int) -> tuple[FlashBlock, ...]:
         """Every erase unit that ``[address, address+length)`` touches, in order."""
@@ -309,13 +314,23 @@ class ChipDatabase:
     _by_dev_id: Mapping[int, tuple[Chip, ...]] = field(repr=False)
 
     @classmethod
-    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]]) -> ChipDatabase:
-        """Build from parsed data files (``{source name: document}``), validating each."""
-        validator = jsonschema.Draft202012Validator(load_schema("chips"))
+    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]], *,
+                       validate: bool = True) -> ChipDatabase:
+        """Build from parsed data files (``{source name: document}``).
+
+        ``validate`` checks each against ``schemas/chips.schema.json`` first; only
+        the shipped data, which the test suite validates, is built without it.
+        """
+        validator = None
+        if validate:
+            import jsonschema
+
+            validator = jsonschema.Draft202012Validator(load_schema("chips"))
         chips: dict[str, Chip] = {}
         by_dev_id: dict[int, list[Chip]] = {}
         for source, document in sorted(documents.items()):
-            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path)) \
+                if validator is not None else []
             if errors:
                 where = "/".join(str(p) for p in errors[0].absolute_path)
                 raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
@@ -367,12 +382,27 @@ class ChipDatabase:
         return frozenset(self._by_dev_id)
 
 
-@cache
-def chip_database() -> ChipDatabase:
-    """The database shipped with flashrunner (loaded and validated once)."""
+#: libyaml's loader where PyYAML was built with it: parsing the data files with the
+#: pure-Python loader costs a quarter of a second of every start.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def shipped_documents() -> dict[str, Mapping[str, Any]]:
+    """The chip data files shipped with flashrunner, parsed (``{file name: document}``)."""
     documents: dict[str, Mapping[str, Any]] = {}
     folder = resources.files(__name__).joinpath("data")
     for entry in folder.iterdir():
         if entry.name.endswith(".yaml"):
-            documents[entry.name] = yaml.safe_load(entry.read_text("utf-8"))
-    return ChipDatabase.from_documents(documents)
+            documents[entry.name] = yaml.load(entry.read_text("utf-8"), Loader=_YAML_LOADER)
+    return documents
+
+
+@cache
+def chip_database() -> ChipDatabase:
+    """The database shipped with flashrunner, loaded once per process.
+
+    Its schema check runs in the test suite
+    (``tests/chips/test_chip_database.py``), not at every start; the semantic
+    checks of :meth:`ChipDatabase.from_documents` still run.
+    """
+    return ChipDatabase.from_documents(shipped_documents(), validate=False)
