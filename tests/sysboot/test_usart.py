@@ -58,8 +58,15 @@ def test_identify_reports_pid_uid_flash_size_and_rdp(open_usart: OpenUsart) -> N
     assert identity.bootloader_version == "3.1"
 
 
-def test_double_ack_on_sync_is_absorbed(open_usart: OpenUsart) -> None:
-    session = open_usart("stm32f411re", DeviceProfile(quirks={"double-ack": True}))
+def test_double_ack_on_sync_is_absorbed_where_the_chip_data_says_so(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l412kb")       # usart-double-ack in the chip data (AN2606)
+    assert session.identify().dev_id == 0x464
+
+
+def test_no_second_ack_is_awaited_on_other_roms(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    assert not session.engine.framing.double_ack   # type: ignore[attr-defined]
     assert session.identify().dev_id == 0x431
 
 

@@ -124,7 +124,8 @@ def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> Boo
     version = rom.version
     mass = not (quirks.get("no-mass-erase") or "no-mass-erase" in chip.bootloader.flags)
     return BootloaderProfile(version=version, commands=tuple(commands),
-                             double_ack=bool(quirks.get("double-ack", False)),
+                             double_ack=bool(quirks.get(
+                                 "double-ack", chip.bootloader.usart_double_ack)),
                              sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass,
                              device_info_read=str(quirks.get("device-info-read", "any")))
 
