@@ -45,6 +45,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
 
 
+class _CommandParser(_Parser):
+    """A sub-command's parser: also takes ``--debug`` (``flashrunner run X --debug``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks for errors (for bug reports)")
+
+
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
     parser.add_argument("--simulate", action="store_true", default=None,
@@ -61,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flashrunner {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks for errors (for bug reports)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=_CommandParser)
     commands.required = True
 
     validate = commands.add_parser("validate", help="check manifests; report every problem")
@@ -86,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     chips = commands.add_parser("chips", help="list the chips flashrunner knows")
-    chips.add_argument("part", nargs="?", help="show one part in detail")
+    chips.add_argument("part", nargs="?", metavar="PART|TEXT",
+                       help="show one part in detail (a part or an ordering code), or list "
+                            "the parts whose name contains TEXT (f103, h743)")
     chips.add_argument("--family", help="only this family (f1, f4, g0, …)")
     chips.add_argument("--json", action="store_true")
     chips.set_defaults(handler=_cmd_chips)
@@ -108,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--pid", type=_uint16, default=0xFFFF, help="USB product id (0xDF11)")
     pack.add_argument("--bcd", type=_uint16, default=0xFFFF, help="device release (bcdDevice)")
     pack.set_defaults(handler=_cmd_dfu_pack)
+
+    from runner.cli_oneline import register as register_oneline
+
+    register_oneline(commands)
     return parser
 
 
@@ -192,18 +208,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_chips(args: argparse.Namespace) -> int:
+    from runner.chipnames import resolve_part, search_parts
     from transports.chips import chip_database
 
     database = chip_database()
+    chips = list(database)
     if args.part:
         try:
-            chip = database.part(args.part)
+            match = resolve_part(database, args.part)
         except KeyError as error:
-            raise PlanError(f"unknown chip {error.args[0]}",
-                            hint="`flashrunner chips` lists every part") from None
-        _print_chip(chip, sys.stdout)
-        return EXIT_OK
-    chips = [c for c in database if not args.family or c.family == args.family.lower()]
+            chips = search_parts(database, args.part)
+            if not chips:
+                raise PlanError(f"unknown chip {error.args[0]}; no part's name contains it",
+                                hint="`flashrunner chips` lists every part") from None
+        else:
+            if match.note:
+                print(f"flashrunner: {match.note}", file=sys.stderr)
+            _print_chip(match.chip, sys.stdout)
+            return EXIT_OK
+    if args.family:
+        families = sorted({c.family for c in database})
+        family = args.family.lower()
+        if family not in families:
+            raise PlanError(f"unknown family {args.family!r}",
+                            hint=f"families: {', '.join(families)}")
+        chips = [c for c in chips if c.family == family]
     if args.json:
         json.dump([{"part": c.part, "family": c.family, "dev_id": f"0x{c.dev_id:03X}",
                     "flash_kib": c.flash_kib, "ram_kib": (c.ram[1] - c.ram[0]) // 1024,
@@ -217,7 +246,7 @@ def _cmd_chips(args: argparse.Namespace) -> int:
         ram_kib = (c.ram[1] - c.ram[0]) // 1024
         print(f"{c.part:<14} 0x{c.dev_id:03X}   {c.flash_kib:>5}K {ram_kib:>5}K"
               f"  {c.controller:<10} {c.line}")
-    print(f"{len(chips)} parts")
+    print(f"{len(chips)} part{'s' if len(chips) != 1 else ''}")
     return EXIT_OK
 
 

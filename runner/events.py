@@ -27,6 +27,7 @@ __all__ = [
     "DEVICE_SKIPPED",
     "DEVICE_STARTED",
     "EVENTS",
+    "LINK_WAITING",
     "PLAN_WARNING",
     "RUN_FINISHED",
     "RUN_INTERRUPTED",
@@ -68,6 +69,10 @@ DEVICE_FINISHED = "device.finished"
 #: (skipped / upstream-failed), ``reason`` (``fail-fast``, ``interrupted``,
 #: ``<device> failed``).
 DEVICE_SKIPPED = "device.skipped"
+#: Another run holds the device's link; this one waits for it. Fields: device fields,
+#: ``resource``, ``held_by`` (what the holder wrote: ``run_id``, ``device``, ``operator``,
+#: ``host``, ``pid``, ``since``).
+LINK_WAITING = "link.waiting"
 #: A step begins. Fields: device fields, ``step``, ``action``, ``bytes`` (planned),
 #: ``estimate_s``, ``attempt``.
 STEP_STARTED = "step.started"
@@ -102,8 +107,8 @@ RUN_FINISHED = "run.finished"
 
 #: Every event name, in the order a run emits them.
 EVENTS: tuple[str, ...] = (
-    RUN_STARTED, PLAN_WARNING, DEVICE_STARTED, DEVICE_IDENTIFIED, STEP_STARTED, STEP_PROGRESS,
-    STEP_RETRIED, STEP_RECOVERY, STEP_FINISHED, DEVICE_FINISHED, DEVICE_SKIPPED,
+    RUN_STARTED, PLAN_WARNING, LINK_WAITING, DEVICE_STARTED, DEVICE_IDENTIFIED, STEP_STARTED,
+    STEP_PROGRESS, STEP_RETRIED, STEP_RECOVERY, STEP_FINISHED, DEVICE_FINISHED, DEVICE_SKIPPED,
     SESSION_CLOSE_FAILED, RUN_INTERRUPTED, RUN_FINISHED,
 )
 

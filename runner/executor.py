@@ -14,6 +14,7 @@ their sessions, and returns an interrupted :class:`RunResult` (exit code 130).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import platform
@@ -22,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -33,13 +34,21 @@ from typing import Any
 import runner
 from runner import events as ev
 from runner.device_session import DeviceSession, RunContext, error_fields
+from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
 from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
-__all__ = ["execute", "run_device", "simulation_world", "tool_version"]
+__all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "tool_version"]
+
+#: Whether a device held back by someone else may start: ``None`` not yet, ``"go"``
+#: yes, any other text names the failed device it waited for (it ends upstream-failed).
+Gate = Callable[[str], "str | None"]
+#: Runs the plan's devices elsewhere (on stations) instead of the local scheduler:
+#: returns each device's result and whether the run was interrupted.
+Dispatch = Callable[[RunContext], "tuple[dict[str, DeviceResult], bool]"]
 
 _POLL_S = 0.1
 
@@ -131,9 +140,11 @@ def run_device(session: DeviceSession) -> DeviceResult:
 class _Scheduler:
     """Starts devices as their dependencies and resources allow; collects results."""
 
-    def __init__(self, plan: Plan, context: RunContext) -> None:
+    def __init__(self, plan: Plan, context: RunContext, gate: Gate | None = None) -> None:
         self.plan = plan
         self.context = context
+        self.gate = gate
+        self.held: set[str] = set()
         self.results: dict[str, DeviceResult] = {}
         self.running: dict[str, threading.Thread] = {}
         self.busy: set[str] = set()
@@ -146,7 +157,8 @@ class _Scheduler:
 
     def _worker(self, device: DevicePlan) -> None:
         try:
-            result = run_device(DeviceSession(device, self.context))
+            with self._link_locked(device):
+                result = run_device(DeviceSession(device, self.context))
         except BaseException as error:  # a bug in the runner itself: keep the pool alive
             fields = error_fields(error)
             self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
@@ -155,6 +167,17 @@ class _Scheduler:
                                   error=fields["error"], error_type=fields["error_type"],
                                   error_category=fields["error_category"])
         self.done.put(result)
+
+    def _link_locked(self, device: DevicePlan) -> contextlib.AbstractContextManager[object]:
+        locks = self.context.locks
+        if locks is None:
+            return contextlib.nullcontext()
+
+        def waiting(holder: dict[str, Any]) -> None:
+            self.emit(ev.LINK_WAITING, device=device.device, transport=device.link,
+                      kind=device.kind, resource=device.resource, held_by=holder)
+
+        return locks.hold(device.resource, device=device.device, waiting=waiting)
 
     def _skip(self, device: DevicePlan, outcome: Outcome, reason: str) -> None:
         self.results[device.device] = DeviceResult(device=device.device, outcome=outcome,
@@ -193,7 +216,18 @@ class _Scheduler:
                 waiting = [n for n in device.after if n in self.names
                            and (n not in self.results
                                 or self.results[n].outcome is not Outcome.OK)]
-                if waiting or device.resource in self.busy \
+                if waiting:
+                    continue
+                opened = self.gate(name) if self.gate is not None else "go"
+                if opened is None:
+                    self.held.add(name)
+                    continue
+                self.held.discard(name)
+                if opened != "go":
+                    self._skip(device, Outcome.UPSTREAM_FAILED, f"{opened} failed")
+                    progressed = True
+                    continue
+                if device.resource in self.busy \
                         or len(self.running) >= max(1, self.plan.execution.max_parallel):
                     continue
                 self.busy.add(device.resource)
@@ -224,7 +258,7 @@ class _Scheduler:
                 if cancel.is_set():
                     self._interrupt("cancelled")
                 self._schedule()
-                if not self.running:
+                if not self.running and (not self.held or self.stopping_reason is not None):
                     break
                 try:
                     self._settle(self.done.get(timeout=_POLL_S))
@@ -264,8 +298,13 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
 
 def execute(plan: Plan, *, events: ev.EventSink | None = None,
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
-            run_id: str | None = None) -> RunResult:
+            run_id: str | None = None, locks: LinkLocks | None = None,
+            gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
     """Run ``plan``; report through ``events`` and the plan's log file, if it names one.
+
+    ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
+    devices back until it opens them; ``dispatch`` runs the devices elsewhere
+    (on stations) in place of the local scheduler.
 
     Raises:
         EnvironmentProblem: the log file cannot be created (or already exists).
@@ -281,7 +320,7 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         audit = AuditLog(run_id, [JsonlFileSink(log_file)])
         sinks.insert(0, audit)
     sink = ev.FanOutSink(sinks)
-    own_world = world is None and _needs_world(plan)
+    own_world = world is None and dispatch is None and _needs_world(plan)
     if own_world:
         world = simulation_world(plan)
     started = time.monotonic()
@@ -290,11 +329,16 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
-        scheduler = _Scheduler(plan, RunContext(events=sink, cancel=cancel, world=world,
-                                                run_id=run_id, kept_dir=kept_dir))
+        context = RunContext(events=sink, cancel=cancel, world=world, run_id=run_id,
+                             kept_dir=kept_dir, locks=locks)
         with _sigterm_sets(cancel):
-            interrupted = scheduler.run()
-        devices = tuple(scheduler.results[d.device] for d in plan.devices)
+            if dispatch is not None:
+                results, interrupted = dispatch(context)
+            else:
+                scheduler = _Scheduler(plan, context, gate)
+                interrupted = scheduler.run()
+                results = scheduler.results
+        devices = tuple(results[d.device] for d in plan.devices)
         result = RunResult(run_id=run_id, plan=plan, devices=devices,
                            duration_s=time.monotonic() - started, interrupted=interrupted,
                            log_file=log_file)

@@ -25,7 +25,7 @@ from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
 
-__all__ = ["DEFAULT_LOG_TEMPLATE", "resolve_log", "run_manifest"]
+__all__ = ["DEFAULT_LOG_TEMPLATE", "resolve_log", "run_manifest", "run_plan"]
 
 #: Where the audit log goes when the manifest says nothing: beside the manifest.
 DEFAULT_LOG_TEMPLATE = "logs/{name}-{run_id}.jsonl"
@@ -36,12 +36,11 @@ def resolve_log(plan: Plan, log_file: Path | None) -> LogSpec:
 
     A relative template is relative to the manifest's folder (like every path
     in a manifest); ``--log-file`` is relative to the working directory, as
-    any command-line path is. Braces in an explicit path are escaped so it is
-    taken literally.
+    any command-line path is, and expands ``{run_id}``, ``{time}``, ``{date}``
+    and ``{name}`` as ``log.file`` does.
     """
     if log_file is not None:
-        literal = str(log_file.expanduser().resolve()).replace("{", "{{").replace("}", "}}")
-        return LogSpec(file=literal)
+        return LogSpec(file=str(log_file.expanduser().absolute()))
     template = plan.log.file or DEFAULT_LOG_TEMPLATE
     expanded = os.path.expanduser(template)
     if not os.path.isabs(expanded):
@@ -63,6 +62,18 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
     """
     manifest = load_manifest(path)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
+    plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
+    return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
+                    cancel=cancel)
+
+
+def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
+             time_scale: float | None = None, console: TextIO | None = None,
+             cancel: threading.Event | None = None) -> RunResult:
+    """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
+
+    The plan's ``log.file`` is used as it stands (see :func:`resolve_log`).
+    """
     simulation = plan.simulation
     if time_scale is not None:
         if time_scale < 0:
@@ -70,8 +81,8 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
 
             raise PlanError("--time-scale must be 0 or more")
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
-    plan = dataclasses.replace(plan, log=resolve_log(plan, log_file), simulation=simulation)
-    run_id = new_run_id()
+    plan = dataclasses.replace(plan, simulation=simulation)
+    run_id = run_id or new_run_id()
     sinks: list[EventSink] = []
     if console is not None:
         sinks.append(ConsoleRenderer(console))

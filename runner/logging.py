@@ -64,13 +64,17 @@ class JsonlFileSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: TextIO | None = open(self.path, "x", encoding="utf-8")  # noqa: SIM115
         except FileExistsError as error:
-            raise EnvironmentProblem(
+            from runner.logtarget import log_target_problem
+
+            raise log_target_problem(self.path) or EnvironmentProblem(
                 f"log file {self.path} already exists; an audit log is never overwritten",
                 hint="put {run_id} or {time} in log.file, or move the old log away") from error
         except OSError as error:
-            raise EnvironmentProblem(f"cannot create log file {self.path}: {error.strerror}",
-                                     hint="check the directory exists and is writable") \
-                from error
+            from runner.logtarget import log_target_problem
+
+            raise log_target_problem(self.path) or EnvironmentProblem(
+                f"cannot create log file {self.path}: {error.strerror}",
+                hint="check the directory exists and is writable") from error
         self._lock = threading.Lock()
 
     def write_record(self, line: str) -> None:

@@ -34,11 +34,13 @@ __all__ = [
     "LogSpec",
     "Manifest",
     "OptionBytesStep",
+    "ReadStep",
     "Recipe",
     "RecoveryPolicy",
     "ResetStep",
     "SimulatedDevice",
     "SimulationSpec",
+    "StationSpec",
     "Step",
     "UnitDataStep",
     "VerifyMethod",
@@ -93,6 +95,33 @@ class LinkSpec:
     name: str
     kind: str
     options: Mapping[str, Any] = field(default_factory=frozen_map)
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StationSpec:
+    """A flash station: ``stations.<name>``, a Linux host reached over SSH.
+
+    ``links`` are the transports attached to it; a device using one of them
+    names the station (``station:``) and is flashed there by the station's own
+    flashrunner (:mod:`runner.stations`). Host keys are always checked against
+    ``known_hosts``.
+    """
+
+    name: str
+    hosts: tuple[str, ...]
+    user: str
+    identity_file: Path
+    known_hosts: Path
+    links: tuple[str, ...]
+    port: int = 22
+    flashrunner: str = "flashrunner"
+    max_parallel: int = 4
+    connect_timeout: float = 10.0
+    inactivity_timeout: float = 30.0
+    reconnect: int = 3
+    work_dir: str = ".flashrunner"
+    link_lock: str = "wait"
     location: Location = NOWHERE
 
 
@@ -174,6 +203,24 @@ class ResetStep(Step):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReadStep(Step):
+    """Save a region of flash to a file (before a risky change, or to read a board out).
+
+    ``path`` may hold ``{device}``; ``address``/``size`` None mean the whole
+    flash (from the address to its end). ``format`` is ``bin`` or ``hex``
+    (Intel HEX, which keeps the address); ``auto`` goes by the file's suffix.
+    An existing file is kept unless ``overwrite`` is set.
+    """
+
+    kind: ClassVar[str] = "read"
+    path: Path = Path()
+    address: int | None = None
+    size: int | None = None
+    format: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnitDataStep(Step):
     """Write a value computed per unit (a serial, a UID derivative, a CSV row) at ``address``.
 
@@ -230,6 +277,8 @@ class Device:
     recipe: str
     recovery: str | None = None
     after: tuple[str, ...] = ()
+    #: The station holding the link (``None``: a link of this host).
+    station: str | None = None
     location: Location = NOWHERE
 
 
@@ -284,6 +333,7 @@ class Manifest:
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     images: Mapping[str, ImageSpec] = field(default_factory=frozen_map)
     links: Mapping[str, LinkSpec] = field(default_factory=frozen_map)
+    stations: Mapping[str, StationSpec] = field(default_factory=frozen_map)
     recipes: Mapping[str, Recipe] = field(default_factory=frozen_map)
     recovery: Mapping[str, RecoveryPolicy] = field(default_factory=frozen_map)
     devices: Mapping[str, Device] = field(default_factory=frozen_map)

@@ -32,7 +32,7 @@ from transports.base import (
 )
 from transports.chips import Chip, FlashBlock
 from transports.endpoints import MemoryPort
-from transports.errors import LinkLost, ProtocolError
+from transports.errors import LinkLost, Refused
 
 __all__ = ["MemoryTransport"]
 
@@ -144,9 +144,8 @@ class MemoryTransport(StaticCapabilities):
         with self._session():
             if change.rdp_level is not None:
                 if change.rdp_level == 2 and not change.confirmed_irreversible:
-                    raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                        command="option-bytes",
-                                        hint="add confirm: irreversible")
+                    raise Refused("RDP level 2 is irreversible and was not confirmed",
+                                  command="option-bytes", hint="add confirm: irreversible")
                 self.port.set_rdp_level(change.rdp_level)
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ The stages, one module each:
 * :mod:`.structure` — the JSON Schema (``schemas/manifest.schema.json``),
   its errors phrased for humans;
 * :mod:`.sources` — ``include:`` files read and merged;
-* :mod:`.references` and :mod:`.targets` — the semantic checks;
+* :mod:`.references`, :mod:`.stations` and :mod:`.targets` — the semantic checks;
 * :mod:`.build` — the frozen model.
 """
 
@@ -26,6 +26,7 @@ from runner.manifest.build import build_manifest
 from runner.manifest.checks import Checker
 from runner.manifest.references import check_references
 from runner.manifest.sources import read_sources
+from runner.manifest.stations import check_stations
 from runner.manifest.targets import check_targets
 from runner.model import Manifest
 from transports.chips import ChipDatabase, chip_database
@@ -47,6 +48,7 @@ def load_manifest(path: str | os.PathLike[str], *,
     if sources.data and not sources.incomplete:
         checker = Checker(sources.data, sources.marks)
         check_references(checker)
+        check_stations(checker)
         check_targets(checker, chips if chips is not None else chip_database(), folders)
         issues.extend(checker.issues)
     if issues or not sources.files:

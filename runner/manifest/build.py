@@ -28,11 +28,13 @@ from runner.model import (
     LogSpec,
     Manifest,
     OptionBytesStep,
+    ReadStep,
     Recipe,
     RecoveryPolicy,
     ResetStep,
     SimulatedDevice,
     SimulationSpec,
+    StationSpec,
     Step,
     UnitDataStep,
     VerifyMethod,
@@ -101,7 +103,8 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
             name=name, chip=device["chip"].lower(),
             link=DeviceLink(link=link, options=_frozen(options)),
             recipe=device["recipe"], recovery=device.get("recovery"),
-            after=tuple(device.get("after", ())), location=at(("devices", name)))
+            after=tuple(device.get("after", ())), station=device.get("station"),
+            location=at(("devices", name)))
     execution = data.get("execution", {})
     top = sources.files[0]
     return Manifest(
@@ -109,12 +112,38 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
         sha256=digest.hexdigest(), files=tuple(source.path for source in sources.files),
         description=data.get("description", ""), simulate=data.get("simulate", False),
         simulation=_simulation(data.get("simulation", {})),
-        images=frozen_map(images), links=frozen_map(links), recipes=frozen_map(recipes),
+        images=frozen_map(images), links=frozen_map(links),
+        stations=frozen_map(_stations(data, marks, at, folders)), recipes=frozen_map(recipes),
         recovery=frozen_map(recovery), devices=frozen_map(devices),
         execution=Execution(max_parallel=execution.get("max-parallel", 8),
                             fail_fast=execution.get("fail-fast", False)),
         log=LogSpec(file=data.get("log", {}).get("file")),
     )
+
+
+def _stations(data: Any, marks: Marks, at: Any,
+              folders: Mapping[str, Path]) -> dict[str, StationSpec]:
+    stations = {}
+    for name, entry in entries(data, "stations").items():
+        # Key and known_hosts paths are relative to the file the station is in.
+        folder = folders[marks.key(("stations", name)).file]
+        hosts = entry["host"]
+        stations[name] = StationSpec(
+            name=name, hosts=(hosts,) if isinstance(hosts, str) else tuple(hosts),
+            user=entry["user"], identity_file=_local_path(folder, entry["identity-file"]),
+            known_hosts=_local_path(folder, entry["known-hosts"]),
+            links=tuple(entry["links"]), port=entry.get("port", 22),
+            flashrunner=entry.get("flashrunner", "flashrunner"),
+            max_parallel=entry.get("max-parallel", 4),
+            connect_timeout=float(entry.get("connect-timeout", 10.0)),
+            inactivity_timeout=float(entry.get("inactivity-timeout", 30.0)),
+            reconnect=entry.get("reconnect", 3), work_dir=entry.get("work-dir", ".flashrunner"),
+            link_lock=entry.get("link-lock", "wait"), location=at(("stations", name)))
+    return stations
+
+
+def _local_path(folder: Path, text: str) -> Path:
+    return folder / Path(text).expanduser()
 
 
 def _with_location(spec: ImageSpec, location: Location) -> ImageSpec:
@@ -150,6 +179,12 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
             built.append(UnitDataStep(address=settings["address"], size=unit_size(source),
                                       source=source, preserve=settings.get("preserve", False),
                                       **common))
+        elif kind == "read":
+            folder = folders[marks.key(("recipes", recipe_name, index)).file]
+            built.append(ReadStep(path=folder / settings["file"], address=settings.get("address"),
+                                  size=settings.get("size"),
+                                  format=settings.get("format", "auto"),
+                                  overwrite=settings.get("overwrite", False), **common))
         else:
             built.append(ResetStep(mode=settings.get("mode"), **common))
     return tuple(built)

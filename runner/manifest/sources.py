@@ -4,7 +4,8 @@ A product manifest may split its content over several files with
 ``include: [station-3.yaml, …]``; paths are relative to the including file.
 An included file has the manifest's format without the run-wide settings
 (``manifest``, ``name``, ``simulate``, ``execution``, ``log``): a *station
-inventory* typically carries ``transports`` (and ``simulation``), a *product
+inventory* typically carries ``transports`` (and ``simulation``; for remote
+stations also ``stations``, each naming its links), a *product
 part* carries ``images``, ``recipes``, ``recovery`` and ``devices``. Included
 files may include further files; a cycle is an error.
 
@@ -30,7 +31,7 @@ __all__ = ["INCLUDABLE", "MERGED_BY_NAME", "Source", "Sources", "read_sources"]
 
 #: Sections whose entries are merged across files by name.
 MERGED_BY_NAME = frozenset({
-    ("images",), ("transports",), ("recipes",), ("recovery",), ("devices",),
+    ("images",), ("transports",), ("stations",), ("recipes",), ("recovery",), ("devices",),
     ("simulation",), ("simulation", "devices"),
 })
 

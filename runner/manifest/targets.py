@@ -87,6 +87,8 @@ def step_needs(kind: str, value: Any) -> tuple[frozenset[Capability], str] | Non
         return frozenset({Capability.CHECKSUM, Capability.READ}), "verify"
     if kind == "option-bytes":
         return frozenset({Capability.OPTION_BYTES}), "change option bytes"
+    if kind == "read":
+        return frozenset({Capability.READ}), "read flash"
     if kind == "reset":
         mode = settings.get("mode")
         if isinstance(mode, str) and mode in _RESETS:

@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from runner.errors import ConnectError, LinkLost, ProtocolError, WriteError
+from runner.errors import ConnectError, LinkLost, Refused, WriteError
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world, plug
 from transports.base import ResetMode
 from transports.chips import Chip
@@ -92,7 +92,7 @@ def test_write_outside_the_layout_is_refused_before_sending(f411: Chip,
                                                             open_link: OpenLink) -> None:
     with make_world() as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.write(f411.flash.end - 16, bytes(32))
         assert "does not allow" in str(info.value)
 
@@ -110,7 +110,7 @@ def test_leave_without_firmware_brings_the_rom_back(f411: Chip, open_link: OpenL
 def test_only_go_is_a_dfu_reset(f411: Chip, open_link: OpenLink) -> None:
     with make_world() as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.reset(ResetMode.HARDWARE)
         assert "go" in (info.value.hint or "")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import usb.core
 
-from runner.errors import EraseError, LinkLost, LinkTimeout, ProtocolError
+from runner.errors import EraseError, LinkLost, LinkTimeout, Refused
 from tests.dfu.conftest import OpenLink, board_of, make_world, plug
 from transports.chips import Chip
 from transports.dfu.protocol import DfuProtocol, DfuState, DfuStatus
@@ -199,15 +199,15 @@ def test_erase_outside_flash_is_an_erase_error_with_the_address(host: Host) -> N
     assert host.state() == DfuState.DFU_IDLE  # recovered for the next command
 
 
-def test_set_address_to_nothing_is_a_protocol_error(host: Host) -> None:
-    with pytest.raises(ProtocolError) as info:
+def test_set_address_to_nothing_is_refused(host: Host) -> None:
+    with pytest.raises(Refused) as info:
         host.dfu.set_address(0x50000000)
     assert "ERR_TARGET" in str(info.value)
     assert info.value.command == "set-address"
 
 
 def test_unknown_dfuse_command_stalls_and_reports_stalledpkt(host: Host) -> None:
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(Refused) as info:
         host.dfu._command("special", 0, b"\x55", None)
     assert "ERR_STALLEDPKT" in str(info.value)
     assert host.state() == DfuState.DFU_IDLE

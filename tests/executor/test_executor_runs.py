@@ -89,7 +89,7 @@ def test_permanent_fault_fails_its_device_and_its_dependents_only(
     run = execute(plan(devices), world=world)
     outcomes = {d.device: d for d in run.devices}
     assert outcomes["bad"].outcome is Outcome.FAILED
-    assert outcomes["bad"].error_type == "ProtocolError"
+    assert outcomes["bad"].error_type == "Refused"
     assert outcomes["bad"].error_category == "nack"
     assert outcomes["good"].outcome is Outcome.OK
     assert outcomes["child"].outcome is Outcome.UPSTREAM_FAILED

@@ -10,8 +10,8 @@ from runner.errors import (
     EraseError,
     LinkLost,
     LinkTimeout,
-    ProtocolError,
     ReadProtected,
+    Refused,
     WriteError,
     error_categories,
 )
@@ -162,7 +162,7 @@ def test_odd_length_write_is_padded_with_ff(open_usart: OpenUsart) -> None:
 
 def test_nack_names_command_and_stage(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(Refused) as info:
         session.read(0x40000000, 4)  # a peripheral: not readable through the ROM
     assert "Read Memory (0x11)" in str(info.value)
     assert "address stage" in str(info.value)
@@ -181,7 +181,7 @@ def test_erase_of_a_page_beyond_one_byte_numbers_is_refused(open_usart: OpenUsar
 def test_get_checksum_is_offered_only_where_listed(open_usart: OpenUsart) -> None:
     plain = open_usart("stm32f411re")
     assert Capability.CHECKSUM not in plain.capabilities
-    with pytest.raises(ProtocolError):
+    with pytest.raises(Refused):
         plain.checksum(BASE, 16)
 
 
@@ -395,7 +395,7 @@ def test_whole_bank_is_erased_with_the_bank_code(open_usart: OpenUsart,
 
 def test_rdp_level2_needs_confirmation(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re")
-    with pytest.raises(ProtocolError, match="irreversible"):
+    with pytest.raises(Refused, match="irreversible"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2))
     assert sim_of(session).rdp_level == 0
 
@@ -412,7 +412,7 @@ def test_rdp_level2_is_written_through_the_option_bytes(open_usart: OpenUsart) -
 
 def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
-    with pytest.raises(ProtocolError, match="no RDP level 2"):
+    with pytest.raises(Refused, match="no RDP level 2"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
 
 

@@ -25,6 +25,7 @@ from transports.errors import (
     LinkTimeout,
     ProtocolError,
     ReadProtected,
+    Refused,
     TransportError,
     WriteError,
 )
@@ -266,7 +267,7 @@ class DfuProtocol:
                                   DfuStatus.ERR_PROG, DfuStatus.ERR_CHECK_ERASED)
                     else "the address is outside what the device accepts")
             return WriteError(message, address=address, hint=hint, **names)
-        return ProtocolError(message, command=command, reply=reply.raw, **names)
+        return Refused(message, command=command, reply=reply.raw, **names)
 
     def _command(self, command: str, block: int, data: bytes,
                  address: int | None) -> StatusReply:

@@ -48,7 +48,7 @@ from transports.dfu.usb import (
     select_candidate,
     usb_errors,
 )
-from transports.errors import ConnectError, ProtocolError, ReadProtected
+from transports.errors import ConnectError, ProtocolError, ReadProtected, Refused
 
 __all__ = ["DfuTransport"]
 
@@ -309,10 +309,10 @@ class DfuTransport(StaticCapabilities):
     def _require(self, address: int, length: int, flag: int, verb: str) -> None:
         layout = self._layouts[self._flash_alt]
         if not layout.allows(address, length, flag):
-            raise ProtocolError(f"cannot {verb} 0x{address:08X}+{length} on {self.names.device}: "
-                                f"the device's layout {layout.text!r} does not allow it",
-                                command=verb, transport=self.names.link, device=self.names.device,
-                                hint="keep images inside the chip's flash")
+            raise Refused(f"cannot {verb} 0x{address:08X}+{length} on {self.names.device}: "
+                          f"the device's layout {layout.text!r} does not allow it",
+                          command=verb, transport=self.names.link, device=self.names.device,
+                          hint="keep images inside the chip's flash")
 
     def erase(self, blocks: Sequence[FlashBlock], progress: Progress = no_progress) -> None:
         self._confirmed()
@@ -335,16 +335,16 @@ class DfuTransport(StaticCapabilities):
         return self.protocol.upload(address, length, progress)
 
     def checksum(self, address: int, length: int) -> Checksum:
-        raise ProtocolError("the DFU bootloader has no checksum command", command="checksum",
-                            transport=self.names.link, device=self.names.device,
-                            hint="verify by read-back (verify: {method: readback})")
+        raise Refused("the DFU bootloader has no checksum command", command="checksum",
+                      transport=self.names.link, device=self.names.device,
+                      hint="verify by read-back (verify: {method: readback})")
 
     def reset(self, mode: ResetMode) -> None:
         if mode is not ResetMode.GO:
-            raise ProtocolError(f"the DFU bootloader cannot reset {mode.value}; it can only "
-                                f"leave to the application", command="reset",
-                                transport=self.names.link, device=self.names.device,
-                                hint="use reset: {mode: go} with kind dfu")
+            raise Refused(f"the DFU bootloader cannot reset {mode.value}; it can only "
+                          f"leave to the application", command="reset",
+                          transport=self.names.link, device=self.names.device,
+                          hint="use reset: {mode: go} with kind dfu")
         self.protocol.leave(self.chip.flash.base)
         self.close()
 
@@ -363,16 +363,16 @@ class DfuTransport(StaticCapabilities):
     def write_option_bytes(self, change: OptionBytesChange) -> None:
         link, device = self.names.link, self.names.device
         if change.fields:
-            raise ProtocolError(f"DFU sets only the RDP level; cannot set "
-                                f"{', '.join(sorted(change.fields))}", command="option-bytes",
-                                hint="set other option bytes over ST-Link or USART",
-                                transport=link, device=device)
+            raise Refused(f"DFU sets only the RDP level; cannot set "
+                          f"{', '.join(sorted(change.fields))}", command="option-bytes",
+                          hint="set other option bytes over ST-Link or USART",
+                          transport=link, device=device)
         if change.rdp_level is None:
             return
         if change.rdp_level == 2 and not change.confirmed_irreversible:
-            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                command="option-bytes", hint="add confirm: irreversible",
-                                transport=link, device=device)
+            raise Refused("RDP level 2 is irreversible and was not confirmed",
+                          command="option-bytes", hint="add confirm: irreversible",
+                          transport=link, device=device)
         current = self.read_option_bytes()
         if current.rdp_level == change.rdp_level:
             return
@@ -399,10 +399,10 @@ class DfuTransport(StaticCapabilities):
 
     def _option_alt_or_fail(self) -> int:
         if self._option_alt is None:
-            raise ProtocolError(f"the DFU device of {self.names.device} offers no Option Bytes "
-                                f"alternate setting", command="option-bytes",
-                                transport=self.names.link, device=self.names.device,
-                                hint="change option bytes over ST-Link or USART")
+            raise Refused(f"the DFU device of {self.names.device} offers no Option Bytes "
+                          f"alternate setting", command="option-bytes",
+                          transport=self.names.link, device=self.names.device,
+                          hint="change option bytes over ST-Link or USART")
         return self._option_alt
 
     def _reenumerate(self) -> None:

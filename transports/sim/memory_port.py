@@ -20,6 +20,7 @@ from transports.errors import (
     LinkTimeout,
     ProtocolError,
     ReadProtected,
+    Refused,
     WriteError,
 )
 from transports.sim.chip import SimChip, SimFlashFault
@@ -59,7 +60,9 @@ class SimMemoryPort:
             message = f"{fault} on {device}"
             if fault.kind == "timeout":
                 raise LinkTimeout(message, transport=link, device=device) from fault
-            if fault.kind in ("nack", "corrupt"):
+            if fault.kind == "nack":
+                raise Refused(message, command=op, transport=link, device=device) from fault
+            if fault.kind == "corrupt":
                 raise ProtocolError(message, command=op, transport=link, device=device)\
                     from fault
             raise LinkLost(message, transport=link, device=device,

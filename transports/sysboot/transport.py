@@ -37,7 +37,14 @@ from transports.base import (
     no_progress,
 )
 from transports.chips import Chip, FlashBlock, rom_bootloader
-from transports.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
+from transports.errors import (
+    ConnectError,
+    EraseError,
+    LinkLost,
+    ProtocolError,
+    ReadProtected,
+    Refused,
+)
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
 from transports.sysboot.framing import Framing
@@ -268,10 +275,10 @@ class BootloaderSession:
     def checksum(self, address: int, length: int) -> Checksum:
         """Get Checksum over ``length`` rounded up to whole words (padding read as stored)."""
         if Capability.CHECKSUM not in self.capabilities or address % 4:
-            raise ProtocolError(f"on-target checksum is not available for 0x{address:08X} on "
-                                f"{self.request.device}", command="checksum",
-                                transport=self.request.link, device=self.request.device,
-                                hint="verify by read-back (verify: {method: readback})")
+            raise Refused(f"on-target checksum is not available for 0x{address:08X} on "
+                          f"{self.request.device}", command="checksum",
+                          transport=self.request.link, device=self.request.device,
+                          hint="verify by read-back (verify: {method: readback})")
         words = length + (-length % 4)
         return Checksum(algorithm="stm32-crc32", value=self.engine.get_checksum(address, words))
 
@@ -280,9 +287,9 @@ class BootloaderSession:
     def reset(self, mode: ResetMode) -> None:
         engine = self.engine
         if mode is ResetMode.HALT:
-            raise ProtocolError("a bootloader link cannot leave the chip halted",
-                                command="reset", transport=self.request.link,
-                                device=self.request.device, hint="use reset mode go or hardware")
+            raise Refused("a bootloader link cannot leave the chip halted",
+                          command="reset", transport=self.request.link,
+                          device=self.request.device, hint="use reset mode go or hardware")
         # Empty-check parts (AN2606; stm32flash F_OBLL/F_PEMPTY) boot the ROM again after
         # an NRST pulse until their option bytes reload: Go reaches the application anyway.
         empty_check = bool({"obl-launch", "pempty"} & self.chip.bootloader.flags)
@@ -315,9 +322,9 @@ class BootloaderSession:
         engine = self.engine
         link, device = self.request.link, self.request.device
         if change.fields:
-            raise ProtocolError("the system bootloader changes only readout protection here",
-                                command="option-bytes", transport=link, device=device,
-                                hint="set other option bytes with an ST-Link")
+            raise Refused("the system bootloader changes only readout protection here",
+                          command="option-bytes", transport=link, device=device,
+                          hint="set other option bytes with an ST-Link")
         if change.rdp_level == 0:
             engine.readout_unprotect()
             self._note_erased(range(len(self.chip.flash.blocks)))
@@ -330,12 +337,12 @@ class BootloaderSession:
         link, device = self.request.link, self.request.device
         ob = self.chip.option_bytes
         if not change.confirmed_irreversible:
-            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                command="option-bytes", transport=link, device=device,
-                                hint="add confirm: irreversible to the step")
+            raise Refused("RDP level 2 is irreversible and was not confirmed",
+                          command="option-bytes", transport=link, device=device,
+                          hint="add confirm: irreversible to the step")
         if not ob.has_level2:
-            raise ProtocolError(f"{self.chip.part} has no RDP level 2", command="option-bytes",
-                                transport=link, device=device)
+            raise Refused(f"{self.chip.part} has no RDP level 2", command="option-bytes",
+                          transport=link, device=device)
         address, size = self._option_area()
         image = bytearray(self.read(address, size))
         image[ob.rdp_offset] = ob.rdp_level2  # F2/F4/F7/H7: byte 0 is USER/BOR, kept as read
