@@ -34,14 +34,14 @@ from typing import Any
 import runner
 from runner import events as ev
 from runner.device_session import DeviceSession, RunContext, error_fields
+from runner.errors import PlanError
 from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
-from transports.sim.faults import Fault
-from transports.sim.world import DeviceProfile, SimulationWorld
+from transports.endpoints import HARDWARE, Endpoints
 
-__all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "tool_version"]
+__all__ = ["Dispatch", "Gate", "execute", "run_device", "tool_version"]
 
 #: Whether a device held back by someone else may start: ``None`` not yet, ``"go"``
 #: yes, any other text names the failed device it waited for (it ends upstream-failed).
@@ -68,22 +68,6 @@ def _operator() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def simulation_world(plan: Plan) -> SimulationWorld:
-    """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
-    spec = plan.simulation
-    profiles = {
-        name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
-                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
-        for name, device in spec.devices.items()
-    }
-    return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
-                           profiles=profiles)
-
-
-def _needs_world(plan: Plan) -> bool:
-    return plan.simulate or any(device.kind == "sim" for device in plan.devices)
 
 
 @contextmanager
@@ -296,19 +280,28 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
             "error": result.error, "reason": result.reason}
 
 
-def execute(plan: Plan, *, events: ev.EventSink | None = None,
-            world: SimulationWorld | None = None, cancel: threading.Event | None = None,
+def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
+            events: ev.EventSink | None = None, cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
             gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
     """Run ``plan``; report through ``events`` and the plan's log file, if it names one.
 
-    ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
-    devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler.
+    Every session opens its far end through ``endpoints``, which whoever
+    composes the run provides (:func:`runner.launch.execute` builds the
+    simulated ones of a rehearsal). ``locks`` takes a per-link OS lock while
+    each device runs; ``gate`` holds devices back until it opens them;
+    ``dispatch`` runs the devices elsewhere (on stations) in place of the
+    local scheduler.
 
     Raises:
+        PlanError: a simulated plan was handed the hardware endpoints.
         EnvironmentProblem: the log file cannot be created (or already exists).
     """
+    if plan.simulate and endpoints is HARDWARE and dispatch is None:
+        # A rehearsal must never reach real hardware, whoever composed it.
+        raise PlanError(f"plan {plan.name} is simulated but was given the hardware endpoints",
+                        hint="run it with runner.execute (runner.launch), which builds the "
+                             "simulated ones")
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     cancel = cancel or threading.Event()
@@ -320,16 +313,13 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         audit = AuditLog(run_id, [JsonlFileSink(log_file)])
         sinks.insert(0, audit)
     sink = ev.FanOutSink(sinks)
-    own_world = world is None and dispatch is None and _needs_world(plan)
-    if own_world:
-        world = simulation_world(plan)
     started = time.monotonic()
     try:
         sink.emit(ev.RUN_STARTED, run_id=run_id, **_run_started(plan))
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
-        context = RunContext(events=sink, cancel=cancel, world=world, run_id=run_id,
+        context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
                              kept_dir=kept_dir, locks=locks)
         with _sigterm_sets(cancel):
             if dispatch is not None:
@@ -348,7 +338,5 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
                   interrupted=interrupted)
         return result
     finally:
-        if own_world and world is not None:
-            world.close()
         if audit is not None:
             audit.close()
