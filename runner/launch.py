@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import TextIO
 
 from runner import executor
+from runner.audit.ledger import Ledger, default_ledger_dir
+from runner.audit.seal import Sealing
 from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
 from runner.errors import PlanError
 from runner.events import EventSink, FanOutSink
 from runner.executor import Dispatch, Gate
 from runner.linklocks import LinkLocks
-from runner.logging import AuditLog, StdoutJsonSink, new_run_id
+from runner.logging import RecordOutput, StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
@@ -66,24 +68,34 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None, console: TextIO | None = None,
-                 cancel: threading.Event | None = None) -> RunResult:
+                 cancel: threading.Event | None = None,
+                 events: EventSink | None = None, ledger: Path | None = None,
+                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
+
+    The run is entered in the host's ledger in ``ledger`` (default:
+    :func:`~runner.audit.ledger.default_ledger_dir`). ``allow``: folders besides
+    the manifest's own that may hold included and data files.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
         EnvironmentProblem: the log file cannot be written; nothing was run.
     """
-    manifest = load_manifest(path)
+    manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
     return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
-                    cancel=cancel)
+                    cancel=cancel, events=events, ledger=ledger)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
              time_scale: float | None = None, console: TextIO | None = None,
-             cancel: threading.Event | None = None) -> RunResult:
+             cancel: threading.Event | None = None,
+             events: EventSink | None = None, ledger: Path | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
+
+    One audit stream feeds them all: ``--json`` prints the log file's very lines,
+    and the console (and ``events``) see the same records, same ``seq`` and ``ts``.
 
     The plan's ``log.file`` is used as it stands (see :func:`resolve_log`).
     """
@@ -94,18 +106,13 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
     plan = dataclasses.replace(plan, simulation=simulation)
     run_id = run_id or new_run_id()
-    sinks: list[EventSink] = []
-    if console is not None:
-        sinks.append(ConsoleRenderer(console))
-    stream: AuditLog | None = None
-    if json_stdout:
-        stream = AuditLog(run_id, [StdoutJsonSink()])
-        sinks.append(stream)
-    try:
-        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel)
-    finally:
-        if stream is not None:
-            stream.close()
+    listeners: list[EventSink] = [ConsoleRenderer(console)] if console is not None else []
+    if events is not None:
+        listeners.append(events)
+    stdout = [StdoutJsonSink()] if json_stdout else []
+    sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()))
+    return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
+                   cancel=cancel, sealing=sealing)
 
 
 def needs_simulation(plan: Plan) -> bool:
@@ -139,9 +146,11 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
 
 
 def execute(plan: Plan, *, events: EventSink | None = None,
+            outputs: Sequence[RecordOutput] = (),
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
-            gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
+            gate: Gate | None = None, dispatch: Dispatch | None = None,
+            sealing: Sealing | None = None) -> RunResult:
     """Run ``plan`` with the far ends it needs (:func:`runner.executor.execute`).
 
     A rehearsal runs on ``world`` when given (a test then reads the chips'
@@ -156,8 +165,9 @@ def execute(plan: Plan, *, events: EventSink | None = None,
         world = simulation_world(plan)
     endpoints: Endpoints = HARDWARE if world is None else compose_endpoints(plan, world)
     try:
-        return executor.execute(plan, endpoints=endpoints, events=events, cancel=cancel,
-                                run_id=run_id, locks=locks, gate=gate, dispatch=dispatch)
+        return executor.execute(plan, endpoints=endpoints, events=events, outputs=outputs,
+                                cancel=cancel, run_id=run_id, locks=locks, gate=gate,
+                                dispatch=dispatch, sealing=sealing)
     finally:
         if own_world and world is not None:
             world.close()

@@ -177,4 +177,5 @@ def test_plan_warnings_are_reported_after_run_started(world: SimulationWorld) ->
     sink = CapturingSink()
     execute(plan([device("a")], warnings=("link-a is slow",)), world=world, events=sink)
     assert sink.names()[:2] == ["run.started", "plan.warning"]
-    assert sink.named("plan.warning") == [{"message": "link-a is slow"}]
+    (warning,) = sink.named("plan.warning")
+    assert (warning["message"], warning["seq"]) == ("link-a is slow", 2)

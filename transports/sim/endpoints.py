@@ -132,7 +132,7 @@ class SimulatedEndpoints:
             node = CanBootloaderNode(_bootloader_core(world, request, Link.CAN), name,
                                      bitrate=_ROM_BITRATE,
                                      erase_style=str(quirks.get("can-erase",
-                                                                "open-bootloader")))
+                                                                "an3154")))
             world.on_close(node.stop)
             return node
 

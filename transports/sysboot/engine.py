@@ -125,7 +125,8 @@ class BootloaderEngine:
             return WriteError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
                               device=self.device, also=("nack",),
-                              hint="the address must be writable and 4-byte aligned")
+                              hint="the address must be writable, 4-byte aligned and erased "
+                                   "(F0/F1/F3, L0, L4/G0/G4 and newer refuse to program over data)")
         if code in (Command.ERASE, Command.EXTENDED_ERASE, Command.ERASE_NS):
             return EraseError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
