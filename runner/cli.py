@@ -48,6 +48,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
 
 
+def _add_allow_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-path", type=Path, action="append", default=[], metavar="DIR",
+                        help="also read included and data files under DIR (default: only "
+                             "under the manifest's folder)")
+
+
 class _CommandParser(_Parser):
     """A sub-command's parser: also takes ``--debug`` (``flashrunner run X --debug``)."""
 
@@ -59,6 +65,7 @@ class _CommandParser(_Parser):
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
+    _add_allow_path(parser)
     parser.add_argument("--simulate", action="store_true", default=None,
                         help="swap every link for a simulated chip (rehearsal)")
     parser.add_argument("--only", nargs="+", metavar="DEVICE",
@@ -80,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check manifests; report every problem")
     validate.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     validate.add_argument("--json", action="store_true", help="problems as JSON on stdout")
+    _add_allow_path(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser("plan", help="show what `run` would do, touching no hardware")
@@ -152,7 +160,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report: list[dict[str, object]] = []
     for path in args.manifests:
         try:
-            manifest = load_manifest(path)
+            manifest = load_manifest(path, allow=args.allow_path)
         except ManifestError as error:
             worst = EXIT_INVALID
             if args.json:
@@ -165,8 +173,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         if args.json:
             report.append({"manifest": str(path), "valid": True, "name": manifest.name,
-                           "devices": len(manifest.devices)})
+                           "devices": len(manifest.devices),
+                           "warnings": list(manifest.warnings)})
         else:
+            for warning in manifest.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print(f"{path}: valid ({len(manifest.devices)} devices, "
                   f"{len(manifest.images)} images, {len(manifest.links)} links)")
     if args.json:
@@ -179,7 +190,7 @@ def _compile(args: argparse.Namespace) -> object:
     from runner.compiler import compile_plan
     from runner.manifest import load_manifest
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, allow=args.allow_path)
     return compile_plan(manifest, only=args.only, simulate=args.simulate,
                         max_parallel=args.max_parallel)
 
@@ -206,6 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
+                          allow=args.allow_path,
                           console=None if args.quiet else sys.stderr,
                           **audit_run_options(args))
     if result.log_file is not None and not args.quiet:

@@ -137,7 +137,7 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
     timeline = simulate_schedule(devices, execution.max_parallel)
     by_name = {device.device: device for device in devices}
     critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
-    warnings = compiler.warnings(simulated=is_simulated)
+    warnings = (*manifest.warnings, *compiler.warnings(simulated=is_simulated))
     return Plan(
         name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
         simulate=is_simulated, simulation=manifest.simulation, execution=execution,

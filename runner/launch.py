@@ -58,18 +58,21 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  time_scale: float | None = None, console: TextIO | None = None,
                  cancel: threading.Event | None = None,
                  events: EventSink | None = None, ledger: Path | None = None,
-                 sign_key: Path | None = None) -> RunResult:
+                 sign_key: Path | None = None,
+                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
     The run is entered in the host's ledger in ``ledger`` (default:
     :func:`~runner.audit.ledger.default_ledger_dir`); its attestation is signed
     with ``sign_key`` (default: the manifest's ``log.sign-key``; none: unsigned).
+    ``allow``: folders besides the manifest's own that may hold included and data
+    files.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
         EnvironmentProblem: the log file cannot be written; nothing was run.
     """
-    manifest = load_manifest(path)
+    manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
     return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
