@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import __version__
+from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
     EnvironmentProblem,
     ImageError,
@@ -45,6 +47,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
 
 
+def _add_allow_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-path", type=Path, action="append", default=[], metavar="DIR",
+                        help="also read included and data files under DIR (default: only "
+                             "under the manifest's folder)")
+
+
 class _CommandParser(_Parser):
     """A sub-command's parser: also takes ``--debug`` (``flashrunner run X --debug``)."""
 
@@ -56,6 +64,7 @@ class _CommandParser(_Parser):
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
+    _add_allow_path(parser)
     parser.add_argument("--simulate", action="store_true", default=None,
                         help="swap every link for a simulated chip (rehearsal)")
     parser.add_argument("--only", nargs="+", metavar="DEVICE",
@@ -77,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check manifests; report every problem")
     validate.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     validate.add_argument("--json", action="store_true", help="problems as JSON on stdout")
+    _add_allow_path(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser("plan", help="show what `run` would do, touching no hardware")
@@ -93,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
     chips = commands.add_parser("chips", help="list the chips flashrunner knows")
@@ -147,7 +158,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report: list[dict[str, object]] = []
     for path in args.manifests:
         try:
-            manifest = load_manifest(path)
+            manifest = load_manifest(path, allow=args.allow_path)
         except ManifestError as error:
             worst = EXIT_INVALID
             if args.json:
@@ -160,8 +171,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         if args.json:
             report.append({"manifest": str(path), "valid": True, "name": manifest.name,
-                           "devices": len(manifest.devices)})
+                           "devices": len(manifest.devices),
+                           "warnings": list(manifest.warnings)})
         else:
+            for warning in manifest.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print(f"{path}: valid ({len(manifest.devices)} devices, "
                   f"{len(manifest.images)} images, {len(manifest.links)} links)")
     if args.json:
@@ -174,7 +188,7 @@ def _compile(args: argparse.Namespace) -> object:
     from runner.compiler import compile_plan
     from runner.manifest import load_manifest
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, allow=args.allow_path)
     return compile_plan(manifest, only=args.only, simulate=args.simulate,
                         max_parallel=args.max_parallel)
 
@@ -201,7 +215,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
-                          console=None if args.quiet else sys.stderr)
+                          allow=args.allow_path,
+                          console=None if args.quiet else sys.stderr,
+                          **audit_run_options(args))
     if result.log_file is not None and not args.quiet:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code

@@ -91,7 +91,7 @@ from transports.base import (
     simulated_endpoints,
 )
 from transports.chips import Chip, ChipDatabase, chip_database
-from transports.registry import load_transport, shadowing_plugins
+from transports.registry import load_transport
 
 __all__ = ["OPTION_BYTES_S", "RESET_S", "compile_plan", "natural_reset", "verify_via"]
 
@@ -144,7 +144,7 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
     timeline = simulate_schedule(devices, execution.max_parallel)
     by_name = {device.device: device for device in devices}
     critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
-    warnings = compiler.warnings(simulated=is_simulated)
+    warnings = (*manifest.warnings, *compiler.warnings(simulated=is_simulated))
     return Plan(
         name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
         simulate=is_simulated, simulation=manifest.simulation, execution=execution,
@@ -318,9 +318,6 @@ class _Compiler:
         if not simulated:
             out.extend(f"link {name} is of kind sim, which only exists in simulation; "
                        f"run with --simulate" for name in sorted(self._sim_links))
-        out.extend(f"kind {kind}: a plugin from {dist} registers it too and is ignored; "
-                   f"the built-in is used" for kind in sorted(self._classes)
-                   for dist in shadowing_plugins(kind))
         return tuple(out)
 
     # ------------------------------------------------------------------ images

@@ -178,15 +178,15 @@ _RUN_STARTED = EventType(
               "devices": _INT, "max_parallel": _INT, "fail_fast": _BOOL, "estimate_s": _NUM,
               "format": {"const": "flashrunner-audit/2",
                          "description": "the log format: records chained by prev"}},
-    optional={"prev_run": {
+    optional={"ledger": {
         "type": "object", "additionalProperties": False,
-        "required": ["run_id", "head"],
-        "properties": {"run_id": _STR, "head": _SHA256, "log": _STR},
-        "description": "the run before this one in the host's ledger, and its final hash"},
-              "ledger": {**_STR, "description": "the ledger file this run is entered in"},
+        "required": ["file", "seq", "entry"],
+        "properties": {"file": _STR, "seq": _INT, "entry": _SHA256},
+        "description": "the ledger this run is entered in: its file, and the number and "
+                       "SHA-256 of the run's run.started entry there"},
               "sign_key": {**_NULLABLE_STR,
-                           "description": "the key the attestation is signed with (keyid), "
-                                          "null when unsigned"}},
+                           "description": "the keyid the attestation is signed with, null "
+                                          "when the run is not signed"}},
 )
 _PLAN_WARNING = EventType(
     name=PLAN_WARNING,

@@ -34,6 +34,7 @@ from typing import Any
 import runner
 from runner import events as ev
 from runner.audit.chain import FORMAT
+from runner.audit.seal import RunSeal, Sealing
 from runner.device_session import DeviceSession, RunContext, error_fields
 from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
@@ -302,7 +303,8 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
             outputs: Sequence[RecordOutput] = (),
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
-            gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
+            gate: Gate | None = None, dispatch: Dispatch | None = None,
+            sealing: Sealing | None = None) -> RunResult:
     """Run ``plan``; report through one audit stream.
 
     Every record is written to the plan's log file (if it names one) and to
@@ -311,10 +313,12 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
 
     ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
     devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler.
+    (on stations) in place of the local scheduler. ``sealing`` enters a run
+    that writes a log file in the host's ledger (:mod:`runner.audit.seal`).
 
     Raises:
-        EnvironmentProblem: the log file cannot be created (or already exists).
+        EnvironmentProblem: the log file cannot be created (or already exists), or
+            the ledger cannot be written.
     """
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
@@ -327,12 +331,23 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     audit = AuditLog(run_id, [*files, *outputs],
                      listeners=[events] if events is not None else [])
     sink: ev.EventSink = audit
+    seal = RunSeal(sealing, run_id=run_id, log_file=log_file) \
+        if sealing is not None and log_file is not None else None
+    started_fields = _run_started(plan)
+    try:
+        if seal is not None:
+            started_fields.update(seal.started_fields(host=started_fields["host"]))
+    except BaseException:
+        audit.close()
+        if log_file is not None:
+            log_file.unlink(missing_ok=True)  # still empty: nothing ran
+        raise
     own_world = world is None and dispatch is None and _needs_world(plan)
     if own_world:
         world = simulation_world(plan)
     started = time.monotonic()
     try:
-        sink.emit(ev.RUN_STARTED, run_id=run_id, **_run_started(plan))
+        sink.emit(ev.RUN_STARTED, run_id=run_id, **started_fields)
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
@@ -353,6 +368,9 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
                   interrupted=interrupted)
+        audit.close()
+        if seal is not None:
+            seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)
         return result
     finally:
         if own_world and world is not None:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runner.audit.ledger import Ledger, default_ledger_dir
+from runner.audit.seal import Sealing
 from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
 from runner.events import EventSink, FanOutSink
@@ -54,24 +56,29 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None, console: TextIO | None = None,
                  cancel: threading.Event | None = None,
-                 events: EventSink | None = None) -> RunResult:
+                 events: EventSink | None = None, ledger: Path | None = None,
+                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
+
+    The run is entered in the host's ledger in ``ledger`` (default:
+    :func:`~runner.audit.ledger.default_ledger_dir`). ``allow``: folders besides
+    the manifest's own that may hold included and data files.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
         EnvironmentProblem: the log file cannot be written; nothing was run.
     """
-    manifest = load_manifest(path)
+    manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
     return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
-                    cancel=cancel, events=events)
+                    cancel=cancel, events=events, ledger=ledger)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
              time_scale: float | None = None, console: TextIO | None = None,
              cancel: threading.Event | None = None,
-             events: EventSink | None = None) -> RunResult:
+             events: EventSink | None = None, ledger: Path | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
 
     One audit stream feeds them all: ``--json`` prints the log file's very lines,
@@ -92,5 +99,6 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     if events is not None:
         listeners.append(events)
     stdout = [StdoutJsonSink()] if json_stdout else []
+    sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()))
     return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
-                   cancel=cancel)
+                   cancel=cancel, sealing=sealing)

@@ -103,6 +103,10 @@ class JsonlFileSink:
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
+                try:
+                    os.fsync(self._file.fileno())  # the final hash goes into the ledger
+                except OSError:
+                    pass
                 self._file.close()
                 self._file = None
 

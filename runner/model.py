@@ -339,6 +339,8 @@ class Manifest:
     devices: Mapping[str, Device] = field(default_factory=frozen_map)
     execution: Execution = field(default_factory=Execution)
     log: LogSpec = field(default_factory=LogSpec)
+    #: Located warnings (``file:line:col: …``): valid, but probably not meant.
+    warnings: tuple[str, ...] = ()
 
     def recipe_for(self, device: Device) -> Recipe:
         return self.recipes[device.recipe]

@@ -20,13 +20,14 @@ import importlib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from functools import cache
 from typing import TYPE_CHECKING, Any, cast
-
-import jsonschema
 
 from transports.base import Capability, TransportClass
 from transports.errors import EnvironmentProblem, PlanError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "BUILTIN",
@@ -36,7 +37,6 @@ __all__ = [
     "check_transport_class",
     "load_transport",
     "plugin_problems",
-    "shadowing_plugins",
 ]
 
 ENTRY_POINT_GROUP = "flashrunner.transports"
@@ -87,9 +87,18 @@ class PluginProblem:
         return f"plugin {self.kind!r} ({self.target}, from {self.distribution}): {self.problem}"
 
 
+@cache
+def _entry_points() -> tuple[EntryPoint, ...]:
+    # Only when a kind is not built in: scanning every installed distribution's
+    # metadata costs ~20 ms. Once per process: installing a plugin needs a restart.
+    from importlib.metadata import entry_points
+
+    return tuple(entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _plugins() -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in _entry_points():
         found.setdefault(entry.name, entry)
     return found
 
@@ -145,6 +154,8 @@ def _schema_problems(schema: Any) -> list[str]:
         return ["has no `options_schema` (a JSON Schema of its options)"]
     if not isinstance(schema, Mapping):
         return ["`options_schema` must be a mapping (a JSON Schema object)"]
+    import jsonschema
+
     try:
         jsonschema.Draft202012Validator.check_schema(dict(schema))
     except jsonschema.SchemaError as error:
@@ -181,7 +192,7 @@ def plugin_problems() -> list[PluginProblem]:
     """
     problems: list[PluginProblem] = []
     used = _plugins()
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in _entry_points():
         if used.get(entry.name) != entry:
             problems.append(PluginProblem(
                 kind=entry.name, distribution=_distribution(entry), target=entry.value,
@@ -198,14 +209,6 @@ def plugin_problems() -> list[PluginProblem]:
         if isinstance(loaded, PluginProblem):
             problems.append(loaded)
     return problems
-
-
-def shadowing_plugins(kind: str) -> list[str]:
-    """The distributions whose plugins also register the built-in ``kind`` (not imported)."""
-    if kind not in BUILTIN:
-        return []
-    return [_distribution(entry) for entry in entry_points(group=ENTRY_POINT_GROUP)
-            if entry.name == kind]
 
 
 def load_transport(kind: str) -> TransportClass:

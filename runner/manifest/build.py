@@ -56,7 +56,8 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
+def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
+                   warnings: tuple[str, ...] = ()) -> Manifest:
     data, marks = sources.data, sources.marks
 
     def at(path: DataPath) -> Location:
@@ -117,7 +118,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
         recovery=frozen_map(recovery), devices=frozen_map(devices),
         execution=Execution(max_parallel=execution.get("max-parallel", 8),
                             fail_fast=execution.get("fail-fast", False)),
-        log=LogSpec(file=data.get("log", {}).get("file")),
+        log=LogSpec(file=data.get("log", {}).get("file")), warnings=warnings,
     )
 
 
