@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
     EnvironmentProblem,
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_oneline import register as register_oneline
 
     register_oneline(commands)
+    register_audit(commands)
 
     completion = commands.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
@@ -336,7 +338,8 @@ def _print_chip(chip: object, out: TextIO) -> None:
 
 
 def _cmd_transports(args: argparse.Namespace) -> int:
-    from transports.registry import available_kinds, load_transport
+    from transports.base import simulated_endpoints
+    from transports.registry import available_kinds, load_transport, plugin_problems
 
     if args.kind:
         _print_options(args.kind, load_transport(args.kind).options_schema, sys.stdout)
@@ -345,10 +348,14 @@ def _cmd_transports(args: argparse.Namespace) -> int:
         try:
             klass = load_transport(kind)
         except RunnerError as error:
-            print(f"{kind:<8} unavailable: {error}")
+            print(f"{kind:<8} unavailable: {error.message}")
             continue
         caps = ", ".join(sorted(c.value for c in klass.capabilities))
-        print(f"{kind:<8} {caps}")
+        simulated = "" if simulated_endpoints(klass) else "  (cannot be simulated)"
+        print(f"{kind:<8} {caps}{simulated}")
+    for problem in plugin_problems():
+        if problem.shadowed:   # a broken plugin is listed above as unavailable
+            print(f"flashrunner: warning: {problem}", file=sys.stderr)
     return EXIT_OK
 
 
