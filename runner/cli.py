@@ -3,7 +3,8 @@
 Exit codes (README, "Exit codes"): 0 every device succeeded · 1 at least one device failed ·
 2 the manifest or the command line is invalid · 3 the environment is missing
 something · 130 interrupted. A user error never shows a traceback unless
-``--debug`` is given.
+``--debug`` is given (before or after the command); ``--debug`` never changes
+the exit code.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import __version__
 from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
     EnvironmentProblem,
@@ -53,6 +55,17 @@ def _add_allow_path(parser: argparse.ArgumentParser) -> None:
                              "under the manifest's folder)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: flashrunner, Python, pyusb/libusb, pyserial, python-can (a bug report)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                  values: Any, option_string: str | None = None) -> None:
+        from runner.versions import version_report
+
+        print(version_report())
+        parser.exit(EXIT_OK)
+
+
 class _CommandParser(_Parser):
     """A sub-command's parser: also takes ``--debug`` (``flashrunner run X --debug``)."""
 
@@ -65,8 +78,11 @@ class _CommandParser(_Parser):
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
     _add_allow_path(parser)
-    parser.add_argument("--simulate", action="store_true", default=None,
-                        help="swap every link for a simulated chip (rehearsal)")
+    simulate = parser.add_mutually_exclusive_group()
+    simulate.add_argument("--simulate", action="store_true", default=None,
+                          help="swap every link for a simulated chip (rehearsal)")
+    simulate.add_argument("--no-simulate", dest="simulate", action="store_false",
+                          help="use the real links even if the manifest says simulate: true")
     parser.add_argument("--only", nargs="+", metavar="DEVICE",
                         help="restrict the run to these devices")
     parser.add_argument("--max-parallel", type=int, metavar="N",
@@ -76,7 +92,8 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flashrunner",
                      description="Flash STM32 microcontrollers from a validated YAML manifest.")
-    parser.add_argument("--version", action="version", version=f"flashrunner {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="the version of flashrunner and of the libraries under its links")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks for errors (for bug reports)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
@@ -102,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stream the events as JSON lines on stdout")
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="only the final line and the log path on stderr")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
     add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -127,14 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("out", type=Path, metavar="OUT.dfu")
     pack.add_argument("images", nargs="+", metavar="IMAGE[@ADDRESS]",
                       help="any supported image; raw binaries need @ADDRESS")
-    pack.add_argument("--vid", type=_uint16, default=0xFFFF, help="USB vendor id (0x0483)")
-    pack.add_argument("--pid", type=_uint16, default=0xFFFF, help="USB product id (0xDF11)")
-    pack.add_argument("--bcd", type=_uint16, default=0xFFFF, help="device release (bcdDevice)")
+    pack.add_argument("--vid", type=_uint16, default=0xFFFF,
+                      help="USB vendor id in the suffix (default 0xFFFF: any; ST's is 0x0483)")
+    pack.add_argument("--pid", type=_uint16, default=0xFFFF,
+                      help="USB product id (default 0xFFFF: any; the ROM's is 0xDF11)")
+    pack.add_argument("--bcd", type=_uint16, default=0xFFFF,
+                      help="device release, bcdDevice (default 0xFFFF: any)")
     pack.set_defaults(handler=_cmd_dfu_pack)
 
     from runner.cli_oneline import register as register_oneline
 
     register_oneline(commands)
+    register_audit(commands)
+
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(handler=lambda args: _cmd_completion(args, parser))
     return parser
 
 
@@ -152,6 +180,8 @@ def _uint16(text: str) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from runner.compiler import compile_plan
+    from runner.console import plural
     from runner.manifest import load_manifest
 
     worst = EXIT_OK
@@ -169,15 +199,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             else:
                 print(error, file=sys.stderr)
             continue
+        # The plan's warnings too (bytes a partial-sector erase loses, …): a manifest
+        # that validates clean does not surprise anyone at run time.
+        try:
+            plan = compile_plan(manifest)
+        except (PlanError, ImageError) as error:
+            worst = EXIT_INVALID
+            if args.json:
+                report.append({"manifest": str(path), "valid": False,
+                               "issues": [{"file": str(path), "line": 0, "column": 0,
+                                           "where": "", "message": str(error)}]})
+            else:
+                print(f"{path}: {error}", file=sys.stderr)
+            continue
+        warnings = [*manifest.warnings, *plan.warnings]
         if args.json:
             report.append({"manifest": str(path), "valid": True, "name": manifest.name,
-                           "devices": len(manifest.devices),
-                           "warnings": list(manifest.warnings)})
+                           "devices": len(manifest.devices), "warnings": warnings})
         else:
-            for warning in manifest.warnings:
+            for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
-            print(f"{path}: valid ({len(manifest.devices)} devices, "
-                  f"{len(manifest.images)} images, {len(manifest.links)} links)")
+            print(f"{path}: valid ({plural(len(manifest.devices), 'device')}, "
+                  f"{plural(len(manifest.images), 'image')}, "
+                  f"{plural(len(manifest.links), 'link')})")
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -209,15 +253,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.console import console_for
     from runner.launch import run_manifest
 
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
                           allow=args.allow_path,
-                          console=None if args.quiet else sys.stderr,
+                          console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
+                                              json_stdout=args.json),
                           **audit_run_options(args))
-    if result.log_file is not None and not args.quiet:
+    if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
 
@@ -291,7 +337,8 @@ def _print_chip(chip: object, out: TextIO) -> None:
 
 
 def _cmd_transports(args: argparse.Namespace) -> int:
-    from transports.registry import available_kinds, load_transport
+    from transports.base import simulated_endpoints
+    from transports.registry import available_kinds, load_transport, plugin_problems
 
     if args.kind:
         _print_options(args.kind, load_transport(args.kind).options_schema, sys.stdout)
@@ -300,16 +347,29 @@ def _cmd_transports(args: argparse.Namespace) -> int:
         try:
             klass = load_transport(kind)
         except RunnerError as error:
-            print(f"{kind:<8} unavailable: {error}")
+            print(f"{kind:<8} unavailable: {error.message}")
             continue
         caps = ", ".join(sorted(c.value for c in klass.capabilities))
-        print(f"{kind:<8} {caps}")
+        simulated = "" if simulated_endpoints(klass) else "  (cannot be simulated)"
+        print(f"{kind:<8} {caps}{simulated}")
+    for problem in plugin_problems():
+        if problem.shadowed:   # a broken plugin is listed above as unavailable
+            print(f"flashrunner: warning: {problem}", file=sys.stderr)
     return EXIT_OK
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as a manifest writes it: ``false``, ``115200``, ``even``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
 
 
 def _describe_type(spec: Mapping[str, Any]) -> str:
     if "enum" in spec:
-        return " | ".join(str(value) for value in spec["enum"])
+        return " | ".join(_yaml_value(value) for value in spec["enum"])
     for key in ("anyOf", "oneOf"):
         if key in spec:
             return " or ".join(_describe_type(option) for option in spec[key])
@@ -323,10 +383,17 @@ def _print_options(kind: str, schema: Mapping[str, Any], out: TextIO) -> None:
     for name, spec in schema.get("properties", {}).items():
         flags = " (required)" if name in required else ""
         if "default" in spec:
-            flags += f" (default {spec['default']})"
+            flags += f" (default {_yaml_value(spec['default'])})"
         print(f"  {name}: {_describe_type(spec)}{flags}", file=out)
         if spec.get("description"):
             print(f"      {spec['description']}", file=out)
+
+
+def _cmd_completion(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from runner.completion import completion_script
+
+    sys.stdout.write(completion_script(parser, args.shell))
+    return EXIT_OK
 
 
 def _cmd_pin(args: argparse.Namespace) -> int:
@@ -378,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except RunnerError as error:
         if args.debug:
-            raise
+            traceback.print_exc()
         prefix = "" if isinstance(error, ManifestError) else "flashrunner: error: "
         print(f"{prefix}{error}", file=sys.stderr)
         return _exit_code_for(error)
@@ -386,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as error:
         if args.debug:
-            raise
+            traceback.print_exc()
+            return EXIT_FAILED
         print(f"flashrunner: internal error: {type(error).__name__}: {error}\n"
               f"This is a bug in flashrunner; rerun with --debug and report the traceback.",
               file=sys.stderr)
