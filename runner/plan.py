@@ -315,15 +315,20 @@ class RunResult:
     duration_s: float
     interrupted: bool = False
     log_file: Path | None = None
+    #: The environment failure that stopped the run (the audit log's disk full, …).
+    stopped_by: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(d.outcome is Outcome.OK for d in self.devices
-                                            if d.reason != "not selected")
+        return not self.interrupted and self.stopped_by is None \
+            and all(d.outcome is Outcome.OK for d in self.devices if d.reason != "not selected")
 
     @property
     def exit_code(self) -> int:
-        """0 all ok, 1 a device failed, 130 interrupted (README "Exit codes")."""
+        """0 all ok, 1 a device failed, 3 the environment stopped the run, 130 interrupted
+        (README "Exit codes")."""
+        if self.stopped_by is not None:
+            return 3
         if self.interrupted:
             return 130
         return 0 if self.ok else 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UnitDataError
+from runner.errors import EnvironmentProblem, UnitDataError
 
 __all__ = ["Allocation", "SerialCounter"]
 
@@ -83,7 +83,7 @@ class SerialCounter:
             self.state.parent.mkdir(parents=True, exist_ok=True)
             handle = self.lock_path.open("a+")
         except OSError as error:
-            raise UnitDataError(f"cannot open the counter lock {self.lock_path}: "
+            raise EnvironmentProblem(f"cannot open the counter lock {self.lock_path}: "
                                 f"{error.strerror}", source=str(self.state),
                                 hint="check the folder exists and is writable") from error
         with handle:
@@ -209,9 +209,12 @@ class SerialCounter:
                 self._write_state(value + self.step)
                 return allocation
         except OSError as error:
-            raise UnitDataError(f"counter {self.state}: {error}", source=str(self.state),
-                                hint="check the folder is writable and the disk not full"
-                                ) from error
+            # The journal is written first: a value journaled but not returned is never
+            # handed out again, and the next allocation continues after it.
+            raise EnvironmentProblem(f"cannot write counter {self.state}: "
+                                     f"{error.strerror or error}; no value was handed out",
+                                     hint="check the folder is writable and the disk not "
+                                          "full") from error
 
     def journal(self) -> list[Allocation]:
         """Every complete journal line, oldest first."""
