@@ -84,8 +84,8 @@ class SerialCounter:
             handle = self.lock_path.open("a+")
         except OSError as error:
             raise EnvironmentProblem(f"cannot open the counter lock {self.lock_path}: "
-                                f"{error.strerror}", source=str(self.state),
-                                hint="check the folder exists and is writable") from error
+                                     f"{error.strerror}",
+                                     hint="check the folder exists and is writable") from error
         with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:

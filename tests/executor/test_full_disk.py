@@ -23,6 +23,7 @@ from runner.logging import JsonlFileSink
 from runner.plan import Outcome, Plan, RunResult
 from runner.serials import SerialCounter
 
+
 class _FillingFile:
     """A raw file that takes ``budget`` bytes, then fails like a full disk."""
 
