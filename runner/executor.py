@@ -345,7 +345,8 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
     return {"device": result.device, "outcome": result.outcome.value,
             "duration_ms": round(result.duration_s * 1000),
             "bytes": sum(step.bytes for step in result.steps),
-            "error": result.error, "reason": result.reason}
+            "error": result.error, "error_category": result.error_category,
+            "reason": result.reason}
 
 
 def execute(plan: Plan, *, events: ev.EventSink | None = None,
@@ -362,8 +363,9 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
 
     ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
     devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler. ``sealing`` enters a run
-    that writes a log file in the host's ledger (:mod:`runner.audit.seal`).
+    (on stations) in place of the local scheduler. A run that writes a log
+    file leaves its attestation beside it, signed with ``sealing``'s key if it
+    has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
 
     Raises:
         EnvironmentProblem: the log file cannot be created (or already exists), or
@@ -392,8 +394,8 @@ def _execute(plan: Plan, *, events: ev.EventSink | None, outputs: Sequence[Recor
                      listeners=[events] if events is not None else [],
                      on_failure=stop.environment)
     sink: ev.EventSink = audit
-    seal = RunSeal(sealing, run_id=run_id, log_file=log_file) \
-        if sealing is not None and log_file is not None else None
+    seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
+        if log_file is not None else None
     started_fields = _run_started(plan)
     try:
         if seal is not None:
@@ -427,7 +429,8 @@ def _execute(plan: Plan, *, events: ev.EventSink | None, outputs: Sequence[Recor
         sink.emit(ev.RUN_FINISHED, run_id=run_id,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
-                  interrupted=interrupted)
+                  interrupted=interrupted,
+                  **(seal.finished_fields() if seal is not None else {}))
         audit.close()
         if stop.reason is not None:
             # run.finished itself may be what the log could not take.

@@ -58,8 +58,15 @@ def test_identify_reports_pid_uid_flash_size_and_rdp(open_usart: OpenUsart) -> N
     assert identity.bootloader_version == "3.1"
 
 
-def test_double_ack_on_sync_is_absorbed(open_usart: OpenUsart) -> None:
-    session = open_usart("stm32f411re", DeviceProfile(quirks={"double-ack": True}))
+def test_double_ack_on_sync_is_absorbed_where_the_chip_data_says_so(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l412kb")       # usart-double-ack in the chip data (AN2606)
+    assert session.identify().dev_id == 0x464
+
+
+def test_no_second_ack_is_awaited_on_other_roms(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    assert not session.engine.framing.double_ack   # type: ignore[attr-defined]
     assert session.identify().dev_id == 0x431
 
 
@@ -514,3 +521,17 @@ def test_an_option_byte_write_that_leaves_out_rdp_protects_an_f1(open_usart: Ope
     sim = sim_of(session)
     session.engine.write_memory(session.chip.option_bytes.address + 4, b"\x12\xed\xff\xff")
     assert sim.rdp_level == 1  # RM0008 §2.5: only 0xA5 in RDP unprotects
+
+
+@pytest.mark.parametrize("part", ["stm32f401re", "stm32l053r8"])
+def test_a_rom_that_reads_device_words_only_by_page_still_yields_uid_and_flash_size(
+        open_usart: OpenUsart, part: str) -> None:
+    # stm32loader PR #25 / issue #61: an F401 (or L05x) ROM NACKs 12 bytes at the UID
+    # and 2 at the flash size, but answers a 256-byte read from the page's base.
+    session = open_usart(part, DeviceProfile(quirks={"device-info-read": "aligned-block"}))
+    sim = sim_of(session)
+    with pytest.raises(Refused):
+        session.engine.read_memory(session.chip.uid_address, 12)
+    identity = session.identify()
+    assert identity.uid == sim.uid_hex
+    assert identity.flash_size == session.chip.flash.size

@@ -74,6 +74,8 @@ class DfuTransport(StaticCapabilities):
     """A session with an STM32's ROM DFU bootloader."""
 
     kind: ClassVar[str] = "dfu"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"usb_backend", "clock"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
         Capability.GO, Capability.OPTION_BYTES, Capability.READ_UNPROTECT, Capability.UID})
@@ -272,20 +274,29 @@ class DfuTransport(StaticCapabilities):
         uid: bytes | None = None
         flash_kib: int | None = None
         rdp: int | None = None
+        unreadable: str | None = None
         try:
             if chip.uid_offsets == (0, 4, 8):
                 uid = protocol.upload(chip.uid_address, 12)
             else:
                 uid = b"".join(protocol.upload(chip.uid_address + o, 4) for o in chip.uid_offsets)
-            flash_kib = int.from_bytes(protocol.upload(chip.flash_size_address, 2), "little")
             rdp = 0
+            flash_kib = int.from_bytes(protocol.upload(chip.flash_size_address, 2), "little")
         except ReadProtected:
             rdp = 1
+            unreadable = "readout protection hides it"
+        except Refused as refused:
+            # AN2662 lists system memory among the Set Address Pointer targets, but some
+            # ROMs take only addresses inside the selected alternate's layout (errTARGET):
+            # the chip is then known by its product string, layout and serial alone.
+            if uid is None:
+                unreadable = (f"its ROM refused to read the UID register at "
+                              f"0x{chip.uid_address:08X} ({refused})")
         if self._option_alt is not None:
             rdp = self.read_option_bytes().rdp_level
         identity.check_registers(uid=uid, flash_kib=flash_kib,
                                  expected_uid=self.request.options.get("uid"),
-                                 chip=chip, names=self.names)
+                                 chip=chip, names=self.names, unreadable=unreadable)
         candidate = self._candidate
         assert candidate is not None and self._functional is not None
         details: dict[str, Any] = {
@@ -297,6 +308,9 @@ class DfuTransport(StaticCapabilities):
         if uid is not None:
             serial = (candidate.serial or "").upper()
             details["serial_matches_uid"] = identity.rom_serial(uid) == serial
+        elif unreadable is not None:
+            details["uid_unread"] = unreadable
+            details["uid_source"] = "USB serial (48 of the UID's 96 bits)"
         self._identity = ChipIdentity(
             dev_id=identity.product_dev_id(self._product) or chip.dev_id,
             uid=uid.hex() if uid is not None else "",

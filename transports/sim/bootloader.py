@@ -103,6 +103,8 @@ class BootloaderProfile:
     double_ack: bool = False
     sync_zero: bool = False
     mass_erase: bool = True
+    #: ``aligned-block``: device-information reads must start at the page base (F401, L05x).
+    device_info_read: str = "any"
 
 
 def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> BootloaderProfile:
@@ -122,8 +124,10 @@ def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> Boo
     version = rom.version
     mass = not (quirks.get("no-mass-erase") or "no-mass-erase" in chip.bootloader.flags)
     return BootloaderProfile(version=version, commands=tuple(commands),
-                             double_ack=bool(quirks.get("double-ack", False)),
-                             sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass)
+                             double_ack=bool(quirks.get(
+                                 "double-ack", chip.bootloader.usart_double_ack)),
+                             sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass,
+                             device_info_read=str(quirks.get("device-info-read", "any")))
 
 
 class BootloaderCore:
@@ -206,9 +210,28 @@ class BootloaderCore:
                 or self._in(self._option_area(), address, length)
                 or self._system_readable(address, length))
 
+    def _device_page(self) -> tuple[int, int]:
+        """The 256-byte page of system memory that holds the UID (and often the flash size)."""
+        base = self.chip.uid_address & ~0xFF
+        return base, base + 0x100
+
+    def length_accepted(self, address: int, length: int) -> bool:
+        """The Read Memory length check, once the address was accepted.
+
+        With the ``device-info-read: aligned-block`` quirk the ROM NACKs the length of a
+        read inside the device-information page unless it starts at the page's base:
+        an F401 ROM refuses 12 bytes at the UID and 2 at the flash size but answers 256
+        bytes from 0x1FFF7A00, and an L05x ROM the same at 0x1FF80000 (stm32loader
+        PR #25, issues #43 and #61).
+        """
+        if self.profile.device_info_read != "aligned-block":
+            return True
+        page = self._device_page()
+        return not self._in(page, address) or address == page[0]
+
     def _system_readable(self, address: int, length: int) -> bool:
         system = self.chip.bootloader.system_memory
-        if self._in(system, address, length):
+        if self._in(system, address, length) or self._in(self._device_page(), address, length):
             return True
         spans = self._system_map()
         return all(any(base <= addr < base + len(value) for base, value in spans.items())

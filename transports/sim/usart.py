@@ -267,8 +267,11 @@ class PtyBootloader:
     too, so a tool that closes and reopens the port finds the chip as it left it.
     """
 
-    def __init__(self, stream: StreamBootloader) -> None:
+    def __init__(self, stream: StreamBootloader, *, bits_per_byte: int | None = None) -> None:
         self.stream = stream
+        #: Wire pacing per byte; None: from the termios settings (a pty drops parity,
+        #: so ``11`` paces as 8E1 would on a real port).
+        self.bits_per_byte = bits_per_byte
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
@@ -287,7 +290,8 @@ class PtyBootloader:
         baud = _SPEEDS.get(attrs[5], 115200)
         parity = 1 if attrs[2] & termios.PARENB else 0
         stop = 2 if attrs[2] & termios.CSTOPB else 1
-        self.stream.core.sim.clock.advance(nbytes * (9 + parity + stop) / baud)
+        bits = self.bits_per_byte or 9 + parity + stop
+        self.stream.core.sim.clock.advance(nbytes * bits / baud)
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -22,7 +22,7 @@ Link subclasses supply the :class:`~transports.sysboot.framing.Framing`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from transports.base import (
@@ -147,19 +147,16 @@ class BootloaderSession:
         flash_size: int | None = None
         rdp = 0
         try:
-            raw = engine.read_memory(self.chip.flash_size_address, 2)
-            flash_size = int.from_bytes(raw, "little") * 1024
-            offsets = self.chip.uid_offsets
-            if offsets == (0, 4, 8):
-                uid = engine.read_memory(self.chip.uid_address, 12).hex()
-            else:  # L0/L1 scatter the UID words: read each one
-                uid = b"".join(engine.read_memory(self.chip.uid_address + off, 4)
-                               for off in offsets).hex()
+            flash_size, uid = self._device_words(engine.read_memory)
         except ReadProtected:
             rdp = 1
-        except ProtocolError:
-            # Some ROMs refuse reads of these words (reference §1.5.4); identity stays partial.
-            pass
+        except (ProtocolError, Refused):
+            # An F401 or L05x ROM NACKs short reads of these words but answers a read of
+            # the whole device-information page from its base (stm32loader PR #25, #61).
+            try:
+                flash_size, uid = self._device_words(self._paged_reader(engine))
+            except (ProtocolError, Refused):
+                pass  # some ROMs refuse these words altogether: identity stays partial
         details = {"bootloader_commands": " ".join(f"{c:02X}" for c in
                                                    sorted(engine.commands.codes))}
         if engine.commands.unknown:
@@ -168,6 +165,32 @@ class BootloaderSession:
         return ChipIdentity(dev_id=engine.pid or 0, uid=uid, flash_size=flash_size,
                             rdp_level=rdp, bootloader_version=engine.commands.version_text,
                             probe=self.framing_name, details=details)
+
+    def _device_words(self, read: Callable[[int, int], bytes]) -> tuple[int, str]:
+        """The flash-size register (in bytes) and the UID (hex), read through ``read``."""
+        flash_size = int.from_bytes(read(self.chip.flash_size_address, 2), "little") * 1024
+        offsets = self.chip.uid_offsets
+        if offsets == (0, 4, 8):
+            return flash_size, read(self.chip.uid_address, 12).hex()
+        # L0/L1 scatter the UID words: read each one.
+        return flash_size, b"".join(read(self.chip.uid_address + off, 4)
+                                    for off in offsets).hex()
+
+    @staticmethod
+    def _paged_reader(engine: BootloaderEngine) -> Callable[[int, int], bytes]:
+        """Reads served from whole 256-byte pages, each read once from its base."""
+        pages: dict[int, bytes] = {}
+
+        def read(address: int, length: int) -> bytes:
+            out = b""
+            while len(out) < length:
+                base = (address + len(out)) & ~0xFF
+                if base not in pages:
+                    pages[base] = engine.read_memory(base, 0x100)
+                start = address + len(out) - base
+                out += pages[base][start:start + length - len(out)]
+            return out
+        return read
 
     @property
     def framing_name(self) -> str:
