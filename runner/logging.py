@@ -37,7 +37,7 @@ from typing import Any, BinaryIO, Protocol, TextIO
 import structlog
 
 from runner.audit.chain import genesis, line_hash
-from runner.errors import EnvironmentProblem
+from runner.errors import EnvironmentProblem, StorageFailed
 from runner.events import (
     ENVELOPE,
     EventContractError,
@@ -68,7 +68,7 @@ class RecordOutput(Protocol):
     def close(self) -> None: ...
 
 
-class AuditWriteFailed(EnvironmentProblem):
+class AuditWriteFailed(StorageFailed):
     """A record could not be written to the audit log (a full disk, an I/O error).
 
     The file is cut back to its last complete record, so it stays a valid prefix

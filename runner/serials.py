@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import EnvironmentProblem, UnitDataError
+from runner.errors import EnvironmentProblem, StorageFailed, UnitDataError
 
 __all__ = ["Allocation", "SerialCounter"]
 
@@ -211,10 +211,10 @@ class SerialCounter:
         except OSError as error:
             # The journal is written first: a value journaled but not returned is never
             # handed out again, and the next allocation continues after it.
-            raise EnvironmentProblem(f"cannot write counter {self.state}: "
-                                     f"{error.strerror or error}; no value was handed out",
-                                     hint="check the folder is writable and the disk not "
-                                          "full") from error
+            raise StorageFailed(f"cannot write counter {self.state}: "
+                                f"{error.strerror or error}; no value was handed out",
+                                hint="check the folder is writable and the disk not full"
+                                ) from error
 
     def journal(self) -> list[Allocation]:
         """Every complete journal line, oldest first."""

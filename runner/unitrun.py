@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runner.errors import EnvironmentProblem, UnitDataError
+from runner.errors import StorageFailed, UnitDataError
 from runner.memmap import MemoryMap, Segment
 from runner.plan import UnitDataAction, VerifyAction, WriteAction
 from runner.preserve import PreserveRange, merge_preserved, overlay
@@ -60,7 +60,7 @@ class UnitState:
                     _save_hex(backup, [*self.kept, *fresh])
                 except OSError as error:
                     # Kept only once saved: a retried erase must not go ahead unsaved.
-                    raise EnvironmentProblem(
+                    raise StorageFailed(
                         f"cannot save the bytes to keep to {backup}: "
                         f"{error.strerror or error}; nothing was erased",
                         hint="free space on the log's disk (or fix the disk) and run "

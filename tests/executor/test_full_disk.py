@@ -18,7 +18,7 @@ import pytest
 from executor_plans import device, plan
 
 from runner import executor as executor_module
-from runner.executor import execute
+from runner.launch import execute
 from runner.logging import JsonlFileSink
 from runner.plan import Outcome, Plan, RunResult
 from runner.serials import SerialCounter

@@ -12,7 +12,7 @@ from test_run_integration import CALIBRATION, FLASH, STEPS, _image, _manifest, _
 
 from runner import unitrun
 from runner.compiler import compile_plan
-from runner.executor import execute
+from runner.launch import execute
 from runner.model import LogSpec
 from transports.sim import SimulationWorld
 
