@@ -12,8 +12,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from audit_runs import FAILING, run_demo
-from test_verify import cli
+from audit_runs import FAILING, cli, run_demo
 
 from runner.audit.report import collect_logs, filter_rows, render, report_rows, sort_rows
 

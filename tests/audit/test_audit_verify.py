@@ -12,19 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from audit_runs import ROOT, demo_copy, make_key
+from audit_runs import ROOT, cli, demo_copy, make_key
 
 from runner.audit.attest import Signer, attestation_path, write_attestation
 from runner.audit.chain import line_hash
 from runner.audit.ledger import Ledger
 from runner.audit.verify import LogVerdict, verify_ledger, verify_log
 from runner.plan import RunResult
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "runner", "audit", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def check(log: Path, key: Path) -> LogVerdict:
