@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--pid", type=_uint16, default=0xFFFF, help="USB product id (0xDF11)")
     pack.add_argument("--bcd", type=_uint16, default=0xFFFF, help="device release (bcdDevice)")
     pack.set_defaults(handler=_cmd_dfu_pack)
+
+    from runner.stations.commands import register as register_station_commands
+
+    register_station_commands(commands)
     return parser
 
 

@@ -19,7 +19,8 @@ from typing import TextIO
 from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
 from runner.events import EventSink, FanOutSink
-from runner.executor import execute
+from runner.executor import Gate, execute
+from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
@@ -54,8 +55,13 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None, console: TextIO | None = None,
-                 cancel: threading.Event | None = None) -> RunResult:
+                 cancel: threading.Event | None = None, locks: LinkLocks | None = None,
+                 gate: Gate | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
+
+    A manifest whose devices are on stations is dispatched to them
+    (:mod:`runner.stations`); ``locks`` and ``gate`` are the executor's hooks,
+    used by a station's own run.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
@@ -79,8 +85,14 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
     if json_stdout:
         stream = AuditLog(run_id, [StdoutJsonSink()])
         sinks.append(stream)
+    dispatch = None
+    if any(device.station for device in manifest.devices.values()):
+        from runner.stations.dispatch import station_dispatch
+
+        dispatch = station_dispatch(manifest, plan, run_id=run_id)
     try:
-        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel)
+        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel,
+                       locks=locks, gate=gate, dispatch=dispatch)
     finally:
         if stream is not None:
             stream.close()
