@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import __version__
+from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
     EnvironmentProblem,
     ImageError,
@@ -45,8 +47,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
 
 
+def _add_allow_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-path", type=Path, action="append", default=[], metavar="DIR",
+                        help="also read included and data files under DIR (default: only "
+                             "under the manifest's folder)")
+
+
+class _CommandParser(_Parser):
+    """A sub-command's parser: also takes ``--debug`` (``flashrunner run X --debug``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks for errors (for bug reports)")
+
+
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
+    _add_allow_path(parser)
     parser.add_argument("--simulate", action="store_true", default=None,
                         help="swap every link for a simulated chip (rehearsal)")
     parser.add_argument("--only", nargs="+", metavar="DEVICE",
@@ -61,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flashrunner {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks for errors (for bug reports)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=_CommandParser)
     commands.required = True
 
     validate = commands.add_parser("validate", help="check manifests; report every problem")
     validate.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     validate.add_argument("--json", action="store_true", help="problems as JSON on stdout")
+    _add_allow_path(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser("plan", help="show what `run` would do, touching no hardware")
@@ -83,10 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
     chips = commands.add_parser("chips", help="list the chips flashrunner knows")
-    chips.add_argument("part", nargs="?", help="show one part in detail")
+    chips.add_argument("part", nargs="?", metavar="PART|TEXT",
+                       help="show one part in detail (a part or an ordering code), or list "
+                            "the parts whose name contains TEXT (f103, h743)")
     chips.add_argument("--family", help="only this family (f1, f4, g0, …)")
     chips.add_argument("--json", action="store_true")
     chips.set_defaults(handler=_cmd_chips)
@@ -108,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--pid", type=_uint16, default=0xFFFF, help="USB product id (0xDF11)")
     pack.add_argument("--bcd", type=_uint16, default=0xFFFF, help="device release (bcdDevice)")
     pack.set_defaults(handler=_cmd_dfu_pack)
+
+    from runner.cli_oneline import register as register_oneline
+
+    register_oneline(commands)
 
     from runner.stations.commands import register as register_station_commands
 
@@ -135,7 +162,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report: list[dict[str, object]] = []
     for path in args.manifests:
         try:
-            manifest = load_manifest(path)
+            manifest = load_manifest(path, allow=args.allow_path)
         except ManifestError as error:
             worst = EXIT_INVALID
             if args.json:
@@ -148,8 +175,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         if args.json:
             report.append({"manifest": str(path), "valid": True, "name": manifest.name,
-                           "devices": len(manifest.devices)})
+                           "devices": len(manifest.devices),
+                           "warnings": list(manifest.warnings)})
         else:
+            for warning in manifest.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print(f"{path}: valid ({len(manifest.devices)} devices, "
                   f"{len(manifest.images)} images, {len(manifest.links)} links)")
     if args.json:
@@ -162,7 +192,7 @@ def _compile(args: argparse.Namespace) -> object:
     from runner.compiler import compile_plan
     from runner.manifest import load_manifest
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, allow=args.allow_path)
     return compile_plan(manifest, only=args.only, simulate=args.simulate,
                         max_parallel=args.max_parallel)
 
@@ -189,25 +219,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
-                          console=None if args.quiet else sys.stderr)
+                          allow=args.allow_path,
+                          console=None if args.quiet else sys.stderr,
+                          **audit_run_options(args))
     if result.log_file is not None and not args.quiet:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
 
 
 def _cmd_chips(args: argparse.Namespace) -> int:
+    from runner.chipnames import resolve_part, search_parts
     from transports.chips import chip_database
 
     database = chip_database()
+    chips = list(database)
     if args.part:
         try:
-            chip = database.part(args.part)
+            match = resolve_part(database, args.part)
         except KeyError as error:
-            raise PlanError(f"unknown chip {error.args[0]}",
-                            hint="`flashrunner chips` lists every part") from None
-        _print_chip(chip, sys.stdout)
-        return EXIT_OK
-    chips = [c for c in database if not args.family or c.family == args.family.lower()]
+            chips = search_parts(database, args.part)
+            if not chips:
+                raise PlanError(f"unknown chip {error.args[0]}; no part's name contains it",
+                                hint="`flashrunner chips` lists every part") from None
+        else:
+            if match.note:
+                print(f"flashrunner: {match.note}", file=sys.stderr)
+            _print_chip(match.chip, sys.stdout)
+            return EXIT_OK
+    if args.family:
+        families = sorted({c.family for c in database})
+        family = args.family.lower()
+        if family not in families:
+            raise PlanError(f"unknown family {args.family!r}",
+                            hint=f"families: {', '.join(families)}")
+        chips = [c for c in chips if c.family == family]
     if args.json:
         json.dump([{"part": c.part, "family": c.family, "dev_id": f"0x{c.dev_id:03X}",
                     "flash_kib": c.flash_kib, "ram_kib": (c.ram[1] - c.ram[0]) // 1024,
@@ -221,7 +266,7 @@ def _cmd_chips(args: argparse.Namespace) -> int:
         ram_kib = (c.ram[1] - c.ram[0]) // 1024
         print(f"{c.part:<14} 0x{c.dev_id:03X}   {c.flash_kib:>5}K {ram_kib:>5}K"
               f"  {c.controller:<10} {c.line}")
-    print(f"{len(chips)} parts")
+    print(f"{len(chips)} part{'s' if len(chips) != 1 else ''}")
     return EXIT_OK
 
 

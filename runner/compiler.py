@@ -52,6 +52,7 @@ from runner.model import (
     Location,
     Manifest,
     OptionBytesStep,
+    ReadStep,
     Recipe,
     RecoveryPolicy,
     ResetStep,
@@ -69,6 +70,7 @@ from runner.plan import (
     ImageUse,
     OptionBytesAction,
     Plan,
+    ReadAction,
     ResetAction,
     Task,
     TaskAction,
@@ -135,7 +137,7 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
     timeline = simulate_schedule(devices, execution.max_parallel)
     by_name = {device.device: device for device in devices}
     critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
-    warnings = compiler.warnings(simulated=is_simulated)
+    warnings = (*manifest.warnings, *compiler.warnings(simulated=is_simulated))
     return Plan(
         name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
         simulate=is_simulated, simulation=manifest.simulation, execution=execution,
@@ -429,6 +431,8 @@ class _Compiler:
                 item = _option_bytes(step, chip, link, where)
             elif isinstance(step, ResetStep):
                 item = _reset(step, link, where)
+            elif isinstance(step, ReadStep):
+                item = _read(step, chip, link, where)
             else:
                 raise PlanError(f"{where}: unknown step kind")
             if item is not None:
@@ -605,6 +609,29 @@ def _option_bytes(step: OptionBytesStep, chip: Chip, link: _Link, where: str) ->
                                confirmed_irreversible=confirmed)
     return _Prepared(kind=TaskKind.OPTION_BYTES, step=step, bytes=chip.option_bytes.size,
                      chip_s=OPTION_BYTES_S + erase_s, action=OptionBytesAction(change=change))
+
+
+#: File suffixes a read step saves as Intel HEX; anything else is a raw binary.
+HEX_SUFFIXES = frozenset({".hex", ".ihex", ".ihx"})
+
+
+def _read(step: ReadStep, chip: Chip, link: _Link, where: str) -> _Prepared:
+    """Save a flash region to a file: the whole flash unless the step narrows it."""
+    _need(link, where, step.kind, Capability.READ)
+    flash = chip.flash
+    address = flash.base if step.address is None else step.address
+    size = flash.end - address if step.size is None else step.size
+    if not flash.base <= address < flash.end or size <= 0 or address + size > flash.end:
+        raise PlanError(f"{where}: 0x{address:08X}+{size} is outside {chip.part}'s flash "
+                        f"(0x{flash.base:08X}..0x{flash.end:08X})",
+                        hint="give an address and size inside the flash, or neither for all "
+                             "of it")
+    kind = step.format
+    if kind == "auto":
+        kind = "hex" if step.path.suffix.lower() in HEX_SUFFIXES else "bin"
+    return _Prepared(kind=TaskKind.READ, step=step, bytes=size, wire="read",
+                     action=ReadAction(path=step.path, address=address, size=size, format=kind,
+                                       overwrite=step.overwrite))
 
 
 def _reset(step: ResetStep, link: _Link, where: str) -> _Prepared:

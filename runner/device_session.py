@@ -33,12 +33,14 @@ from runner.plan import (
     DevicePlan,
     EraseAction,
     OptionBytesAction,
+    ReadAction,
     ResetAction,
     Task,
     UnitDataAction,
     VerifyAction,
     WriteAction,
 )
+from runner.readout import expand_read_path, save_region
 from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
 from runner.verify import unit_pieces, verify_memory
@@ -265,7 +267,25 @@ class DeviceSession:
         if isinstance(action, ResetAction):
             transport.reset(action.mode)
             return {"mode": action.mode.value}
+        if isinstance(action, ReadAction):
+            return self._read(transport, action, fields)
         raise TypeError(f"unknown task action {type(action).__name__}")
+
+    def _read(self, transport: Transport, action: ReadAction,
+              fields: dict[str, Any]) -> dict[str, Any]:
+        """Read the region and save it; the file's digest goes into the audit log."""
+        import hashlib
+
+        path = expand_read_path(action.path, device=self.plan.device)
+        if path.exists() and not action.overwrite:  # refuse before spending the link's time
+            save_region(path, action.address, b"", format=action.format)
+        tracker = StepProgress(self.context, fields, action.size)
+        data = transport.read(action.address, action.size, lambda done, _total: tracker(done))
+        save_region(path, action.address, data, format=action.format,
+                    overwrite=action.overwrite)
+        return {"file": str(path), "format": action.format,
+                "ranges": hex_ranges(((action.address, action.address + len(data)),)),
+                "sha256": hashlib.sha256(data).hexdigest()}
 
     def _write_changed(self, transport: Transport, action: WriteAction,
                        fields: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from transports.errors import (
+    BusFault,
     ChipMismatch,
     ConnectError,
     EnvironmentProblem,
@@ -31,6 +32,8 @@ from transports.errors import (
     PlanError,
     ProtocolError,
     ReadProtected,
+    Refused,
+    ReplyError,
     RunnerError,
     TransportError,
     VerifyError,
@@ -40,6 +43,7 @@ from transports.errors import (
 )
 
 __all__ = [
+    "BusFault",
     "ChipMismatch",
     "ConnectError",
     "EnvironmentProblem",
@@ -54,6 +58,8 @@ __all__ = [
     "PlanError",
     "ProtocolError",
     "ReadProtected",
+    "Refused",
+    "ReplyError",
     "RunnerError",
     "TransportError",
     "UnitDataError",

@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -33,9 +33,11 @@ from typing import Any
 
 import runner
 from runner import events as ev
+from runner.audit.chain import FORMAT
+from runner.audit.seal import RunSeal, Sealing
 from runner.device_session import DeviceSession, RunContext, error_fields
 from runner.linklocks import LinkLocks
-from runner.logging import AuditLog, JsonlFileSink, log_path, new_run_id
+from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
 from transports.sim.faults import Fault
@@ -48,7 +50,7 @@ __all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "too
 Gate = Callable[[str], "str | None"]
 #: Runs the plan's devices elsewhere (on stations) instead of the local scheduler:
 #: returns each device's result and whether the run was interrupted.
-Dispatch = Callable[[RunContext], "tuple[dict[str, DeviceResult], bool]"]
+Dispatch = Callable[[Plan, RunContext], "tuple[dict[str, DeviceResult], bool]"]
 
 _POLL_S = 0.1
 
@@ -162,7 +164,8 @@ class _Scheduler:
         except BaseException as error:  # a bug in the runner itself: keep the pool alive
             fields = error_fields(error)
             self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
-                      kind=device.kind, outcome=Outcome.FAILED.value, **fields)
+                      kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0, bytes=0,
+                      **fields)
             result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
                                   error=fields["error"], error_type=fields["error_type"],
                                   error_category=fields["error_category"])
@@ -285,7 +288,7 @@ def _run_started(plan: Plan) -> dict[str, Any]:
         "python": platform.python_version(), "simulate": plan.simulate,
         "images": dict(plan.image_digests), "devices": len(plan.devices),
         "max_parallel": plan.execution.max_parallel, "fail_fast": plan.execution.fail_fast,
-        "estimate_s": round(plan.estimate_s, 3),
+        "estimate_s": round(plan.estimate_s, 3), "format": FORMAT,
     }
 
 
@@ -297,35 +300,54 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
 
 
 def execute(plan: Plan, *, events: ev.EventSink | None = None,
+            outputs: Sequence[RecordOutput] = (),
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
-            gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
-    """Run ``plan``; report through ``events`` and the plan's log file, if it names one.
+            gate: Gate | None = None, dispatch: Dispatch | None = None,
+            sealing: Sealing | None = None) -> RunResult:
+    """Run ``plan``; report through one audit stream.
+
+    Every record is written to the plan's log file (if it names one) and to
+    ``outputs`` (e.g. ``--json`` on stdout) as the same line, and handed to
+    ``events`` (e.g. the console) with the same ``seq`` and ``ts``.
 
     ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
     devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler.
+    (on stations) in place of the local scheduler. ``sealing`` enters a run
+    that writes a log file in the host's ledger (:mod:`runner.audit.seal`).
 
     Raises:
-        EnvironmentProblem: the log file cannot be created (or already exists).
+        EnvironmentProblem: the log file cannot be created (or already exists), or
+            the ledger cannot be written.
     """
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     cancel = cancel or threading.Event()
-    sinks: list[ev.EventSink] = [events] if events is not None else []
-    audit: AuditLog | None = None
     log_file: Path | None = None
+    files: list[RecordOutput] = []
     if plan.log.file:
         log_file = log_path(plan.log.file, name=plan.name, run_id=run_id, now=now)
-        audit = AuditLog(run_id, [JsonlFileSink(log_file)])
-        sinks.insert(0, audit)
-    sink = ev.FanOutSink(sinks)
+        files.append(JsonlFileSink(log_file))
+    audit = AuditLog(run_id, [*files, *outputs],
+                     listeners=[events] if events is not None else [])
+    sink: ev.EventSink = audit
+    seal = RunSeal(sealing, run_id=run_id, log_file=log_file) \
+        if sealing is not None and log_file is not None else None
+    started_fields = _run_started(plan)
+    try:
+        if seal is not None:
+            started_fields.update(seal.started_fields(host=started_fields["host"]))
+    except BaseException:
+        audit.close()
+        if log_file is not None:
+            log_file.unlink(missing_ok=True)  # still empty: nothing ran
+        raise
     own_world = world is None and dispatch is None and _needs_world(plan)
     if own_world:
         world = simulation_world(plan)
     started = time.monotonic()
     try:
-        sink.emit(ev.RUN_STARTED, run_id=run_id, **_run_started(plan))
+        sink.emit(ev.RUN_STARTED, run_id=run_id, **started_fields)
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
@@ -333,7 +355,7 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
                              kept_dir=kept_dir, locks=locks)
         with _sigterm_sets(cancel):
             if dispatch is not None:
-                results, interrupted = dispatch(context)
+                results, interrupted = dispatch(plan, context)
             else:
                 scheduler = _Scheduler(plan, context, gate)
                 interrupted = scheduler.run()
@@ -346,9 +368,11 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
                   interrupted=interrupted)
+        audit.close()
+        if seal is not None:
+            seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)
         return result
     finally:
         if own_world and world is not None:
             world.close()
-        if audit is not None:
-            audit.close()
+        audit.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from runner.dfufile import has_dfu_suffix, read_dfu
 from runner.errors import ImageError
 from runner.formats import parse_elf, parse_ihex, parse_srec
+from runner.inputs import IMAGE_LIMIT, read_input
 from runner.memmap import MemoryMap, OverlapError, Segment
 from runner.model import ImageSpec
 
@@ -116,7 +117,7 @@ def load_image(spec: ImageSpec) -> LoadedImage:
     """Read and parse ``spec``'s file; raise :class:`ImageError` saying what is wrong."""
     path = spec.path
     try:
-        data = path.read_bytes()
+        data = read_input(path, limit=IMAGE_LIMIT)
     except OSError as error:
         raise ImageError(f"image {spec.name}: cannot read {path}: {error.strerror}",
                          path=str(path), hint="check the path in the manifest") from error

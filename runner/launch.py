@@ -16,17 +16,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runner.audit.ledger import Ledger, default_ledger_dir
+from runner.audit.seal import Sealing
 from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
 from runner.events import EventSink, FanOutSink
-from runner.executor import Gate, execute
+from runner.executor import Dispatch, Gate, execute
 from runner.linklocks import LinkLocks
-from runner.logging import AuditLog, StdoutJsonSink, new_run_id
+from runner.logging import StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
 
-__all__ = ["DEFAULT_LOG_TEMPLATE", "resolve_log", "run_manifest"]
+__all__ = ["DEFAULT_LOG_TEMPLATE", "resolve_log", "run_manifest", "run_plan"]
 
 #: Where the audit log goes when the manifest says nothing: beside the manifest.
 DEFAULT_LOG_TEMPLATE = "logs/{name}-{run_id}.jsonl"
@@ -37,12 +39,11 @@ def resolve_log(plan: Plan, log_file: Path | None) -> LogSpec:
 
     A relative template is relative to the manifest's folder (like every path
     in a manifest); ``--log-file`` is relative to the working directory, as
-    any command-line path is. Braces in an explicit path are escaped so it is
-    taken literally.
+    any command-line path is, and expands ``{run_id}``, ``{time}``, ``{date}``
+    and ``{name}`` as ``log.file`` does.
     """
     if log_file is not None:
-        literal = str(log_file.expanduser().resolve()).replace("{", "{{").replace("}", "}}")
-        return LogSpec(file=literal)
+        return LogSpec(file=str(log_file.expanduser().absolute()))
     template = plan.log.file or DEFAULT_LOG_TEMPLATE
     expanded = os.path.expanduser(template)
     if not os.path.isabs(expanded):
@@ -55,20 +56,49 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
                  time_scale: float | None = None, console: TextIO | None = None,
-                 cancel: threading.Event | None = None, locks: LinkLocks | None = None,
+                 cancel: threading.Event | None = None,
+                 events: EventSink | None = None, ledger: Path | None = None,
+                 allow: Sequence[str | os.PathLike[str]] = (), locks: LinkLocks | None = None,
                  gate: Gate | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
-    A manifest whose devices are on stations is dispatched to them
-    (:mod:`runner.stations`); ``locks`` and ``gate`` are the executor's hooks,
-    used by a station's own run.
+    The run is entered in the host's ledger in ``ledger`` (default:
+    :func:`~runner.audit.ledger.default_ledger_dir`). ``allow``: folders besides
+    the manifest's own that may hold included and data files. A manifest whose
+    devices are on stations is dispatched to them (:mod:`runner.stations`);
+    ``locks`` and ``gate`` are the executor's hooks, used by a station's own run.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
         EnvironmentProblem: the log file cannot be written; nothing was run.
     """
-    manifest = load_manifest(path)
+    manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
+    plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
+    run_id = new_run_id()
+    dispatch = None
+    if any(device.station for device in manifest.devices.values()):
+        from runner.stations.dispatch import station_dispatch
+
+        dispatch = station_dispatch(manifest, plan, run_id=run_id)
+    return run_plan(plan, run_id=run_id, json_stdout=json_stdout, time_scale=time_scale,
+                    console=console, cancel=cancel, events=events, ledger=ledger, locks=locks,
+                    gate=gate, dispatch=dispatch)
+
+
+def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
+             time_scale: float | None = None, console: TextIO | None = None,
+             cancel: threading.Event | None = None,
+             events: EventSink | None = None, ledger: Path | None = None,
+             locks: LinkLocks | None = None, gate: Gate | None = None,
+             dispatch: Dispatch | None = None) -> RunResult:
+    """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
+
+    One audit stream feeds them all: ``--json`` prints the log file's very lines,
+    and the console (and ``events``) see the same records, same ``seq`` and ``ts``.
+
+    The plan's ``log.file`` is used as it stands (see :func:`resolve_log`).
+    """
     simulation = plan.simulation
     if time_scale is not None:
         if time_scale < 0:
@@ -76,23 +106,12 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
 
             raise PlanError("--time-scale must be 0 or more")
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
-    plan = dataclasses.replace(plan, log=resolve_log(plan, log_file), simulation=simulation)
-    run_id = new_run_id()
-    sinks: list[EventSink] = []
-    if console is not None:
-        sinks.append(ConsoleRenderer(console))
-    stream: AuditLog | None = None
-    if json_stdout:
-        stream = AuditLog(run_id, [StdoutJsonSink()])
-        sinks.append(stream)
-    dispatch = None
-    if any(device.station for device in manifest.devices.values()):
-        from runner.stations.dispatch import station_dispatch
-
-        dispatch = station_dispatch(manifest, plan, run_id=run_id)
-    try:
-        return execute(plan, events=FanOutSink(sinks), run_id=run_id, cancel=cancel,
-                       locks=locks, gate=gate, dispatch=dispatch)
-    finally:
-        if stream is not None:
-            stream.close()
+    plan = dataclasses.replace(plan, simulation=simulation)
+    run_id = run_id or new_run_id()
+    listeners: list[EventSink] = [ConsoleRenderer(console)] if console is not None else []
+    if events is not None:
+        listeners.append(events)
+    stdout = [StdoutJsonSink()] if json_stdout else []
+    sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()))
+    return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
+                   cancel=cancel, sealing=sealing, locks=locks, gate=gate, dispatch=dispatch)

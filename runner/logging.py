@@ -1,20 +1,29 @@
-"""The audit log: structlog configured once, one JSON object per line.
+"""The audit log: one numbered, hash-chained stream of records, delivered to every sink.
 
-:func:`configure` is the only place that sets up structlog. Its processor
-chain stamps ``ts`` (UTC, milliseconds, ``Z``), puts the audit keys first
-(``ts``, ``seq``, ``run_id``, ``event``), makes values JSON-ready (bytes as
-hex, paths as text, enums as their value) and renders JSON. The loggers it
-hands out write each rendered line to the :class:`RecordOutput` s they were
-created for, so every run has its own files while the chain stays global.
+:class:`AuditLog` is the :class:`~runner.events.EventSink` a run reports to.
+For each event it checks the event's definition (:mod:`runner.events`), stamps
+``ts`` (UTC, milliseconds, ``Z``, never earlier than the record before),
+numbers it (``seq``, strictly increasing in file order, under one lock across
+worker threads), binds the ``run_id``, makes values JSON-ready (bytes as hex,
+paths as text, enums as their value), adds ``prev`` (the SHA-256 of the
+previous line: :mod:`runner.audit.chain`) and renders one JSON line. That
+same line goes to every :class:`RecordOutput` (the JSONL file, ``--json`` on
+stdout) and the same record to every listening sink (the console): one stream,
+one ``seq`` and ``ts`` everywhere.
 
-:class:`AuditLog` is the :class:`~runner.events.EventSink` that feeds it: it
-numbers records (``seq``, strictly increasing in file order, under one lock
-across worker threads) and binds the ``run_id``.
+Rendering uses a structlog logger built for this log alone
+(``structlog.wrap_logger`` with its own processors): flashrunner never touches
+structlog's global configuration, so an application that uses flashrunner as
+a library keeps its own logging.
+
+A station's records join the host's log through :meth:`AuditLog.append_foreign`:
+they get the host's ``seq``, ``ts`` and ``prev`` and keep their own in ``origin``.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import os
 import secrets
 import sys
@@ -26,14 +35,21 @@ from typing import Any, Protocol, TextIO
 
 import structlog
 
+from runner.audit.chain import genesis, line_hash
 from runner.errors import EnvironmentProblem
+from runner.events import (
+    ENVELOPE,
+    EventContractError,
+    EventSink,
+    contract_problems,
+    strict_events,
+)
 
 __all__ = [
     "AuditLog",
     "JsonlFileSink",
     "RecordOutput",
     "StdoutJsonSink",
-    "configure",
     "iso_timestamp",
     "log_path",
     "new_run_id",
@@ -64,13 +80,17 @@ class JsonlFileSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: TextIO | None = open(self.path, "x", encoding="utf-8")  # noqa: SIM115
         except FileExistsError as error:
-            raise EnvironmentProblem(
+            from runner.logtarget import log_target_problem
+
+            raise log_target_problem(self.path) or EnvironmentProblem(
                 f"log file {self.path} already exists; an audit log is never overwritten",
                 hint="put {run_id} or {time} in log.file, or move the old log away") from error
         except OSError as error:
-            raise EnvironmentProblem(f"cannot create log file {self.path}: {error.strerror}",
-                                     hint="check the directory exists and is writable") \
-                from error
+            from runner.logtarget import log_target_problem
+
+            raise log_target_problem(self.path) or EnvironmentProblem(
+                f"cannot create log file {self.path}: {error.strerror}",
+                hint="check the directory exists and is writable") from error
         self._lock = threading.Lock()
 
     def write_record(self, line: str) -> None:
@@ -83,6 +103,10 @@ class JsonlFileSink:
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
+                try:
+                    os.fsync(self._file.fileno())  # the final hash goes into the ledger
+                except OSError:
+                    pass
                 self._file.close()
                 self._file = None
 
@@ -104,22 +128,16 @@ class StdoutJsonSink:
         pass
 
 
-class _RecordLogger:
-    """The structlog logger: hands the rendered line to each output."""
+class _LineCatcher:
+    """The logger at the end of the structlog chain: keeps the rendered line."""
 
-    def __init__(self, outputs: Sequence[RecordOutput] = ()) -> None:
-        self.outputs = tuple(outputs)
+    def __init__(self) -> None:
+        self.line = ""
 
     def msg(self, message: str) -> None:
-        for output in self.outputs:
-            output.write_record(message)
+        self.line = message
 
-    info = warning = error = debug = msg
-
-
-def _logger_factory(*args: Any) -> _RecordLogger:
-    outputs: Sequence[RecordOutput] = args[0] if args else ()
-    return _RecordLogger(outputs)
+    info = msg
 
 
 def iso_timestamp(moment: datetime | None = None) -> str:
@@ -143,59 +161,106 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _stamp(logger: Any, method: str, event_dict: MutableMapping[str, Any]) \
-        -> MutableMapping[str, Any]:
-    event_dict.setdefault("ts", iso_timestamp())
-    return event_dict
-
-
 def _audit_order(logger: Any, method: str, event_dict: MutableMapping[str, Any]) \
         -> MutableMapping[str, Any]:
+    """The envelope first (``ts``, ``seq``, ``run_id``, ``event``), ``prev`` last."""
     ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
-    ordered.update((key, _json_ready(value)) for key, value in event_dict.items())
+    prev = event_dict.pop("prev", None)
+    ordered.update(event_dict)
+    if prev is not None:
+        ordered["prev"] = prev
     return ordered
 
 
-_configured = False
-_configure_lock = threading.Lock()
-
-
-def configure() -> None:
-    """Set up structlog for flashrunner's records (idempotent)."""
-    global _configured
-    with _configure_lock:
-        structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                _stamp,
-                _audit_order,
-                structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False),
-            ],
-            logger_factory=_logger_factory,
-            wrapper_class=structlog.BoundLogger,
-            cache_logger_on_first_use=False,
-        )
-        _configured = True
+def _renderer(catcher: _LineCatcher) -> Any:
+    """A structlog logger of our own: no global configuration is read or changed."""
+    return structlog.wrap_logger(
+        catcher,
+        processors=[_audit_order,
+                    structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)],
+        wrapper_class=structlog.BoundLogger, context_class=dict,
+        cache_logger_on_first_use=False)
 
 
 class AuditLog:
-    """An :class:`~runner.events.EventSink` writing numbered records for one run."""
+    """An :class:`~runner.events.EventSink` writing one run's numbered, chained records.
 
-    def __init__(self, run_id: str, outputs: Sequence[RecordOutput]) -> None:
-        if not _configured:
-            configure()
+    Args:
+        run_id: the run's id, bound to every record (and the chain's start).
+        outputs: where each rendered line goes (file, stdout).
+        listeners: sinks that receive each record as written (the console).
+        strict: raise :class:`~runner.events.EventContractError` for an event its
+            definition does not allow (default: :func:`runner.events.strict_events`).
+    """
+
+    def __init__(self, run_id: str, outputs: Sequence[RecordOutput] = (), *,
+                 listeners: Sequence[EventSink] = (), strict: bool | None = None) -> None:
         self.run_id = run_id
         self.outputs = tuple(outputs)
-        self._logger = structlog.get_logger(self.outputs).bind(run_id=run_id)
+        self.listeners = tuple(listeners)
+        self.strict = strict_events() if strict is None else strict
+        self._catcher = _LineCatcher()
+        self._logger = _renderer(self._catcher)
         self._seq = 0
+        self._ts = ""
+        self._head = genesis(run_id)
         self._lock = threading.Lock()
 
+    @property
+    def seq(self) -> int:
+        """The number of records written so far."""
+        return self._seq
+
+    @property
+    def head(self) -> str:
+        """SHA-256 of the last line written (the chain's head; the next record's ``prev``)."""
+        return self._head
+
     def emit(self, event: str, **fields: Any) -> None:
-        # The lock spans numbering and writing: seq increases in file order.
+        fields.pop("run_id", None)
+        problems = contract_problems(event, fields)
+        if problems and self.strict:
+            raise EventContractError("; ".join(problems))
+        if problems:
+            fields["contract_error"] = "; ".join(problems)
+        # The lock spans numbering, chaining and writing: seq and prev follow file order.
         with self._lock:
             self._seq += 1
-            fields.pop("run_id", None)
-            self._logger.info(event, seq=self._seq, **fields)
+            now = iso_timestamp()
+            self._ts = max(now, self._ts)
+            record: dict[str, Any] = {"ts": self._ts, "seq": self._seq, "run_id": self.run_id,
+                                      "event": event}
+            record.update((key, _json_ready(value)) for key, value in fields.items())
+            record["prev"] = self._head
+            body = {k: v for k, v in record.items() if k != "event"}
+            self._logger.info(event, **body)
+            line = self._catcher.line
+            self._head = line_hash(line)
+            for output in self.outputs:
+                output.write_record(line)
+            for listener in self.listeners:
+                listener.emit(event, **body)
+
+    def append_foreign(self, record: Mapping[str, Any] | str, *, station: str) -> None:
+        """Merge a record of ``station``'s own log into this one.
+
+        ``record`` is the station's line (preferred: its hash is kept, so the
+        station's log can be checked against the host's) or its parsed object.
+        The merged record gets this log's ``seq``, ``ts`` and ``prev``, and
+        ``station`` plus ``origin: {station, run_id, seq, ts[, line_sha256]}``
+        with the station's own numbering and time.
+        """
+        line_sha: str | None = None
+        if isinstance(record, str):
+            line_sha = line_hash(record)
+            record = json.loads(record)
+        assert isinstance(record, Mapping)
+        origin: dict[str, Any] = {"station": station, "run_id": str(record.get("run_id", "")),
+                                  "seq": record.get("seq", 0), "ts": str(record.get("ts", ""))}
+        if line_sha is not None:
+            origin["line_sha256"] = line_sha
+        fields = {k: v for k, v in record.items() if k not in ENVELOPE}
+        self.emit(str(record.get("event", "")), **fields, station=station, origin=origin)
 
     def close(self) -> None:
         for output in self.outputs:

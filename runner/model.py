@@ -34,6 +34,7 @@ __all__ = [
     "LogSpec",
     "Manifest",
     "OptionBytesStep",
+    "ReadStep",
     "Recipe",
     "RecoveryPolicy",
     "ResetStep",
@@ -202,6 +203,24 @@ class ResetStep(Step):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReadStep(Step):
+    """Save a region of flash to a file (before a risky change, or to read a board out).
+
+    ``path`` may hold ``{device}``; ``address``/``size`` None mean the whole
+    flash (from the address to its end). ``format`` is ``bin`` or ``hex``
+    (Intel HEX, which keeps the address); ``auto`` goes by the file's suffix.
+    An existing file is kept unless ``overwrite`` is set.
+    """
+
+    kind: ClassVar[str] = "read"
+    path: Path = Path()
+    address: int | None = None
+    size: int | None = None
+    format: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnitDataStep(Step):
     """Write a value computed per unit (a serial, a UID derivative, a CSV row) at ``address``.
 
@@ -320,6 +339,8 @@ class Manifest:
     devices: Mapping[str, Device] = field(default_factory=frozen_map)
     execution: Execution = field(default_factory=Execution)
     log: LogSpec = field(default_factory=LogSpec)
+    #: Located warnings (``file:line:col: …``): valid, but probably not meant.
+    warnings: tuple[str, ...] = ()
 
     def recipe_for(self, device: Device) -> Recipe:
         return self.recipes[device.recipe]

@@ -49,6 +49,7 @@ __all__ = [
     "OptionBytesAction",
     "Outcome",
     "Plan",
+    "ReadAction",
     "ResetAction",
     "RunResult",
     "Stage",
@@ -70,6 +71,7 @@ class TaskKind(enum.Enum):
     OPTION_BYTES = "option-bytes"
     RESET = "reset"
     UNIT_DATA = "unit-data"
+    READ = "read"
 
 
 # ----------------------------------------------------------------------------- actions
@@ -143,6 +145,20 @@ class ResetAction:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReadAction:
+    """Read ``size`` bytes at ``address`` and save them to ``path`` (``{device}`` expanded).
+
+    ``format`` is ``bin`` or ``hex`` (resolved from the suffix by the compiler).
+    """
+
+    path: Path
+    address: int
+    size: int
+    format: str
+    overwrite: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnitDataAction:
     """Compute a per-unit value after identify (:mod:`runner.unitdata`) and write it.
 
@@ -157,7 +173,7 @@ class UnitDataAction:
 
 
 TaskAction = ConnectAction | EraseAction | WriteAction | VerifyAction | OptionBytesAction \
-    | ResetAction | UnitDataAction
+    | ResetAction | UnitDataAction | ReadAction
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,7 @@ from runner.plan import (
     ImageUse,
     OptionBytesAction,
     Plan,
+    ReadAction,
     ResetAction,
     Task,
     UnitDataAction,
@@ -121,6 +122,9 @@ def _step_summary(task: Task, device: DevicePlan) -> str:
         parts = ([f"rdp {change.rdp_level}"] if change.rdp_level is not None else []) \
             + [f"{key} {value}" for key, value in change.fields.items()]
         return f"option-bytes ({', '.join(parts)})" if parts else "option-bytes"
+    if isinstance(action, ReadAction):
+        return (f"read {format_bytes(action.size)} at {_hex(action.address)} to "
+                f"{action.path.name} ({action.format})")
     return f"reset ({action.mode.value})"
 
 
@@ -240,6 +244,11 @@ def _task_json(task: Task, device: DevicePlan) -> dict[str, Any]:
         data["confirmed_irreversible"] = action.change.confirmed_irreversible
     elif isinstance(action, ResetAction):
         data["mode"] = action.mode.value
+    elif isinstance(action, ReadAction):
+        data["address"] = _hex(action.address)
+        data["size"] = action.size
+        data["file"] = str(action.path)
+        data["format"] = action.format
     return data
 
 

@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,7 +104,7 @@ class SerialCounter:
                                 hint=f"restore it; the last value handed out is the last "
                                      f"line of {self.journal_path.name}") from error
         value = document.get("next") if isinstance(document, dict) else None
-        if not isinstance(value, int):
+        if not _is_count(value):
             raise UnitDataError(f"counter state {self.state} has no integer 'next'",
                                 source=str(self.state),
                                 hint=f"restore it from the last line of "
@@ -119,8 +123,7 @@ class SerialCounter:
                     for line in reversed(lines[1:] if size > chunk else lines):
                         with contextlib.suppress(ValueError):
                             record = json.loads(line)
-                            if isinstance(record, dict) and isinstance(record.get("value"),
-                                                                       int):
+                            if isinstance(record, dict) and _is_count(record.get("value")):
                                 return int(record["value"])
                     if chunk >= size:
                         return None
@@ -143,6 +146,9 @@ class SerialCounter:
             os.fsync(handle.fileno())
 
     def _write_state(self, next_value: int) -> None:
+        if not _is_count(next_value):   # the state file only ever holds a valid integer
+            raise UnitDataError(f"counter {self.state}: {next_value!r} is not a count",
+                                source=str(self.state))
         descriptor, temporary = tempfile.mkstemp(dir=self.state.parent,
                                                  prefix=f".{self.state.name}.")
         try:
@@ -161,6 +167,15 @@ class SerialCounter:
         with self._locked():
             return self._next()
 
+    def stored_next(self) -> int:
+        """The next value as the files say now, without locking or creating anything.
+
+        For validation: a state file that no longer suits the manifest is found
+        before a run. Raises :class:`UnitDataError` for a state file that is not
+        a counter's.
+        """
+        return self._next()
+
     def _next(self) -> int:
         candidates = [self.start]
         stored = self._read_state()
@@ -171,8 +186,13 @@ class SerialCounter:
             candidates.append(last + self.step)
         return max(candidates)
 
-    def allocate(self, *, device: str, run_id: str) -> Allocation:
-        """Hand out the next value, journaled before it is returned."""
+    def allocate(self, *, device: str, run_id: str,
+                 usable: Callable[[int], object] | None = None) -> Allocation:
+        """Hand out the next value, journaled before it is returned.
+
+        ``usable`` is called with the value before anything is written; when it
+        raises (the value does not fit the field), nothing is consumed.
+        """
         try:
             with self._locked():
                 value = self._next()
@@ -181,6 +201,8 @@ class SerialCounter:
                         f"counter {self.state} is exhausted: the next value {value} is past "
                         f"its limit {self.limit}", source=str(self.state),
                         hint="raise the limit, or start a new range with a new state file")
+                if usable is not None:
+                    usable(value)
                 allocation = Allocation(value=value, device=device, run_id=run_id,
                                         time=dt.datetime.now(dt.timezone.utc).isoformat())
                 self._append_journal(allocation)

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import re
+import string
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from runner.errors import UnitDataError
+from runner.inputs import DATA_FILE_LIMIT, read_input
 from runner.serials import SerialCounter
 
 __all__ = [
@@ -44,6 +48,9 @@ __all__ = [
 ]
 
 Endianness = Literal["little", "big"]
+
+#: The largest field (schema ``field-width``).
+_MAX_WIDTH = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +75,7 @@ class Encoding:
         if self.width is not None and self.width <= 0:
             raise UnitDataError(f"width {self.width} must be at least 1 byte")
         if self.template is not None:
+            _bounded(self.template, self.template, printf=True)
             try:
                 self.template % 0
             except (TypeError, ValueError) as error:
@@ -201,15 +209,22 @@ def _from_uid(source: UidSource, uid: str) -> UnitValue:
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and (line number, row) pairs of a CSV file."""
+    hint = "check the file exists and is UTF-8 CSV with a header"
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            rows = [(reader.line_num, dict(row)) for row in reader]
-            header = list(reader.fieldnames or [])
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise UnitDataError(f"cannot read {path}: {error}", source=str(path),
-                            hint="check the file exists and is UTF-8 CSV with a header"
-                            ) from error
+        text = read_input(path, limit=DATA_FILE_LIMIT).decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, dict(row)) for row in reader]
+        header = list(reader.fieldnames or [])
+    except OSError as error:
+        raise UnitDataError(f"cannot read {path}: {error.strerror or error}", source=str(path),
+                            hint=hint) from error
+    except UnicodeDecodeError as error:
+        raise UnitDataError(f"cannot read {path}: not UTF-8 text (byte {error.start})",
+                            source=str(path), hint=hint) from error
+    except csv.Error as error:
+        # Say where, not what: the file may be anything the user can read.
+        raise UnitDataError(f"cannot read {path}: not CSV (line {reader.line_num})",
+                            source=str(path), hint=hint) from error
     return header, rows
 
 
@@ -269,7 +284,8 @@ def compute_unit_value(source: UnitSource, *, device: str, run_id: str,
     """The value for one unit; counters and in-order CSV rows are consumed here."""
     if isinstance(source, CounterSource):
         source.encoding.check()
-        allocation = source.counter.allocate(device=device, run_id=run_id)
+        allocation = source.counter.allocate(device=device, run_id=run_id,
+                                             usable=_fits(source))
         data = source.encoding.number(allocation.value)
         shown = source.encoding.template % allocation.value if source.encoding.template \
             else str(allocation.value)
@@ -347,19 +363,78 @@ def describe_source(source: UnitSource) -> str:
     return f"{source.file.name} column {source.column} ({how})"
 
 
+def _fits(source: CounterSource) -> Callable[[int], object]:
+    """A check that a counter value can be written in the source's field."""
+    def check(value: int) -> object:
+        try:
+            return source.encoding.number(value)
+        except UnitDataError as error:
+            raise UnitDataError(
+                f"counter {source.state}: the next value {value} cannot be written: "
+                f"{error.message}; nothing was allocated", source=str(source.state),
+                hint="widen the field (`width`), or start a new range with a new state "
+                     "file and `start`") from error
+    return check
+
+
 def check_source(source: UnitSource) -> None:
-    """What can be checked before a run: a CSV file's readability and columns."""
-    if not isinstance(source, CsvSource):
+    """What can be checked before a run.
+
+    A counter's first and last values, and the next one its state files hold,
+    fit its field; a UID template names only its fields; a CSV file is readable
+    and has the columns named.
+    """
+    if isinstance(source, CounterSource):
+        check = _fits(source)
+        check(source.start)
+        if source.limit is not None:
+            check(source.limit)
+        check(source.counter.stored_next())
+        return
+    if isinstance(source, UidSource):
+        _check_uid_template(source.template)
         return
     _check_columns(source, _read_csv(source.file)[0])
+
+
+_UID_FIELDS = ("uid", "crc32", "sha256")
+
+
+def _check_uid_template(template: str | None) -> None:
+    if template is None:
+        return
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise UnitDataError(f"template {template!r} is malformed: {error}",
+                            hint="write fields as {uid}, {crc32:08X}") from error
+    for _, name, spec, _ in parts:
+        if name is None:
+            continue
+        if name not in _UID_FIELDS:
+            raise UnitDataError(f"template {template!r} names {{{name}}}",
+                                hint="use the fields {uid}, {crc32} and {sha256}")
+        _bounded(spec or "", template)
+
+
+def _bounded(spec: str, template: str, *, printf: bool = False) -> None:
+    """No width or precision in a template is larger than the largest field."""
+    found = re.findall(r"%[#0 +\-]*(\d*)(?:\.(\d*))?", spec) if printf \
+        else [(digits, "") for digits in re.findall(r"\d+", spec)]
+    if any(int(digits) > _MAX_WIDTH for pair in found for digits in pair if digits):
+        raise UnitDataError(f"template {template!r} asks for more than {_MAX_WIDTH} "
+                            f"characters", hint="a field holds at most 4096 bytes")
 
 
 def _check_columns(source: CsvSource, header: list[str]) -> None:
     wanted = [source.column] + ([source.key_column] if source.key == "uid" else [])
     missing = [column for column in wanted if column not in header]
     if missing:
+        # The header is not shown: a file without the expected columns may be any file.
         raise UnitDataError(f"{source.file} has no column {', '.join(map(repr, missing))} "
-                            f"(columns: {', '.join(header)})", source=str(source.file))
+                            f"in its first line ({len(header)} columns)",
+                            source=str(source.file),
+                            hint="the first line of the CSV file names its columns")
 
 
 def _rehearsal_path(path: Path) -> Path:

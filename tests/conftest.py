@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from transports.chips import ChipDatabase, chip_database
 from transports.sim import SimChip, SimulationWorld
+
+# Every event must match its definition (runner/events.py): a mismatch raises, here and in
+# the flashrunner processes the tests start.
+os.environ["FLASHRUNNER_STRICT_EVENTS"] = "1"
+# Runs enter themselves in the host's ledger ($XDG_STATE_HOME/flashrunner): a private one here.
+_STATE = tempfile.mkdtemp(prefix="flashrunner-tests-state-")
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
+os.environ["XDG_STATE_HOME"] = _STATE
 
 
 def set_option_byte(sim: SimChip, index: int, value: int) -> None:

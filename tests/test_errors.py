@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from runner.errors import (
+    BusFault,
     ChipMismatch,
     LinkTimeout,
     ManifestError,
     ManifestIssue,
     ProtocolError,
+    Refused,
+    ReplyError,
     RunnerError,
     VerifyError,
     WriteError,
@@ -32,6 +35,16 @@ def test_a_refused_write_is_also_a_nack() -> None:
     refused = WriteError("Write Memory refused", address=0x08000000, also=("nack",))
     assert {"write", "nack"} <= error_categories(refused)
     assert "nack" not in error_categories(WriteError("not erased"))
+
+
+def test_refusals_nonsense_replies_and_bus_faults_are_three_disjoint_categories() -> None:
+    refused, nonsense, fault = Refused("NACK"), ProtocolError("short reply"), BusFault("AP fault")
+    assert (refused.category, nonsense.category, fault.category) == ("nack", "protocol", "fault")
+    named = {"nack", "protocol", "fault"}
+    assert error_categories(refused) & named == {"nack"}
+    assert error_categories(nonsense) & named == {"protocol"}
+    assert error_categories(fault) & named == {"fault"}
+    assert all(isinstance(e, ReplyError) for e in (refused, nonsense, fault))
 
 
 def test_non_runner_errors_are_internal_except_timeouts() -> None:

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
-
-import can
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
@@ -34,6 +32,13 @@ from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
 from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
 from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession
+
+if TYPE_CHECKING:
+    import can
+else:
+    from transports.lazy import LazyModule
+
+    can = LazyModule("can")   # imported when a CAN session opens its bus
 
 __all__ = ["CanFraming", "CanTransport"]
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "BusFault",
     "ChipMismatch",
     "ConnectError",
     "EnvironmentProblem",
@@ -38,6 +39,8 @@ __all__ = [
     "PlanError",
     "ProtocolError",
     "ReadProtected",
+    "Refused",
+    "ReplyError",
     "RunnerError",
     "TransportError",
     "VerifyError",
@@ -131,15 +134,17 @@ class ChipMismatch(ConnectError):
     category = "chip-mismatch"
 
 
-class ProtocolError(TransportError):
-    """The chip answered, but not as the protocol says (NACK, bad status, bad reply).
+class ReplyError(TransportError):
+    """The chip (or the probe in front of it) answered, and the request did not succeed.
+
+    Never raised itself: one of its three subclasses says why, and recovery
+    policies choose between them: :class:`Refused` (``nack``), :class:`ProtocolError`
+    (``protocol``) and :class:`BusFault` (``fault``). Catch this class to handle all three.
 
     Attributes:
         command: name or code of the command that failed.
         reply: the raw reply bytes, when there were any.
     """
-
-    category = "nack"
 
     def __init__(self, message: str, *, command: str | None = None,
                  reply: bytes | None = None, hint: str | None = None,
@@ -156,6 +161,38 @@ class ProtocolError(TransportError):
         if self.reply is not None:
             data["reply"] = self.reply.hex()
         return data
+
+
+class Refused(ReplyError):
+    """The device understood the request and refused it: a bootloader NACK, a DFU error
+    status, an ST-Link status error, an operation this link does not offer.
+
+    Retrying helps when the refusal came from a transient state (a ROM still busy);
+    a request the device can never accept fails the same way again.
+    """
+
+    category = "nack"
+
+
+class ProtocolError(ReplyError):
+    """A reply that makes no sense for the request: an unexpected byte, a short or
+    malformed answer, a descriptor the protocol says must be there and is not.
+
+    Usually a baud-rate mismatch, line noise, or a device that is not what the link
+    expects.
+    """
+
+    category = "protocol"
+
+
+class BusFault(ReplyError):
+    """The request faulted below the protocol: an AP/DP fault or parity error on the
+    target's debug bus, a memory access that faulted, a USB error with no better name.
+
+    Not something a NACK-retrying policy should repeat: list ``fault`` to retry it.
+    """
+
+    category = "fault"
 
 
 class LinkTimeout(TransportError, TimeoutError):

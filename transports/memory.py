@@ -35,6 +35,7 @@ from transports.errors import (
     LinkTimeout,
     ProtocolError,
     ReadProtected,
+    Refused,
     WriteError,
 )
 from transports.sim.chip import SimChip, SimFlashFault
@@ -111,7 +112,9 @@ class MemoryTransport(StaticCapabilities):
             message = f"{fault} on {device}"
             if fault.kind == "timeout":
                 raise LinkTimeout(message, transport=link, device=device) from fault
-            if fault.kind in ("nack", "corrupt"):
+            if fault.kind == "nack":
+                raise Refused(message, command=op, transport=link, device=device) from fault
+            if fault.kind == "corrupt":
                 raise ProtocolError(message, command=op, transport=link, device=device)\
                     from fault
             self._connected = False
@@ -212,8 +215,8 @@ class MemoryTransport(StaticCapabilities):
         self._require()
         if change.rdp_level is not None:
             if change.rdp_level == 2 and not change.confirmed_irreversible:
-                raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                    command="option-bytes", hint="add confirm: irreversible")
+                raise Refused("RDP level 2 is irreversible and was not confirmed",
+                              command="option-bytes", hint="add confirm: irreversible")
             level = change.rdp_level
             self._guard("write", 0, lambda: self.sim.set_rdp_level(level))
 

@@ -90,8 +90,10 @@ class UsartFraming:
     read_data_acked = False
 
     def __init__(self, port: serial.SerialBase, *, name: str, options: Mapping[str, Any],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, double_ack: bool = False) -> None:
         self.port = port
+        #: The ROM answers 0x7F with two ACKs (chip data ``usart-double-ack``: L412/L422).
+        self.double_ack = double_ack
         self.name = name
         self.sleep = sleep
         self.boot0 = _line(options.get("boot0", "none"))
@@ -123,12 +125,20 @@ class UsartFraming:
         self._io(lambda: self.port.write(data))
 
     def _read(self, length: int, timeout: float) -> bytes:
-        # Rounded up to 0.1 s so the port is not reconfigured for every read.
-        wanted = -(-(timeout + length * self.byte_time) * 10 // 1) / 10
+        """Exactly ``length`` bytes in one call (fewer only when ``timeout`` passes).
+
+        Setting a pyserial timeout reconfigures the port (a ``tcsetattr``, which
+        some USB adapters turn into a control transfer), so the port keeps its
+        timeout while it is long enough and not more than about twice too long:
+        an ACK read and a 256-byte read then share one setting. The timeout only
+        matters when the chip does not answer.
+        """
+        needed = timeout + length * self.byte_time
 
         def action() -> bytes:
-            if self.port.timeout != wanted:
-                self.port.timeout = wanted
+            current = self.port.timeout
+            if current is None or current < needed or current > 2 * needed + 0.5:
+                self.port.timeout = -(-needed * 10 // 1) / 10
             return bytes(self.port.read(length))
         data: bytes = self._io(action)
         return data
@@ -183,9 +193,11 @@ class UsartFraming:
             reply = self._first_byte(_SYNC_TIMEOUT)
             if reply == ACK:
                 # STM32L412/L422 answer the 0x7F with two ACKs (AN2606): absorb the second.
-                extra = self._read(1, 0.05)
-                if extra and extra[0] != ACK:
-                    raise BadReply("sync", extra)
+                # Only there: waiting for it on every other ROM cost 0.1 s per connect.
+                if self.double_ack:
+                    extra = self._read(1, 0.05)
+                    if extra and extra[0] != ACK:
+                        raise BadReply("sync", extra)
                 return
             if reply == NACK:
                 return  # already synchronised: a half command was pending (stm32flash)
@@ -371,7 +383,8 @@ class UsartTransport(BootloaderSession):
             port.timeout = _SYNC_TIMEOUT
             port.rtscts = port.xonxoff = False
             framing = UsartFraming(port, name=f"USART {options['port']}", options=options,
-                                   sleep=sleep)
+                                   sleep=sleep,
+                                   double_ack=request.chip.bootloader.usart_double_ack)
             framing.idle_lines()
             port.open()
         except _PORT_ERRORS as error:

@@ -12,7 +12,33 @@ maintained library reads and writes it.
 
 from __future__ import annotations
 
-from runner.formats.elf import parse_elf
-from runner.formats.text import parse_ihex, parse_srec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.memmap import MemoryMap
 
 __all__ = ["parse_elf", "parse_ihex", "parse_srec"]
+
+# The parsers import their libraries when a file of their format is read, not at
+# start-up: most runs read raw binaries, and bincopy with pyelftools cost ~40 ms.
+
+
+def parse_elf(data: bytes, path: str) -> MemoryMap:
+    """An ELF file's loadable segments (:func:`runner.formats.elf.parse_elf`)."""
+    from runner.formats import elf
+
+    return elf.parse_elf(data, path)
+
+
+def parse_ihex(data: bytes, path: str) -> MemoryMap:
+    """An Intel HEX file (:func:`runner.formats.text.parse_ihex`)."""
+    from runner.formats import text
+
+    return text.parse_ihex(data, path)
+
+
+def parse_srec(data: bytes, path: str) -> MemoryMap:
+    """A Motorola S-record file (:func:`runner.formats.text.parse_srec`)."""
+    from runner.formats import text
+
+    return text.parse_srec(data, path)

@@ -19,11 +19,14 @@ The stages, one module each:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from runner.errors import ManifestError, ManifestIssue
+from runner.manifest.advice import manifest_warnings
 from runner.manifest.build import build_manifest
 from runner.manifest.checks import Checker
+from runner.manifest.paths import PathPolicy
 from runner.manifest.references import check_references
 from runner.manifest.sources import read_sources
 from runner.manifest.stations import check_stations
@@ -35,25 +38,32 @@ __all__ = ["load_manifest"]
 
 
 def load_manifest(path: str | os.PathLike[str], *,
-                  chips: ChipDatabase | None = None) -> Manifest:
+                  chips: ChipDatabase | None = None,
+                  allow: Iterable[str | os.PathLike[str]] = ()) -> Manifest:
     """Load, validate and build the manifest at ``path`` (with its includes).
+
+    Included and data files must lie under the manifest's folder or one of the
+    ``allow`` folders (:mod:`runner.manifest.paths`).
 
     Raises:
         ManifestError: listing every problem found, sorted by file and position.
     """
     display = os.fspath(path)
-    sources = read_sources(Path(display), display)
+    policy = PathPolicy.for_manifest(Path(display), allow)
+    sources = read_sources(Path(display), display, policy)
     issues = list(sources.issues)
     folders = {source.display: source.path.parent for source in sources.files}
+    checker = Checker(sources.data, sources.marks)
     if sources.data and not sources.incomplete:
-        checker = Checker(sources.data, sources.marks)
         check_references(checker)
         check_stations(checker)
-        check_targets(checker, chips if chips is not None else chip_database(), folders)
+        check_targets(checker, chips if chips is not None else chip_database(), folders,
+                      policy)
         issues.extend(checker.issues)
     if issues or not sources.files:
         raise ManifestError(_sorted_unique(issues, [s.display for s in sources.files]))
-    return build_manifest(sources, folders)
+    warnings = _sorted_unique(manifest_warnings(checker), [s.display for s in sources.files])
+    return build_manifest(sources, folders, warnings=tuple(str(w) for w in warnings))
 
 
 def _sorted_unique(issues: list[ManifestIssue], files: list[str]) -> list[ManifestIssue]:

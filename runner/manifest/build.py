@@ -28,6 +28,7 @@ from runner.model import (
     LogSpec,
     Manifest,
     OptionBytesStep,
+    ReadStep,
     Recipe,
     RecoveryPolicy,
     ResetStep,
@@ -55,7 +56,8 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
+def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
+                   warnings: tuple[str, ...] = ()) -> Manifest:
     data, marks = sources.data, sources.marks
 
     def at(path: DataPath) -> Location:
@@ -116,7 +118,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path]) -> Manifest:
         recovery=frozen_map(recovery), devices=frozen_map(devices),
         execution=Execution(max_parallel=execution.get("max-parallel", 8),
                             fail_fast=execution.get("fail-fast", False)),
-        log=LogSpec(file=data.get("log", {}).get("file")),
+        log=LogSpec(file=data.get("log", {}).get("file")), warnings=warnings,
     )
 
 
@@ -178,6 +180,12 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
             built.append(UnitDataStep(address=settings["address"], size=unit_size(source),
                                       source=source, preserve=settings.get("preserve", False),
                                       **common))
+        elif kind == "read":
+            folder = folders[marks.key(("recipes", recipe_name, index)).file]
+            built.append(ReadStep(path=folder / settings["file"], address=settings.get("address"),
+                                  size=settings.get("size"),
+                                  format=settings.get("format", "auto"),
+                                  overwrite=settings.get("overwrite", False), **common))
         else:
             built.append(ResetStep(mode=settings.get("mode"), **common))
     return tuple(built)

@@ -19,7 +19,7 @@ from runner.manifest.yamlmarks import Marks, Path, format_path
 __all__ = ["STEP_KINDS", "Checker", "device_link", "entries", "steps", "write_images",
            "write_images_path"]
 
-STEP_KINDS = ("erase", "write", "verify", "option-bytes", "reset", "unit-data")
+STEP_KINDS = ("erase", "write", "verify", "option-bytes", "reset", "unit-data", "read")
 
 
 def entries(data: Any, section: str) -> dict[str, dict[str, Any]]:

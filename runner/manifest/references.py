@@ -148,15 +148,21 @@ def _report_cycle(checker: Checker, devices: dict[str, dict[str, Any]], ring: li
 
 
 def _log(checker: Checker, log: Any) -> None:
+    """Log file placeholders: the documented ones, plain (`{name}`, not `{name:>9}`)."""
     if not isinstance(log, dict) or not isinstance(log.get("file"), str):
         return
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(log["file"]) if field]
+        parts = list(string.Formatter().parse(log["file"]))
     except ValueError as error:
         checker.at(("log", "file"), f"log file template is malformed ({error}); "
                                     f"write placeholders as {{name}}")
         return
-    for field in fields:
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
         if field not in LOG_FIELDS:
             checker.at(("log", "file"), f"unknown placeholder {{{field}}} in the log file "
                                         f"template; use {', '.join(LOG_FIELDS)}")
+        elif spec or conversion:
+            checker.at(("log", "file"), f"placeholder {{{field}}} of the log file template "
+                                        f"takes no format or conversion; write {{{field}}}")

@@ -12,6 +12,12 @@ files may include further files; a cycle is an error.
 Named sections are merged by name; a name defined in two files is an error
 naming both places. Each value keeps the mark of the file it came from, so
 relative paths (an image's ``file``) resolve against that file's folder.
+
+Every file is read through :func:`runner.inputs.read_input` (regular files
+only, at most :data:`~runner.inputs.MANIFEST_LIMIT` bytes); an included file
+must lie where the :class:`~runner.manifest.paths.PathPolicy` allows. A file
+that is not a manifest at all (not a mapping, or none of its keys a manifest
+key) is reported as such, without showing anything it contains.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ManifestIssue
+from runner.inputs import MANIFEST_LIMIT, read_input
+from runner.manifest.paths import PathPolicy
 from runner.manifest.structure import validate_file
 from runner.manifest.yamlmarks import Mark, Marks, format_path, load_marked
 from runner.manifest.yamlmarks import Path as DataPath
@@ -38,6 +46,8 @@ MERGED_BY_NAME = frozenset({
 
 #: Top-level keys an included file may carry.
 INCLUDABLE = frozenset(load_schema("manifest")["$defs"]["included-file"]["properties"])
+#: Top-level keys of a manifest.
+TOP_LEVEL = frozenset(load_schema("manifest")["properties"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +75,34 @@ class Sources:
                                          where=format_path(where), message=message))
 
 
-def read_sources(path: Path, display: str) -> Sources:
-    """Read ``path`` and, depth first in order, every file it includes."""
+def read_sources(path: Path, display: str, policy: PathPolicy | None = None) -> Sources:
+    """Read ``path`` and, depth first in order, every file it includes.
+
+    ``policy`` says where included files may lie (default: under ``path``'s folder).
+    """
     sources = Sources()
-    _read(sources, path, display, chain=(), include_mark=None)
+    _read(sources, path, display, chain=(), include_mark=None,
+          policy=policy or PathPolicy.for_manifest(path))
     return sources
 
 
+def _not_a_manifest(data: Any, top: bool) -> str | None:
+    """Why ``data`` is not a manifest (or an includable part of one) at all, if it is not."""
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        return f"not a flashrunner manifest: the file holds {kind}, not a mapping of keys"
+    keys = TOP_LEVEL if top else INCLUDABLE
+    if not any(isinstance(key, str) and key in keys for key in data):
+        return ("not a flashrunner manifest: none of its keys is a manifest key (" +
+                ", ".join(sorted(keys)) + ")")
+    return None
+
+
 def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ...],
-          include_mark: tuple[Mark, DataPath] | None) -> None:
+          include_mark: tuple[Mark, DataPath] | None, policy: PathPolicy) -> None:
     top = include_mark is None
     try:
-        content = path.read_bytes()
+        content = read_input(path, limit=MANIFEST_LIMIT)
     except OSError as error:
         sources.incomplete = True
         reason = error.strerror or str(error)
@@ -99,6 +125,13 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
             message=f"not UTF-8 text (byte {error.start}); save the file as UTF-8"))
         return
     data, marks, issues = load_marked(text, display)
+    refusal = _not_a_manifest(data, top) if data is not None else None
+    if refusal is not None:
+        # Say nothing of what the file holds: it may be any file the user can read.
+        sources.incomplete = True
+        sources.issues.append(ManifestIssue(file=display, line=1, column=1, where="",
+                                            message=refusal))
+        return
     sources.issues.extend(issues)
     if data is None and not issues:
         sources.issues.append(ManifestIssue(file=display, line=1, column=1, where="",
@@ -109,7 +142,12 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
     if data is None:
         sources.incomplete = True
         return
-    sources.issues.extend(validate_file(data, marks, top=top))
+    # A value the loader refused (an infinite number) is reported once, by the loader,
+    # not again by the schema as missing.
+    refused = {(issue.line, issue.column) for issue in issues}
+    sources.issues.extend(issue for issue in validate_file(data, marks, top=top)
+                          if (issue.line, issue.column) not in refused
+                          or "got nothing" not in issue.message)
     if not isinstance(data, dict):
         return
     if not top:
@@ -128,6 +166,10 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
         mark = marks.value(at)
         target = Path(os.path.normpath(path.parent / name))
         shown = os.path.normpath(os.path.join(os.path.dirname(display), name))
+        if not policy.allows(target):
+            sources.incomplete = True
+            sources.issue(mark, at, policy.refusal("included file", shown))
+            continue
         resolved = _resolved(target)
         ring = [s for s in here if _resolved(s.path) == resolved]
         if ring:
@@ -138,7 +180,7 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
         if any(_resolved(s.path) == resolved for s in sources.files):
             sources.issue(mark, at, f"{shown} is already included; include it once")
             continue
-        _read(sources, target, shown, chain=here, include_mark=(mark, at))
+        _read(sources, target, shown, chain=here, include_mark=(mark, at), policy=policy)
 
 
 def _resolved(path: Path) -> Path:

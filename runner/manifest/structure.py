@@ -9,6 +9,7 @@ keys) or the offending value (everything else).
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -20,7 +21,38 @@ from runner.errors import ManifestIssue
 from runner.manifest.yamlmarks import Mark, Marks, Path, format_path
 from schemas import load_schema
 
-__all__ = ["did_you_mean", "phrase", "phrase_errors", "validate_file"]
+__all__ = ["did_you_mean", "phrase", "phrase_errors", "strict_validator", "validate_file"]
+
+#: Every number in a manifest fits in 64 bits (and each field has its own range).
+NUMBER_LIMIT = 2**64
+
+
+def _is_integer(checker: Any, value: Any) -> bool:
+    # JSON Schema's integer accepts 1000.0; a count or an address is written as one.
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and -NUMBER_LIMIT < value < NUMBER_LIMIT
+
+
+def _is_number(checker: Any, value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value) and abs(value) < NUMBER_LIMIT
+    return _is_integer(checker, value)
+
+
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+    {"integer": _is_integer, "number": _is_number})
+_Strict = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, type_checker=_TYPES)
+
+
+def strict_validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
+    """A draft 2020-12 validator whose integers are ints and whose numbers are finite.
+
+    Every schema a manifest is checked against (the manifest's own, each
+    transport's ``options_schema``) goes through this one.
+    """
+    validator: jsonschema.Draft202012Validator = _Strict(dict(schema))
+    return validator
 
 _TYPE_NAMES = {
     "object": "a mapping", "array": "a list", "string": "text", "integer": "an integer",
@@ -33,7 +65,7 @@ def _validator(top: bool) -> jsonschema.Draft202012Validator:
     schema = load_schema("manifest")
     if not top:
         schema = {"$defs": schema["$defs"], "$ref": "#/$defs/included-file"}
-    return jsonschema.Draft202012Validator(schema)
+    return strict_validator(schema)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -76,6 +108,10 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
+    if isinstance(value, int) and abs(value) >= NUMBER_LIMIT and len(str(value)) > 80:
+        return f"a number of {len(str(abs(value)))} digits"
+    if isinstance(value, float) and abs(value) >= NUMBER_LIMIT:
+        return f"{value!r} (more than 64 bits)"
     return repr(value)
 
 
@@ -119,6 +155,10 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
                 for key in missing]
     if "propertyNames" in error.schema_path:
         key = str(value)
+        if kind == "maxLength":
+            return [((*path, key), True, f"name {key[:20]!r}… is longer than {rule} "
+                                         f"characters (names become parts of file names); "
+                                         f"shorten it")]
         return [((*path, key), True, f"name {key!r} is not allowed: use letters, digits, '.', "
                              f"'_' and '-', starting with a letter or digit")]
     if kind == "type":
@@ -129,6 +169,9 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
             hint = "; write true or false without quotes"
         elif error.validator_value == "string" and isinstance(value, (int, float)):
             hint = "; put it in quotes so it stays text"
+        elif isinstance(value, float) and "integer" in str(error.validator_value) \
+                and value.is_integer() and abs(value) < NUMBER_LIMIT:
+            hint = "; write it without a decimal point"
         return [(path, False,
                  f"expected {_expected(schema)}, got {_describe(value)}{hint}")]
     if kind == "enum":
@@ -146,7 +189,12 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
                  "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
         limit = error.validator_value
         shown = f"0x{limit:X}" if isinstance(limit, int) and limit > 0xFFFF else str(limit)
-        return [(path, False, f"{value!r} is out of range: must be {words[kind]} {shown}")]
+        return [(path, False, f"{_describe(value)} is out of range: must be {words[kind]} "
+                              f"{shown}")]
+    if kind == "maxLength":
+        return [(path, False, f"is longer than {rule} characters; shorten it")]
+    if kind == "maxItems":
+        return [(path, False, f"has more than {rule} entries")]
     if kind in ("minItems", "minLength"):
         return [(path, False, f"is empty; give at least one entry{of}")]
     if kind == "uniqueItems":

@@ -27,16 +27,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from runner.capabilities import device_capabilities, instead, missing
 from runner.errors import EnvironmentProblem, ImageError, PlanError, UnitDataError
 from runner.images import FORMATS, LoadedImage, load_image
 from runner.manifest.checks import Checker, device_link, entries, steps, write_images
-from runner.manifest.structure import phrase
+from runner.manifest.paths import PathPolicy
+from runner.manifest.structure import phrase, strict_validator
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
-from runner.unitdata import check_source, source_from_mapping, unit_size
+from runner.unitdata import (
+    CounterSource,
+    CsvSource,
+    UnitSource,
+    check_source,
+    source_from_mapping,
+    unit_size,
+)
 from transports.base import Capability, TransportClass
 from transports.chips import Chip, ChipDatabase
 from transports.registry import load_transport
@@ -87,6 +93,8 @@ def step_needs(kind: str, value: Any) -> tuple[frozenset[Capability], str] | Non
         return frozenset({Capability.CHECKSUM, Capability.READ}), "verify"
     if kind == "option-bytes":
         return frozenset({Capability.OPTION_BYTES}), "change option bytes"
+    if kind == "read":
+        return frozenset({Capability.READ}), "read flash"
     if kind == "reset":
         mode = settings.get("mode")
         if isinstance(mode, str) and mode in _RESETS:
@@ -96,13 +104,14 @@ def step_needs(kind: str, value: Any) -> tuple[frozenset[Capability], str] | Non
     return None
 
 
-def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, Path]) -> None:
+def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, Path],
+                  policy: PathPolicy | None = None) -> None:
     links = _link_classes(checker)
     images = _load_images(checker, folders)
     recipes = checker.data.get("recipes")
     if not isinstance(recipes, dict):
         recipes = {}
-    sizes = _unit_sizes(checker, recipes, folders)
+    sizes = _unit_sizes(checker, recipes, folders, policy)
     used: set[str] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
@@ -166,12 +175,22 @@ def _chip(checker: Checker, chips: ChipDatabase, name: str,
     return None
 
 
+def _data_files(source: UnitSource) -> list[tuple[str, Path]]:
+    if isinstance(source, CounterSource):
+        return [("counter state file", source.state)]
+    if isinstance(source, CsvSource):
+        return [("CSV file", source.file), ("CSV state file", source.state_path)]
+    return []
+
+
 def _unit_sizes(checker: Checker, recipes: Mapping[str, Any],
-                folders: Mapping[str, Path]) -> dict[tuple[str, int], int]:
+                folders: Mapping[str, Path],
+                policy: PathPolicy | None) -> dict[tuple[str, int], int]:
     """The size of every well-formed unit-data field, by (recipe, step index).
 
     A field whose size depends on its value (text without ``width``) is an
-    issue, and so is a CSV file that cannot be read or lacks the columns named.
+    issue, and so is a CSV file that cannot be read or lacks the columns named,
+    and a data file outside the folders the path policy allows.
     """
     sizes: dict[tuple[str, int], int] = {}
     for recipe_name, recipe in recipes.items():
@@ -183,6 +202,12 @@ def _unit_sizes(checker: Checker, recipes: Mapping[str, Any],
             folder = folders.get(checker.marks.key(at).file, Path("."))
             try:
                 source = source_from_mapping(value["source"], folder)
+                outside = [(what, path) for what, path in _data_files(source)
+                           if policy is not None and not policy.allows(path)]
+                if policy is not None and outside:
+                    what, path = outside[0]
+                    checker.at(at, policy.refusal(what, str(path)))
+                    continue
                 sizes[recipe_name, index] = unit_size(source)
                 check_source(source)
             except UnitDataError as error:
@@ -242,7 +267,7 @@ def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any
     An unused link is checked on its own, except for keys its devices would add.
     """
     merged = {**_link_options(checker, link), **own}
-    validator = jsonschema.Draft202012Validator(dict(transport.options_schema))
+    validator = strict_validator(transport.options_schema)
     subject = f"the options of {transport.kind} link {link}"
     for error in validator.iter_errors(merged):
         if device is None and error.validator == "required" and not error.absolute_path:

@@ -64,8 +64,8 @@ def station_dispatch(manifest: Manifest, plan: Plan, *, run_id: str) -> Dispatch
     """
     bundles = station_bundles(manifest, plan)
 
-    def dispatch(context: RunContext) -> tuple[dict[str, DeviceResult], bool]:
-        return _Run(plan, bundles, context, run_id).run()
+    def dispatch(final: Plan, context: RunContext) -> tuple[dict[str, DeviceResult], bool]:
+        return _Run(final, bundles, context, run_id).run()
 
     return dispatch
 

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 import pytest
-import yaml
 
+from transports.chips import shipped_documents
 
-def _load_documents() -> dict[str, dict[str, Any]]:
-    folder = resources.files("transports.chips").joinpath("data")
-    return {entry.name: yaml.safe_load(entry.read_text("utf-8"))
-            for entry in folder.iterdir() if entry.name.endswith(".yaml")}
-
-
-_DOCUMENTS = _load_documents()
+_DOCUMENTS: dict[str, Any] = shipped_documents()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runner.errors import PlanError
-from transports.chips import ChipDatabase
+from transports.chips import ChipDatabase, chip_database
 
 KIB = 1024
 
@@ -31,6 +31,11 @@ def test_whole_database_loads_and_validates(documents: dict[str, Any]) -> None:
     database = ChipDatabase.from_documents(documents)
     assert len(database) == sum(len(line["parts"]) for doc in documents.values()
                                 for line in doc["lines"])
+
+
+def test_the_database_loaded_at_start_is_the_validated_one(documents: dict[str, Any]) -> None:
+    # chip_database() trusts the shipped files' schema check, which is this test's.
+    assert ChipDatabase.from_documents(documents).chips == chip_database().chips
 
 
 def test_database_covers_at_least_sixty_dev_ids(chips: ChipDatabase) -> None:

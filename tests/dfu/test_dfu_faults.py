@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import LinkLost, LinkTimeout, ProtocolError
+from runner.errors import LinkLost, LinkTimeout, Refused
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world
 from transports.chips import Chip
 from transports.sim import Fault
@@ -22,11 +22,11 @@ def test_unanswered_write_is_a_link_timeout(f411: Chip, open_link: OpenLink) -> 
             link.write(0x08000000, firmware(8192))
 
 
-def test_refused_erase_is_a_protocol_error_and_the_session_goes_on(
+def test_refused_erase_is_refused_and_the_session_goes_on(
         f411: Chip, open_link: OpenLink) -> None:
     with make_world(_profile(Fault(kind="nack", op="erase"))) as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.erase(f411.flash.blocks[:1])
         assert "ERR_UNKNOWN" in str(info.value)
         link.erase(f411.flash.blocks[:1])  # transient: the retry succeeds

@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from runner.errors import ConnectError, LinkLost, ProtocolError, WriteError
+from runner.errors import ConnectError, LinkLost, Refused, WriteError
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world, plug
 from transports.base import ResetMode
 from transports.chips import Chip
@@ -92,7 +92,7 @@ def test_write_outside_the_layout_is_refused_before_sending(f411: Chip,
                                                             open_link: OpenLink) -> None:
     with make_world() as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.write(f411.flash.end - 16, bytes(32))
         assert "does not allow" in str(info.value)
 
@@ -110,7 +110,7 @@ def test_leave_without_firmware_brings_the_rom_back(f411: Chip, open_link: OpenL
 def test_only_go_is_a_dfu_reset(f411: Chip, open_link: OpenLink) -> None:
     with make_world() as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.reset(ResetMode.HARDWARE)
         assert "go" in (info.value.hint or "")
 
@@ -172,3 +172,46 @@ def test_a_board_left_in_dfu_error_is_recovered_on_connect(f411: Chip,
         link = open_link(world, f411)
         link.erase(f411.flash.blocks[:1])
         assert device.state == DNLOAD_IDLE  # after the erase: the session is usable
+
+
+@pytest.mark.parametrize("busy", ["hold", "answer"])
+def test_flashing_works_whether_the_rom_holds_or_answers_getstatus_while_busy(
+        f411: Chip, open_link: OpenLink, busy: str) -> None:
+    # F4 ROMs NAK a GETSTATUS until the flash operation ends; others answer dfuDNBUSY.
+    quirks = {"mass-erase-poll-ms": 50} | ({"getstatus-while-busy": "answer"}
+                                           if busy == "answer" else {})
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
+        link = open_link(world, f411)
+        link.erase(())
+        link.erase(f411.flash.blocks[:2])
+        link.write(0x08000000, firmware(40 * 1024))
+        board = board_of(world)
+        assert board.sim.flash[:40 * 1024] == firmware(40 * 1024)
+        assert board.device is not None
+        assert (board.device.held_polls > 0) == (busy == "hold")
+
+
+STRICT = {"address-pointer": "selected-alternate"}
+
+
+def test_a_rom_that_reads_only_the_selected_alternate_still_connects_and_flashes(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world({"board": DeviceProfile(quirks=STRICT)}) as world:
+        link = open_link(world, f411)
+        identity = link.identify()
+        assert identity.uid == ""
+        assert "0x1FFF7A10" in identity.details["uid_unread"]
+        assert identity.details["uid_source"].startswith("USB serial")
+        assert identity.dev_id == f411.dev_id
+        link.erase(f411.flash.blocks[:1])
+        link.write(0x08000000, firmware(4096))
+        assert board_of(world).sim.flash[:4096] == firmware(4096)
+
+
+def test_a_pinned_uid_on_a_rom_that_cannot_read_it_is_refused_before_anything_is_written(
+        f411: Chip, open_link: OpenLink) -> None:
+    with make_world({"board": DeviceProfile(quirks=STRICT, fill=0x5A)}) as world:
+        link = open_link(world, f411, uid="00" * 12)
+        with pytest.raises(ConnectError, match="cannot confirm the UID.*refused"):
+            link.identify()
+        assert board_of(world).sim.flash[:16] == b"\x5a" * 16

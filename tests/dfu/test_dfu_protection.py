@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import ChipMismatch, ConnectError, ProtocolError, ReadProtected
+from runner.errors import ChipMismatch, ConnectError, ReadProtected, Refused
 from tests.conftest import set_option_byte
 from tests.dfu.conftest import OpenLink, board_of, firmware, make_world
 from transports.base import OptionBytesChange
@@ -73,7 +73,7 @@ def test_setting_rdp_one_resets_the_chip_and_protects_it(
 def test_rdp_two_needs_confirmation(f411: Chip, open_link: OpenLink) -> None:
     with make_world() as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.write_option_bytes(OptionBytesChange(rdp_level=2))
         assert "confirm: irreversible" in (info.value.hint or "")
         assert world.chips["board"].rdp_level == 0
@@ -83,14 +83,14 @@ def test_option_byte_fields_other_than_rdp_are_refused(f411: Chip,
                                                        open_link: OpenLink) -> None:
     with make_world() as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError):
+        with pytest.raises(Refused):
             link.write_option_bytes(OptionBytesChange(fields={"nrst_stop": 1}))
 
 
 def test_rom_without_an_option_bytes_alternate(f411: Chip, open_link: OpenLink) -> None:
     with make_world({"board": DeviceProfile(quirks={"no-option-bytes": True})}) as world:
         link = open_link(world, f411)
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(Refused) as info:
             link.read_option_bytes()
         assert "Option Bytes" in str(info.value)
         assert link.identify().rdp_level == 0

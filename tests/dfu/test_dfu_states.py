@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import usb.core
 
-from runner.errors import EraseError, LinkLost, LinkTimeout, ProtocolError
+from runner.errors import EraseError, LinkLost, LinkTimeout, Refused
 from tests.dfu.conftest import OpenLink, board_of, make_world, plug
 from transports.chips import Chip
 from transports.dfu.protocol import DfuProtocol, DfuState, DfuStatus
@@ -152,8 +152,34 @@ def test_erase_status_tells_the_host_to_wait_the_erase_time(host: Host, f411: Ch
     assert host.sleeps[-1] == pytest.approx(expected, abs=0.001)
 
 
-def test_polling_goes_on_while_the_rom_under_reports_busy(f411: Chip) -> None:
+def test_a_getstatus_sent_while_the_rom_is_busy_is_held_until_it_is_done(f411: Chip) -> None:
+    # The F4 ROM NAKs GETSTATUS while it erases: the poll after the under-reported
+    # 100 ms completes only when the erase has ended, with the final state.
     quirks = {"mass-erase-poll-ms": 100}  # the F405 ROM's habit (dfu-util notes it)
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
+        board = plug(world, f411, "board")
+        host = Host(world, board)
+        host.dfu.mass_erase()
+        assert host.sleeps == [pytest.approx(0.1)]
+        assert board.device is not None and board.device.held_polls == 1
+        assert board.sim.clock.elapsed >= f411.timing.mass_erase_ms / 1000
+        assert host.state() == DfuState.DNLOAD_IDLE
+
+
+def test_a_held_getstatus_that_outlasts_the_host_timeout_is_polled_again(f411: Chip) -> None:
+    quirks = {"mass-erase-poll-ms": 100}
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
+        board = plug(world, f411, "board")
+        host = Host(world, board)
+        host.dfu.timeout_ms = 2_000
+        host.dfu.getstatus_timeout_ms = 3_000  # shorter than the 16 s mass erase
+        host.dfu.mass_erase()
+        assert board.device is not None and board.device.held_polls >= 2
+        assert host.state() == DfuState.DNLOAD_IDLE
+
+
+def test_polling_goes_on_while_a_rom_that_answers_busy_under_reports_it(f411: Chip) -> None:
+    quirks = {"mass-erase-poll-ms": 100, "getstatus-while-busy": "answer"}
     with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
         host = Host(world, plug(world, f411, "board"))
         host.dfu.mass_erase()
@@ -180,8 +206,19 @@ def test_a_device_busy_past_the_budget_is_a_timeout(host: Host) -> None:
 def test_rom_stalls_getstatus_only_when_quirked(host: Host) -> None:
     host.dnload(0, b"\x41" + (0x08020000).to_bytes(4, "little"))
     assert host.dfu.get_status().state == DfuState.DNBUSY
-    early = host.dfu.get_status()  # asked again without waiting
-    assert early.state == DfuState.DNBUSY and early.poll_ms > 0
+    early = host.dfu.get_status()  # asked again without waiting: held, never stalled
+    assert early.state == DfuState.DNLOAD_IDLE
+    assert host.board.device is not None and host.board.device.held_polls == 1
+
+
+def test_a_rom_that_answers_busy_reports_the_time_left(f411: Chip) -> None:
+    quirks = {"getstatus-while-busy": "answer"}
+    with make_world({"board": DeviceProfile(quirks=quirks)}) as world:
+        host = Host(world, plug(world, f411, "board"))
+        host.dnload(0, b"\x41" + (0x08020000).to_bytes(4, "little"))
+        assert host.dfu.get_status().state == DfuState.DNBUSY
+        early = host.dfu.get_status()
+        assert early.state == DfuState.DNBUSY and early.poll_ms > 0
 
 
 def test_requests_other_than_getstatus_stall_while_busy(host: Host) -> None:
@@ -199,15 +236,15 @@ def test_erase_outside_flash_is_an_erase_error_with_the_address(host: Host) -> N
     assert host.state() == DfuState.DFU_IDLE  # recovered for the next command
 
 
-def test_set_address_to_nothing_is_a_protocol_error(host: Host) -> None:
-    with pytest.raises(ProtocolError) as info:
+def test_set_address_to_nothing_is_refused(host: Host) -> None:
+    with pytest.raises(Refused) as info:
         host.dfu.set_address(0x50000000)
     assert "ERR_TARGET" in str(info.value)
     assert info.value.command == "set-address"
 
 
 def test_unknown_dfuse_command_stalls_and_reports_stalledpkt(host: Host) -> None:
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(Refused) as info:
         host.dfu._command("special", 0, b"\x55", None)
     assert "ERR_STALLEDPKT" in str(info.value)
     assert host.state() == DfuState.DFU_IDLE

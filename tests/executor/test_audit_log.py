@@ -17,10 +17,18 @@ from runner.logging import AuditLog, JsonlFileSink, StdoutJsonSink, log_path
 from transports.sim import SimulationWorld
 
 
+def progress(device: str, done: int) -> dict[str, object]:
+    """The fields of a ``step.progress`` event."""
+    return {"device": device, "transport": "probe", "kind": "sim", "step": f"{device}/1-write",
+            "action": "write", "done": done, "total": 1000, "percent": done / 10}
+
+
 def test_records_carry_timestamp_sequence_run_id_and_event_first(tmp_path: Path) -> None:
     sink = JsonlFileSink(tmp_path / "run.jsonl")
     log = AuditLog("run-1", [sink])
-    log.emit("device.identified", device="a", uid=bytes.fromhex("0a0b"))
+    log.emit("device.identified", device="a", transport="probe", kind="sim", chip="stm32f103c8",
+             expected_part="stm32f103c8", expected_dev_id="0x410", dev_id="0x410",
+             uid=bytes.fromhex("0a0b"))
     sink.close()
     record = json.loads((tmp_path / "run.jsonl").read_text())
     assert list(record)[:4] == ["ts", "seq", "run_id", "event"]
@@ -31,7 +39,7 @@ def test_records_carry_timestamp_sequence_run_id_and_event_first(tmp_path: Path)
 def test_a_killed_run_leaves_a_parseable_prefix(tmp_path: Path) -> None:
     log = AuditLog("run-1", [JsonlFileSink(tmp_path / "run.jsonl")])
     for index in range(5):
-        log.emit("step.progress", device="a", done=index)
+        log.emit("step.progress", **progress("a", index))
     # No close(): the process "dies" here; every record is already on disk.
     lines = (tmp_path / "run.jsonl").read_text().splitlines()
     assert [json.loads(line)["done"] for line in lines] == [0, 1, 2, 3, 4]
@@ -43,7 +51,7 @@ def test_seq_is_strictly_increasing_in_file_order_across_threads(tmp_path: Path)
 
     def worker(name: str) -> None:
         for index in range(200):
-            log.emit("step.progress", device=name, done=index)
+            log.emit("step.progress", **progress(name, index))
 
     threads = [threading.Thread(target=worker, args=(f"d{i}",)) for i in range(4)]
     for thread in threads:

@@ -89,7 +89,7 @@ def test_permanent_fault_fails_its_device_and_its_dependents_only(
     run = execute(plan(devices), world=world)
     outcomes = {d.device: d for d in run.devices}
     assert outcomes["bad"].outcome is Outcome.FAILED
-    assert outcomes["bad"].error_type == "ProtocolError"
+    assert outcomes["bad"].error_type == "Refused"
     assert outcomes["bad"].error_category == "nack"
     assert outcomes["good"].outcome is Outcome.OK
     assert outcomes["child"].outcome is Outcome.UPSTREAM_FAILED
@@ -177,4 +177,5 @@ def test_plan_warnings_are_reported_after_run_started(world: SimulationWorld) ->
     sink = CapturingSink()
     execute(plan([device("a")], warnings=("link-a is slow",)), world=world, events=sink)
     assert sink.names()[:2] == ["run.started", "plan.warning"]
-    assert sink.named("plan.warning") == [{"message": "link-a is slow"}]
+    (warning,) = sink.named("plan.warning")
+    assert (warning["message"], warning["seq"]) == ("link-a is slow", 2)

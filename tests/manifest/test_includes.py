@@ -143,14 +143,14 @@ def test_an_unreadable_include_does_not_make_references_look_dangling(layout: Pa
     assert "YAML syntax error" in issue
 
 
-def test_an_include_may_reach_into_a_sibling_folder(tmp_path: Path) -> None:
+def test_an_include_may_reach_into_an_allowed_sibling_folder(tmp_path: Path) -> None:
     write(tmp_path, "shared/links.yaml", STATION)
     write(tmp_path, "product/images.yaml", PRODUCT)
     (tmp_path / "product/firmware").mkdir()
     (tmp_path / "product/firmware/app.bin").write_bytes(b"\x01\x02")
     top = write(tmp_path, "product/top.yaml",
                 TOP.format(includes="../shared/links.yaml, images.yaml"))
-    manifest = load_manifest(top)
+    manifest = load_manifest(top, allow=[tmp_path / "shared"])
     assert manifest.files[1] == tmp_path / "shared/links.yaml"
     assert manifest.links["link"].location.file == str(tmp_path / "shared/links.yaml")
     assert manifest.images["app"].path == tmp_path / "product/firmware/app.bin"

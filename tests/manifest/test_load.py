@@ -210,7 +210,7 @@ def test_empty_file_is_an_issue(tmp_path: Path) -> None:
 def test_top_level_list_is_an_issue(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifest(write(tmp_path, "m.yaml", "- a\n- b\n"))
-    assert "expected a mapping" in caught.value.first.message
+    assert "not a mapping" in caught.value.first.message
 
 
 def test_chip_names_are_case_insensitive(tmp_path: Path, app_bin: Path) -> None:

@@ -46,11 +46,11 @@ def test_part_is_flashed_in_every_bank_and_protected_and_released(open_session: 
 
 
 def test_h5_cannot_be_reopened_without_debug_authentication(open_session: Open) -> None:
-    from runner.errors import ProtocolError
+    from runner.errors import Refused
 
     session = open_session("stm32h503rb")
     session.write_option_bytes(OptionBytesChange(rdp_level=1))
-    with pytest.raises(ProtocolError, match="debug authentication"):
+    with pytest.raises(Refused, match="debug authentication"):
         session.write_option_bytes(OptionBytesChange(rdp_level=0))
 
 

@@ -47,12 +47,14 @@ def test_a_probe_that_stops_answering_during_an_erase_is_a_link_timeout(
         session.erase(session.chip.flash.blocks[:1])
 
 
-def test_a_refused_erase_is_a_protocol_error_with_the_register(open_session: Open,
-                                                               world: SimulationWorld) -> None:
-    from runner.errors import ProtocolError
+def test_a_refused_erase_faults_the_register_write_and_is_a_bus_fault(
+        open_session: Open, world: SimulationWorld) -> None:
+    # The probe has no NACK: the register write that starts the erase faults on the AP.
+    from transports.stlink.protocol import MemoryFault
 
     session = open_session("stm32f411re")
     world.chips["board"].faults.add(Fault(kind="nack", op="erase"))
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(MemoryFault) as info:
         session.erase(session.chip.flash.blocks[:1])
-    assert info.value.category == "nack"
+    assert info.value.category == "fault"
+    assert info.value.address == 0x40023C10  # FLASH_CR, RM0383 §3.8

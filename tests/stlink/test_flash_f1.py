@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from runner.errors import EraseError, ProtocolError, ReadProtected, WriteError
+from runner.errors import EraseError, ReadProtected, Refused, WriteError
 from tests.stlink.conftest import Open, probe_of
 from transports.base import OptionBytesChange
 from transports.sim import SimulationWorld
@@ -144,7 +144,7 @@ def test_option_fields_are_programmed_with_their_complements(open_session: Open,
 
 def test_rdp_level_2_does_not_exist_on_f1(open_session: Open) -> None:
     session = open_session("stm32f103c8")
-    with pytest.raises(ProtocolError, match="no RDP level 2"):
+    with pytest.raises(Refused, match="no RDP level 2"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from runner.errors import ProtocolError, ReadProtected, WriteError
+from runner.errors import ReadProtected, Refused, WriteError
 from tests.conftest import set_option_byte
 from tests.stlink.conftest import Open
 from transports.base import OptionBytesChange
@@ -130,7 +130,7 @@ def test_user_option_field_is_programmed_into_byte_0(open_session: Open,
 
 def test_rdp_level_2_needs_confirmation(open_session: Open, world: SimulationWorld) -> None:
     session = open_session("stm32f411re")
-    with pytest.raises(ProtocolError, match="confirm: irreversible"):
+    with pytest.raises(Refused, match="confirm: irreversible"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2))
     assert world.chips["board"].rdp_level == 0
     session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))

@@ -58,6 +58,7 @@ def test_the_f103_example_forced_fast_on_a_clone_fails_verification(tmp_path: Pa
     assert result.devices[0].error_type == "VerifyError"
 
 
+# On an ST-Link an injected "nack" is an AP fault on the write (category fault).
 @pytest.mark.parametrize("kind", ["timeout", "link-lost", "nack"])
 def test_a_fault_mid_write_is_recovered_by_reconnecting(tmp_path: Path, kind: str) -> None:
     from transports.sim import Fault
@@ -65,7 +66,7 @@ def test_a_fault_mid_write_is_recovered_by_reconnecting(tmp_path: Path, kind: st
     source = (MANIFESTS[0].parent / "stlink-f103.yaml").read_text()
     source = source.replace("images/", str(MANIFESTS[0].parent / "images") + "/")
     source += ('recovery:\n  default: {retries: 2, backoff: 0, '
-               '"on": [timeout, link-lost, nack], actions: [reconnect]}\n')
+               '"on": [timeout, link-lost, fault], actions: [reconnect]}\n')
     path = tmp_path / "recovering.yaml"
     path.write_text(source)
     plan = compile_plan(load_manifest(path))
@@ -76,3 +77,23 @@ def test_a_fault_mid_write_is_recovered_by_reconnecting(tmp_path: Path, kind: st
     assert result.exit_code == 0
     write = next(s for s in result.devices[0].steps if s.kind.value == "write")
     assert write.attempts == 2
+
+
+def test_a_policy_that_retries_nacks_does_not_retry_a_bus_fault(tmp_path: Path) -> None:
+    from transports.sim import Fault
+
+    source = (MANIFESTS[0].parent / "stlink-f103.yaml").read_text()
+    source = source.replace("images/", str(MANIFESTS[0].parent / "images") + "/")
+    source += ('recovery:\n  default: {retries: 2, backoff: 0, '
+               '"on": [timeout, link-lost, nack, protocol], actions: [reconnect]}\n')
+    path = tmp_path / "nack-only.yaml"
+    path.write_text(source)
+    plan = compile_plan(load_manifest(path))
+    fault = Fault(kind="nack", op="write", at_byte=4096)  # an AP fault on an ST-Link
+    world = SimulationWorld(profiles={"board": DeviceProfile(faults=(fault,))})
+    with world:
+        result = execute(plan, world=world)
+    assert result.exit_code == 1
+    assert result.devices[0].error_category == "fault"
+    write = next(s for s in result.devices[0].steps if s.kind.value == "write")
+    assert write.attempts == 1

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from runner.errors import ConnectError, ProtocolError
+from runner.errors import BusFault, ConnectError, Refused
 from tests.stlink.conftest import Open, probe_of
 from transports.sim import SimulationWorld
 from transports.stlink.protocol import STATUS, MemoryFault, ProbeVersion, StLink, parse_version
@@ -74,7 +74,7 @@ def test_feature_gates_follow_the_firmware_number() -> None:
 
 
 def test_every_status_code_has_one_handling() -> None:
-    assert {info.kind for info in STATUS.values()} == {"ok", "wait", "fault", "connect",
+    assert {info.kind for info in STATUS.values()} == {"ok", "wait", "fault", "bus", "connect",
                                                        "error"}
     assert STATUS[0x10].kind == STATUS[0x14].kind == "wait"
     assert STATUS[0x09].kind == "connect"
@@ -82,7 +82,7 @@ def test_every_status_code_has_one_handling() -> None:
 
 @pytest.mark.parametrize(("status", "error"), [
     (0x05, ConnectError), (0x09, ConnectError), (0x0B, ConnectError),
-    (0x42, ProtocolError), (0x0A, ProtocolError), (0x12, ProtocolError)])
+    (0x42, Refused), (0x0A, Refused), (0x12, BusFault)])
 def test_status_codes_raise_their_error_class(status: int, error: type[Exception]) -> None:
     link, _framing, _clock = stlink(bytes([status, 0]))
     with pytest.raises(error) as info:
@@ -105,9 +105,9 @@ def test_wait_is_retried_with_growing_back_off() -> None:
     assert clock.slept == [0.001, 0.002]
 
 
-def test_endless_wait_gives_up_with_a_protocol_error() -> None:
+def test_endless_wait_gives_up_with_a_bus_fault() -> None:
     link, _framing, _clock = stlink(*[bytes([0x10]) + bytes(7)] * 9)
-    with pytest.raises(ProtocolError, match="kept answering WAIT"):
+    with pytest.raises(BusFault, match="kept answering WAIT"):
         link.read_word(0x20000000)
 
 

@@ -8,7 +8,7 @@ import can
 import jsonschema
 import pytest
 
-from runner.errors import ConnectError, EraseError, ProtocolError, ReadProtected
+from runner.errors import ConnectError, EraseError, ReadProtected, Refused
 from transports.base import MASS_ERASE, LinkRequest, OptionBytesChange, ResetMode
 from transports.can import CanTransport
 from transports.chips import ChipDatabase
@@ -157,9 +157,9 @@ def test_both_recorded_erase_dialects_are_accepted(open_can: OpenCan, world: Sim
     assert sim.stats.blocks_erased == pages
 
 
-def test_unmapped_address_is_a_protocol_error_not_protection(open_can: OpenCan) -> None:
+def test_unmapped_address_is_refused_not_protection(open_can: OpenCan) -> None:
     session = open_can()
-    with pytest.raises(ProtocolError, match="Read Memory"):
+    with pytest.raises(Refused, match="Read Memory"):
         session.read(0x40000000, 4)
 
 

@@ -10,8 +10,8 @@ from runner.errors import (
     EraseError,
     LinkLost,
     LinkTimeout,
-    ProtocolError,
     ReadProtected,
+    Refused,
     WriteError,
     error_categories,
 )
@@ -58,8 +58,15 @@ def test_identify_reports_pid_uid_flash_size_and_rdp(open_usart: OpenUsart) -> N
     assert identity.bootloader_version == "3.1"
 
 
-def test_double_ack_on_sync_is_absorbed(open_usart: OpenUsart) -> None:
-    session = open_usart("stm32f411re", DeviceProfile(quirks={"double-ack": True}))
+def test_double_ack_on_sync_is_absorbed_where_the_chip_data_says_so(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l412kb")       # usart-double-ack in the chip data (AN2606)
+    assert session.identify().dev_id == 0x464
+
+
+def test_no_second_ack_is_awaited_on_other_roms(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")
+    assert not session.engine.framing.double_ack   # type: ignore[attr-defined]
     assert session.identify().dev_id == 0x431
 
 
@@ -139,11 +146,26 @@ def test_erased_chunks_are_written_without_an_erase_in_this_session(
     assert sim_of(session).stats.bytes_programmed == 512
 
 
-def test_writing_unerased_flash_corrupts_like_nor(open_usart: OpenUsart) -> None:
-    session = open_usart("stm32f103cb")
+def test_writing_unerased_flash_corrupts_like_nor_where_the_controller_allows_it(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re")  # RM0090: no erased check, bits only clear
     session.write(BASE, b"\xf0" * 4)
     session.write(BASE, b"\x0f" * 4)
     assert session.read(BASE, 4) == b"\x00" * 4
+
+
+@pytest.mark.parametrize("part", ["stm32f103cb", "stm32g071rb", "stm32l476rg"])
+def test_the_rom_nacks_a_write_over_data_the_controller_refuses(open_usart: OpenUsart,
+                                                                part: str) -> None:
+    # PM0075 §2.3.3 (PGERR) / RM0444, RM0351 (PROGERR): a unit that is not erased is not
+    # programmed, and the ROM answers the Write Memory with a NACK (AN3155 §3.6).
+    session = open_usart(part)
+    session.write(BASE, b"\xf0" * 8)
+    with pytest.raises(WriteError):
+        session.write(BASE, b"\x0f" * 8)
+    assert session.read(BASE, 8) == b"\xf0" * 8
+    session.write(BASE, b"\x00" * 8)  # programming all zeros over data is the exception
+    assert session.read(BASE, 8) == b"\x00" * 8
 
 
 def test_unaligned_write_is_refused_before_sending(open_usart: OpenUsart) -> None:
@@ -162,7 +184,7 @@ def test_odd_length_write_is_padded_with_ff(open_usart: OpenUsart) -> None:
 
 def test_nack_names_command_and_stage(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(Refused) as info:
         session.read(0x40000000, 4)  # a peripheral: not readable through the ROM
     assert "Read Memory (0x11)" in str(info.value)
     assert "address stage" in str(info.value)
@@ -181,7 +203,7 @@ def test_erase_of_a_page_beyond_one_byte_numbers_is_refused(open_usart: OpenUsar
 def test_get_checksum_is_offered_only_where_listed(open_usart: OpenUsart) -> None:
     plain = open_usart("stm32f411re")
     assert Capability.CHECKSUM not in plain.capabilities
-    with pytest.raises(ProtocolError):
+    with pytest.raises(Refused):
         plain.checksum(BASE, 16)
 
 
@@ -395,7 +417,7 @@ def test_whole_bank_is_erased_with_the_bank_code(open_usart: OpenUsart,
 
 def test_rdp_level2_needs_confirmation(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f411re")
-    with pytest.raises(ProtocolError, match="irreversible"):
+    with pytest.raises(Refused, match="irreversible"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2))
     assert sim_of(session).rdp_level == 0
 
@@ -412,7 +434,7 @@ def test_rdp_level2_is_written_through_the_option_bytes(open_usart: OpenUsart) -
 
 def test_rdp_level2_is_refused_on_parts_without_it(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
-    with pytest.raises(ProtocolError, match="no RDP level 2"):
+    with pytest.raises(Refused, match="no RDP level 2"):
         session.write_option_bytes(OptionBytesChange(rdp_level=2, confirmed_irreversible=True))
 
 
@@ -431,15 +453,20 @@ def test_a_session_offers_what_was_planned_when_the_rom_matches_the_database(
         session.request.options, session.chip)
 
 
-@pytest.mark.parametrize(("parity", "bits"), [("even", 11), ("none", 10)])
-def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart, parity: str,
-                                                        bits: int) -> None:
-    session = open_usart("stm32f411re", baud=57600, parity=parity)
+def test_wire_time_is_charged_per_byte_at_the_baud_rate(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f411re", baud=57600)
     clock = sim_of(session).clock
     before = clock.elapsed
     session.read(BASE, 256)
-    # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes
-    assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * bits / 57600)
+    # 11 D1 / ACK / address+check / ACK / FF 00 / ACK / 256 data bytes, 11 bits each at 8E1
+    assert clock.elapsed - before == pytest.approx((2 + 1 + 5 + 1 + 2 + 1 + 256) * 11 / 57600)
+
+
+def test_a_host_at_8n1_fails_to_connect_like_on_silicon(open_usart: OpenUsart) -> None:
+    # AN3155 §2: the ROM's USART is 8E1 and samples the host's 10-bit characters so:
+    # the lone 0x7F gets through, the second byte of every command is lost.
+    with pytest.raises(ConnectError):
+        open_usart("stm32f411re", parity="none")
 
 
 def test_brownout_mid_write_needs_a_reconnect(open_usart: OpenUsart) -> None:
@@ -466,3 +493,45 @@ def test_l0_without_mass_erase_clears_every_page(open_usart: OpenUsart) -> None:
     session.erase(MASS_ERASE)
     assert sim.stats.mass_erases == 0
     assert sim.flash == bytes([sim.geometry.erased]) * len(sim.flash)
+
+
+def test_8n1_characters_read_at_8e1_keep_a_lone_sync_byte_and_lose_the_next() -> None:
+    from transports.sim.uartframe import CHIP_FRAMING, Framing, reframe
+    host = Framing(parity="N")
+    assert reframe(b"\x7f", host, CHIP_FRAMING) == b"\x7f"  # parity bit 1 = the stop bit
+    assert reframe(b"\x00\xff", host, CHIP_FRAMING) == b"\x00"  # framing error eats 0xFF
+    assert reframe(b"\x00\xff", CHIP_FRAMING, CHIP_FRAMING) == b"\x00\xff"
+
+
+def test_a_partial_option_byte_write_erases_the_bytes_it_leaves_out(
+        open_usart: OpenUsart) -> None:
+    # AN3155 §3.6: the ROM erases the whole option area before programming what it got.
+    session = open_usart("stm32f103cb")
+    sim = sim_of(session)
+    ob = session.chip.option_bytes
+    set_option_byte(sim, 4, 0x12)  # Data0
+    session.engine.write_memory(ob.address, b"\xa5\x5a\xff\x00")  # RDP and USER only
+    assert sim.option_bytes[:4] == b"\xa5\x5a\xff\x00"
+    assert sim.option_bytes[4] == 0xFF
+    assert sim.rdp_level == 0
+
+
+def test_an_option_byte_write_that_leaves_out_rdp_protects_an_f1(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    sim = sim_of(session)
+    session.engine.write_memory(session.chip.option_bytes.address + 4, b"\x12\xed\xff\xff")
+    assert sim.rdp_level == 1  # RM0008 §2.5: only 0xA5 in RDP unprotects
+
+
+@pytest.mark.parametrize("part", ["stm32f401re", "stm32l053r8"])
+def test_a_rom_that_reads_device_words_only_by_page_still_yields_uid_and_flash_size(
+        open_usart: OpenUsart, part: str) -> None:
+    # stm32loader PR #25 / issue #61: an F401 (or L05x) ROM NACKs 12 bytes at the UID
+    # and 2 at the flash size, but answers a 256-byte read from the page's base.
+    session = open_usart(part, DeviceProfile(quirks={"device-info-read": "aligned-block"}))
+    sim = sim_of(session)
+    with pytest.raises(Refused):
+        session.engine.read_memory(session.chip.uid_address, 12)
+    identity = session.identify()
+    assert identity.uid == sim.uid_hex
+    assert identity.flash_size == session.chip.flash.size

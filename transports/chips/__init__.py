@@ -11,13 +11,12 @@ Everything else in flashrunner asks this module, never hard-codes addresses.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Any
 
-import jsonschema
 import yaml
 
 from schemas import load_schema
@@ -70,10 +69,17 @@ class FlashGeometry:
     erased: int = 0xFF
     banks: int = 1
     bank2_base: int | None = None
+    # Derived once: simulators ask for these per programmed half-word.
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _size: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_starts", tuple(block.address for block in self.blocks))
+        object.__setattr__(self, "_size", sum(block.size for block in self.blocks))
 
     @property
     def size(self) -> int:
-        return sum(block.size for block in self.blocks)
+        return self._size
 
     @property
     def end(self) -> int:
@@ -85,15 +91,14 @@ class FlashGeometry:
         return len({block.size for block in self.blocks}) == 1
 
     def contains(self, address: int, length: int = 1) -> bool:
-        return self.base <= address and address + length <= self.end
+        return self.base <= address and address + length <= self.base + self._size
 
     def block_at(self, address: int) -> FlashBlock:
         """The erase unit holding ``address``; ``ValueError`` outside flash."""
         if not self.contains(address):
             raise ValueError(f"0x{address:08X} is outside flash "
                              f"0x{self.base:08X}..0x{self.end:08X}")
-        starts = [block.address for block in self.blocks]
-        return self.blocks[bisect.bisect_right(starts, address) - 1]
+        return self.blocks[bisect.bisect_right(self._starts, address) - 1]
 
     def blocks_covering(self, address: int, length: int) -> tuple[FlashBlock, ...]:
         """Every erase unit that ``[address, address+length)`` touches, in order."""
@@ -172,6 +177,8 @@ class BootloaderInfo:
     rom_versions: Mapping[str, int] = field(default_factory=dict)
     #: The USART ROM lists Get Checksum whatever its version (H7).
     usart_checksum: bool = False
+    #: The USART ROM answers the 0x7F with two ACKs (AN2606: L412/L422).
+    usart_double_ack: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -295,10 +302,48 @@ def _chip(part: str, size: Mapping[str, Any], line: Mapping[str, Any], family: s
             rom_versions={"usart": boot.get("usart-version", rom["usart"]),
                           "i2c": rom["i2c"], "can": rom["can"]},
             usart_checksum=rom.get("usart-checksum", False),
+            usart_double_ack=boot.get("usart-double-ack", False),
         ),
         reference=reference,
         notes=line.get("notes", ""),
     )
+
+
+def _built_chip(source: str, where: str, part: str, size: Mapping[str, Any],
+                line: Mapping[str, Any], document: Mapping[str, Any]) -> Chip:
+    try:
+        return _chip(part, size, line, document["family"], document["reference"],
+                     document["rom"])
+    except PlanError as exc:
+        raise PlanError(f"chip database {source}: {where}: {exc.message}",
+                        hint="the shipped chip data is damaged; reinstall flashrunner") from exc
+
+
+class _Parts(Mapping[str, Chip]):
+    """Parts by name, each built from its data line when first asked for.
+
+    A run touches a handful of the ~240 parts; building every part's erase
+    units (~48,000 blocks) at start-up cost more than parsing the data files.
+    """
+
+    def __init__(self, recipes: Mapping[str, Callable[[], Chip]]) -> None:
+        self._recipes = recipes
+        self._built: dict[str, Chip] = {}
+
+    def __getitem__(self, part: str) -> Chip:
+        chip = self._built.get(part)
+        if chip is None:
+            chip = self._built[part] = self._recipes[part]()
+        return chip
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._recipes)
+
+    def __len__(self) -> int:
+        return len(self._recipes)
+
+    def __contains__(self, part: object) -> bool:
+        return part in self._recipes
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,16 +351,27 @@ class ChipDatabase:
     """All known parts, by part name and by DEV_ID."""
 
     chips: Mapping[str, Chip]
-    _by_dev_id: Mapping[int, tuple[Chip, ...]] = field(repr=False)
+    _by_dev_id: Mapping[int, tuple[str, ...]] = field(repr=False)
 
     @classmethod
-    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]]) -> ChipDatabase:
-        """Build from parsed data files (``{source name: document}``), validating each."""
-        validator = jsonschema.Draft202012Validator(load_schema("chips"))
-        chips: dict[str, Chip] = {}
-        by_dev_id: dict[int, list[Chip]] = {}
+    def from_documents(cls, documents: Mapping[str, Mapping[str, Any]], *,
+                       validate: bool = True) -> ChipDatabase:
+        """Build from parsed data files (``{source name: document}``).
+
+        ``validate`` checks each against ``schemas/chips.schema.json`` first; only
+        the shipped data, which the test suite validates, is built without it.
+        """
+        validator = None
+        if validate:
+            import jsonschema
+
+            validator = jsonschema.Draft202012Validator(load_schema("chips"))
+        recipes: dict[str, Callable[[], Chip]] = {}
+        lines: dict[str, str] = {}
+        by_dev_id: dict[int, list[str]] = {}
         for source, document in sorted(documents.items()):
-            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+            errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path)) \
+                if validator is not None else []
             if errors:
                 where = "/".join(str(p) for p in errors[0].absolute_path)
                 raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
@@ -323,21 +379,20 @@ class ChipDatabase:
             for number, line in enumerate(document["lines"]):
                 for part, size in line["parts"].items():
                     where = f"lines/{number}/parts/{part}"
-                    if part in chips:
+                    if part in recipes:
                         raise PlanError(f"chip database {source}: {where}: part {part} is "
-                                        f"already defined by line {chips[part].line}",
+                                        f"already defined by line {lines[part]}",
                                         hint="the shipped chip data is damaged; reinstall "
                                              "flashrunner")
-                    try:
-                        chip = _chip(part, size, line, document["family"],
-                                     document["reference"], document["rom"])
-                    except PlanError as exc:
-                        raise PlanError(f"chip database {source}: {where}: {exc.message}",
-                                        hint="the shipped chip data is damaged; reinstall "
-                                             "flashrunner") from exc
-                    chips[part] = chip
-                    by_dev_id.setdefault(chip.dev_id, []).append(chip)
-        return cls(chips, {k: tuple(v) for k, v in by_dev_id.items()})
+                    recipes[part] = partial(_built_chip, source, where, part, size, line,
+                                            document)
+                    lines[part] = line["name"]
+                    by_dev_id.setdefault(line["dev_id"], []).append(part)
+        parts = _Parts(recipes)
+        if validate:   # data from outside the package: every part is checked now
+            for part in parts:
+                parts[part]
+        return cls(parts, {k: tuple(v) for k, v in by_dev_id.items()})
 
     def __iter__(self) -> Iterator[Chip]:
         return iter(sorted(self.chips.values(), key=lambda c: c.part))
@@ -360,19 +415,34 @@ class ChipDatabase:
 
     def by_dev_id(self, dev_id: int) -> tuple[Chip, ...]:
         """Every part sharing DEV_ID/PID ``dev_id`` (empty when unknown)."""
-        return self._by_dev_id.get(dev_id, ())
+        return tuple(self.chips[part] for part in self._by_dev_id.get(dev_id, ()))
 
     @property
     def dev_ids(self) -> frozenset[int]:
         return frozenset(self._by_dev_id)
 
 
-@cache
-def chip_database() -> ChipDatabase:
-    """The database shipped with flashrunner (loaded and validated once)."""
+#: libyaml's loader where PyYAML was built with it: parsing the data files with the
+#: pure-Python loader costs a quarter of a second of every start.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def shipped_documents() -> dict[str, Mapping[str, Any]]:
+    """The chip data files shipped with flashrunner, parsed (``{file name: document}``)."""
     documents: dict[str, Mapping[str, Any]] = {}
     folder = resources.files(__name__).joinpath("data")
     for entry in folder.iterdir():
         if entry.name.endswith(".yaml"):
-            documents[entry.name] = yaml.safe_load(entry.read_text("utf-8"))
-    return ChipDatabase.from_documents(documents)
+            documents[entry.name] = yaml.load(entry.read_text("utf-8"), Loader=_YAML_LOADER)
+    return documents
+
+
+@cache
+def chip_database() -> ChipDatabase:
+    """The database shipped with flashrunner, loaded once per process.
+
+    Its schema check runs in the test suite
+    (``tests/chips/test_chip_database.py``), not at every start; the semantic
+    checks of :meth:`ChipDatabase.from_documents` still run.
+    """
+    return ChipDatabase.from_documents(shipped_documents(), validate=False)

@@ -64,16 +64,21 @@ def check_flash_layout(layout: MemoryLayout, chip: Chip, names: LinkNames) -> No
 
 
 def check_registers(*, uid: bytes | None, flash_kib: int | None, expected_uid: str | None,
-                    chip: Chip, names: LinkNames) -> None:
-    """The UID (when the link pins one) and the flash-size register must agree."""
+                    chip: Chip, names: LinkNames, unreadable: str | None = None) -> None:
+    """The UID (when the link pins one) and the flash-size register must agree.
+
+    ``unreadable`` says why the UID could not be read, when it could not.
+    """
     if flash_kib is not None and flash_kib != chip.flash_kib:
         raise _mismatch(f"{names.device} reports {flash_kib} KiB of flash; {chip.part} has "
                         f"{chip.flash_kib} KiB", names)
     if expected_uid is None:
         return
     if uid is None:
-        raise _mismatch(f"cannot confirm the UID of {names.device}: readout protection hides "
-                        f"it", names)
+        why = unreadable or "readout protection hides it"
+        raise _mismatch(f"cannot confirm the UID of {names.device}: {why}; the link pins uid "
+                        f"{expected_uid.lower()}, so nothing is written (remove uid: from the "
+                        f"link and pick the board by serial or port-path instead)", names)
     if uid.hex().lower() != expected_uid.lower():
         raise _mismatch(f"{names.device} has UID {uid.hex()}, the link expects "
                         f"{expected_uid.lower()}", names)

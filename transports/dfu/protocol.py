@@ -25,6 +25,7 @@ from transports.errors import (
     LinkTimeout,
     ProtocolError,
     ReadProtected,
+    Refused,
     TransportError,
     WriteError,
 )
@@ -138,6 +139,9 @@ class DfuProtocol:
         self.sleep = sleep
         self.names = names
         self.busy_budget_s = busy_budget_s
+        #: A ROM still erasing NAKs the next GETSTATUS until it is done (F4 ROMs);
+        #: pydfu gives GETSTATUS 20 s for that reason, and so do we.
+        self.getstatus_timeout_ms = _GETSTATUS_TIMEOUT_MS
         self.polls = 0
 
     # ------------------------------------------------------------------ requests
@@ -155,10 +159,8 @@ class DfuProtocol:
 
     def get_status(self) -> StatusReply:
         self.polls += 1
-        # A ROM still erasing NAKs the next GETSTATUS until it is done; pydfu
-        # gives GETSTATUS 20 s for that reason.
         raw = self._in(_GETSTATUS, 0, 6, "DFU_GETSTATUS",
-                       max(self.timeout_ms, _GETSTATUS_TIMEOUT_MS))
+                       max(self.timeout_ms, self.getstatus_timeout_ms))
         try:
             return StatusReply.parse(raw)
         except ValueError as error:
@@ -213,9 +215,18 @@ class DfuProtocol:
         waited = 0.0
         zero_polls = stalls = 0
         last_poll = 0.0
+        busy_seen = False
         while True:
             try:
                 reply = self.get_status()
+            except LinkTimeout:
+                # A GETSTATUS held past its timeout by a ROM that said it is busy (a
+                # 32 s F4 mass erase outlasts the 20 s): the operation goes on; ask again.
+                # Before the ROM has said so, silence is a dead link.
+                waited += max(self.timeout_ms, self.getstatus_timeout_ms) / 1000
+                if not busy_seen or waited > self.busy_budget_s:
+                    raise
+                continue
             except Stalled:
                 stalls += 1
                 if stalls > _MAX_BUSY_STALLS:
@@ -229,6 +240,7 @@ class DfuProtocol:
                 waited += backoff
                 continue
             if reply.state in (DfuState.DNBUSY, DfuState.DNLOAD_SYNC):
+                busy_seen = True
                 last_poll = reply.poll_ms / 1000
                 zero_polls = zero_polls + 1 if reply.poll_ms == 0 else 0
                 if zero_polls > _MAX_ZERO_POLLS or waited + last_poll > self.busy_budget_s:
@@ -266,7 +278,7 @@ class DfuProtocol:
                                   DfuStatus.ERR_PROG, DfuStatus.ERR_CHECK_ERASED)
                     else "the address is outside what the device accepts")
             return WriteError(message, address=address, hint=hint, **names)
-        return ProtocolError(message, command=command, reply=reply.raw, **names)
+        return Refused(message, command=command, reply=reply.raw, **names)
 
     def _command(self, command: str, block: int, data: bytes,
                  address: int | None) -> StatusReply:

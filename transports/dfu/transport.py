@@ -48,7 +48,7 @@ from transports.dfu.usb import (
     select_candidate,
     usb_errors,
 )
-from transports.errors import ConnectError, ProtocolError, ReadProtected
+from transports.errors import ConnectError, ProtocolError, ReadProtected, Refused
 
 __all__ = ["DfuTransport"]
 
@@ -272,20 +272,29 @@ class DfuTransport(StaticCapabilities):
         uid: bytes | None = None
         flash_kib: int | None = None
         rdp: int | None = None
+        unreadable: str | None = None
         try:
             if chip.uid_offsets == (0, 4, 8):
                 uid = protocol.upload(chip.uid_address, 12)
             else:
                 uid = b"".join(protocol.upload(chip.uid_address + o, 4) for o in chip.uid_offsets)
-            flash_kib = int.from_bytes(protocol.upload(chip.flash_size_address, 2), "little")
             rdp = 0
+            flash_kib = int.from_bytes(protocol.upload(chip.flash_size_address, 2), "little")
         except ReadProtected:
             rdp = 1
+            unreadable = "readout protection hides it"
+        except Refused as refused:
+            # AN2662 lists system memory among the Set Address Pointer targets, but some
+            # ROMs take only addresses inside the selected alternate's layout (errTARGET):
+            # the chip is then known by its product string, layout and serial alone.
+            if uid is None:
+                unreadable = (f"its ROM refused to read the UID register at "
+                              f"0x{chip.uid_address:08X} ({refused})")
         if self._option_alt is not None:
             rdp = self.read_option_bytes().rdp_level
         identity.check_registers(uid=uid, flash_kib=flash_kib,
                                  expected_uid=self.request.options.get("uid"),
-                                 chip=chip, names=self.names)
+                                 chip=chip, names=self.names, unreadable=unreadable)
         candidate = self._candidate
         assert candidate is not None and self._functional is not None
         details: dict[str, Any] = {
@@ -297,6 +306,9 @@ class DfuTransport(StaticCapabilities):
         if uid is not None:
             serial = (candidate.serial or "").upper()
             details["serial_matches_uid"] = identity.rom_serial(uid) == serial
+        elif unreadable is not None:
+            details["uid_unread"] = unreadable
+            details["uid_source"] = "USB serial (48 of the UID's 96 bits)"
         self._identity = ChipIdentity(
             dev_id=identity.product_dev_id(self._product) or chip.dev_id,
             uid=uid.hex() if uid is not None else "",
@@ -318,10 +330,10 @@ class DfuTransport(StaticCapabilities):
     def _require(self, address: int, length: int, flag: int, verb: str) -> None:
         layout = self._layouts[self._flash_alt]
         if not layout.allows(address, length, flag):
-            raise ProtocolError(f"cannot {verb} 0x{address:08X}+{length} on {self.names.device}: "
-                                f"the device's layout {layout.text!r} does not allow it",
-                                command=verb, transport=self.names.link, device=self.names.device,
-                                hint="keep images inside the chip's flash")
+            raise Refused(f"cannot {verb} 0x{address:08X}+{length} on {self.names.device}: "
+                          f"the device's layout {layout.text!r} does not allow it",
+                          command=verb, transport=self.names.link, device=self.names.device,
+                          hint="keep images inside the chip's flash")
 
     def erase(self, blocks: Sequence[FlashBlock], progress: Progress = no_progress) -> None:
         self._confirmed()
@@ -344,16 +356,16 @@ class DfuTransport(StaticCapabilities):
         return self.protocol.upload(address, length, progress)
 
     def checksum(self, address: int, length: int) -> Checksum:
-        raise ProtocolError("the DFU bootloader has no checksum command", command="checksum",
-                            transport=self.names.link, device=self.names.device,
-                            hint="verify by read-back (verify: {method: readback})")
+        raise Refused("the DFU bootloader has no checksum command", command="checksum",
+                      transport=self.names.link, device=self.names.device,
+                      hint="verify by read-back (verify: {method: readback})")
 
     def reset(self, mode: ResetMode) -> None:
         if mode is not ResetMode.GO:
-            raise ProtocolError(f"the DFU bootloader cannot reset {mode.value}; it can only "
-                                f"leave to the application", command="reset",
-                                transport=self.names.link, device=self.names.device,
-                                hint="use reset: {mode: go} with kind dfu")
+            raise Refused(f"the DFU bootloader cannot reset {mode.value}; it can only "
+                          f"leave to the application", command="reset",
+                          transport=self.names.link, device=self.names.device,
+                          hint="use reset: {mode: go} with kind dfu")
         self.protocol.leave(self.chip.flash.base)
         self.close()
 
@@ -372,16 +384,16 @@ class DfuTransport(StaticCapabilities):
     def write_option_bytes(self, change: OptionBytesChange) -> None:
         link, device = self.names.link, self.names.device
         if change.fields:
-            raise ProtocolError(f"DFU sets only the RDP level; cannot set "
-                                f"{', '.join(sorted(change.fields))}", command="option-bytes",
-                                hint="set other option bytes over ST-Link or USART",
-                                transport=link, device=device)
+            raise Refused(f"DFU sets only the RDP level; cannot set "
+                          f"{', '.join(sorted(change.fields))}", command="option-bytes",
+                          hint="set other option bytes over ST-Link or USART",
+                          transport=link, device=device)
         if change.rdp_level is None:
             return
         if change.rdp_level == 2 and not change.confirmed_irreversible:
-            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                command="option-bytes", hint="add confirm: irreversible",
-                                transport=link, device=device)
+            raise Refused("RDP level 2 is irreversible and was not confirmed",
+                          command="option-bytes", hint="add confirm: irreversible",
+                          transport=link, device=device)
         current = self.read_option_bytes()
         if current.rdp_level == change.rdp_level:
             return
@@ -408,10 +420,10 @@ class DfuTransport(StaticCapabilities):
 
     def _option_alt_or_fail(self) -> int:
         if self._option_alt is None:
-            raise ProtocolError(f"the DFU device of {self.names.device} offers no Option Bytes "
-                                f"alternate setting", command="option-bytes",
-                                transport=self.names.link, device=self.names.device,
-                                hint="change option bytes over ST-Link or USART")
+            raise Refused(f"the DFU device of {self.names.device} offers no Option Bytes "
+                          f"alternate setting", command="option-bytes",
+                          transport=self.names.link, device=self.names.device,
+                          hint="change option bytes over ST-Link or USART")
         return self._option_alt
 
     def _reenumerate(self) -> None:

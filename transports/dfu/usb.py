@@ -20,11 +20,13 @@ import usb.core
 import usb.util
 
 from transports.errors import (
+    BusFault,
     ConnectError,
     EnvironmentProblem,
     LinkLost,
     LinkTimeout,
     ProtocolError,
+    Refused,
     RunnerError,
     TransportError,
 )
@@ -86,8 +88,8 @@ def usb_errors(what: str, names: LinkNames, *, stall_is_error: bool = True) -> I
         code = error.errno
         if code == errno.EPIPE:
             if stall_is_error:
-                raise ProtocolError(f"the DFU device of {names.device} stalled {what}",
-                                    command=what, transport=link, device=device) from error
+                raise Refused(f"the DFU device of {names.device} stalled {what}",
+                              command=what, transport=link, device=device) from error
             raise Stalled(what) from error
         if code == errno.ENODEV or error.backend_error_code == _LIBUSB_ERROR_NO_DEVICE:
             raise LinkLost(f"the DFU device of {names.device} left the bus during {what}",
@@ -100,8 +102,8 @@ def usb_errors(what: str, names: LinkNames, *, stall_is_error: bool = True) -> I
             raise ConnectError(f"the DFU device of {names.device} is claimed by another "
                                f"program", hint="close dfu-util or STM32CubeProgrammer",
                                **where) from error
-        raise ProtocolError(f"USB error during {what} on {names.device}: {error}",
-                            command=what, transport=link, device=device) from error
+        raise BusFault(f"USB error during {what} on {names.device}: {error}",
+                       command=what, transport=link, device=device) from error
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,6 +72,14 @@ _NO_STRETCH = (WRITE_NS, ERASE_NS, WRITE_PROTECT_NS, WRITE_UNPROTECT_NS, READOUT
                READOUT_UNPROTECT_NS)
 
 
+#: Flash controllers that refuse to program a unit that is not erased: F0/F1/F3
+#: (PGERR, PM0075 §2.3.3, "except when 0x0000 is programmed"), the double- and
+#: quad-word controllers (PROGERR, RM0351 §3.3.7 / RM0444 §3.3.8 / RM0456, the same
+#: all-zero exception) and L0 (NOTZEROERR, RM0367 §3.3.4).
+_CHECKS_ERASED = frozenset({"f0", "f1", "f1xl", "l0", "l4", "g0", "g4", "wb", "wl", "c0",
+                            "l5", "u5", "h5"})
+
+
 class Link(enum.Enum):
     USART = "usart"
     I2C = "i2c"
@@ -95,6 +103,8 @@ class BootloaderProfile:
     double_ack: bool = False
     sync_zero: bool = False
     mass_erase: bool = True
+    #: ``aligned-block``: device-information reads must start at the page base (F401, L05x).
+    device_info_read: str = "any"
 
 
 def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> BootloaderProfile:
@@ -114,8 +124,10 @@ def bootloader_profile(chip: Chip, link: Link, quirks: Mapping[str, Any]) -> Boo
     version = rom.version
     mass = not (quirks.get("no-mass-erase") or "no-mass-erase" in chip.bootloader.flags)
     return BootloaderProfile(version=version, commands=tuple(commands),
-                             double_ack=bool(quirks.get("double-ack", False)),
-                             sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass)
+                             double_ack=bool(quirks.get(
+                                 "double-ack", chip.bootloader.usart_double_ack)),
+                             sync_zero=bool(quirks.get("sync-zero", False)), mass_erase=mass,
+                             device_info_read=str(quirks.get("device-info-read", "any")))
 
 
 class BootloaderCore:
@@ -198,9 +210,28 @@ class BootloaderCore:
                 or self._in(self._option_area(), address, length)
                 or self._system_readable(address, length))
 
+    def _device_page(self) -> tuple[int, int]:
+        """The 256-byte page of system memory that holds the UID (and often the flash size)."""
+        base = self.chip.uid_address & ~0xFF
+        return base, base + 0x100
+
+    def length_accepted(self, address: int, length: int) -> bool:
+        """The Read Memory length check, once the address was accepted.
+
+        With the ``device-info-read: aligned-block`` quirk the ROM NACKs the length of a
+        read inside the device-information page unless it starts at the page's base:
+        an F401 ROM refuses 12 bytes at the UID and 2 at the flash size but answers 256
+        bytes from 0x1FFF7A00, and an L05x ROM the same at 0x1FF80000 (stm32loader
+        PR #25, issues #43 and #61).
+        """
+        if self.profile.device_info_read != "aligned-block":
+            return True
+        page = self._device_page()
+        return not self._in(page, address) or address == page[0]
+
     def _system_readable(self, address: int, length: int) -> bool:
         system = self.chip.bootloader.system_memory
-        if self._in(system, address, length):
+        if self._in(system, address, length) or self._in(self._device_page(), address, length):
             return True
         spans = self._system_map()
         return all(any(base <= addr < base + len(value) for base, value in spans.items())
@@ -244,7 +275,10 @@ class BootloaderCore:
         """Program flash (NOR, unchecked, as the ROM does), fill RAM, or replace option bytes."""
         self.fault("write", len(data))
         if self._in(self._option_area(), address, len(data)):
-            image = bytearray(self.sim.option_bytes)
+            # AN3155 §3.6: a Write Memory to the option bytes erases the whole option
+            # area first, so the bytes the host does not send come back erased (on F1
+            # that includes RDP when it is left out: 0xFF is level 1, RM0008 §2.5).
+            image = bytearray([self.sim.geometry.erased]) * len(self.sim.option_bytes)
             offset = address - self._option_area()[0]
             image[offset:offset + len(data)] = data
             try:
@@ -256,9 +290,13 @@ class BootloaderCore:
         if self._in(self._free_ram(), address, len(data)):
             self.sim.write_ram(address, data)
             return
+        checked = self.chip.controller in _CHECKS_ERASED
         try:
             # AN3155 §3.6: the ROM reports no error for protected pages; data is not written.
-            self.sim.program(address, data, require_erased=False)
+            # A unit the controller refuses to program (PGERR/PROGERR/NOTZEROERR) fails
+            # the write, and the ROM answers NACK; F2/F4/F7/H7/L1 just clear bits.
+            self.sim.program(address, data, require_erased=checked,
+                             zero_overwrite=checked and self.chip.controller != "l0")
         except SimFlashFault as error:
             if error.reason != "write-protected":
                 raise WireFault("nack") from error

@@ -231,7 +231,8 @@ class StreamBootloader:
         raw = yield 2
         self._block(raw[:1], raw[1])  # AN3155 §3.4: N followed by its complement
         length = raw[0] + 1
-        if not self.core.readable(address, length):
+        if not self.core.readable(address, length) or not self.core.length_accepted(address,
+                                                                                    length):
             self._refuse()
         try:
             data = self.core.read(address, length)

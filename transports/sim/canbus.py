@@ -1,22 +1,28 @@
 """The simulated ROM bootloader as a node on a python-can ``virtual`` bus (AN3154).
 
 :class:`CanBootloaderNode` owns one ``virtual`` bus handle on its own channel,
-serves it from a thread, and answers like the ST open-bootloader CAN module
-(the reference's choice where AN3154 is thin):
+serves it from a thread, and answers as AN3154 (and AN2662 for the F105/F107
+ROM) draw the flows, with the ST open-bootloader CAN module's choices where the
+notes are thin:
 
 * nothing is answered before the sync frame (ID 0x79); every reply carries the
   command's ID; ACK/NACK are 1-byte frames;
 * Read Memory data goes out in full 8-byte frames, then the remainder one byte
   per frame, and ends with an ACK;
 * Write Memory data frames (any ID) are each ACKed, then the programming ACK;
-* Erase (0x43): mass erase answers ACK, ACK after the erase, and a final ACK;
-  a page erase answers ACK, an extra ACK, then ACKs each full frame of eight
-  page numbers (not a final partial one) and a final ACK after the erase;
+* Erase (0x43), mass erase: an ACK for the command frame and one after the
+  erase — two frames, as the host-side flow of AN3154/AN2662 "Erase Memory
+  command via CAN" waits for (and as canprog reads them). A page erase answers
+  ACK, an extra ACK, then ACKs each full frame of eight page numbers (not a
+  final partial one) and a final ACK after the erase (the open bootloader's
+  page dialect; the notes only say "wait for ACK or NACK");
 * Speed (0x03) is ACKed at the old rate and again at the new one.
 
-A device profile's ``can-erase: fork`` quirk answers Erase the other way the
-reference records (the stm32flash CAN fork's expectation): mass erase with one
-ACK after the work, page erase with an ACK for every page frame and a final one.
+Other recorded dialects, chosen by a device profile's ``can-erase`` quirk:
+``open-bootloader`` answers a mass erase with a third, final ACK (ST's
+open-bootloader CAN module does); ``fork`` answers Erase the way the stm32flash
+CAN fork expects: mass erase with one ACK after the work, page erase with an
+ACK for every page frame and a final one.
 
 Wire time per frame: 47 + 8·DLC bits plus the worst-case stuff bits (one per
 four of the 34 + 8·DLC stuffable bits), at the node's bit rate.
@@ -65,7 +71,7 @@ class CanBootloaderNode:
     """A simulated STM32 ROM bootloader on CAN; :meth:`stop` ends its thread."""
 
     def __init__(self, core: BootloaderCore, channel: str, *, bitrate: int = 125_000,
-                 erase_style: str = "open-bootloader") -> None:
+                 erase_style: str = "an3154") -> None:
         self.core = core
         self.erase_style = erase_style
         self.channel = channel
@@ -268,7 +274,7 @@ class CanBootloaderNode:
         if data[0] == 0xFF:
             self.core.mass_erase()
             self._ack(code)
-            if not fork:
+            if self.erase_style == "open-bootloader":
                 self._ack(code)
             return
         if not fork:

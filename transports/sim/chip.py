@@ -223,12 +223,14 @@ class SimChip:
             return all(b == erased for b in self._flash[offset:offset + length])
 
     def program(self, address: int, data: bytes, *, require_erased: bool = False,
-                timed: bool = True) -> None:
+                zero_overwrite: bool = False, timed: bool = True) -> None:
         """Program ``data`` at ``address`` with NOR semantics (bits only clear).
 
         ``require_erased`` makes the call fail like PGERR/PROGERR when any
         target write unit is not erased — the check most controllers make; the
-        array is then left untouched for that unit. Time for programming is
+        array is then left untouched for that unit. ``zero_overwrite`` exempts
+        a unit written with all zeros, as the F0/F1/F3 (PM0075 §2.3.3) and
+        L4/G0/G4 (RM0351 §3.3.7) controllers do. Time for programming is
         charged to the clock (per write unit) unless ``timed`` is false.
         """
         if not data:
@@ -244,8 +246,12 @@ class SimChip:
                 start = offset - offset % unit
                 for unit_start in range(start, offset + len(data), unit):
                     chunk = self._flash[unit_start:unit_start + unit]
-                    if any(b != erased for b in chunk):
-                        raise SimFlashFault("not-erased", self.geometry.base + unit_start)
+                    if all(b == erased for b in chunk):
+                        continue
+                    lo, hi = max(unit_start, offset), min(unit_start + unit, offset + len(data))
+                    if zero_overwrite and not any(data[lo - offset:hi - offset]):
+                        continue
+                    raise SimFlashFault("not-erased", self.geometry.base + unit_start)
             erased = self.geometry.erased
             if erased == 0xFF:
                 for i, byte in enumerate(data):

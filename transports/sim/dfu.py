@@ -26,8 +26,20 @@ Profile quirks (``simulation.devices.<name>.quirks``) select ROM variants:
 (replace the Internal Flash string), ``transfer-size``,
 ``functional-descriptor: first`` (where DFU 1.1 puts it, not after the last
 alternate), ``no-option-bytes``, ``mass-erase-poll-ms`` (under-report the
-mass-erase time, as the F405 ROM does) and ``stall-getstatus-while-busy``
-(as some L4 ROMs do when polled early).
+mass-erase time, as the F405 ROM does), ``stall-getstatus-while-busy``
+(as some L4 ROMs do when polled early), ``getstatus-while-busy: answer`` and
+``address-pointer: selected-alternate``: AN2662 lists system memory among the
+Set Address Pointer targets and most ROMs let the UID and flash-size registers
+be read from any alternate setting, but a stricter ROM takes only addresses
+inside the selected alternate's layout and answers errTARGET elsewhere.
+
+A GETSTATUS that arrives while an erase or program still runs is *held*, as on
+the F4 ROMs: their USB stack NAKs the IN stage until the flash operation ends,
+so the request completes late with the final state (pydfu relies on this and
+gives GETSTATUS 20 s). If the host's timeout for that transfer runs out first
+it gets a USB timeout and the operation goes on. ``getstatus-while-busy:
+answer`` models a ROM that answers at once with dfuDNBUSY and the remaining
+time as bwPollTimeout.
 """
 
 from __future__ import annotations
@@ -129,6 +141,18 @@ def layout_strings(chip: Chip, quirks: Mapping[str, Any] | None = None) -> tuple
     return tuple(strings)
 
 
+def _alternate_regions(chip: Chip, layouts: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """The address span each alternate setting's layout string describes."""
+    ob = chip.option_bytes
+    spans = {"@Internal Flash": (chip.flash.base, chip.flash.end),
+             "@Option Bytes": (ob.address, ob.address + ob.size),
+             _FEATURE[0].split("/")[0]: (_FEATURE[1], _FEATURE[1] + _FEATURE[2])}
+    for text, base, size in _OTP.values():
+        spans[text.split("/")[0].rstrip()] = (base, base + size)
+    return tuple(next((span for name, span in spans.items() if text.startswith(name)), (0, 0))
+                 for text in layouts)
+
+
 def _port_path(bus: int, ports: tuple[int, ...]) -> str:
     return f"{bus}-{'.'.join(str(p) for p in ports)}"
 
@@ -164,6 +188,7 @@ class SimDfuBoard:
         self.ports = ports
         self.quirks = dict(quirks)
         self.layouts = layout_strings(sim.chip, quirks)
+        self.regions = _alternate_regions(sim.chip, self.layouts)
         self.transfer_size = int(quirks.get("transfer-size", TRANSFER_SIZE))
         otp = _OTP.get(sim.chip.family)
         self.otp_region = (otp[1], otp[2]) if otp else None
@@ -239,6 +264,7 @@ class SimRomDfu(SimUsbDevice):
         self.pending: _Pending | None = None
         self.result = OK
         self.busy_until = 0.0
+        self.held_polls = 0  # GETSTATUS requests held until an operation ended
         self.resets_after_status = False
         self.greeted = False
 
@@ -396,7 +422,9 @@ class SimRomDfu(SimUsbDevice):
             if remaining > 1e-9:
                 if self.board.quirks.get("stall-getstatus-while-busy"):
                     raise UsbStall  # seen on L4 ROMs polled too early; the state is kept
-                return self._reply(math.ceil(remaining * 1000))
+                if self.board.quirks.get("getstatus-while-busy") == "answer":
+                    return self._reply(math.ceil(remaining * 1000))
+                self._hold(remaining, request.timeout_ms)
             self.state = DFU_ERROR if self.result != OK else DNLOAD_IDLE
             self.status = self.result
             return self._reply()
@@ -407,6 +435,14 @@ class SimRomDfu(SimUsbDevice):
             return reply
         return self._reply()
 
+    def _hold(self, remaining: float, timeout_ms: int) -> None:
+        """NAK the GETSTATUS IN stage until the flash operation is done (F4 ROMs)."""
+        self.held_polls += 1
+        if 0 < timeout_ms < remaining * 1000:
+            self.sim.clock.advance(timeout_ms / 1000)
+            raise UsbTimeout  # the host gave up; the erase or program goes on
+        self.sim.clock.advance(remaining)
+
     # ------------------------------------------------------------------ commands
 
     def _execute(self, pending: _Pending) -> tuple[float, int]:
@@ -415,7 +451,7 @@ class SimRomDfu(SimUsbDevice):
         timing, sim = self.sim.chip.timing, self.sim
         seconds = _COMMAND_S
         if pending.kind == "set-address":
-            if not self._mapped(pending.address):
+            if not self._mapped(pending.address) or not self._in_selected(pending.address):
                 self.result = ERR_TARGET
             else:
                 self.pointer = pending.address
@@ -444,6 +480,13 @@ class SimRomDfu(SimUsbDevice):
         else:
             seconds = self._write(pending.address, pending.data)
         return seconds, math.ceil(seconds * 1000)
+
+    def _in_selected(self, address: int) -> bool:
+        """A strict ROM takes addresses only inside the selected alternate's layout."""
+        if self.board.quirks.get("address-pointer") != "selected-alternate":
+            return True
+        start, end = self.board.regions[self.alternates.get(0, 0)]
+        return start <= address < end
 
     def _mapped(self, address: int) -> bool:
         chip = self.sim.chip

@@ -96,7 +96,7 @@ def can_channel(request: LinkRequest, bitrate: int) -> str:
     def factory() -> CanBootloaderNode:
         quirks = world.profile(request.device).quirks
         node = CanBootloaderNode(bootloader_core(request, Link.CAN), channel, bitrate=bitrate,
-                                 erase_style=str(quirks.get("can-erase", "open-bootloader")))
+                                 erase_style=str(quirks.get("can-erase", "an3154")))
         world.on_close(node.stop)
         return node
 

@@ -18,6 +18,11 @@ low the application (which answers nothing here).
 
 Wire time is charged per byte at the port's baud rate: start bit, 8 data bits,
 the parity bit when parity is on, stop bits (11 bits for 8E1).
+
+The ``flashsim://`` board's USART is 8E1 (AN3155 §2), like the chip's: a host
+that opens the port at another framing has its bytes read at 8E1 and reads
+the ROM's answers at its own framing (:mod:`transports.sim.uartframe`), so a
+host at 8N1 fails the way it fails on silicon instead of being served.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import serial
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 from transports.sim.bootloader_stream import StreamBootloader
+from transports.sim.uartframe import CHIP_FRAMING, Framing, reframe
 
 __all__ = [
     "PtyBootloader",
@@ -70,6 +76,8 @@ class UsartEndpoint:
         self.lines = {"dtr": False, "rts": False}
         self.baudrate = 115200
         self.bits_per_byte = 11
+        self.framing = CHIP_FRAMING
+        self._received = bytearray()  # the ROM's answers as the host's UART sampled them
         self.in_reset = False
         # A board with BOOT0 on a modem line starts running its application;
         # one strapped into the bootloader (no BOOT0 line) starts in the ROM.
@@ -79,9 +87,11 @@ class UsartEndpoint:
     def _charge(self, nbytes: int) -> None:
         self.stream.core.sim.clock.advance(nbytes * self.bits_per_byte / self.baudrate)
 
-    def configure(self, baudrate: int, bits_per_byte: int) -> None:
+    def configure(self, baudrate: int, bits_per_byte: int,
+                  framing: Framing = CHIP_FRAMING) -> None:
         self.baudrate = max(1, baudrate)
         self.bits_per_byte = bits_per_byte
+        self.framing = framing
 
     def _asserted(self, line: str | None, invert: bool) -> bool | None:
         if line is None:
@@ -105,16 +115,27 @@ class UsartEndpoint:
 
     def write(self, data: bytes) -> None:
         if not self.in_reset:
-            self.stream.feed(data)
+            self.stream.feed(reframe(data, self.framing, CHIP_FRAMING))
         else:
             self.stream.charge(len(data))
 
     def read(self, size: int) -> bytes:
-        return self.stream.take(size)
+        if self.framing == CHIP_FRAMING and not self._received:
+            return self.stream.take(size)
+        self._received += reframe(self.stream.take(), CHIP_FRAMING, self.framing)
+        answer = bytes(self._received[:size])
+        del self._received[:size]
+        return answer
+
+    def discard_input(self) -> None:
+        self.stream.take()
+        self._received.clear()
 
     @property
     def waiting(self) -> int:
-        return len(self.stream.output)
+        if self.framing == CHIP_FRAMING and not self._received:
+            return len(self.stream.output)
+        return len(self._received) + len(self.stream.output)
 
 
 _ENDPOINTS: dict[str, UsartEndpoint] = {}
@@ -176,7 +197,10 @@ class SimSerial(SerialBase):  # type: ignore[misc]
             return
         parity = 0 if self._parity == serial.PARITY_NONE else 1
         stop = 2 if self._stopbits == serial.STOPBITS_TWO else 1
-        self._endpoint.configure(int(self._baudrate), 1 + int(self._bytesize) + parity + stop)
+        framing = Framing(data_bits=int(self._bytesize), parity=str(self._parity),
+                          stop_bits=stop)
+        self._endpoint.configure(int(self._baudrate), 1 + int(self._bytesize) + parity + stop,
+                                 framing)
 
     def _update_dtr_state(self) -> None:
         if self.is_open:
@@ -211,7 +235,7 @@ class SimSerial(SerialBase):  # type: ignore[misc]
         return len(payload)
 
     def reset_input_buffer(self) -> None:
-        self._alive().stream.take()
+        self._alive().discard_input()
 
     def reset_output_buffer(self) -> None:
         self._alive()
@@ -243,8 +267,11 @@ class PtyBootloader:
     too, so a tool that closes and reopens the port finds the chip as it left it.
     """
 
-    def __init__(self, stream: StreamBootloader) -> None:
+    def __init__(self, stream: StreamBootloader, *, bits_per_byte: int | None = None) -> None:
         self.stream = stream
+        #: Wire pacing per byte; None: from the termios settings (a pty drops parity,
+        #: so ``11`` paces as 8E1 would on a real port).
+        self.bits_per_byte = bits_per_byte
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
@@ -263,7 +290,8 @@ class PtyBootloader:
         baud = _SPEEDS.get(attrs[5], 115200)
         parity = 1 if attrs[2] & termios.PARENB else 0
         stop = 2 if attrs[2] & termios.CSTOPB else 1
-        self.stream.core.sim.clock.advance(nbytes * (9 + parity + stop) / baud)
+        bits = self.bits_per_byte or 9 + parity + stop
+        self.stream.core.sim.clock.advance(nbytes * bits / baud)
 
     def _serve(self) -> None:
         while not self._stop.is_set():

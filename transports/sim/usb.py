@@ -138,6 +138,7 @@ class ControlRequest:
     index: int
     data: bytes = b""   # OUT payload
     length: int = 0     # IN: wLength
+    timeout_ms: int = 0  # the host's timeout for this transfer (0: none, as in libusb)
 
     @property
     def is_in(self) -> bool:
@@ -514,7 +515,8 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         is_in = bool(bmRequestType & 0x80)
         length = len(data) * data.itemsize if is_in else 0
         request = ControlRequest(request_type=bmRequestType, request=bRequest, value=wValue,
-                                 index=wIndex, data=b"" if is_in else bytes(data), length=length)
+                                 index=wIndex, data=b"" if is_in else bytes(data), length=length,
+                                 timeout_ms=int(timeout or 0))
 
         def action() -> int:
             device.counts.control += 1

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from transports.errors import ConnectError, ProtocolError, TransportError
+from transports.errors import BusFault, ConnectError, ProtocolError, Refused, TransportError
 
 __all__ = ["STATUS", "Framing", "MemoryFault", "ProbeVersion", "StLink", "Timebase",
            "parse_version"]
@@ -39,7 +39,7 @@ MAX_MEMORY_BLOCK = 6144  # reference §4.8: the firmware's buffer
 
 @dataclass(frozen=True, slots=True)
 class StatusInfo:
-    kind: str  # ok | wait | fault | connect | error
+    kind: str  # ok | wait | fault (memory access) | bus (SWD/AP) | connect | error
     text: str
 
 
@@ -63,16 +63,16 @@ STATUS: dict[int, StatusInfo] = {
     0x0E: StatusInfo("connect", "probe already opened in another mode"),
     0x10: StatusInfo("wait", "SWD AP wait"),
     0x11: StatusInfo("fault", "SWD AP fault"),
-    0x12: StatusInfo("error", "SWD AP error"),
-    0x13: StatusInfo("error", "SWD AP parity error"),
+    0x12: StatusInfo("bus", "SWD AP error"),
+    0x13: StatusInfo("bus", "SWD AP parity error"),
     0x14: StatusInfo("wait", "SWD DP wait"),
     0x15: StatusInfo("fault", "SWD DP fault"),
-    0x16: StatusInfo("error", "SWD DP error"),
-    0x17: StatusInfo("error", "SWD DP parity error"),
+    0x16: StatusInfo("bus", "SWD DP error"),
+    0x17: StatusInfo("bus", "SWD DP parity error"),
     0x18: StatusInfo("fault", "AP WDATA error"),
     0x19: StatusInfo("fault", "AP sticky error"),
-    0x1A: StatusInfo("error", "AP sticky overrun"),
-    0x1D: StatusInfo("error", "bad AP"),
+    0x1A: StatusInfo("bus", "AP sticky overrun"),
+    0x1D: StatusInfo("bus", "bad AP"),
     0x20: StatusInfo("error", "SWV not available"),
     0x40: StatusInfo("ok", "configuration changed"),
     0x41: StatusInfo("error", "frequency not supported"),
@@ -80,10 +80,8 @@ STATUS: dict[int, StatusInfo] = {
 }
 
 
-class MemoryFault(ProtocolError):
+class MemoryFault(BusFault):
     """A memory access faulted on the target's bus (AP/DP fault); ``address`` is where."""
-
-    category = "nack"
 
     def __init__(self, message: str, *, address: int, command: str,
                  reply: bytes | None = None) -> None:
@@ -212,7 +210,9 @@ class StLink:
             raise ConnectError(message, hint="check the SWD wiring (SWDIO, SWCLK, GND) and the "
                                              "target's power, or try connect: under-reset; a "
                                              "part at RDP level 2 never answers")
-        raise ProtocolError(message, command=command, reply=reply)
+        if info.kind in ("fault", "bus"):
+            raise BusFault(message, command=command, reply=reply)
+        raise Refused(message, command=command, reply=reply)
 
     def command(self, block: bytes, *, reply: int, name: str, status: bool = True,
                 data_out: bytes = b"") -> bytes:
@@ -231,8 +231,8 @@ class StLink:
                 continue
             self._check(answer[0], name, answer)
             return answer
-        raise ProtocolError(f"ST-Link {name}: target kept answering WAIT", command=name,
-                            hint="lower clock-khz; the target may be in a low-power mode")
+        raise BusFault(f"ST-Link {name}: target kept answering WAIT", command=name,
+                       hint="lower clock-khz; the target may be in a low-power mode")
 
     # -- probe-level commands ---------------------------------------------------------------
 
@@ -332,7 +332,7 @@ class StLink:
     def _word_command(self, block: bytes, reply: int, name: str, address: int) -> bytes:
         try:
             return self.command(block, reply=reply, name=name)
-        except ProtocolError as error:
+        except BusFault as error:
             if error.reply and STATUS.get(error.reply[0], StatusInfo("", "")).kind == "fault":
                 raise MemoryFault(f"{name} at 0x{address:08X} faulted", address=address,
                                   command=name, reply=error.reply) from error

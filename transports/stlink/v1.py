@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from transports.errors import ProtocolError
+from transports.errors import ProtocolError, Refused
 from transports.stlink.usb import UsbPipe
 
 __all__ = ["BotFraming"]
@@ -53,8 +53,8 @@ class BotFraming:
                                 reply=bytes(csw),
                                 hint="replug the probe; a V1 cannot recover from this")
         if status != 0:
-            raise ProtocolError(f"ST-Link/V1 rejected command 0x{block[0]:02X} "
-                                f"(CSW status {status})", command="BOT", reply=bytes(csw))
+            raise Refused(f"ST-Link/V1 rejected command 0x{block[0]:02X} "
+                          f"(CSW status {status})", command="BOT", reply=bytes(csw))
         return data
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from transports.errors import (
     LinkTimeout,
     ProtocolError,
     ReadProtected,
+    Refused,
     RunnerError,
     WriteError,
 )
@@ -124,14 +125,17 @@ class BootloaderEngine:
             return WriteError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
                               device=self.device, also=("nack",),
-                              hint="the address must be writable and 4-byte aligned")
+                              hint="the address must be writable, 4-byte aligned and erased "
+                                   "(F0/F1/F3, L0, L4/G0/G4 and newer refuse to program over data)")
         if code in (Command.ERASE, Command.EXTENDED_ERASE, Command.ERASE_NS):
             return EraseError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
                               device=self.device, also=("nack",),
                               hint="check write protection and the page numbers")
-        return self._protocol(code, nack.stage, "NACK", nack.reply,
-                              hint="the chip refused the request; check the address range")
+        return Refused(f"{command_name(code)}: NACK at the {nack.stage} stage on {self.device}",
+                       command=command_name(code), reply=nack.reply, transport=self.link,
+                       device=self.device,
+                       hint="the chip refused the request; check the address range")
 
     def _try_resync(self) -> None:
         try:
@@ -142,10 +146,10 @@ class BootloaderEngine:
     def _require(self, function: str) -> int:
         code = self.commands.pick(function)
         if code is None:
-            raise ProtocolError(f"the bootloader of {self.device} (v{self.commands.version_text})"
-                                f" does not offer {function.replace('_', ' ')}",
-                                command=function, transport=self.link, device=self.device,
-                                hint="use a link or probe that can do it")
+            raise Refused(f"the bootloader of {self.device} (v{self.commands.version_text})"
+                          f" does not offer {function.replace('_', ' ')}",
+                          command=function, transport=self.link, device=self.device,
+                          hint="use a link or probe that can do it")
         return code
 
     # ------------------------------------------------------------------ session
@@ -267,9 +271,9 @@ class BootloaderEngine:
         """AN3155 §3.14 (as stm32flash drives it): the STM32 CRC-32 of ``length`` bytes."""
         code = Command.GET_CHECKSUM
         if code not in self.commands:
-            raise ProtocolError(f"the bootloader of {self.device} has no Get Checksum",
-                                command=command_name(code), transport=self.link,
-                                device=self.device, hint="verify by read-back")
+            raise Refused(f"the bootloader of {self.device} has no Get Checksum",
+                          command=command_name(code), transport=self.link,
+                          device=self.device, hint="verify by read-back")
         with self._command(code, address=address):
             self.framing.request(code, (Block.word("address", address),
                                         Block.word("length", length)),

@@ -22,7 +22,7 @@ Link subclasses supply the :class:`~transports.sysboot.framing.Framing`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from transports.base import (
@@ -37,7 +37,14 @@ from transports.base import (
     no_progress,
 )
 from transports.chips import Chip, FlashBlock, rom_bootloader
-from transports.errors import ConnectError, EraseError, LinkLost, ProtocolError, ReadProtected
+from transports.errors import (
+    ConnectError,
+    EraseError,
+    LinkLost,
+    ProtocolError,
+    ReadProtected,
+    Refused,
+)
 from transports.sysboot.commands import Command
 from transports.sysboot.engine import MAX_BLOCK, BootloaderEngine
 from transports.sysboot.framing import Framing
@@ -140,19 +147,16 @@ class BootloaderSession:
         flash_size: int | None = None
         rdp = 0
         try:
-            raw = engine.read_memory(self.chip.flash_size_address, 2)
-            flash_size = int.from_bytes(raw, "little") * 1024
-            offsets = self.chip.uid_offsets
-            if offsets == (0, 4, 8):
-                uid = engine.read_memory(self.chip.uid_address, 12).hex()
-            else:  # L0/L1 scatter the UID words: read each one
-                uid = b"".join(engine.read_memory(self.chip.uid_address + off, 4)
-                               for off in offsets).hex()
+            flash_size, uid = self._device_words(engine.read_memory)
         except ReadProtected:
             rdp = 1
-        except ProtocolError:
-            # Some ROMs refuse reads of these words (reference §1.5.4); identity stays partial.
-            pass
+        except (ProtocolError, Refused):
+            # An F401 or L05x ROM NACKs short reads of these words but answers a read of
+            # the whole device-information page from its base (stm32loader PR #25, #61).
+            try:
+                flash_size, uid = self._device_words(self._paged_reader(engine))
+            except (ProtocolError, Refused):
+                pass  # some ROMs refuse these words altogether: identity stays partial
         details = {"bootloader_commands": " ".join(f"{c:02X}" for c in
                                                    sorted(engine.commands.codes))}
         if engine.commands.unknown:
@@ -161,6 +165,32 @@ class BootloaderSession:
         return ChipIdentity(dev_id=engine.pid or 0, uid=uid, flash_size=flash_size,
                             rdp_level=rdp, bootloader_version=engine.commands.version_text,
                             probe=self.framing_name, details=details)
+
+    def _device_words(self, read: Callable[[int, int], bytes]) -> tuple[int, str]:
+        """The flash-size register (in bytes) and the UID (hex), read through ``read``."""
+        flash_size = int.from_bytes(read(self.chip.flash_size_address, 2), "little") * 1024
+        offsets = self.chip.uid_offsets
+        if offsets == (0, 4, 8):
+            return flash_size, read(self.chip.uid_address, 12).hex()
+        # L0/L1 scatter the UID words: read each one.
+        return flash_size, b"".join(read(self.chip.uid_address + off, 4)
+                                    for off in offsets).hex()
+
+    @staticmethod
+    def _paged_reader(engine: BootloaderEngine) -> Callable[[int, int], bytes]:
+        """Reads served from whole 256-byte pages, each read once from its base."""
+        pages: dict[int, bytes] = {}
+
+        def read(address: int, length: int) -> bytes:
+            out = b""
+            while len(out) < length:
+                base = (address + len(out)) & ~0xFF
+                if base not in pages:
+                    pages[base] = engine.read_memory(base, 0x100)
+                start = address + len(out) - base
+                out += pages[base][start:start + length - len(out)]
+            return out
+        return read
 
     @property
     def framing_name(self) -> str:
@@ -268,10 +298,10 @@ class BootloaderSession:
     def checksum(self, address: int, length: int) -> Checksum:
         """Get Checksum over ``length`` rounded up to whole words (padding read as stored)."""
         if Capability.CHECKSUM not in self.capabilities or address % 4:
-            raise ProtocolError(f"on-target checksum is not available for 0x{address:08X} on "
-                                f"{self.request.device}", command="checksum",
-                                transport=self.request.link, device=self.request.device,
-                                hint="verify by read-back (verify: {method: readback})")
+            raise Refused(f"on-target checksum is not available for 0x{address:08X} on "
+                          f"{self.request.device}", command="checksum",
+                          transport=self.request.link, device=self.request.device,
+                          hint="verify by read-back (verify: {method: readback})")
         words = length + (-length % 4)
         return Checksum(algorithm="stm32-crc32", value=self.engine.get_checksum(address, words))
 
@@ -280,9 +310,9 @@ class BootloaderSession:
     def reset(self, mode: ResetMode) -> None:
         engine = self.engine
         if mode is ResetMode.HALT:
-            raise ProtocolError("a bootloader link cannot leave the chip halted",
-                                command="reset", transport=self.request.link,
-                                device=self.request.device, hint="use reset mode go or hardware")
+            raise Refused("a bootloader link cannot leave the chip halted",
+                          command="reset", transport=self.request.link,
+                          device=self.request.device, hint="use reset mode go or hardware")
         # Empty-check parts (AN2606; stm32flash F_OBLL/F_PEMPTY) boot the ROM again after
         # an NRST pulse until their option bytes reload: Go reaches the application anyway.
         empty_check = bool({"obl-launch", "pempty"} & self.chip.bootloader.flags)
@@ -315,9 +345,9 @@ class BootloaderSession:
         engine = self.engine
         link, device = self.request.link, self.request.device
         if change.fields:
-            raise ProtocolError("the system bootloader changes only readout protection here",
-                                command="option-bytes", transport=link, device=device,
-                                hint="set other option bytes with an ST-Link")
+            raise Refused("the system bootloader changes only readout protection here",
+                          command="option-bytes", transport=link, device=device,
+                          hint="set other option bytes with an ST-Link")
         if change.rdp_level == 0:
             engine.readout_unprotect()
             self._note_erased(range(len(self.chip.flash.blocks)))
@@ -330,12 +360,12 @@ class BootloaderSession:
         link, device = self.request.link, self.request.device
         ob = self.chip.option_bytes
         if not change.confirmed_irreversible:
-            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                command="option-bytes", transport=link, device=device,
-                                hint="add confirm: irreversible to the step")
+            raise Refused("RDP level 2 is irreversible and was not confirmed",
+                          command="option-bytes", transport=link, device=device,
+                          hint="add confirm: irreversible to the step")
         if not ob.has_level2:
-            raise ProtocolError(f"{self.chip.part} has no RDP level 2", command="option-bytes",
-                                transport=link, device=device)
+            raise Refused(f"{self.chip.part} has no RDP level 2", command="option-bytes",
+                          transport=link, device=device)
         address, size = self._option_area()
         image = bytearray(self.read(address, size))
         image[ob.rdp_offset] = ob.rdp_level2  # F2/F4/F7/H7: byte 0 is USER/BOR, kept as read

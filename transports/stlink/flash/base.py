@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import Chip, FlashBlock
-from transports.errors import EraseError, FlashError, ProtocolError, WriteError
+from transports.errors import EraseError, FlashError, Refused, WriteError
 from transports.stlink.protocol import MemoryFault, StLink
 
 __all__ = ["KEYS", "OPTION_KEYS", "SECTOR_HINT", "FlashDriver", "check_rdp_change"]
@@ -39,12 +39,12 @@ def check_rdp_change(chip: Chip, change: OptionBytesChange) -> None:
     """Refuse what the silicon cannot do or the manifest did not confirm."""
     if change.rdp_level == 2:
         if not chip.option_bytes.has_level2:
-            raise ProtocolError(f"{chip.part} has no RDP level 2", command="option-bytes",
-                                hint="use rdp: 1 for readout protection on this part")
+            raise Refused(f"{chip.part} has no RDP level 2", command="option-bytes",
+                          hint="use rdp: 1 for readout protection on this part")
         if not change.confirmed_irreversible:
-            raise ProtocolError("RDP level 2 is irreversible and was not confirmed",
-                                command="option-bytes",
-                                hint="add confirm: irreversible to the option-bytes step")
+            raise Refused("RDP level 2 is irreversible and was not confirmed",
+                          command="option-bytes",
+                          hint="add confirm: irreversible to the option-bytes step")
 
 
 class FlashDriver(ABC):

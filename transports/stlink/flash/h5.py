@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import FlashBlock
-from transports.errors import EraseError, ProtocolError, WriteError
+from transports.errors import EraseError, Refused, WriteError
 from transports.stlink.flash.base import (
     OPTION_KEYS,
     SECTOR_HINT,
@@ -116,10 +116,10 @@ class H5FlashDriver(FlashDriver):
         if change.rdp_level == 0:
             if ob.rdp_level((current >> 8) & 0xFF) == 0:
                 return
-            raise ProtocolError("reopening an H5 needs ST's debug authentication",
-                                command="option-bytes",
-                                hint="regress the product state with STM32CubeProgrammer "
-                                     "(debug authentication); flashrunner cannot")
+            raise Refused("reopening an H5 needs ST's debug authentication",
+                          command="option-bytes",
+                          hint="regress the product state with STM32CubeProgrammer "
+                               "(debug authentication); flashrunner cannot")
         state = ob.rdp_level2 if change.rdp_level == 2 else PRODUCT_CLOSED
         self.unlock()
         try:

@@ -1,0 +1,127 @@
+"""Benchmark: flashrunner against stm32flash, 64 KiB erase + write + verify over USART.
+
+What runs: the commands a user types. ``python -m runner run line.yaml``
+(a ``kind: uart`` link whose port is the simulator's pty, not simulate mode,
+so the run is the hardware code path end to end, start-up included) and
+``stm32flash -w image.bin -v``, alternated, each against a fresh simulated
+chip behind a pty.
+
+What is simulated: the chip and its ROM bootloader (our pty simulator), paced
+in real time at 115200 baud and 11 bits per byte, as 8E1 would be on a real
+port (a pty keeps no parity bit, so both tools open it 8N1), and the chip's
+page erase and program times from the chip database.
+
+Bounds: the wire floor is the payload alone at 11 bits per byte (64 KiB each
+way for write + read-back, one way when the ROM's Get Checksum verifies);
+stm32flash always verifies by reading back. Figures are wall-clock seconds.
+
+Run: python tests/bench/bench_usart_peer.py [runs]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from transports.chips import chip_database  # noqa: E402
+from transports.sim import SimChip  # noqa: E402
+from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile  # noqa: E402
+from transports.sim.bootloader_stream import StreamBootloader  # noqa: E402
+from transports.sim.clock import SimClock  # noqa: E402
+from transports.sim.usart import PtyBootloader  # noqa: E402
+
+SIZE = 64 * 1024
+BAUD = 115200
+BITS = 11
+BASE = 0x08000000
+
+MANIFEST = """\
+manifest: 1
+name: usart-bench
+images:
+  app: {{file: {image}, address: 0x08000000}}
+transports:
+  port: {{kind: uart, port: {port}, baud: {baud}, parity: none}}
+recipes:
+  std:
+    - erase: {{scope: used}}
+    - write: [app]
+    - verify: {{}}
+devices:
+  dut: {{chip: {part}, transport: port, recipe: std}}
+"""
+
+
+def _target(part: str) -> tuple[SimChip, PtyBootloader]:
+    chip = chip_database().part(part)
+    sim = SimChip(chip, clock=SimClock(time_scale=1.0))
+    core = BootloaderCore(sim, bootloader_profile(chip, Link.USART, {}))
+    return sim, PtyBootloader(StreamBootloader(core, Link.USART), bits_per_byte=BITS)
+
+
+def flashrunner(part: str, image: Path, folder: Path) -> float:
+    sim, pty = _target(part)
+    with pty:
+        manifest = folder / "line.yaml"
+        manifest.write_text(MANIFEST.format(image=image, port=pty.path, baud=BAUD, part=part))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "runner", "run", str(manifest)],
+                              capture_output=True, env=env, cwd=folder, check=False)
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"flashrunner failed:\n{done.stdout.decode()}{done.stderr.decode()}")
+    assert bytes(sim.flash[:SIZE]) == image.read_bytes()
+    return elapsed
+
+
+def stm32flash(part: str, image: Path) -> float:
+    sim, pty = _target(part)
+    with pty:
+        start = time.perf_counter()
+        subprocess.run(["stm32flash", "-b", str(BAUD), "-m", "8n1", "-w", str(image), "-v",
+                        "-S", f"0x{BASE:08X}", pty.path], capture_output=True, check=True)
+        elapsed = time.perf_counter() - start
+    assert bytes(sim.flash[:SIZE]) == image.read_bytes()
+    return elapsed
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    if shutil.which("stm32flash") is None:
+        raise SystemExit("stm32flash is not installed (apt-get install stm32flash)")
+    wire = SIZE * BITS / BAUD
+    cases = (("stm32f103cb", "F103, ROM v2.2: read-back", 2 * wire),
+             ("stm32h743zi", "H743, ROM v3.1: Get Checksum", wire))
+    print(f"{SIZE // 1024} KiB erase + write + verify, USART {BAUD} baud, {BITS} bits/byte, "
+          f"wall-clock seconds, {runs} alternated runs each (median)")
+    print(f"{'target':<32} {'flashrunner':>12} {'stm32flash':>11} {'ratio':>6} "
+          f"{'floor':>7} {'fr % floor':>10} {'s32f % floor':>12}")
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        image = folder / "app.bin"
+        image.write_bytes(os.urandom(SIZE))
+        for part, label, floor in cases:
+            ours: list[float] = []
+            peer: list[float] = []
+            for _ in range(runs):
+                ours.append(flashrunner(part, image, folder))
+                peer.append(stm32flash(part, image))
+            mine, theirs = statistics.median(ours), statistics.median(peer)
+            print(f"{label:<32} {mine:>11.2f}s {theirs:>10.2f}s {mine / theirs:>6.3f} "
+                  f"{floor:>6.2f}s {100 * floor / mine:>9.1f}% {100 * floor / theirs:>11.1f}%")
+            print(f"{'':<32} runs: flashrunner {', '.join(f'{t:.2f}' for t in ours)}; "
+                  f"stm32flash {', '.join(f'{t:.2f}' for t in peer)}")
+
+
+if __name__ == "__main__":
+    main()
