@@ -93,7 +93,9 @@ _RANGES: dict[str, Any] = {"type": "array", "items": {
 _STR_LIST: dict[str, Any] = {"type": "array", "items": _STR}
 _OUTCOME_RUN: dict[str, Any] = {"enum": ["ok", "failed", "interrupted"]}
 _OUTCOME_ANY: dict[str, Any] = {
-    "enum": ["ok", "failed", "interrupted", "skipped", "upstream-failed"]}
+    "enum": ["ok", "failed", "interrupted", "skipped", "upstream-failed", "unknown"]}
+#: A device's end: as a run's, or ``unknown`` when its station was lost mid-run.
+_OUTCOME_DEVICE: dict[str, Any] = {"enum": ["ok", "failed", "interrupted", "unknown"]}
 _NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
 _OBJECT: dict[str, Any] = {"type": "object"}
 _ANY: dict[str, Any] = {}
@@ -211,8 +213,8 @@ _DEVICE_IDENTIFIED = EventType(
 )
 _DEVICE_FINISHED = EventType(
     name=DEVICE_FINISHED, doc="A device ended after running.",
-    required={**_DEVICE, "outcome": _OUTCOME_RUN, "duration_ms": _INT, "bytes": _INT},
-    optional=_ERROR,
+    required={**_DEVICE, "outcome": _OUTCOME_DEVICE, "duration_ms": _INT, "bytes": _INT},
+    optional={**_ERROR, "reason": _STR},
 )
 _DEVICE_SKIPPED = EventType(
     name=DEVICE_SKIPPED, doc="A device never started (fail-fast, interrupted, or after a "
@@ -294,11 +296,46 @@ _RUN_FINISHED = EventType(
                        "signed"}},
 )
 
+# Events of a run on stations (runner.stations); each carries ``station``.
+_INT_OR_NULL: dict[str, Any] = {"type": ["integer", "null"]}
+_STATION_EVENTS = (
+    EventType(name="station.connected", doc="The host reached a station and trusts its key.",
+              required={"host": _STR, "port": _INT, "user": _STR,
+                        "host_key": _NULLABLE_STR}),
+    EventType(name="station.staged", doc="The station's files are in its cache by digest.",
+              required={"files": _INT, "sent": _INT, "bytes": _INT, "cache": _STR,
+                        "manifest_sha256": _SHA256}),
+    EventType(name="station.started", doc="The station's run is running, detached.",
+              required={"run_dir": _NULLABLE_STR, "pid": _INT_OR_NULL,
+                        "resumed": {"type": ["boolean", "null"]}}),
+    EventType(name="station.gate-opened",
+              doc="A device waiting for devices of other stations was let go (gate: go) "
+                  "or told which of them failed.",
+              required={"device": _STR, "gate": _STR}),
+    EventType(name="station.failed", doc="A station could not be used; its devices fail.",
+              required={}, optional={**_ERROR, "files": _STR_LIST}),
+    EventType(name="station.connection-lost",
+              doc="The connection to a station dropped or went silent.",
+              required={"error": _STR, "attempt": _INT, "after_seq": _INT}),
+    EventType(name="station.reconnected",
+              doc="The host is back in touch and follows the run after after_seq.",
+              required={"attempt": _INT, "after_seq": _INT}),
+    EventType(name="station.lost", doc="No contact with a station could be regained; its "
+                                       "unfinished devices are unknown.",
+              required={"after_seq": _INT, "devices": _STR_LIST}),
+    EventType(name="collect.started",
+              doc="`flashrunner collect`: fetching the outcomes a run lost from stations.",
+              required={"of_run": _STR, "log": _STR, "stations": _OBJECT, "at": _STR}),
+    EventType(name="collect.finished", doc="What collect knows now, per device.",
+              required={"of_run": _STR, "outcomes": _OBJECT}),
+)
+
 #: Every event, by name, in the order a run emits them.
 EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
     _RUN_STARTED, _PLAN_WARNING, _LINK_WAITING, _DEVICE_STARTED, _DEVICE_IDENTIFIED, _STEP_STARTED,
     _STEP_PROGRESS, _STEP_RETRIED, _STEP_RECOVERY, _STEP_FINISHED, _DEVICE_FINISHED,
-    _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _RUN_INTERRUPTED, _RUN_FINISHED)}
+    _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _RUN_INTERRUPTED, _RUN_FINISHED,
+    *_STATION_EVENTS)}
 
 #: Every event name, in the order a run emits them.
 EVENTS: tuple[str, ...] = tuple(EVENT_TYPES)

@@ -57,8 +57,10 @@ def collect(log: Path, *, manifest_path: Path | None = None,
             run_id = str(record.get("run_id", ""))
             manifest_path = manifest_path or Path(str(record.get("manifest_path")))
         station = record.get("station")
-        if isinstance(station, str) and isinstance(record.get("station_seq"), int):
-            last_seq[station] = max(last_seq.get(station, 0), record["station_seq"])
+        origin = record.get("origin")
+        if isinstance(station, str) and isinstance(origin, dict) \
+                and isinstance(origin.get("seq"), int):
+            last_seq[station] = max(last_seq.get(station, 0), origin["seq"])
         device = record.get("device")
         if record.get("event") in _FINAL and isinstance(device, str):
             outcomes[device] = str(record.get("outcome"))

@@ -106,6 +106,8 @@ class StationFollower:
     gates: dict[str, str] = field(default_factory=dict)
     gates_written: set[str] = field(default_factory=set)
     started: bool = False
+    #: device → (link, kind), for the records the host writes about a device itself.
+    links: dict[str, tuple[str, str]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -256,8 +258,10 @@ class StationFollower:
                     if self.ended:
                         return None
                     raise _Dropped("the connection closed before the run ended")
+                text = line.decode("utf-8", "replace").rstrip("\n") \
+                    if isinstance(line, bytes) else str(line).rstrip("\n")
                 try:
-                    record = json.loads(line)
+                    record = json.loads(text)
                 except ValueError:
                     continue
                 if not isinstance(record, dict):
@@ -267,7 +271,7 @@ class StationFollower:
                     if control is not None:
                         return control
                     continue
-                self._record(record)
+                self._record(text, record)
         finally:
             process.close()
 
@@ -292,13 +296,13 @@ class StationFollower:
             self.lose_rest(str(line.get("reason") or "the station's run died"))
         return None
 
-    def _record(self, record: dict[str, Any]) -> None:
+    def _record(self, line: str, record: dict[str, Any]) -> None:
         seq = record.get("seq")
         if isinstance(seq, int):
             if seq <= self.last_seq:
                 return
             self.last_seq = seq
-        forward(self.sink, self.name, record)
+        forward(self.sink, self.name, line)
         event = record.get("event")
         device = record.get("device")
         if not isinstance(device, str) or device not in self.bundle.devices:
@@ -311,6 +315,11 @@ class StationFollower:
 
     # ------------------------------------------------------------------ endings
 
+    def device_fields(self, device: str) -> dict[str, Any]:
+        link, kind = self.links.get(device, ("", ""))
+        return {"device": device, "transport": link, "kind": kind, "station": self.name,
+                "duration_ms": 0, "bytes": 0}
+
     def _unfinished(self) -> list[str]:
         return [d for d in self.bundle.devices if d not in self.finished]
 
@@ -318,8 +327,7 @@ class StationFollower:
         """Devices that will not run: the station could not be used."""
         for device in self._unfinished():
             self.finished.add(device)
-            self.sink.emit("device.finished", **{**fields, "device": device,
-                                                 "station": self.name,
+            self.sink.emit("device.finished", **{**fields, **self.device_fields(device),
                                                  "outcome": Outcome.FAILED.value})
             self.on_result(DeviceResult(device=device, outcome=Outcome.FAILED,
                                         error=fields.get("error"),
@@ -334,8 +342,7 @@ class StationFollower:
         fields = error_fields(error)
         for device in self._unfinished():
             self.finished.add(device)
-            self.sink.emit("device.finished", **{**fields, "device": device,
-                                                 "station": self.name,
+            self.sink.emit("device.finished", **{**fields, **self.device_fields(device),
                                                  "outcome": Outcome.UNKNOWN.value,
                                                  "reason": "station lost"})
             self.on_result(DeviceResult(device=device, outcome=Outcome.UNKNOWN,
@@ -376,7 +383,8 @@ class _Run:
         self.results: dict[str, DeviceResult] = {}
         self.followers = {
             name: StationFollower(bundle=bundle, run_id=run_id, sink=context.events,
-                                  on_result=self._result)
+                                  on_result=self._result,
+                                  links={d.device: (d.link, d.kind) for d in plan.devices})
             for name, bundle in bundles.items()}
         self.operator = os.environ.get("FLASHRUNNER_OPERATOR") or _user()
         self.dropped: dict[str, str] = {}

@@ -1,36 +1,35 @@
 """A station's records in the host's audit log: the one place they are merged.
 
-Each record the station's flashrunner wrote is emitted again on the host,
-under the host's own ``seq``/``ts``/``run_id`` (so the merged log is one
-ordered, flushed-per-record file whose every prefix is valid), with
-``station`` naming where it came from and the station's ``seq``, ``ts`` and
-``run_id`` kept as ``station_seq``, ``station_ts`` and ``station_run_id``.
-Device and step events keep their names: console and reports show every
-station's devices as they show local ones. The station's run-level events
-are renamed ``station.run-started`` / ``station.run-finished`` /
-``station.run-interrupted``, so a reader never mistakes them for the host
-run's own start and end.
+Each line the station's flashrunner wrote to its own log is appended to the
+host's log with :meth:`runner.logging.AuditLog.append_foreign`: the merged
+record gets the host's ``seq``, ``ts`` and ``prev`` (one ordered, hash-chained
+file whose every prefix is valid), ``station`` naming where it came from, and
+``origin`` with the station's own ``run_id``, ``seq``, ``ts`` and the SHA-256 of
+its line (so the station's log can be checked against the host's). Device
+and step events keep their names: the console and the reports show every
+station's devices as they show local ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
 from typing import Any
 
 from runner.events import EventSink
+from runner.logging import AuditLog
 
-__all__ = ["RENAMED", "forward"]
-
-RENAMED = {"run.started": "station.run-started", "run.finished": "station.run-finished",
-           "run.interrupted": "station.run-interrupted"}
+__all__ = ["forward"]
 
 
-def forward(sink: EventSink, station: str, record: Mapping[str, Any]) -> None:
-    """Emit one station record on the host's ``sink``."""
-    fields = dict(record)
-    event = str(fields.pop("event", "station.record"))
-    origin = {"station": station, "station_seq": fields.pop("seq", None),
-              "station_ts": fields.pop("ts", None),
-              "station_run_id": fields.pop("run_id", None)}
-    fields.pop("prev", None)   # the station's own hash chain stays in the station's log
-    sink.emit(RENAMED.get(event, event), **origin, **fields)
+def forward(sink: EventSink, station: str, line: str) -> dict[str, Any]:
+    """Append one line of ``station``'s log to the host's ``sink``; the parsed record."""
+    record = json.loads(line)
+    if isinstance(sink, AuditLog):
+        sink.append_foreign(line, station=station)
+    else:   # a plain sink (tests, embedding code): the same fields
+        fields = {k: v for k, v in record.items()
+                  if k not in ("ts", "seq", "run_id", "event", "prev")}
+        sink.emit(str(record.get("event")), **fields, station=station,
+                  origin={"station": station, "run_id": record.get("run_id"),
+                          "seq": record.get("seq"), "ts": record.get("ts")})
+    return dict(record)

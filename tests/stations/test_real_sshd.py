@@ -24,7 +24,7 @@ def _peak(records: list[dict], station: str) -> int:
     live = peak = 0
     mine = [r for r in records if r.get("station") == station
             and r["event"] in ("device.started", "device.finished")]
-    for record in sorted(mine, key=lambda r: r["station_seq"]):
+    for record in sorted(mine, key=lambda r: r["origin"]["seq"]):
         live += 1 if record["event"] == "device.started" else -1
         peak = max(peak, live)
     return peak
@@ -55,11 +55,11 @@ def test_the_line_example_rehearses_three_stations_and_ends_ok(
     assert {d: r["station"] for d, r in outcomes.items()} == expected
     assert all(r["outcome"] == "ok" for r in outcomes.values())
     # Station records keep the station's own seq, ts and run id; host seq is one sequence.
-    forwarded = [r for r in records if "station_seq" in r]
-    assert forwarded and all(r["station_ts"] and r["station_run_id"] for r in forwarded)
+    forwarded = [r for r in records if "origin" in r]
+    assert forwarded and all(r["origin"]["ts"] and r["origin"]["run_id"] and r["origin"]["line_sha256"] for r in forwarded)
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     for station in ("pi1", "pi2", "pi3"):
-        seqs = [r["station_seq"] for r in forwarded if r["station"] == station]
+        seqs = [r["origin"]["seq"] for r in forwarded if r["station"] == station]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     # The cross-station `after` held: the controller started after sensor-a ended ok.
     finished = next(r for r in records if r["event"] == "device.finished"
@@ -124,8 +124,8 @@ def test_a_dropped_connection_is_regained_and_the_outcome_collected(farm: Farm) 
     outcomes = _outcomes(records)
     assert outcomes["slow"]["outcome"] == "ok" and outcomes["other"]["outcome"] == "ok"
     # Nothing lost or repeated across the reconnection.
-    seqs = [r["station_seq"] for r in records if r.get("station") == "pi1"
-            and "station_seq" in r]
+    seqs = [r["origin"]["seq"] for r in records if r.get("station") == "pi1"
+            and "origin" in r]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
 
@@ -183,8 +183,8 @@ def test_two_runs_on_one_station_serialise_on_a_shared_link(farm: Farm) -> None:
     spans = []
     for run in (one, two):
         records = run.records()
-        began = next(r for r in records if r["event"] == "device.started")["station_ts"]
-        ended = next(r for r in records if r["event"] == "device.finished")["station_ts"]
+        began = next(r for r in records if r["event"] == "device.started")["origin"]["ts"]
+        ended = next(r for r in records if r["event"] == "device.finished")["origin"]["ts"]
         spans.append((began, ended))
     spans.sort()
     assert spans[1][0] >= spans[0][1], spans   # one after the other, never both at once
