@@ -56,7 +56,8 @@ def test_the_line_example_rehearses_three_stations_and_ends_ok(
     assert all(r["outcome"] == "ok" for r in outcomes.values())
     # Station records keep the station's own seq, ts and run id; host seq is one sequence.
     forwarded = [r for r in records if "origin" in r]
-    assert forwarded and all(r["origin"]["ts"] and r["origin"]["run_id"] and r["origin"]["line_sha256"] for r in forwarded)
+    assert forwarded and all(r["origin"]["ts"] and r["origin"]["run_id"]
+                             and r["origin"]["line_sha256"] for r in forwarded)
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     for station in ("pi1", "pi2", "pi3"):
         seqs = [r["origin"]["seq"] for r in forwarded if r["station"] == station]

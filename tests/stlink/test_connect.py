@@ -150,13 +150,11 @@ def test_old_v2_firmware_without_16_bit_access_still_flashes_an_f1(
     assert 0x43 not in subs and 0x48 not in subs
 
 
-def test_old_v2_firmware_refuses_the_safe_path_it_cannot_do(open_session: Open) -> None:
-    from runner.errors import WriteError
-
-    session = open_session("stm32f103c8", quirks={"firmware": 21},
-                           options={"write-mode": "safe"})
-    with pytest.raises(WriteError, match="cannot write single half-words"):
-        session.write(0x08000000, b"\x00\x01")
+def test_old_v2_firmware_refuses_the_safe_path_it_cannot_do(open_session: Open,
+                                                           world: SimulationWorld) -> None:
+    with pytest.raises(ConnectError, match="cannot write half-words"):
+        open_session("stm32f103c8", quirks={"firmware": 21}, options={"write-mode": "safe"})
+    assert world.chips["board"].stats.bytes_programmed == 0
 
 
 def test_an_unsupported_controller_is_refused_before_touching_the_probe(

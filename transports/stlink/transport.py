@@ -28,6 +28,7 @@ from transports.base import (
     StaticCapabilities,
     no_progress,
 )
+from transports.checksums import stm32_crc32
 from transports.chips import Chip, FlashBlock
 from transports.errors import (
     ChipMismatch,
@@ -37,6 +38,7 @@ from transports.errors import (
     TransportError,
 )
 from transports.stlink.flash import FlashDriver, driver_for
+from transports.stlink.loaders import LoaderError, RamLoader
 from transports.stlink.protocol import MemoryFault, StLink, Timebase
 from transports.stlink.target import CLONE_SIGNS, Target, TargetInfo
 from transports.stlink.usb import (
@@ -47,7 +49,12 @@ from transports.stlink.usb import (
     select_probe,
 )
 from transports.stlink.v1 import BotFraming
-from transports.stlink.writemode import choose_write_mode
+from transports.stlink.writemode import (
+    WRITE_MODES,
+    choose_write_mode,
+    fallback_mode,
+    loader_possible,
+)
 
 __all__ = ["StLinkTransport"]
 
@@ -80,6 +87,8 @@ class StLinkTransport(StaticCapabilities):
     """A session with one STM32 behind one ST-Link."""
 
     kind: ClassVar[str] = "stlink"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"usb_backend", "clock"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
         Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE, Capability.OPTION_BYTES,
@@ -101,9 +110,12 @@ class StLinkTransport(StaticCapabilities):
             "flash-size-kib": {"type": "integer", "minimum": 1,
                                "description": "Trust this flash size instead of the chip's "
                                               "flash-size register."},
-            "write-mode": {"enum": ["auto", "fast", "safe"],
-                           "description": "auto: block writes on genuine parts known to "
-                                          "take them, else one unit at a time."},
+            "write-mode": {"enum": list(WRITE_MODES),
+                           "description": "auto: the RAM flash loader where the probe cannot "
+                                          "write the program unit, else block writes on "
+                                          "genuine parts and one unit at a time on clones; "
+                                          "loader (with an on-target CRC), fast, safe force "
+                                          "one path."},
             "min-voltage": {"type": "number", "minimum": 0, "maximum": 5,
                             "description": "Refuse to flash below this target VDD (volts)."},
         },
@@ -120,6 +132,8 @@ class StLinkTransport(StaticCapabilities):
         self.candidate: ProbeCandidate | None = None
         self.voltage: float | None = None
         self.write_mode = "safe"
+        #: why the loader is not used although auto would have chosen it
+        self.loader_note: str | None = None
         self._identity: ChipIdentity | None = None
 
     # ------------------------------------------------------------------ class side
@@ -141,6 +155,14 @@ class StLinkTransport(StaticCapabilities):
         read = 1024 / (transfer_s + 1024 * wire_s_per_byte + 256 * 46 / (khz * 1000))
         return SpeedModel(connect_s=0.3, write_bytes_per_s=write, read_bytes_per_s=read,
                           erase_overhead_s=0.002)
+
+    @classmethod
+    def planned_capabilities(cls, options: Mapping[str, Any],
+                             chip: Chip) -> frozenset[Capability]:
+        """The on-target checksum comes with the RAM loader (its CRC-32 routine)."""
+        if options.get("write-mode") == "loader" and loader_possible(chip):
+            return cls.capabilities | {Capability.CHECKSUM}
+        return cls.capabilities
 
     @classmethod
     def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:
@@ -256,10 +278,27 @@ class StLinkTransport(StaticCapabilities):
         kind = driver_for(self.chip.controller)
         assert kind is not None  # checked in connect()
         self.info = target.identify(self.chip)
-        self.write_mode = choose_write_mode(self.options.get("write-mode", "auto"), self.chip,
-                                            self.info)
+        requested = self.options.get("write-mode", "auto")
+        half_words = link.version.has("mem-16bit")
+        self.write_mode = choose_write_mode(requested, self.chip, self.info,
+                                            half_word_writes=half_words, voltage=self.voltage)
+        loader: RamLoader | None = None
+        if self.write_mode == "loader":
+            try:
+                loader = RamLoader(link, self.chip)
+                loader.load()
+            except LoaderError as error:
+                fallback = fallback_mode(self.chip, self.info, half_word_writes=half_words)
+                if requested != "auto" or fallback is None:
+                    raise ConnectError(f"the RAM flash loader cannot be used: {error}",
+                                       hint=error.hint or "use write-mode: fast or safe") \
+                        from error
+                # The register path is the verified fallback; the log says why.
+                self.loader_note = str(error)
+                self.write_mode, loader = fallback, None
         self.driver = kind(link, self.chip, fast=self.write_mode == "fast",
                            voltage=self.voltage)
+        self.driver.loader = loader
 
     def identify(self) -> ChipIdentity:
         with self._errors():
@@ -277,6 +316,8 @@ class StLinkTransport(StaticCapabilities):
                 "probe_serial": self.candidate.serial, "probe_port": self.candidate.port_path,
                 "dp_idcode": f"0x{info.dp_idcode:08X}", "cpuid": f"0x{info.cpuid:08X}",
                 "write_mode": self.write_mode}
+            if self.loader_note:
+                details["loader_fallback"] = self.loader_note
             if info.clone:
                 details["clone"] = info.clone
                 details["clone_evidence"] = CLONE_SIGNS.get(info.clone, "")
@@ -338,7 +379,7 @@ class StLinkTransport(StaticCapabilities):
                 self.identify()
             try:
                 driver.write(address, data, progress)
-            except (FlashError, MemoryFault) as error:
+            except (FlashError, MemoryFault, LoaderError) as error:
                 protected = self._protected(error, getattr(error, "address", None))
                 if protected is not None:
                     raise protected from error
@@ -357,9 +398,32 @@ class StLinkTransport(StaticCapabilities):
                 raise
 
     def checksum(self, address: int, length: int) -> Checksum:
-        raise TransportError("the ST-Link link offers no on-target checksum",
-                             hint="verify with method: readback (auto does this)",
-                             transport=self.request.link, device=self.request.device)
+        """STM32 CRC-32 of a flash range, computed by the RAM loader on the target.
+
+        The words are summed on the core; an unaligned tail is read back and
+        padded with erased bytes, as the runner pads it. Without the loader
+        (it failed its check at connect) the whole range is read back and
+        summed here: slower, never wrong.
+        """
+        with self._errors():
+            link, _target, driver = self._require()
+            erased = bytes([self.chip.flash.erased])
+            whole = length - length % 4 if address % 4 == 0 and driver.loader else 0
+            try:
+                if whole:
+                    crc = driver.loader.crc32(address, whole) if driver.loader else 0
+                    tail = link.read_memory(address + whole, length - whole)
+                    value = stm32_crc32(tail + erased * (-len(tail) % 4), crc) \
+                        if tail else crc
+                else:
+                    data = link.read_memory(address, length)
+                    value = stm32_crc32(data + erased * (-len(data) % 4))
+            except MemoryFault as error:
+                protected = self._protected(error, error.address)
+                if protected is not None:
+                    raise protected from error
+                raise
+            return Checksum(algorithm="stm32-crc32", value=value)
 
     def reset(self, mode: ResetMode) -> None:
         with self._errors():

@@ -90,11 +90,16 @@ class SimFlashController:
         self.writes_during_busy = writes_during_busy
         self.busy_until = 0.0
         self.dropped_writes = 0
+        #: While the target's core executes, the time it has reached (it runs ahead
+        #: of or behind the host's clock, see :mod:`transports.sim.stlink.core`).
+        self.local_time: float | None = None
 
     # -- time -------------------------------------------------------------------------
 
     @property
     def now(self) -> float:
+        if self.local_time is not None:
+            return self.local_time
         return self.sim.clock.elapsed
 
     @property
@@ -108,7 +113,10 @@ class SimFlashController:
     def stall_until_ready(self) -> None:
         """A bus access the flash interface holds until the operation ends (reads)."""
         if self.busy:
-            self.sim.clock.advance(self.busy_until - self.now)
+            if self.local_time is not None:
+                self.local_time = self.busy_until
+            else:
+                self.sim.clock.advance(self.busy_until - self.now)
 
     def accept_write_while_busy(self) -> bool:
         """True when a flash write may go ahead; stalls or drops while busy."""

@@ -8,8 +8,8 @@ XL-density parts (RM0008 §3.3.1, controller ``f1xl``) have a second register
 set at +0x40 (KEYR2 0x44, SR2 0x4C, CR2 0x50, AR2 0x54) for bank 2.
 
 Programming is by half-word: PM0075 §2.3.2 — a half-word that does not read
-0xFFFF sets PGERR (unless 0x0000 is written); a 32-bit bus write is split
-into two half-word writes, the second arriving while the first programs.
+0xFFFF sets PGERR (unless 0x0000 is written); PM0075 §2.3.3 — any write
+that is not a half-word long is answered with a bus error.
 Option bytes are programmed into a stored image and loaded at the next reset.
 """
 
@@ -151,10 +151,9 @@ class SimF1Controller(SimFlashController):
     # -- the array ---------------------------------------------------------------------------
 
     def write_flash(self, address: int, data: bytes) -> None:
-        if len(data) == 1:
-            raise BusFault(address, "byte writes to flash are not supported")
-        for at in range(0, len(data), 2):
-            self._program_half_word(address + at, data[at:at + 2])
+        if len(data) != 2:
+            raise BusFault(address, f"{len(data) * 8}-bit writes to flash are a bus error")
+        self._program_half_word(address, data)
 
     def _program_half_word(self, address: int, half: bytes) -> None:
         bank = self._bank_for(address)

@@ -8,7 +8,9 @@ half-word of the option bytes (USER/BOR, then RDP); OPTSTRT programs both.
 
 The array does not check that a word is erased (bits only clear); a bus
 write whose width differs from PSIZE sets PGPERR, a write with PG clear sets
-PGSERR, and nothing is programmed while an error flag is pending.
+PGSERR, and nothing is programmed while an error flag is pending. EOP is set
+at the end of a successful operation only while CR.EOPIE is set (RM0090
+§3.9.5, RM0383 §3.8.5).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ SR_ERRORS = SR_OPERR | SR_WRPERR | SR_PGAERR | SR_PGPERR | SR_PGSERR
 STATUS = StatusBits(busy=SR_BSY, eop=SR_EOP, errors=SR_ERRORS, refused=SR_WRPERR)
 CR_PG, CR_SER, CR_MER, CR_MER1, CR_STRT, CR_LOCK = 1 << 0, 1 << 1, 1 << 2, 1 << 15, 1 << 16, \
     1 << 31
+CR_EOPIE = 1 << 24
 CR_SNB_SHIFT, CR_SNB_MASK = 3, 0x1F
 CR_PSIZE_SHIFT = 8
 OPTCR_OPTLOCK, OPTCR_OPTSTRT = 1 << 0, 1 << 1
@@ -42,6 +45,13 @@ class SimF4Controller(SimFlashController):
         self.regs = RegisterSet(STATUS, cr_lock=CR_LOCK, cr_start=CR_STRT)
         self.option_keys = KeyLock(OPTKEY1, OPTKEY2)
         self.optcr_pending: int | None = None
+
+    def _finish(self, fault: str | None) -> None:
+        """An operation ended: its error flag, or EOP when EOPIE asks for it."""
+        if fault is not None:
+            self.regs.finish(fault)
+        elif self.regs.cr & CR_EOPIE:
+            self.regs.sr |= SR_EOP
 
     @property
     def psize_bytes(self) -> int:
@@ -98,14 +108,14 @@ class SimF4Controller(SimFlashController):
             if index >= len(self.chip.flash.blocks):
                 regs.sr |= SR_WRPERR
                 return
-            regs.finish(self.erase_unit(index))
+            self._finish(self.erase_unit(index))
         elif regs.cr & (CR_MER | CR_MER1):
             both = bool(regs.cr & CR_MER) and bool(regs.cr & CR_MER1)
             if self.chip.flash.banks == 1 or both:
-                regs.finish(self.erase_all())
+                self._finish(self.erase_all())
                 return
             bank = 1 if regs.cr & CR_MER else 2  # RM0090 §3.6.4: MER bank 1, MER1 bank 2
-            regs.finish(self.erase_all(self.bank_blocks(bank)))
+            self._finish(self.erase_all(self.bank_blocks(bank)))
 
     def _apply_options(self) -> None:
         control_bits = OPTCR_OPTLOCK | OPTCR_OPTSTRT  # reserved bits in the option word
@@ -132,7 +142,7 @@ class SimF4Controller(SimFlashController):
             return
         if not self.accept_write_while_busy():
             return
-        regs.finish(self.program_array(address, data, require_erased=False))
+        self._finish(self.program_array(address, data, require_erased=False))
 
     def system_reset(self) -> None:
         self.regs.reset()

@@ -11,7 +11,11 @@ Two write paths exist:
   Clones (APM32F103 loses a write issued during BSY, per the embassy project)
   and unknown parts take this path.
 
-Either way the runner verifies by read-back afterwards.
+A third path hands the data to the RAM flash loader
+(:mod:`transports.stlink.loaders`): the driver only describes the spans
+(:meth:`FlashDriver.loader_spans`: which control-register setting, status
+register and program unit), the loader programs them. Whichever path runs,
+the runner verifies afterwards.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import ClassVar
 from transports.base import OptionBytes, OptionBytesChange, Progress, no_progress
 from transports.chips import Chip, FlashBlock
 from transports.errors import EraseError, FlashError, Refused, WriteError
+from transports.stlink.loaders.ram import LoaderSpan, RamLoader
 from transports.stlink.protocol import MemoryFault, StLink
 
 __all__ = ["KEYS", "OPTION_KEYS", "SECTOR_HINT", "FlashDriver", "check_rdp_change"]
@@ -74,6 +79,8 @@ class FlashDriver(ABC):
         self.base = chip.flash_controller_address
         if not self.unit:
             self.unit = chip.flash.write_unit
+        #: the RAM loader writes go through, when the session chose that path
+        self.loader: RamLoader | None = None
 
     # -- subclass interface -----------------------------------------------------------------
 
@@ -100,6 +107,18 @@ class FlashDriver(ABC):
     @abstractmethod
     def read_option_bytes(self) -> OptionBytes:
         ...
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan] | None:
+        """How the RAM loader programs ``[address, address+length)``; None: it cannot."""
+        return None
+
+    def span(self, address: int, length: int, *, status: int, setup: tuple[tuple[int, int], ...],
+             teardown: tuple[tuple[int, int], ...], clear: int | None = None) -> LoaderSpan:
+        """A :class:`LoaderSpan` with this driver's unit, busy and error bits."""
+        return LoaderSpan(address=address, length=length, status=status,
+                          clear=status if clear is None else clear, unit=self.unit,
+                          busy_mask=self.busy_mask, error_mask=self.error_mask, setup=setup,
+                          teardown=teardown, error_names=self.error_names)
 
     @abstractmethod
     def write_option_bytes(self, change: OptionBytesChange) -> None:
@@ -145,7 +164,11 @@ class FlashDriver(ABC):
                              hint="the plan pads images to the write unit; report this")
         self.unlock()
         try:
-            self.program(address, data, progress)
+            spans = None if self.loader is None else self.loader_spans(address, len(data))
+            if self.loader is not None and spans:
+                self.loader.program(spans, data, progress)
+            else:
+                self.program(address, data, progress)
         finally:
             self.lock()
 

@@ -14,6 +14,7 @@ from transports.base import OptionBytes, OptionBytesChange, Progress, no_progres
 from transports.chips import FlashBlock
 from transports.errors import EraseError, WriteError
 from transports.stlink.flash.base import KEYS, FlashDriver, check_rdp_change
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["F1FlashDriver"]
 
@@ -108,12 +109,13 @@ class F1FlashDriver(FlashDriver):
             done += length
 
     def _program_blocks(self, address: int, data: bytes, sr: int, progress: Progress) -> None:
-        """One 16-bit memory command per MEM-AP window; the bus stalls while BSY."""
-        # Without 16-bit access (V1, V2 before J26) a 32-bit bus write is split by
-        # the AHB into two half-word writes, the second held while the first programs.
-        width = 2 if self.link.version.has("mem-16bit") else 4
+        """One 16-bit memory command per MEM-AP window; the bus stalls while BSY.
+
+        PM0075 §2.3.3: any write that is not a half-word is a bus error, so a
+        probe without 16-bit access (V1, V2 before J26) uses the RAM loader.
+        """
         for offset, at, size in self.windows(address, len(data), self.link.window):
-            self.link.write_memory(at, data[offset:offset + size], width=width)
+            self.link.write_memory(at, data[offset:offset + size], width=2)
             self.settle(sr, expected_s=0, what="program", address=at, error=WriteError)
             progress(offset + size, len(data))
 
@@ -132,6 +134,16 @@ class F1FlashDriver(FlashDriver):
             if offset % 1024 == 0:
                 progress(offset + 2, len(data))
         progress(len(data), len(data))
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan]:
+        spans = []
+        for start, size in self.blocks_by_bank(address, length):
+            bank = self._bank_of(start)
+            sr, cr = self._reg(SR, bank), self._reg(CR, bank)
+            spans.append(self.span(start, size, status=sr,
+                                   setup=((sr, SR_EOP | SR_PGERR | SR_WRPRTERR), (cr, CR_PG)),
+                                   teardown=((cr, 0),)))
+        return spans
 
     # -- option bytes (RM0008 §2.5, PM0075 §2.5) ---------------------------------------------
 

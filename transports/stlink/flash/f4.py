@@ -12,6 +12,7 @@ from transports.base import OptionBytes, OptionBytesChange, Progress, no_progres
 from transports.chips import FlashBlock
 from transports.errors import WriteError
 from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["F4FlashDriver"]
 
@@ -105,6 +106,14 @@ class F4FlashDriver(FlashDriver):
             if offset % 1024 == 0:
                 progress(offset + width, len(data))
         progress(len(data), len(data))
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan] | None:
+        if self.psize_bytes != self.unit:
+            return None  # x8 below 2.7 V: the loader stores words only
+        sr, cr = self._reg(SR), self._reg(CR)
+        return [self.span(address, length, status=sr,
+                          setup=((sr, self.error_mask | SR_EOP), (cr, CR_PG | (self.psize << 8))),
+                          teardown=((cr, 0),))]
 
     # -- option bytes (RM0090 §3.7) ---------------------------------------------------------
 

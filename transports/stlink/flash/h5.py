@@ -24,6 +24,7 @@ from transports.stlink.flash.base import (
     FlashDriver,
     check_rdp_change,
 )
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["H5FlashDriver"]
 
@@ -94,6 +95,12 @@ class H5FlashDriver(FlashDriver):
                 progress(offset + size, len(data))
         self.link.write_word(self._reg(NSCR), 0)
         progress(len(data), len(data))
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan]:
+        return [self.span(address, length, status=self._reg(NSSR), clear=self._reg(NSCCR),
+                          setup=((self._reg(NSCCR), self.error_mask | SR_EOP),
+                                 (self._reg(NSCR), CR_PG)),
+                          teardown=((self._reg(NSCR), 0),))]
 
     # -- product state (RM0481 §7.6) -----------------------------------------------------------
 

@@ -24,6 +24,7 @@ from transports.stlink.flash.base import (
     FlashDriver,
     check_rdp_change,
 )
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["H7FlashDriver"]
 
@@ -114,6 +115,16 @@ class H7FlashDriver(FlashDriver):
                     progress(done, len(data))
             self.link.write_word(base + CR, 0)
         progress(len(data), len(data))
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan]:
+        spans = []
+        for start, size in self.blocks_by_bank(address, length):
+            base = self._bank_base(self._bank_of(start))
+            spans.append(self.span(start, size, status=base + SR, clear=base + CCR,
+                                   setup=((base + CCR, self.error_mask | SR_EOP),
+                                          (base + CR, CR_PG | self.psize)),
+                                   teardown=((base + CR, 0),)))
+        return spans
 
     # -- option bytes (RM0433 §4.4) -----------------------------------------------------------
 

@@ -21,6 +21,7 @@ from transports.base import OptionBytes, OptionBytesChange, Progress, no_progres
 from transports.chips import FlashBlock
 from transports.errors import EraseError, WriteError
 from transports.stlink.flash.base import FlashDriver, check_rdp_change
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["L0FlashDriver"]
 
@@ -109,6 +110,12 @@ class L0FlashDriver(FlashDriver):
                 progress(offset, end)
         self.link.write_word(self._reg(PECR), 0)
         progress(end, end)
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan]:
+        # RM0367 §3.3.4: with PRGLOCK clear, a word write programs it (no PG bit).
+        return [self.span(address, length, status=self._reg(SR),
+                          setup=((self._reg(SR), self.error_mask | SR_EOP),
+                                 (self._reg(PECR), 0)), teardown=())]
 
     # -- option bytes (RM0367 §3.4.1) ----------------------------------------------------------
 

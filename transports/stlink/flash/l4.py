@@ -17,6 +17,7 @@ from transports.base import OptionBytes, OptionBytesChange, Progress, no_progres
 from transports.chips import FlashBlock
 from transports.errors import WriteError
 from transports.stlink.flash.base import OPTION_KEYS, FlashDriver, check_rdp_change
+from transports.stlink.loaders.ram import LoaderSpan
 
 __all__ = ["L4FlashDriver"]
 
@@ -102,6 +103,12 @@ class L4FlashDriver(FlashDriver):
                     progress(offset + 8, len(data))
             progress(len(data), len(data))
         self.link.write_word(self._reg("CR"), 0)
+
+    def loader_spans(self, address: int, length: int) -> list[LoaderSpan]:
+        sr, cr = self._reg("SR"), self._reg("CR")
+        return [self.span(address, length, status=sr,
+                          setup=((sr, self.error_mask | SR_EOP), (cr, CR_PG)),
+                          teardown=((cr, 0),))]
 
     def _settle(self, address: int, expected: float = 0.0) -> None:
         self.settle(self._reg("SR"), expected_s=expected, what="program", address=address,

@@ -1,0 +1,251 @@
+"""Running the RAM flash loader: upload, double-buffered blocks, CRC, failure handling.
+
+SRAM layout (from the chip database's RAM start): the loader image, then two
+block buffers of equal size. Each block is a 24-byte header (destination,
+byte count, status register address, program unit, busy mask, error mask)
+followed by the data. The host writes block N+1 into one buffer while the
+core programs block N from the other, so USB transfers overlap programming;
+the only round trips per block are setting r0 and PC, resuming, polling
+DHCSR and reading r0 back (ARMv7-M C1.6: core registers through DCRSR/DCRDR).
+
+Failure is never silent. A run that does not halt in time, halts on a fault
+(DFSR.VCATCH: hard-fault vector catch) or locks up raises :class:`LoaderError`;
+a unit that reports controller error bits raises :class:`WriteError` naming
+them; a unit that reads back different raises :class:`WriteError` too. The
+driver's register path is the fallback chosen at connect (see
+:mod:`transports.stlink.writemode`), never silently mid-write.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from transports.base import Progress, no_progress
+from transports.checksums import stm32_crc32
+from transports.chips import Chip
+from transports.errors import TransportError, WriteError
+from transports.stlink.loaders.image import LoaderImage, flash_loader
+from transports.stlink.protocol import StLink
+
+__all__ = ["LoaderError", "LoaderSpan", "RamLoader", "loader_fits"]
+
+DHCSR, DCRSR, DCRDR, DFSR, DEMCR = 0xE000EDF0, 0xE000EDF4, 0xE000EDF8, 0xE000ED30, 0xE000EDFC
+DHCSR_KEY = 0xA05F0000
+C_DEBUGEN, C_HALT, C_MASKINTS = 0x1, 0x2, 0x8
+S_HALT, S_LOCKUP = 1 << 17, 1 << 19
+DFSR_VCATCH = 1 << 3
+REGWNR = 1 << 16
+#: DEMCR: keep TRCENA and catch hard and bus faults (a faulting loader halts).
+DEMCR_CATCH = 0x01000500
+MISMATCH = 0x80000000
+#: The smallest block worth a loader run; below it the register path is used.
+MIN_BLOCK = 256
+MAX_BLOCK = 16 * 1024
+#: Cycles the loader spends per program unit beside the flash's own time (copy,
+#: poll, check), at the slowest reset clock (2.1 MHz MSI): the timeout's margin.
+LOOP_S_PER_UNIT = 40 / 2.0e6
+
+
+class LoaderError(TransportError):
+    """The RAM loader did not run as it should (timeout, fault, lockup, bad result)."""
+
+    category = "write"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoaderSpan:
+    """One stretch of flash the loader programs with one control-register setting.
+
+    ``setup`` and ``teardown`` are register writes (address, value) the host
+    makes before and after: clearing the status flags, setting PG/PSIZE/FPRG,
+    clearing PG again. ``clear`` is where error flags are cleared (SR itself,
+    or H7/H5's CCR).
+    """
+
+    address: int
+    length: int
+    status: int
+    clear: int
+    unit: int
+    busy_mask: int
+    error_mask: int
+    setup: tuple[tuple[int, int], ...] = ()
+    teardown: tuple[tuple[int, int], ...] = ()
+    #: status bit → what an error message calls it
+    error_names: Mapping[int, str] = field(default_factory=dict)
+
+
+def _layout(chip: Chip, image: LoaderImage) -> tuple[int, int]:
+    """(first buffer address, buffer size) for ``chip``'s SRAM; size 0 when it does not fit."""
+    start, end = chip.ram
+    first = start + (-(-len(image.code) // 64) * 64)
+    size = min((end - first) // 2, MAX_BLOCK + image.header) & ~0x3F
+    return first, size
+
+
+def loader_fits(chip: Chip) -> bool:
+    """Whether the loader and two blocks worth a run fit in ``chip``'s SRAM."""
+    image = flash_loader()
+    return _layout(chip, image)[1] - image.header >= MIN_BLOCK
+
+
+class RamLoader:
+    """The loader in one halted target's SRAM."""
+
+    def __init__(self, link: StLink, chip: Chip, image: LoaderImage | None = None) -> None:
+        self.link = link
+        self.chip = chip
+        self.image = image or flash_loader()
+        self.base = chip.ram[0]
+        first, size = _layout(chip, self.image)
+        if size - self.image.header < MIN_BLOCK:
+            raise LoaderError(f"{chip.part} has too little SRAM for the flash loader "
+                              f"({(chip.ram[1] - chip.ram[0]) // 1024} KiB)",
+                              hint="use write-mode: fast or safe for this part")
+        self.buffers = (first, first + size)
+        self.block = (size - self.image.header) & ~0x1F
+        self.loaded = False
+        self.runs = 0
+
+    # -- run control ---------------------------------------------------------------
+
+    def _write_register(self, regsel: int, value: int) -> None:
+        self.link.write_word(DCRDR, value)
+        self.link.write_word(DCRSR, regsel | REGWNR)
+
+    def _read_register(self, regsel: int) -> int:
+        self.link.write_word(DCRSR, regsel)
+        return self.link.read_word(DCRDR)
+
+    def load(self) -> None:
+        """Upload the image and check that it runs: a CRC of itself, computed on the core."""
+        link = self.link
+        link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_HALT)
+        link.write_word(DEMCR, DEMCR_CATCH)
+        link.write_word(DFSR, 0x1F)
+        code = self.image.code + b"\0" * (-len(self.image.code) % 4)
+        link.write_memory(self.base, code, width=4)
+        self._write_register(16, 1 << 24)  # xPSR: Thumb state (ARMv7-M B1.4.2)
+        self.loaded = True
+        expected = stm32_crc32(code)
+        got = self._crc_run(self.base, len(code), 0xFFFFFFFF)
+        if got != expected:
+            self.loaded = False
+            raise LoaderError(f"the flash loader computed CRC 0x{got:08X} of itself, not "
+                              f"0x{expected:08X}: the core does not run it correctly",
+                              hint="use write-mode: fast or safe for this target")
+
+    def _start(self, entry: int, arguments: Sequence[int]) -> None:
+        for regsel, value in enumerate(arguments):
+            self._write_register(regsel, value)
+        self._write_register(15, self.base + entry)
+        self.link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_MASKINTS)
+        self.runs += 1
+
+    def _wait(self, expected_s: float, what: str) -> int:
+        """Wait for the core to halt at the loader's bkpt; r0 is the result."""
+        timebase = self.link.timebase
+        deadline = timebase.now() + max(expected_s * 10, 0.5)
+        if expected_s > 0.002:
+            timebase.sleep(expected_s)
+        step = max(expected_s / 8, 0.0005)
+        while True:
+            status = self.link.read_word(DHCSR)
+            if status & S_HALT:
+                break
+            if status & S_LOCKUP or timebase.now() > deadline:
+                self.link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_HALT)
+                why = "locked up" if status & S_LOCKUP else "did not finish in time"
+                raise LoaderError(f"the flash loader's {what} {why}",
+                                  hint="the register path (write-mode: fast or safe) avoids "
+                                       "the loader; reset the target first")
+            timebase.sleep(step)
+        if self.link.read_word(DFSR) & DFSR_VCATCH:
+            self.link.write_word(DFSR, 0x1F)
+            raise LoaderError(f"the flash loader's {what} faulted (hard-fault vector catch)",
+                              hint="the register path (write-mode: fast or safe) avoids the "
+                                   "loader; report this part")
+        return self._read_register(0)
+
+    # -- CRC ---------------------------------------------------------------------------
+
+    def _crc_run(self, address: int, length: int, crc: int) -> int:
+        self._start(self.image.crc_entry, (address, length, crc))
+        cycles = length * 10  # about 40 cycles per word at the reset clock
+        return self._wait(cycles / 2.0e6, "CRC")
+
+    def crc32(self, address: int, length: int) -> int:
+        """The STM32 CRC-32 of ``length`` bytes (a multiple of 4) at ``address``, on target."""
+        if not self.loaded:
+            self.load()
+        crc = 0xFFFFFFFF
+        # One run per 64 KiB keeps each run well inside its timeout.
+        for at in range(address, address + length, 0x10000):
+            crc = self._crc_run(at, min(0x10000, address + length - at), crc)
+        return crc
+
+    # -- programming ---------------------------------------------------------------------
+
+    def program(self, spans: Sequence[LoaderSpan], data: bytes,
+                progress: Progress = no_progress) -> None:
+        """Program ``data`` (laid over the spans in order), double-buffered."""
+        if not self.loaded:
+            self.load()
+        blocks: list[tuple[LoaderSpan, int, bytes]] = []
+        offset = 0
+        for span in spans:
+            size = self.block - self.block % span.unit
+            for at in range(span.address, span.address + span.length, size):
+                chunk = data[offset + at - span.address:
+                             offset + min(at + size, span.address + span.length) - span.address]
+                blocks.append((span, at, chunk))
+            offset += span.length
+        done = 0
+        running: tuple[LoaderSpan, int, bytes] | None = None
+        current: LoaderSpan | None = None
+        for index, (span, at, chunk) in enumerate(blocks):
+            buffer = self.buffers[index % 2]
+            header = struct.pack("<6I", at, len(chunk), span.status, span.unit, span.busy_mask,
+                                 span.error_mask)
+            # While the previous block programs, this one travels over USB.
+            self.link.write_memory(buffer, header + chunk, width=4)
+            if running is not None:
+                done += self._finish(running)
+                progress(done, len(data))
+            if span is not current:
+                if current is not None:
+                    self._registers(current.teardown)
+                self._registers(span.setup)
+                current = span
+            self._start(self.image.program_entry, (buffer,))
+            running = (span, at, chunk)
+        if running is not None:
+            done += self._finish(running)
+            progress(done, len(data))
+        if current is not None:
+            self._registers(current.teardown)
+
+    def _registers(self, writes: Sequence[tuple[int, int]]) -> None:
+        for address, value in writes:
+            self.link.write_word(address, value)
+
+    def _finish(self, block: tuple[LoaderSpan, int, bytes]) -> int:
+        span, at, chunk = block
+        expected = self.chip.timing.program_seconds(len(chunk), span.unit) \
+            + len(chunk) // span.unit * LOOP_S_PER_UNIT
+        result = self._wait(expected, f"program run at 0x{at:08X}")
+        if result == 0:
+            return len(chunk)
+        stopped = self._read_register(1)
+        if result == MISMATCH:
+            raise WriteError(f"flash at 0x{stopped:08X} reads back different from what the "
+                             f"loader programmed", address=stopped,
+                             hint="erase the area first; if it persists the part may be worn")
+        bad = result & span.error_mask
+        self.link.write_word(span.clear, bad)
+        flags = ", ".join(name for bit, name in span.error_names.items() if bad & bit) \
+            or f"status 0x{result:08X}"
+        raise WriteError(f"program at 0x{stopped:08X} failed: {flags}", address=stopped,
+                         hint="erase the area before writing, or check write protection")
