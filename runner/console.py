@@ -36,22 +36,10 @@ _COLOURS = {"ok": "\033[32m", "failed": "\033[31m", "interrupted": "\033[33m",
             "dim": "\033[2m"}
 
 
-<<<<<<< HEAD
 #: Run-level events shown once, for the host's run, not again for each station's.
 _HOST_ONLY = frozenset({ev.RUN_STARTED, ev.PLAN_WARNING, ev.RUN_INTERRUPTED, ev.RUN_FINISHED})
 
 
-@dataclass(slots=True)
-class _DeviceLine:
-    device: str
-    chip: str = ""
-    step: str = "waiting"
-    percent: float | None = None
-    done: int = 0
-    total: int = 0
-    retries: int = 0
-    state: str = "running"
-=======
 def plural(count: int, noun: str) -> str:
     """``1 device``, ``2 devices``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -74,7 +62,6 @@ def _terminal_size(stream: TextIO) -> tuple[int, int]:
     except (OSError, ValueError, AttributeError):
         columns = int(os.environ.get("COLUMNS", "80") or 80)
         return columns, int(os.environ.get("LINES", "24") or 24)
->>>>>>> main
 
 
 class ConsoleRenderer:
