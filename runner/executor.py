@@ -36,14 +36,14 @@ from runner import events as ev
 from runner.audit.chain import FORMAT
 from runner.audit.seal import RunSeal, Sealing
 from runner.device_session import DeviceSession, RunContext, error_fields
+from runner.errors import PlanError
 from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
-from transports.sim.faults import Fault
-from transports.sim.world import DeviceProfile, SimulationWorld
+from transports.endpoints import HARDWARE, Endpoints
 
-__all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "tool_version"]
+__all__ = ["Dispatch", "Gate", "execute", "run_device", "tool_version"]
 
 #: Whether a device held back by someone else may start: ``None`` not yet, ``"go"``
 #: yes, any other text names the failed device it waited for (it ends upstream-failed).
@@ -70,22 +70,6 @@ def _operator() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def simulation_world(plan: Plan) -> SimulationWorld:
-    """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
-    spec = plan.simulation
-    profiles = {
-        name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
-                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
-        for name, device in spec.devices.items()
-    }
-    return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
-                           profiles=profiles)
-
-
-def _needs_world(plan: Plan) -> bool:
-    return plan.simulate or any(device.kind == "sim" for device in plan.devices)
 
 
 @contextmanager
@@ -300,9 +284,9 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
             "reason": result.reason}
 
 
-def execute(plan: Plan, *, events: ev.EventSink | None = None,
-            outputs: Sequence[RecordOutput] = (),
-            world: SimulationWorld | None = None, cancel: threading.Event | None = None,
+def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
+            events: ev.EventSink | None = None, outputs: Sequence[RecordOutput] = (),
+            cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
             gate: Gate | None = None, dispatch: Dispatch | None = None,
             sealing: Sealing | None = None) -> RunResult:
@@ -312,15 +296,25 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     ``outputs`` (e.g. ``--json`` on stdout) as the same line, and handed to
     ``events`` (e.g. the console) with the same ``seq`` and ``ts``.
 
-    ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
-    devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler. ``sealing`` enters a run
-    that writes a log file in the host's ledger (:mod:`runner.audit.seal`).
+    Every session opens its far end through ``endpoints``, which whoever
+    composes the run provides (:func:`runner.launch.execute` builds the
+    simulated ones of a rehearsal). ``locks`` takes a per-link OS lock while
+    each device runs; ``gate`` holds devices back until it opens them;
+    ``dispatch`` runs the devices elsewhere (on stations) in place of the
+    local scheduler. A run that writes a log
+    file leaves its attestation beside it, signed with ``sealing``'s key if it
+    has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
 
     Raises:
+        PlanError: a simulated plan was handed the hardware endpoints.
         EnvironmentProblem: the log file cannot be created (or already exists), or
             the ledger cannot be written.
     """
+    if plan.simulate and endpoints is HARDWARE and dispatch is None:
+        # A rehearsal must never reach real hardware, whoever composed it.
+        raise PlanError(f"plan {plan.name} is simulated but was given the hardware endpoints",
+                        hint="run it with runner.execute (runner.launch), which builds the "
+                             "simulated ones")
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     cancel = cancel or threading.Event()
@@ -332,8 +326,8 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     audit = AuditLog(run_id, [*files, *outputs],
                      listeners=[events] if events is not None else [])
     sink: ev.EventSink = audit
-    seal = RunSeal(sealing, run_id=run_id, log_file=log_file) \
-        if sealing is not None and log_file is not None else None
+    seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
+        if log_file is not None else None
     started_fields = _run_started(plan)
     try:
         if seal is not None:
@@ -343,16 +337,13 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         if log_file is not None:
             log_file.unlink(missing_ok=True)  # still empty: nothing ran
         raise
-    own_world = world is None and dispatch is None and _needs_world(plan)
-    if own_world:
-        world = simulation_world(plan)
     started = time.monotonic()
     try:
         sink.emit(ev.RUN_STARTED, run_id=run_id, **started_fields)
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
-        context = RunContext(events=sink, cancel=cancel, world=world, run_id=run_id,
+        context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
                              kept_dir=kept_dir, locks=locks)
         with _sigterm_sets(cancel):
             if dispatch is not None:
@@ -368,12 +359,11 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         sink.emit(ev.RUN_FINISHED, run_id=run_id,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
-                  interrupted=interrupted)
+                  interrupted=interrupted,
+                  **(seal.finished_fields() if seal is not None else {}))
         audit.close()
         if seal is not None:
             seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)
         return result
     finally:
-        if own_world and world is not None:
-            world.close()
         audit.close()
