@@ -102,8 +102,8 @@ class ManifestError(RunnerError, ValueError):
         self.issues = tuple(issues)
         count = len(self.issues)
         summary = "\n".join(str(issue) for issue in self.issues)
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{summary}\n{count} {noun} found; fix them and validate again")
+        found = "1 problem found; fix it" if count == 1 else f"{count} problems found; fix them"
+        super().__init__(f"{summary}\n{found}")
 
     def __str__(self) -> str:
         return self.message
