@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "COLLECT_FINISHED",
+    "COLLECT_STARTED",
     "DEVICE_FINISHED",
     "DEVICE_IDENTIFIED",
     "DEVICE_SKIPPED",
@@ -48,6 +50,14 @@ __all__ = [
     "RUN_INTERRUPTED",
     "RUN_STARTED",
     "SESSION_CLOSE_FAILED",
+    "STATION_CONNECTED",
+    "STATION_CONNECTION_LOST",
+    "STATION_FAILED",
+    "STATION_GATE_OPENED",
+    "STATION_LOST",
+    "STATION_RECONNECTED",
+    "STATION_STAGED",
+    "STATION_STARTED",
     "STEP_FINISHED",
     "STEP_PROGRESS",
     "STEP_RECOVERY",
@@ -78,6 +88,16 @@ STEP_FINISHED = "step.finished"
 SESSION_CLOSE_FAILED = "session.close-failed"
 RUN_INTERRUPTED = "run.interrupted"
 RUN_FINISHED = "run.finished"
+STATION_CONNECTED = "station.connected"
+STATION_STAGED = "station.staged"
+STATION_STARTED = "station.started"
+STATION_GATE_OPENED = "station.gate-opened"
+STATION_FAILED = "station.failed"
+STATION_CONNECTION_LOST = "station.connection-lost"
+STATION_RECONNECTED = "station.reconnected"
+STATION_LOST = "station.lost"
+COLLECT_STARTED = "collect.started"
+COLLECT_FINISHED = "collect.finished"
 
 # ------------------------------------------------------------------------------ field types
 
@@ -300,34 +320,34 @@ _RUN_FINISHED = EventType(
 # Events of a run on stations (runner.stations); each carries ``station``.
 _INT_OR_NULL: dict[str, Any] = {"type": ["integer", "null"]}
 _STATION_EVENTS = (
-    EventType(name="station.connected", doc="The host reached a station and trusts its key.",
+    EventType(name=STATION_CONNECTED, doc="The host reached a station and trusts its key.",
               required={"host": _STR, "port": _INT, "user": _STR,
                         "host_key": _NULLABLE_STR}),
-    EventType(name="station.staged", doc="The station's files are in its cache by digest.",
+    EventType(name=STATION_STAGED, doc="The station's files are in its cache by digest.",
               required={"files": _INT, "sent": _INT, "bytes": _INT, "cache": _STR,
                         "manifest_sha256": _SHA256}),
-    EventType(name="station.started", doc="The station's run is running, detached.",
+    EventType(name=STATION_STARTED, doc="The station's run is running, detached.",
               required={"run_dir": _NULLABLE_STR, "pid": _INT_OR_NULL,
                         "resumed": {"type": ["boolean", "null"]}}),
-    EventType(name="station.gate-opened",
+    EventType(name=STATION_GATE_OPENED,
               doc="A device waiting for devices of other stations was let go (gate: go) "
                   "or told which of them failed.",
               required={"device": _STR, "gate": _STR}),
-    EventType(name="station.failed", doc="A station could not be used; its devices fail.",
+    EventType(name=STATION_FAILED, doc="A station could not be used; its devices fail.",
               required={}, optional={**_ERROR, "files": _STR_LIST}),
-    EventType(name="station.connection-lost",
+    EventType(name=STATION_CONNECTION_LOST,
               doc="The connection to a station dropped or went silent.",
               required={"error": _STR, "attempt": _INT, "after_seq": _INT}),
-    EventType(name="station.reconnected",
+    EventType(name=STATION_RECONNECTED,
               doc="The host is back in touch and follows the run after after_seq.",
               required={"attempt": _INT, "after_seq": _INT}),
-    EventType(name="station.lost", doc="No contact with a station could be regained; its "
+    EventType(name=STATION_LOST, doc="No contact with a station could be regained; its "
                                        "unfinished devices are unknown.",
               required={"after_seq": _INT, "devices": _STR_LIST}),
-    EventType(name="collect.started",
+    EventType(name=COLLECT_STARTED,
               doc="`flashrunner collect`: fetching the outcomes a run lost from stations.",
               required={"of_run": _STR, "log": _STR, "stations": _OBJECT, "at": _STR}),
-    EventType(name="collect.finished", doc="What collect knows now, per device.",
+    EventType(name=COLLECT_FINISHED, doc="What collect knows now, per device.",
               required={"of_run": _STR, "outcomes": _OBJECT}),
 )
 
