@@ -246,13 +246,12 @@ def _compile(args: argparse.Namespace) -> object:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.plan import Plan
-    from runner.render import render_dot, render_json, render_table
+    from runner.render import render_dot, render_table, write_json
 
     plan = _compile(args)
     assert isinstance(plan, Plan)
     if args.format == "json":
-        json.dump(render_json(plan), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_json(plan, sys.stdout)
     elif args.format == "dot":
         sys.stdout.write(render_dot(plan))
     else:
