@@ -83,8 +83,8 @@ class DfuTransport(StaticCapabilities):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "vid": {**_HEX16, "description": "USB vendor ID (default 0x0483)."},
-            "pid": {**_HEX16, "description": "USB product ID (default 0xDF11)."},
+            "vid": {**_HEX16, "default": "0x0483", "description": "USB vendor ID."},
+            "pid": {**_HEX16, "default": "0xDF11", "description": "USB product ID."},
             "serial": {"type": "string", "minLength": 1,
                        "description": "The DFU device's serial string. ROM serials can "
                                       "collide: prefer port-path on a line of boards."},
@@ -98,9 +98,10 @@ class DfuTransport(StaticCapabilities):
             "uid": {"type": "string", "pattern": "^[0-9A-Fa-f]{24}$",
                     "description": "Expected 96-bit UID; a different chip is refused."},
             "transfer-size": {"type": "integer", "minimum": 64, "maximum": _MAX_TRANSFER,
-                              "description": "Override wTransferSize."},
-            "timeout": {"type": "number", "exclusiveMinimum": 0,
-                        "description": "Seconds per USB control transfer (default 5)."},
+                              "description": "Override wTransferSize (default: the "
+                                             "device's)."},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 5,
+                        "description": "Seconds per USB control transfer."},
         },
     }
 

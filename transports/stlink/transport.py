@@ -81,22 +81,23 @@ class StLinkTransport(StaticCapabilities):
                        "description": "The probe's serial number (24 hex digits)."},
             "port-path": {"type": "string", "pattern": r"^[0-9]+-[0-9]+(\.[0-9]+)*$",
                           "description": "USB port path bus-port.port… (cannot collide)."},
-            "connect": {"enum": ["normal", "under-reset", "hot-plug"],
+            "connect": {"enum": ["normal", "under-reset", "hot-plug"], "default": "normal",
                         "description": "normal: attach and reset halted; under-reset: hold "
                                        "NRST while attaching; hot-plug: attach, halt, no "
                                        "reset."},
             "clock-khz": {"type": "integer", "minimum": 5, "maximum": 24000,
+                          "default": DEFAULT_CLOCK_KHZ,
                           "description": "SWD clock; the fastest rate not above it is used."},
             "flash-size-kib": {"type": "integer", "minimum": 1,
                                "description": "Trust this flash size instead of the chip's "
                                               "flash-size register."},
-            "write-mode": {"enum": list(WRITE_MODES),
+            "write-mode": {"enum": list(WRITE_MODES), "default": "auto",
                            "description": "auto: the RAM flash loader where the probe cannot "
                                           "write the program unit, else block writes on "
                                           "genuine parts and one unit at a time on clones; "
                                           "loader (with an on-target CRC), fast, safe force "
                                           "one path."},
-            "min-voltage": {"type": "number", "minimum": 0, "maximum": 5,
+            "min-voltage": {"type": "number", "minimum": 0, "maximum": 5, "default": 0,
                             "description": "Refuse to flash below this target VDD (volts)."},
         },
     }
