@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_oneline(commands)
     register_audit(commands)
 
+    from runner.stations.commands import register as register_station_commands
+
+    register_station_commands(commands)
+
     completion = commands.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
     completion.set_defaults(handler=lambda args: _cmd_completion(args, parser))
@@ -242,13 +246,12 @@ def _compile(args: argparse.Namespace) -> object:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.plan import Plan
-    from runner.render import render_dot, render_json, render_table
+    from runner.render import render_dot, render_table, write_json
 
     plan = _compile(args)
     assert isinstance(plan, Plan)
     if args.format == "json":
-        json.dump(render_json(plan), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_json(plan, sys.stdout)
     elif args.format == "dot":
         sys.stdout.write(render_dot(plan))
     else:
