@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from runner.audit.cli import add_run_options as add_audit_run_options
@@ -160,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_oneline(commands)
     register_audit(commands)
 
+    from runner.stations.commands import register as register_station_commands
+
+    register_station_commands(commands)
+
     examples = commands.add_parser("examples", help="list the example manifests, or copy them")
     examples.add_argument("--copy", type=Path, metavar="DIR",
                           help="copy every example, with its images, into DIR")
@@ -244,13 +251,12 @@ def _compile(args: argparse.Namespace) -> object:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.plan import Plan
-    from runner.render import render_dot, render_json, render_table
+    from runner.render import render_dot, render_table, write_json
 
     plan = _compile(args)
     assert isinstance(plan, Plan)
     if args.format == "json":
-        json.dump(render_json(plan), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_json(plan, sys.stdout)
     elif args.format == "dot":
         sys.stdout.write(render_dot(plan))
     else:
@@ -262,13 +268,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from runner.console import console_for
     from runner.launch import run_manifest
 
+    # From here on a signal cancels the run (which then ends interrupted, its log
+    # complete); once it has finished, its exit code stands whatever arrives.
+    cancel = threading.Event()
+    _signals_set(cancel)
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
-                          allow=args.allow_path,
+                          allow=args.allow_path, cancel=cancel,
                           console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
                                               json_stdout=args.json),
                           **audit_run_options(args))
+    if result.stopped_by is not None:
+        print(f"flashrunner: error: the run was stopped: {result.stopped_by}; no device "
+              f"started after that, devices in flight stopped at a safe point",
+              file=sys.stderr)
     if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
@@ -461,10 +475,53 @@ def _exit_code_for(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _signals_set(cancel: threading.Event | None) -> None:
+    """SIGTERM and Ctrl-C: set ``cancel``, or raise KeyboardInterrupt (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        assert cancel is not None
+        cancel.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, handler if cancel is not None else _interrupted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the CLI; returns the process exit code.
+
+    SIGTERM is handled like Ctrl-C from the start (exit code 130); during ``run``
+    either cancels the run, and once the run has finished its exit code stands.
+    Called with ``argv`` (from Python rather than as the process's entry point), it
+    puts back the signal handlers it found when it returns.
+    """
+    found = _handlers() if argv is not None else {}
+    try:
+        return _main(argv)
+    finally:
+        for number, handler in found.items():
+            signal.signal(number, handler)
+
+
+def _handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    _signals_set(None)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("flashrunner: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     handler: Command = args.handler
     try:
         return handler(args)

@@ -61,6 +61,7 @@ __all__ = [
     "Refused",
     "ReplyError",
     "RunnerError",
+    "StorageFailed",
     "TransportError",
     "UnitDataError",
     "VerifyError",
@@ -145,6 +146,12 @@ class UnitDataError(RunnerError, ValueError):
                  hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.source = source
+
+
+class StorageFailed(EnvironmentProblem):
+    """A file the run keeps could not be written: the audit log, a ``.kept`` backup,
+    a counter's state (a full disk, an I/O error). It stops the whole run, like an
+    interrupt, with exit code 3."""
 
 
 class Interrupted(RunnerError, KeyboardInterrupt):

@@ -10,11 +10,20 @@ the rest are SKIPPED); devices after a failed one end UPSTREAM_FAILED,
 transitively. Cancellation (the ``cancel`` event, Ctrl-C, SIGTERM) stops
 scheduling, lets running devices stop at their next progress report and close
 their sessions, and returns an interrupted :class:`RunResult` (exit code 130).
+Ctrl-C and SIGTERM cancel from the first instant of :func:`execute` to its
+last, so a signal never leaves a log without its ``run.finished``.
+
+The environment failing under a run (the audit log's disk full, the ``.kept``
+backup or a counter's state file unwritable) stops it the same way, and the
+result says why (``stopped_by``, exit code 3): the log is a valid prefix, and a
+device whose outcome the log could not record is not reported ok. A worker
+never dies silently: anything it raises becomes its device's failed result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import os
 import platform
@@ -50,9 +59,11 @@ __all__ = ["Dispatch", "Gate", "execute", "run_device", "tool_version"]
 Gate = Callable[[str], "str | None"]
 #: Runs the plan's devices elsewhere (on stations) instead of the local scheduler:
 #: returns each device's result and whether the run was interrupted.
-Dispatch = Callable[[RunContext], "tuple[dict[str, DeviceResult], bool]"]
+Dispatch = Callable[[Plan, RunContext], "tuple[dict[str, DeviceResult], bool]"]
 
 _POLL_S = 0.1
+#: Errors that stop the whole run: a file the run keeps cannot be written.
+_STOPPING = frozenset({"StorageFailed", "AuditWriteFailed"})
 
 
 def tool_version() -> str:
@@ -73,8 +84,8 @@ def _operator() -> str:
 
 
 @contextmanager
-def _sigterm_sets(cancel: threading.Event) -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while the run lasts (main thread only)."""
+def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM and Ctrl-C cancel the run while it lasts (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -82,11 +93,28 @@ def _sigterm_sets(cancel: threading.Event) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         cancel.set()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {number: signal.signal(number, handler)
+                for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, before in previous.items():
+            signal.signal(number, before)
+
+
+class _Stop:
+    """The first environment failure of a run (thread-safe); it cancels the run."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+
+    def environment(self, error: BaseException) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = str(error)
+        self.cancel.set()
 
 
 def run_device(session: DeviceSession) -> DeviceResult:
@@ -126,10 +154,12 @@ def run_device(session: DeviceSession) -> DeviceResult:
 class _Scheduler:
     """Starts devices as their dependencies and resources allow; collects results."""
 
-    def __init__(self, plan: Plan, context: RunContext, gate: Gate | None = None) -> None:
+    def __init__(self, plan: Plan, context: RunContext, gate: Gate | None = None,
+                 stop: _Stop | None = None) -> None:
         self.plan = plan
         self.context = context
         self.gate = gate
+        self.stop = stop
         self.held: set[str] = set()
         self.results: dict[str, DeviceResult] = {}
         self.running: dict[str, threading.Thread] = {}
@@ -142,18 +172,34 @@ class _Scheduler:
         self.context.events.emit(event, **fields)
 
     def _worker(self, device: DevicePlan) -> None:
+        result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
+                              error="internal error: the device's worker stopped",
+                              error_category="internal")
         try:
-            with self._link_locked(device):
-                result = run_device(DeviceSession(device, self.context))
-        except BaseException as error:  # a bug in the runner itself: keep the pool alive
-            fields = error_fields(error)
-            self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
-                      kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0, bytes=0,
-                      **fields)
-            result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
-                                  error=fields["error"], error_type=fields["error_type"],
-                                  error_category=fields["error_category"])
-        self.done.put(result)
+            try:
+                with self._link_locked(device):
+                    result = run_device(DeviceSession(device, self.context))
+            except BaseException as error:  # a bug in the runner itself: keep the pool alive
+                fields = error_fields(error)
+                result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
+                                      error=fields["error"], error_type=fields["error_type"],
+                                      error_category=fields["error_category"])
+                self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
+                          kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0,
+                          bytes=0, **fields)
+        except BaseException as error:  # even reporting failed: the result still counts
+            if self.stop is not None and isinstance(error, OSError):
+                self.stop.environment(error)
+        finally:
+            if self.stop is not None and self.stop.reason is not None \
+                    and result.outcome is Outcome.OK:
+                # The log may not hold this device's outcome: it is not reported ok.
+                result = DeviceResult(
+                    device=result.device, outcome=Outcome.FAILED, steps=result.steps,
+                    duration_s=result.duration_s, identity=result.identity,
+                    error=f"its outcome could not be recorded: {self.stop.reason}",
+                    error_category="environment")
+            self.done.put(result)
 
     def _link_locked(self, device: DevicePlan) -> contextlib.AbstractContextManager[object]:
         locks = self.context.locks
@@ -227,14 +273,19 @@ class _Scheduler:
         self.running.pop(result.device).join()
         self.busy.discard(self.plan.device(result.device).resource)
         self.results[result.device] = result
+        if result.error_type in _STOPPING and self.stop is not None:
+            self.stop.environment(RuntimeError(result.error or "the environment failed"))
         if result.outcome is Outcome.FAILED and self.plan.execution.fail_fast \
                 and self.stopping_reason is None:
             self.stopping_reason = "fail-fast"
 
     def _interrupt(self, reason: str) -> None:
-        if self.stopping_reason != "interrupted":
-            self.stopping_reason = "interrupted"
+        if self.stopping_reason not in ("interrupted", "stopped"):
+            stopped = self.stop is not None and self.stop.reason is not None
+            self.stopping_reason = "stopped" if stopped else "interrupted"
             self.context.cancel.set()
+            if stopped and self.stop is not None:
+                reason = f"stopped: {self.stop.reason}"
             self.emit(ev.RUN_INTERRUPTED, reason=reason, running=sorted(self.running))
 
     def run(self) -> bool:
@@ -261,7 +312,7 @@ class _Scheduler:
                     self._skip(device, Outcome.UPSTREAM_FAILED, f"{culprit} failed")
                 else:
                     self._skip(device, Outcome.SKIPPED, reason)
-        return self.stopping_reason == "interrupted"
+        return self.stopping_reason in ("interrupted", "stopped")
 
 
 def _run_started(plan: Plan) -> dict[str, Any]:
@@ -315,16 +366,28 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
         raise PlanError(f"plan {plan.name} is simulated but was given the hardware endpoints",
                         hint="run it with runner.execute (runner.launch), which builds the "
                              "simulated ones")
+    cancel = cancel or threading.Event()
+    with _signals_cancel(cancel):
+        return _execute(plan, endpoints=endpoints, events=events, outputs=outputs,
+                        cancel=cancel, run_id=run_id, locks=locks, gate=gate,
+                        dispatch=dispatch, sealing=sealing)
+
+
+def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
+             outputs: Sequence[RecordOutput], cancel: threading.Event, run_id: str | None,
+             locks: LinkLocks | None, gate: Gate | None, dispatch: Dispatch | None,
+             sealing: Sealing | None) -> RunResult:
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
-    cancel = cancel or threading.Event()
+    stop = _Stop(cancel)
     log_file: Path | None = None
     files: list[RecordOutput] = []
     if plan.log.file:
         log_file = log_path(plan.log.file, name=plan.name, run_id=run_id, now=now)
         files.append(JsonlFileSink(log_file))
     audit = AuditLog(run_id, [*files, *outputs],
-                     listeners=[events] if events is not None else [])
+                     listeners=[events] if events is not None else [],
+                     on_failure=stop.environment)
     sink: ev.EventSink = audit
     seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
         if log_file is not None else None
@@ -345,23 +408,25 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
         context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
                              kept_dir=kept_dir, locks=locks)
-        with _sigterm_sets(cancel):
-            if dispatch is not None:
-                results, interrupted = dispatch(context)
-            else:
-                scheduler = _Scheduler(plan, context, gate)
-                interrupted = scheduler.run()
-                results = scheduler.results
+        if dispatch is not None:
+            results, interrupted = dispatch(plan, context)
+        else:
+            scheduler = _Scheduler(plan, context, gate, stop)
+            interrupted = scheduler.run()
+            results = scheduler.results
         devices = tuple(results[d.device] for d in plan.devices)
         result = RunResult(run_id=run_id, plan=plan, devices=devices,
                            duration_s=time.monotonic() - started, interrupted=interrupted,
-                           log_file=log_file)
+                           log_file=log_file, stopped_by=stop.reason)
         sink.emit(ev.RUN_FINISHED, run_id=run_id,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
                   interrupted=interrupted,
                   **(seal.finished_fields() if seal is not None else {}))
         audit.close()
+        if stop.reason is not None:
+            # run.finished itself may be what the log could not take: no seal over it.
+            return dataclasses.replace(result, stopped_by=stop.reason)
         if seal is not None:
             seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)
         return result
