@@ -41,6 +41,7 @@ from runner.capabilities import (
     verify_via,
 )
 from runner.errors import PlanError
+from runner.gcpause import collector_paused
 from runner.images import LoadedImage, load_image
 from runner.layout import Layout, layout_images, sector_warnings, verify_layout
 from runner.memmap import MemoryMap
@@ -82,7 +83,14 @@ from runner.plan import (
 from runner.preserve import PreserveRange
 from runner.schedule import build_stages, find_cycle, simulate_schedule
 from runner.unitdata import rehearsal_source
-from transports.base import Capability, OptionBytesChange, ResetMode, SpeedModel, TransportClass
+from transports.base import (
+    Capability,
+    OptionBytesChange,
+    ResetMode,
+    SpeedModel,
+    TransportClass,
+    simulated_endpoints,
+)
 from transports.chips import Chip, ChipDatabase, chip_database
 from transports.registry import load_transport
 
@@ -122,6 +130,14 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
             that overlap or fall outside flash).
         ImageError: an image cannot be read or its pin differs.
     """
+    with collector_paused():
+        return _compile(manifest, chips=chips, only=only, simulate=simulate,
+                        max_parallel=max_parallel)
+
+
+def _compile(manifest: Manifest, *, chips: ChipDatabase | None,
+             only: Sequence[str] | None, simulate: bool | None,
+             max_parallel: int | None) -> Plan:
     execution = manifest.execution
     if max_parallel is not None:
         execution = replace(execution, max_parallel=max_parallel)
@@ -253,6 +269,12 @@ class _Compiler:
                             f"which is not defined",
                             hint=f"use one of {', '.join(manifest.recipes) or 'none'}")
         cls = self._class(link.kind)
+        if self.rehearsal and not simulated_endpoints(cls):
+            raise PlanError(f"{_where(link.location) or at}link {link.name} (used by device "
+                            f"{device.name}) is of kind {link.kind}, which cannot be "
+                            f"simulated: a rehearsal would reach real hardware",
+                            hint="run it without --simulate / simulate: true, or rehearse "
+                                 "with a link kind that supports simulation")
         if link.kind == "sim":
             self._sim_links.add(link.name)
         options = frozen_map({**link.options, **device.link.options})

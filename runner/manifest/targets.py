@@ -43,7 +43,7 @@ from runner.unitdata import (
     source_from_mapping,
     unit_size,
 )
-from transports.base import Capability, TransportClass
+from transports.base import Capability, TransportClass, simulated_endpoints
 from transports.chips import Chip, ChipDatabase
 from transports.registry import load_transport
 
@@ -113,12 +113,20 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
         recipes = {}
     sizes = _unit_sizes(checker, recipes, folders, policy)
     used: set[str] = set()
+    # Devices repeating a (chip, link, options, recipe) already found clean are clean too:
+    # a line of thousands of boards is checked once per distinct combination.
+    clean: set[tuple[object, ...]] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
         link, options, _ = device_link(device)
         used.add(link or "")
         recipe_name = device.get("recipe")
         recipe = recipes.get(recipe_name) if isinstance(recipe_name, str) else None
+        key = (chip.part if chip is not None else None, link, repr(options),
+               recipe_name if isinstance(recipe_name, str) else None)
+        if key in clean:
+            continue
+        issues = len(checker.issues)
         if link in links:
             if chip is not None:
                 _bootloader(checker, name, chip, links[link])
@@ -129,6 +137,8 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
             _fit(checker, name, chip, recipe_name, recipe, images)
             _fit_unit_data(checker, name, chip, recipe_name, recipe, images, sizes)
+        if len(checker.issues) == issues:
+            clean.add(key)
     for link in links.keys() - used:
         _options(checker, None, link, {}, links[link])
 
@@ -143,6 +153,13 @@ def _link_classes(checker: Checker) -> dict[str, TransportClass]:
             classes[name] = load_transport(kind)
         except (PlanError, EnvironmentProblem) as error:
             checker.at(("transports", name, "kind"), str(error))
+            continue
+        if checker.data.get("simulate") is True and not simulated_endpoints(classes[name]):
+            checker.at(("transports", name, "kind"),
+                       f"kind {kind} cannot be simulated, and the manifest says simulate: "
+                       f"true; a rehearsal would reach real hardware through it (run it "
+                       f"without simulate: true, or rehearse with a kind that supports "
+                       f"simulation)")
     return classes
 
 

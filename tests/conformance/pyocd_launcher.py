@@ -1,4 +1,6 @@
-"""Run pyOCD, unmodified, against simulated ST-Link probes: ``python -m tests.conformance.pyocd_launcher``.
+"""Run pyOCD, unmodified, against simulated ST-Link probes.
+
+Usage: ``python -m tests.conformance.pyocd_launcher --device PART:PROBE -- PYOCD-ARGS``.
 
 pyOCD finds ST-Links with pyusb's ``usb.core.find`` through libusb's backend
 (``libusb_package.get_libusb1_backend`` when that package is installed, else
