@@ -40,7 +40,6 @@ from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
-from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
 __all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "tool_version"]
@@ -77,7 +76,7 @@ def simulation_world(plan: Plan) -> SimulationWorld:
     spec = plan.simulation
     profiles = {
         name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
-                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
+                            faults=device.faults)
         for name, device in spec.devices.items()
     }
     return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
