@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_oneline(commands)
     register_audit(commands)
 
+    from runner.stations.commands import register as register_station_commands
+
+    register_station_commands(commands)
+
     completion = commands.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
     completion.set_defaults(handler=lambda args: _cmd_completion(args, parser))
