@@ -32,6 +32,7 @@ from runner.errors import EnvironmentProblem, ImageError, PlanError, UnitDataErr
 from runner.images import FORMATS, LoadedImage, load_image
 from runner.manifest.checks import Checker, device_link, entries, steps, write_images
 from runner.manifest.paths import PathPolicy
+from runner.manifest.simulated import check_simulated_devices
 from runner.manifest.structure import phrase, strict_validator
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
@@ -143,6 +144,7 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
             clean.add(key)
     for link in links.keys() - used:
         _options(checker, None, link, {}, links[link])
+    check_simulated_devices(checker, links)
 
 
 def _link_classes(checker: Checker) -> dict[str, TransportClass]:
