@@ -59,7 +59,7 @@ __all__ = ["Dispatch", "Gate", "execute", "run_device", "tool_version"]
 Gate = Callable[[str], "str | None"]
 #: Runs the plan's devices elsewhere (on stations) instead of the local scheduler:
 #: returns each device's result and whether the run was interrupted.
-Dispatch = Callable[[RunContext], "tuple[dict[str, DeviceResult], bool]"]
+Dispatch = Callable[[Plan, RunContext], "tuple[dict[str, DeviceResult], bool]"]
 
 _POLL_S = 0.1
 #: Errors that stop the whole run: a file the run keeps cannot be written.
@@ -409,7 +409,7 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
         context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
                              kept_dir=kept_dir, locks=locks)
         if dispatch is not None:
-            results, interrupted = dispatch(context)
+            results, interrupted = dispatch(plan, context)
         else:
             scheduler = _Scheduler(plan, context, gate, stop)
             interrupted = scheduler.run()

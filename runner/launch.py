@@ -37,7 +37,6 @@ from runner.model import LogSpec
 from runner.plan import Plan, RunResult
 from transports.endpoints import HARDWARE, Endpoints
 from transports.sim.endpoints import SimulatedEndpoints
-from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
 __all__ = ["DEFAULT_LOG_TEMPLATE", "compose_endpoints", "execute", "needs_simulation",
@@ -73,14 +72,17 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  cancel: threading.Event | None = None,
                  events: EventSink | None = None, ledger: Path | None = None,
                  sign_key: Path | None = None,
-                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
+                 allow: Sequence[str | os.PathLike[str]] = (), locks: LinkLocks | None = None,
+                 gate: Gate | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
     The run is entered in the host's ledger in ``ledger`` (default:
     :func:`~runner.audit.ledger.default_ledger_dir`); its attestation is signed
     with ``sign_key`` (default: the manifest's ``log.sign-key``; none: unsigned).
     ``allow``: folders besides the manifest's own that may hold included and data
-    files.
+    files. A manifest whose devices are on stations is dispatched to them
+    (:mod:`runner.stations`); ``locks`` and ``gate`` are the executor's hooks, used
+    by a station's own run.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
@@ -89,8 +91,15 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
     manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
-    return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
-                    cancel=cancel, events=events, ledger=ledger, sign_key=sign_key)
+    run_id = new_run_id()
+    dispatch = None
+    if any(device.station for device in manifest.devices.values()):
+        from runner.stations.dispatch import station_dispatch
+
+        dispatch = station_dispatch(manifest, plan, run_id=run_id)
+    return run_plan(plan, run_id=run_id, json_stdout=json_stdout, time_scale=time_scale,
+                    console=console, cancel=cancel, events=events, ledger=ledger,
+                    sign_key=sign_key, locks=locks, gate=gate, dispatch=dispatch)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
@@ -98,7 +107,8 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
              console: TextIO | ConsoleRenderer | None = None,
              cancel: threading.Event | None = None,
              events: EventSink | None = None, ledger: Path | None = None,
-             sign_key: Path | None = None) -> RunResult:
+             sign_key: Path | None = None, locks: LinkLocks | None = None,
+             gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
 
     One audit stream feeds them all: ``--json`` prints the log file's very lines,
@@ -125,7 +135,8 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
                       signer=Signer.from_file(key) if key is not None else None)
     try:
         return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
-                       cancel=cancel, sealing=sealing)
+                       cancel=cancel, sealing=sealing, locks=locks, gate=gate,
+                       dispatch=dispatch)
     finally:
         if renderer is not None:
             renderer.close()
@@ -141,7 +152,7 @@ def simulation_world(plan: Plan) -> SimulationWorld:
     spec = plan.simulation
     profiles = {
         name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
-                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
+                            faults=device.faults)
         for name, device in spec.devices.items()
     }
     return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,

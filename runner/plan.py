@@ -279,6 +279,8 @@ class Outcome(enum.Enum):
     SKIPPED = "skipped"                   # not run: --only, or fail-fast stopped the run
     UPSTREAM_FAILED = "upstream-failed"   # a device it comes after failed
     INTERRUPTED = "interrupted"
+    #: The outcome never reached the host (a station lost mid-run); never counted as ok.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
