@@ -229,10 +229,15 @@ class DfuProtocol:
                              hint=hint, transport=self.names.link, device=self.names.device)
 
     def ensure_idle(self) -> None:
-        """Bring the device to dfuIDLE: CLRSTATUS out of dfuERROR, ABORT elsewhere."""
+        """Bring the device to dfuIDLE: CLRSTATUS out of dfuERROR, ABORT elsewhere.
+
+        A device that keeps answering dfuERROR refuses to work (``nack``); one that
+        stays in any other state does not follow the protocol.
+        """
+        last: StatusReply | None = None
         for _ in range(4):
             try:
-                reply = self.get_status()
+                reply = last = self.get_status()
             except Stalled:
                 continue  # the stall itself moved the device to dfuERROR: ask again
             if reply.state == DfuState.DFU_IDLE:
@@ -246,6 +251,12 @@ class DfuProtocol:
                     self.abort()
             except Stalled:
                 continue
+        if last is not None and last.state == DfuState.DFU_ERROR:
+            raise Refused(f"the DFU device of {self.names.device} keeps reporting an error "
+                          f"(status {last.status}) and does not return to dfuIDLE",
+                          command="DFU_CLRSTATUS", reply=last.raw,
+                          hint="power-cycle the board with BOOT0 high",
+                          transport=self.names.link, device=self.names.device)
         raise self._protocol("the DFU device does not return to dfuIDLE", "DFU_ABORT",
                              hint="power-cycle the board with BOOT0 high")
 

@@ -215,7 +215,11 @@ class StLink:
     # -- plumbing -------------------------------------------------------------------------
 
     def _check(self, status: int, command: str, reply: bytes) -> None:
-        info = STATUS.get(status, StatusInfo("error", f"unknown status 0x{status:02X}"))
+        info = STATUS.get(status)
+        if info is None:
+            # Not a status the firmware sends (reference §4.7): a garbled reply.
+            raise ProtocolError(f"ST-Link {command}: unknown status 0x{status:02X}",
+                                command=command, reply=reply)
         if info.kind == "ok":
             return
         message = f"ST-Link {command}: {info.text} (status 0x{status:02X})"

@@ -156,7 +156,7 @@ class BootloaderEngine:
                 and code not in ALLOWED_UNDER_RDP and self._plausible(address):
             return ReadProtected(f"{command_name(code)} refused on {self.device}: readout "
                                  f"protection is active", transport=self.link,
-                                 device=self.device, hint=_PROTECTION_HINT)
+                                 device=self.device, also=("nack",), hint=_PROTECTION_HINT)
         if code in (Command.WRITE, Command.WRITE_NS) and nack.stage != "command":
             return WriteError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
@@ -197,7 +197,7 @@ class BootloaderEngine:
             self.get_version()
         except LinkTimeout as silent:
             raise ConnectError(f"no bootloader answers on {self.framing.name}",
-                               transport=self.link, device=self.device,
+                               transport=self.link, device=self.device, also=("timeout",),
                                hint="check that BOOT0 selects the system bootloader, the "
                                     "wiring and the address or port") from silent
         self._handshake()
