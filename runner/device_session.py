@@ -41,6 +41,7 @@ from runner.plan import (
     WriteAction,
 )
 from runner.readout import expand_read_path, save_region
+from runner.tracelog import Tracing
 from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
 from runner.verify import unit_pieces, verify_memory
@@ -48,6 +49,7 @@ from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Tra
 from transports.chips import FlashBlock
 from transports.endpoints import HARDWARE, Endpoints
 from transports.registry import load_transport
+from transports.trace import NO_TRACE
 
 __all__ = ["DeviceSession", "RunContext", "StepProgress", "error_fields", "hex_ranges"]
 
@@ -66,6 +68,8 @@ class RunContext:
     kept_dir: Path | None = None
     #: Per-link OS locks taken while a device runs (``None``: no locking).
     locks: LinkLocks | None = None
+    #: Where sessions report their protocol commands (``-v``); ``None``: nowhere.
+    tracing: Tracing | None = None
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
@@ -161,7 +165,10 @@ class DeviceSession:
             self.transport = klass.open(LinkRequest(
                 device=self.plan.device, link=self.plan.link, kind=self.plan.kind,
                 options=self.plan.options, chip=self.plan.chip,
-                endpoints=self.context.endpoints))
+                endpoints=self.context.endpoints,
+                trace=self.context.tracing.trace_for(self.plan.device, self.plan.link,
+                                                     self.plan.kind)
+                if self.context.tracing is not None else NO_TRACE))
         return self.transport
 
     def connect(self, expected_dev_id: int | None = None) -> ChipIdentity:
