@@ -177,7 +177,7 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
     """
     from transports.sim.endpoints import SimulatedEndpoints
 
-    endpoints = SimulatedEndpoints(world)
+    endpoints = SimulatedEndpoints.of(world)
     for device in plan.devices:
         endpoints.plug(device=device.device, link=device.link, kind=device.kind,
                        chip=device.chip, options=device.options, resource=device.resource)
