@@ -41,6 +41,7 @@ from runner.plan import (
     WriteAction,
 )
 from runner.readout import expand_read_path, save_region
+from runner.tracelog import Tracing
 from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
 from runner.verify import unit_pieces, verify_memory
@@ -48,6 +49,7 @@ from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Tra
 from transports.chips import FlashBlock
 from transports.endpoints import HARDWARE, Endpoints
 from transports.registry import load_transport
+from transports.trace import NO_TRACE
 
 __all__ = ["DeviceSession", "RunContext", "StepProgress", "error_fields", "hex_ranges"]
 
@@ -66,6 +68,8 @@ class RunContext:
     kept_dir: Path | None = None
     #: Per-link OS locks taken while a device runs (``None``: no locking).
     locks: LinkLocks | None = None
+    #: Where sessions report their protocol commands (``-v``); ``None``: nowhere.
+    tracing: Tracing | None = None
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
@@ -135,6 +139,9 @@ class DeviceSession:
         self.connected = False
         #: Segments earlier write tasks of this device programmed (for re-erase recovery).
         self.written: list[Segment] = []
+        #: Erase units a skip-unchanged write compared equal and left untouched, with the
+        #: method (``checksum``/``readback``); cleared by any task or recovery but a verify.
+        self.proven: dict[tuple[int, int], str] = {}
         #: Bytes kept across a preserving erase, and per-unit values written.
         self.units = UnitState(plan.chip.flash)
 
@@ -158,7 +165,10 @@ class DeviceSession:
             self.transport = klass.open(LinkRequest(
                 device=self.plan.device, link=self.plan.link, kind=self.plan.kind,
                 options=self.plan.options, chip=self.plan.chip,
-                endpoints=self.context.endpoints))
+                endpoints=self.context.endpoints,
+                trace=self.context.tracing.trace_for(self.plan.device, self.plan.link,
+                                                     self.plan.kind)
+                if self.context.tracing is not None else NO_TRACE))
         return self.transport
 
     def connect(self, expected_dev_id: int | None = None) -> ChipIdentity:
@@ -213,6 +223,8 @@ class DeviceSession:
             self.connect(action.expected_dev_id)
             return {}
         transport = self.ensure_connected()
+        if not isinstance(action, VerifyAction):
+            self.proven.clear()   # anything that may change flash voids earlier comparisons
         if isinstance(action, EraseAction):
             if action.scope is EraseScope.NONE:
                 return {"scope": action.scope.value}
@@ -255,12 +267,16 @@ class DeviceSession:
             flash = self.plan.chip.flash
             method = verify_memory(transport, action, erased=flash.erased,
                                    link=self.plan.link, device=self.plan.device,
-                                   advance=tracker, geometry=flash)
+                                   advance=tracker, geometry=flash, proven=self.proven)
+            compared = {"units_proven_by_write": sum(
+                1 for piece in unit_pieces(action.memory, flash)
+                if any(a <= piece.address and piece.end <= b for a, b in self.proven))} \
+                if self.proven else {}
             images = {"images": [{"name": image.name, "sha256": image.sha256}
                                  for image in action.images]} if action.images else {}
             return {"method": method, **self._verify_against_plan(task, action, method),
                     "ranges": hex_ranges(action.memory.ranges),
-                    "units": len(unit_pieces(action.memory, flash)), **images,
+                    "units": len(unit_pieces(action.memory, flash)), **compared, **images,
                     "sha256": action.memory.sha256()}
         if isinstance(action, OptionBytesAction):
             transport.write_option_bytes(action.change)
@@ -306,6 +322,8 @@ class DeviceSession:
         tracker = StepProgress(self.context, fields, memory.size)
         written = rewrite_units(transport, memory, comparison, tracker)
         self.written.extend(memory)
+        self.proven.update(((unit.address, unit.end), comparison.method)
+                           for unit in comparison.same)
         self.units.wrote(action)
         extra = {"kept_bytes": memory.size - action.memory.size} if action.keep else {}
         return {"ranges": hex_ranges(memory.ranges), **extra, **kept,

@@ -190,7 +190,7 @@ class DfuTransport(StaticCapabilities):
         self._protocol = DfuProtocol(device, interface=self._interface,
                                      transfer_size=self._transfer_size(description),
                                      timeout_ms=self.timeout_ms, sleep=self.sleep,
-                                     names=self.names)
+                                     names=self.names, trace=self.request.trace)
         self._select_alt(self._flash_alt)
         self.protocol.ensure_idle()
 

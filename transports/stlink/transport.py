@@ -194,11 +194,12 @@ class StLinkTransport:
                                           port_path=self.options.get("port-path"),
                                           link=self.request.link, device=self.request.device)
             pipe = UsbPipe(self.candidate, names=names)
+            pipe.trace = self.request.trace
             pipe.open()
             framing = BotFraming(pipe) if self.candidate.kind.generation == "v1" \
                 else BulkFraming(pipe)
             link = StLink(framing, endpoints.clock(self.request), pid=self.candidate.kind.pid,
-                          generation=self.candidate.kind.generation)
+                          generation=self.candidate.kind.generation, trace=self.request.trace)
             self.link = link
             try:
                 self._bring_up(link)
