@@ -144,7 +144,8 @@ def log_of(manifest: Path) -> Path:
 class Background:
     """A host run in a thread (in process), for tests that act while it runs."""
 
-    def __init__(self, manifest: Path, log: Path) -> None:
+    def __init__(self, manifest: Path, log: Path,
+                 cancel: threading.Event | None = None) -> None:
         from runner.launch import run_manifest
 
         self.log = log
@@ -153,7 +154,7 @@ class Background:
 
         def target() -> None:
             try:
-                self.result = run_manifest(manifest, log_file=log)
+                self.result = run_manifest(manifest, log_file=log, cancel=cancel)
             except BaseException as error:   # surfaced by join()
                 self.error = error
 
