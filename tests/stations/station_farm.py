@@ -137,8 +137,8 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def log_of(manifest: Path) -> Path:
     logs = sorted((manifest.parent / "logs").glob("*.jsonl"))
-    assert logs, f"no log beside {manifest}"
-    return logs[-1]
+    assert len(logs) == 1, f"one log expected beside {manifest}: {logs}"
+    return logs[0]
 
 
 class Background:

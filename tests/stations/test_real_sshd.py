@@ -294,14 +294,14 @@ def test_the_station_key_runs_station_actions_only(farm: Farm) -> None:
 def test_a_cached_file_that_changed_on_the_station_is_sent_again(farm: Farm) -> None:
     devices = {"a": {"station": "pi3", "transport": "pi3-1"}}
     manifest = farm.write("stale", devices, stations={"pi3": {}})
-    assert run_cli("run", str(manifest)).returncode == 0
-    first = read_log(log_of(manifest))
-    digest = first[0]["images"]["app"]
+    logs = manifest.parent / "first.jsonl", manifest.parent / "second.jsonl"
+    assert run_cli("run", str(manifest), "--log-file", str(logs[0])).returncode == 0
+    digest = read_log(logs[0])[0]["images"]["app"]
     cached = farm.stations["pi3"].home / ".flashrunner" / "cache" / digest
     cached.write_bytes(b"not the image")
-    done = run_cli("run", str(manifest))
+    done = run_cli("run", str(manifest), "--log-file", str(logs[1]))
     assert done.returncode == 0, done.stderr
-    staged = [r for r in read_log(log_of(manifest)) if r["event"] == "station.staged"]
+    staged = [r for r in read_log(logs[1]) if r["event"] == "station.staged"]
     assert [r["sent"] for r in staged] == [0, 1]   # refused by the station, then re-sent
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
 
