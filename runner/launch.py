@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from runner import executor
 from runner.audit.attest import Signer
@@ -37,8 +37,11 @@ from runner.model import LogSpec
 from runner.plan import Plan, RunResult
 from runner.tracelog import Tracing
 from transports.endpoints import HARDWARE, Endpoints
-from transports.sim.endpoints import SimulatedEndpoints
-from transports.sim.world import DeviceProfile, SimulationWorld
+
+if TYPE_CHECKING:
+    # The simulator is imported only by a run that needs it (~45 ms of a hardware run).
+    from transports.sim.endpoints import SimulatedEndpoints
+    from transports.sim.world import SimulationWorld
 
 __all__ = ["DEFAULT_LOG_TEMPLATE", "compose_endpoints", "execute", "needs_simulation",
            "resolve_log", "run_manifest", "run_plan", "simulation_world"]
@@ -154,6 +157,8 @@ def needs_simulation(plan: Plan) -> bool:
 
 def simulation_world(plan: Plan) -> SimulationWorld:
     """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
+    from transports.sim.world import DeviceProfile, SimulationWorld
+
     spec = plan.simulation
     profiles = {
         name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
@@ -170,6 +175,8 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
     What a rehearsal's USB discovery finds is decided here, once: the boards
     and probes of the plan's devices, wired as the manifest describes them.
     """
+    from transports.sim.endpoints import SimulatedEndpoints
+
     endpoints = SimulatedEndpoints.of(world)
     for device in plan.devices:
         endpoints.plug(device=device.device, link=device.link, kind=device.kind,
