@@ -3,7 +3,8 @@
 Exit codes (README, "Exit codes"): 0 every device succeeded · 1 at least one device failed ·
 2 the manifest or the command line is invalid · 3 the environment is missing
 something · 130 interrupted. A user error never shows a traceback unless
-``--debug`` is given.
+``--debug`` is given (before or after the command); ``--debug`` never changes
+the exit code.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -65,8 +67,11 @@ class _CommandParser(_Parser):
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="the manifest (YAML)")
     _add_allow_path(parser)
-    parser.add_argument("--simulate", action="store_true", default=None,
-                        help="swap every link for a simulated chip (rehearsal)")
+    simulate = parser.add_mutually_exclusive_group()
+    simulate.add_argument("--simulate", action="store_true", default=None,
+                          help="swap every link for a simulated chip (rehearsal)")
+    simulate.add_argument("--no-simulate", dest="simulate", action="store_false",
+                          help="use the real links even if the manifest says simulate: true")
     parser.add_argument("--only", nargs="+", metavar="DEVICE",
                         help="restrict the run to these devices")
     parser.add_argument("--max-parallel", type=int, metavar="N",
@@ -102,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stream the events as JSON lines on stdout")
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="only the final line and the log path on stderr")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
     add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -210,15 +218,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.console import console_for
     from runner.launch import run_manifest
 
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
                           allow=args.allow_path,
-                          console=None if args.quiet else sys.stderr,
+                          console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
+                                              json_stdout=args.json),
                           **audit_run_options(args))
-    if result.log_file is not None and not args.quiet:
+    if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
 
@@ -292,7 +302,8 @@ def _print_chip(chip: object, out: TextIO) -> None:
 
 
 def _cmd_transports(args: argparse.Namespace) -> int:
-    from transports.registry import available_kinds, load_transport
+    from transports.base import simulated_endpoints
+    from transports.registry import available_kinds, load_transport, plugin_problems
 
     if args.kind:
         _print_options(args.kind, load_transport(args.kind).options_schema, sys.stdout)
@@ -301,10 +312,14 @@ def _cmd_transports(args: argparse.Namespace) -> int:
         try:
             klass = load_transport(kind)
         except RunnerError as error:
-            print(f"{kind:<8} unavailable: {error}")
+            print(f"{kind:<8} unavailable: {error.message}")
             continue
         caps = ", ".join(sorted(c.value for c in klass.capabilities))
-        print(f"{kind:<8} {caps}")
+        simulated = "" if simulated_endpoints(klass) else "  (cannot be simulated)"
+        print(f"{kind:<8} {caps}{simulated}")
+    for problem in plugin_problems():
+        if problem.shadowed:   # a broken plugin is listed above as unavailable
+            print(f"flashrunner: warning: {problem}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -379,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except RunnerError as error:
         if args.debug:
-            raise
+            traceback.print_exc()
         prefix = "" if isinstance(error, ManifestError) else "flashrunner: error: "
         print(f"{prefix}{error}", file=sys.stderr)
         return _exit_code_for(error)
@@ -387,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as error:
         if args.debug:
-            raise
+            traceback.print_exc()
+            return EXIT_FAILED
         print(f"flashrunner: internal error: {type(error).__name__}: {error}\n"
               f"This is a bug in flashrunner; rerun with --debug and report the traceback.",
               file=sys.stderr)

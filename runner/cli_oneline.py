@@ -44,8 +44,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="stream the events as JSON lines on stdout")
     run.add_argument("--time-scale", type=float, metavar="X",
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
-    run.add_argument("--quiet", action="store_true",
-                     help="only the summary line and the log path on stderr")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="only the final line and the log path on stderr")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
 
 
 def register(commands: Any) -> None:
@@ -167,6 +169,7 @@ def _run(args: argparse.Namespace, command: str, steps: list[Mapping[str, Any]],
     from datetime import datetime, timezone
 
     from runner.chipnames import resolve_part
+    from runner.console import console_for
     from runner.launch import run_plan
     from runner.logging import log_path, new_run_id
     from runner.oneline import OneLine, manifest_yaml, parse_image, parse_link, prepare, synthesise
@@ -192,7 +195,8 @@ def _run(args: argparse.Namespace, command: str, steps: list[Mapping[str, Any]],
     log_file = log_path(template, name=command, run_id=run_id, now=now).absolute()
     plan = prepare(request, log_file=log_file)
     result = run_plan(plan, run_id=run_id, json_stdout=args.json, time_scale=args.time_scale,
-                      console=None if args.quiet else sys.stderr)
+                      console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
+                                          json_stdout=args.json))
     if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code

@@ -82,7 +82,14 @@ from runner.plan import (
 from runner.preserve import PreserveRange
 from runner.schedule import build_stages, find_cycle, simulate_schedule
 from runner.unitdata import rehearsal_source
-from transports.base import Capability, OptionBytesChange, ResetMode, SpeedModel, TransportClass
+from transports.base import (
+    Capability,
+    OptionBytesChange,
+    ResetMode,
+    SpeedModel,
+    TransportClass,
+    simulated_endpoints,
+)
 from transports.chips import Chip, ChipDatabase, chip_database
 from transports.registry import load_transport
 
@@ -253,6 +260,12 @@ class _Compiler:
                             f"which is not defined",
                             hint=f"use one of {', '.join(manifest.recipes) or 'none'}")
         cls = self._class(link.kind)
+        if self.rehearsal and not simulated_endpoints(cls):
+            raise PlanError(f"{_where(link.location) or at}link {link.name} (used by device "
+                            f"{device.name}) is of kind {link.kind}, which cannot be "
+                            f"simulated: a rehearsal would reach real hardware",
+                            hint="run it without --simulate / simulate: true, or rehearse "
+                                 "with a link kind that supports simulation")
         if link.kind == "sim":
             self._sim_links.add(link.name)
         options = frozen_map({**link.options, **device.link.options})

@@ -1,11 +1,18 @@
 """The human view of a run, on stderr: progress while it runs, a summary at the end.
 
 :class:`ConsoleRenderer` is an :class:`~runner.events.EventSink`. On a
-terminal it keeps a live block with one line per running device (chip,
-current step, percent and KiB, retries) and prints noteworthy events above
-it; elsewhere (CI logs, pipes) it prints one plain line per meaningful event.
-Both end with a summary table. No tracebacks (they go to the audit log);
-colour only on a terminal and never when ``NO_COLOR`` is set.
+terminal it keeps a live block at the bottom: one bar per running device
+(step, bytes, rate, ETA) and an overall line (devices done / running /
+failed, elapsed, estimated remaining), fitted to the terminal's width
+(:mod:`runner.progress`); noteworthy events print above it. Elsewhere (CI
+logs, pipes) it prints one plain line per meaningful event. Both end with a
+summary table and a line with the exit code. No tracebacks (they go to the
+audit log).
+
+Cost stays linear in the events: an event updates one device's state and,
+at most, prints its own line; the block is redrawn by a ticker at most
+``refresh_s`` apart (and only when something changed), never once per event.
+``quiet`` keeps only the final line.
 """
 
 from __future__ import annotations
@@ -14,30 +21,43 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from runner import events as ev
+from runner.progress import DeviceProgress, RunProgress, device_row, fit, overall_row
 from runner.units import format_bytes, format_duration
 
-__all__ = ["ConsoleRenderer"]
+__all__ = ["ConsoleRenderer", "console_for", "plural", "use_colour"]
 
 _RESET = "\033[0m"
 _COLOURS = {"ok": "\033[32m", "failed": "\033[31m", "interrupted": "\033[33m",
-            "skipped": "\033[2m", "upstream-failed": "\033[2m", "retry": "\033[33m"}
+            "skipped": "\033[2m", "upstream-failed": "\033[2m", "retry": "\033[33m",
+            "dim": "\033[2m"}
 
 
-@dataclass(slots=True)
-class _DeviceLine:
-    device: str
-    chip: str = ""
-    step: str = "waiting"
-    percent: float | None = None
-    done: int = 0
-    total: int = 0
-    retries: int = 0
-    state: str = "running"
+def plural(count: int, noun: str) -> str:
+    """``1 device``, ``2 devices``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def use_colour(stream: TextIO, choice: str = "auto") -> bool:
+    """``--color``: ``always``, ``never``, or ``auto`` (a terminal, and no ``NO_COLOR``)."""
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return tty and not os.environ.get("NO_COLOR")
+
+
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        return size.columns or 80, size.lines or 24
+    except (OSError, ValueError, AttributeError):
+        columns = int(os.environ.get("COLUMNS", "80") or 80)
+        return columns, int(os.environ.get("LINES", "24") or 24)
 
 
 class ConsoleRenderer:
@@ -45,21 +65,37 @@ class ConsoleRenderer:
 
     Args:
         stream: where to write (stderr by default).
-        live: redraw a per-device block (default: when ``stream`` is a terminal).
-        colour: ANSI colour (default: on a terminal without ``NO_COLOR``).
+        live: keep the progress block (default: when ``stream`` is a terminal).
+        colour: ANSI colour (default: :func:`use_colour` ``auto``).
+        quiet: print only the final line (outcome counts, duration, exit code).
+        width: columns to fit (default: the terminal's, asked at each redraw).
+        ticker: redraw from a background thread (a live block's elapsed time and
+            ETA move between events); tests drive :meth:`refresh` instead.
     """
 
     def __init__(self, stream: TextIO | None = None, *, live: bool | None = None,
-                 colour: bool | None = None, refresh_s: float = 0.1) -> None:
+                 colour: bool | None = None, refresh_s: float = 0.1, quiet: bool = False,
+                 width: int | None = None, ticker: bool = True) -> None:
         self.stream = stream or sys.stderr
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.live = tty if live is None else live
-        self.colour = (tty and "NO_COLOR" not in os.environ) if colour is None else colour
+        self.live = (tty if live is None else live) and not quiet
+        self.colour = use_colour(self.stream) if colour is None else colour
+        self.quiet = quiet
         self.refresh_s = refresh_s
-        self.lines: dict[str, _DeviceLine] = {}
+        self.width = width
+        self.lines: dict[str, DeviceProgress] = {}
+        self.run = RunProgress()
+        self.written: dict[str, int] = {}
+        self.verified: dict[str, int] = {}
+        encoding = (getattr(self.stream, "encoding", None) or "").lower()
+        self.unicode = "utf" in encoding or encoding == ""
         self._drawn = 0
+        self._dirty = False
         self._last_draw = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._use_ticker = ticker
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             ev.RUN_STARTED: self._on_run_started, ev.PLAN_WARNING: self._on_plan_warning,
             ev.DEVICE_STARTED: self._on_device_started,
@@ -79,40 +115,69 @@ class ConsoleRenderer:
             return text
         return f"{_COLOURS[style]}{text}{_RESET}"
 
-    def _say(self, text: str) -> None:
-        """A line above the live block (or just a line)."""
-        self._clear()
-        self.stream.write(text + "\n")
-        self._draw(force=True)
-
-    def _clear(self) -> None:
-        if self.live and self._drawn:
-            self.stream.write(f"\033[{self._drawn}F\033[J")
-            self._drawn = 0
-
-    def _draw(self, *, force: bool = False) -> None:
-        if not self.live:
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
             self.stream.flush()
-            return
-        now = time.monotonic()
-        if not force and now - self._last_draw < self.refresh_s:
-            return
-        self._clear()
-        rows = [line for line in self.lines.values() if line.state == "running"]
-        for line in rows:
-            self.stream.write(self._live_row(line) + "\n")
-        self._drawn = len(rows)
-        self._last_draw = now
-        self.stream.flush()
+        except (BrokenPipeError, ValueError):   # the reader went away: the log has it all
+            pass
 
-    def _live_row(self, line: _DeviceLine) -> str:
-        progress = ""
-        if line.percent is not None:
-            unit = (f"{line.done / 1024:.1f}/{line.total / 1024:.1f} KiB"
-                    if line.total > 64 else f"{line.done}/{line.total}")
-            progress = f" {line.percent:5.1f}% {unit}"
-        retries = self._paint(f" retries {line.retries}", "retry") if line.retries else ""
-        return f"  {line.device:<16} {line.chip:<14} {line.step:<14}{progress}{retries}"
+    def _say(self, text: str, style: str = "") -> None:
+        """A line above the live block (or just a line); never in quiet mode."""
+        if self.quiet:
+            return
+        out = self._clear() + self._paint(text, style) + "\n"
+        self._dirty = True
+        if self.live and time.monotonic() - self._last_draw >= self.refresh_s:
+            out += self._block()
+        self._write(out)
+
+    def _clear(self) -> str:
+        if not self._drawn:
+            return ""
+        drawn, self._drawn = self._drawn, 0
+        return f"\033[{drawn}F\033[J"
+
+    def _size(self) -> tuple[int, int]:
+        columns, rows = _terminal_size(self.stream)
+        return (self.width or columns), rows
+
+    def _block(self) -> str:
+        """The live block as text, remembered as drawn (call with the lock held)."""
+        now = time.monotonic()
+        columns, rows = self._size()
+        width = max(20, columns - 1)   # the last column would wrap on some terminals
+        running = [line for line in self.lines.values() if line.state == "running"]
+        room = max(1, rows - 2)
+        shown = running[:room] if len(running) <= room else running[:room - 1]
+        name_width = min(16, max((len(line.device) for line in running), default=6))
+        out = [self._paint_row(device_row(line, width=width, now=now, name_width=name_width,
+                                          unicode=self.unicode)) for line in shown]
+        if len(shown) < len(running):
+            out.append(fit(f"… and {len(running) - len(shown)} more running", width))
+        out.append(self._paint(overall_row(self.run, running, width=width, now=now), "dim"))
+        self._drawn = len(out)
+        self._last_draw = now
+        self._dirty = False
+        return "".join(f"{row}\n" for row in out)
+
+    def _paint_row(self, row: str) -> str:
+        return self._paint(row, "retry") if "retry " in row[-12:] else row
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Redraw the live block if something changed (or ``force``)."""
+        with self._lock:
+            if self.live and (self._dirty or force) and self.run.devices:
+                self._write(self._clear() + self._block())
+
+    def _tick(self) -> None:
+        last_full = time.monotonic()
+        while not self._stop.wait(self.refresh_s):
+            now = time.monotonic()
+            # Elapsed time and ETAs move without events: redraw once a second anyway.
+            self.refresh(force=now - last_full >= 1.0)
+            if now - last_full >= 1.0:
+                last_full = now
 
     # ------------------------------------------------------------------ events
 
@@ -122,48 +187,58 @@ class ConsoleRenderer:
             with self._lock:
                 handler(fields)
 
-    def _line(self, fields: dict[str, Any]) -> _DeviceLine:
+    def _line(self, fields: Mapping[str, Any]) -> DeviceProgress:
         name = str(fields.get("device", "?"))
-        return self.lines.setdefault(name, _DeviceLine(device=name))
+        line = self.lines.get(name)
+        if line is None:
+            line = self.lines[name] = DeviceProgress(device=name)
+        return line
 
     def _on_run_started(self, f: dict[str, Any]) -> None:
+        devices = f.get("devices")
+        count = len(devices) if isinstance(devices, (list, tuple)) else int(devices or 0)
+        self.run = RunProgress(devices=count, estimate_s=float(f.get("estimate_s") or 0.0))
         mode = ", simulated" if f.get("simulate") else ""
         self._say(f"flashrunner {f.get('tool_version', '')}: {f.get('manifest')} — "
-                  f"{f.get('devices')} device(s), max-parallel {f.get('max_parallel')}{mode}")
+                  f"{plural(count, 'device')}, max-parallel {f.get('max_parallel')}{mode}")
+        if self.live and self._use_ticker and self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="console-ticker",
+                                            daemon=True)
+            self._ticker.start()
 
     def _on_plan_warning(self, f: dict[str, Any]) -> None:
-        self._say(self._paint(f"warning: {f.get('message')}", "retry"))
+        self._say(f"warning: {f.get('message')}", "retry")
 
     def _on_device_started(self, f: dict[str, Any]) -> None:
         line = self._line(f)
         line.chip = str(f.get("chip", ""))
-        line.step = "connecting"
-        self._draw(force=True)
+        line.begin("connecting", estimate_s=0.0, total=0, now=time.monotonic())
+        self._dirty = True
 
     def _on_device_identified(self, f: dict[str, Any]) -> None:
-        uid = f" UID {f['uid']}" if f.get("uid") else ""
+        uid = f" UID {str(f['uid']).lower()}" if f.get("uid") else ""
         size = f", {format_bytes(int(f['flash_size']))} flash" if f.get("flash_size") else ""
         rdp = f", RDP {f['rdp_level']}" if f.get("rdp_level") else ""
         self._say(f"{f.get('device')}: {f.get('chip')} (DEV_ID {f.get('dev_id')}){uid}"
                   f"{size}{rdp}")
 
     def _on_step_started(self, f: dict[str, Any]) -> None:
-        line = self._line(f)
-        line.step, line.percent, line.done, line.total = str(f.get("action")), None, 0, 0
-        self._draw()
+        self._line(f).begin(str(f.get("action")), estimate_s=float(f.get("estimate_s") or 0),
+                            total=int(f.get("bytes") or 0), now=time.monotonic())
+        self._dirty = True
 
     def _on_step_progress(self, f: dict[str, Any]) -> None:
         line = self._line(f)
-        line.percent = float(f.get("percent", 0.0))
-        line.done, line.total = int(f.get("done", 0)), int(f.get("total", 0))
-        self._draw()
+        line.done, total = int(f.get("done", 0)), int(f.get("total", 0))
+        # Progress counts bytes, or erase units for an erase: the bar follows either.
+        line.total = total or line.total
+        self._dirty = True
 
     def _on_step_retried(self, f: dict[str, Any]) -> None:
         self._line(f).retries += 1
-        self._say(self._paint(
-            f"{f.get('device')}: {f.get('action')} failed ({f.get('error')}); "
-            f"retry {f.get('attempt')}/{f.get('max')} in {float(f.get('delay_s', 0)):.1f} s",
-            "retry"))
+        self._say(f"{f.get('device')}: {f.get('action')} failed ({f.get('error')}); "
+                  f"retry {f.get('attempt')}/{f.get('max')} in "
+                  f"{float(f.get('delay_s', 0)):.1f} s", "retry")
 
     def _on_step_recovery(self, f: dict[str, Any]) -> None:
         if f.get("outcome") != "ok":
@@ -172,54 +247,130 @@ class ConsoleRenderer:
                       f"{f.get('outcome')}{detail}")
 
     def _on_step_finished(self, f: dict[str, Any]) -> None:
+        device = str(f.get("device"))
+        line = self._line(f)
+        self.run.finished_s += line.estimate_s
+        line.estimate_s = 0.0
         outcome = str(f.get("outcome"))
-        action = f.get("action")
-        if outcome == "ok":
-            amount = f" {format_bytes(int(f['bytes']))}" if f.get("bytes") else ""
-            attempts = f" ({f['attempts']} attempts)" if int(f.get("attempts", 1)) > 1 else ""
-            value = f" = {f['unit_value']} from {f.get('unit_source')}" \
-                if "unit_value" in f else ""
-            text = (f"{f.get('device')}: {action} ok{amount}{value} in "
-                    f"{format_duration(float(f.get('duration_ms', 0)))}{attempts}")
-        else:
-            text = self._paint(f"{f.get('device')}: {action} {outcome.upper()}: "
-                               f"{f.get('error', '')}", outcome)
-        self._say(text)
+        action = str(f.get("action"))
+        if outcome != "ok":
+            self._say(f"{device}: {action} {outcome.upper()}: {f.get('error', '')}", outcome)
+            return
+        amount = int(f.get("bytes") or 0)
+        if action in ("write", "unit-data"):
+            written = int(f.get("bytes_written", amount))
+            self.written[device] = self.written.get(device, 0) + written
+        elif action == "verify":
+            self.verified[device] = self.verified.get(device, 0) + amount
+        took = format_duration(float(f.get("duration_ms", 0)))
+        attempts = f" ({f['attempts']} attempts)" if int(f.get("attempts", 1)) > 1 else ""
+        self._say(f"{device}: {_step_text(action, f, amount)} in {took}{attempts}")
 
     def _on_device_finished(self, f: dict[str, Any]) -> None:
-        self._line(f).state = str(f.get("outcome"))
-        self._draw(force=True)
+        self._finish(f)
 
     def _on_device_skipped(self, f: dict[str, Any]) -> None:
-        self._line(f).state = str(f.get("outcome"))
-        self._say(self._paint(f"{f.get('device')}: {f.get('outcome')} ({f.get('reason')})",
-                              str(f.get("outcome"))))
+        self._finish(f)
+        self._say(f"{f.get('device')}: {f.get('outcome')} ({f.get('reason')})",
+                  str(f.get("outcome")))
+
+    def _finish(self, f: dict[str, Any]) -> None:
+        line = self._line(f)
+        line.state = str(f.get("outcome"))
+        self.run.finished_s += line.estimate_s
+        line.estimate_s = 0.0
+        self.run.counts[line.state] = self.run.counts.get(line.state, 0) + 1
+        self._dirty = True
 
     def _on_run_interrupted(self, f: dict[str, Any]) -> None:
-        self._say(self._paint(f"interrupted ({f.get('reason')}): stopping "
-                              f"{', '.join(f.get('running', ())) or 'nothing'}", "interrupted"))
+        self._say(f"interrupted ({f.get('reason')}): stopping "
+                  f"{', '.join(f.get('running', ())) or 'nothing'}", "interrupted")
 
     def _on_run_finished(self, f: dict[str, Any]) -> None:
-        self._clear()
-        for row in self.summary_rows(f.get("devices", ())):
-            self.stream.write(row + "\n")
+        self._stop.set()
+        out = self._clear()
+        devices = list(f.get("devices", ()))
+        if not self.quiet:
+            out += "".join(row + "\n" for row in self.summary_rows(devices))
         counts = ", ".join(f"{n} {k}" for k, n in dict(f.get("counts", {})).items())
-        self.stream.write(f"{counts} in {format_duration(float(f.get('duration_ms', 0)))}; "
-                          f"exit code {f.get('exit_code')}\n")
-        self.stream.flush()
+        out += (f"{counts or 'nothing run'} in "
+                f"{format_duration(float(f.get('duration_ms', 0)))}; "
+                f"exit code {f.get('exit_code')}\n")
+        out += "".join(line + "\n" for line in _failure_kinds(devices))
+        self._write(out)
+
+    def close(self) -> None:
+        """Stop the ticker (a run that ended without ``run.finished``)."""
+        self._stop.set()
 
     def summary_rows(self, devices: Any) -> list[str]:
-        header = ("device", "outcome", "duration", "bytes", "error")
+        header = ("device", "outcome", "duration", "written", "verified", "error")
         rows = [header] + [
             (str(d["device"]), str(d["outcome"]),
              format_duration(float(d.get("duration_ms") or 0)),
-             format_bytes(int(d.get("bytes") or 0)),
+             format_bytes(self.written.get(str(d["device"]), 0)),
+             format_bytes(self.verified.get(str(d["device"]), 0)),
              str(d.get("error") or d.get("reason") or "")) for d in devices]
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        columns = len(header) - 1
+        widths = [max(len(row[i]) for row in rows) for i in range(columns)]
         out = []
         for index, row in enumerate(rows):
-            cells = [row[i].ljust(widths[i]) for i in range(4)]
+            cells = [row[i].ljust(widths[i]) if i < 2 else row[i].rjust(widths[i])
+                     for i in range(columns)]
             if index:
                 cells[1] = self._paint(cells[1], row[1])
-            out.append("  ".join([*cells, row[4]]).rstrip())
+            out.append("  ".join([*cells, row[columns]]).rstrip())
         return out
+
+
+def _step_text(action: str, f: Mapping[str, Any], amount: int) -> str:
+    """``erase ok: 3 units 0x08000000..0x08000C00``, ``write ok 4.0 KiB``, …"""
+    if action == "erase":
+        if f.get("scope") == "mass":
+            what = "the whole flash"
+        else:
+            blocks = int(f.get("blocks") or 0)
+            ranges = f.get("ranges") or ()
+            span = f" {ranges[0][0]}..{ranges[-1][1]}" if ranges else ""
+            what = f"{plural(blocks, 'unit')}{span}"
+        kept = int(f.get("preserved_bytes") or 0)
+        keeping = f"; kept {format_bytes(kept)} around the images" if kept else ""
+        return f"erase ok: {what}{keeping}"
+    if action == "write" and f.get("skip_unchanged"):
+        return (f"write ok {format_bytes(int(f.get('bytes_written') or 0))} "
+                f"({f.get('units_rewritten')} of {f.get('units')} units rewritten)")
+    if action == "unit-data" and "unit_value" in f:
+        return f"unit-data ok {f['unit_value']} from {f.get('unit_source')}"
+    if action == "read" and f.get("file"):
+        return f"read ok {format_bytes(amount)} to {f['file']}"
+    if action == "verify" and f.get("method"):
+        return f"verify ok {format_bytes(amount)} ({f['method']})"
+    return f"{action} ok" + (f" {format_bytes(amount)}" if amount else "")
+
+
+def _failure_kinds(devices: list[Mapping[str, Any]]) -> list[str]:
+    """Which failures were the machine's (exit 3 alone) and which were flashing's."""
+    environment = [str(d["device"]) for d in devices
+                   if d.get("outcome") == "failed" and d.get("error_category") == "environment"]
+    if not environment:
+        return []
+    others = [str(d["device"]) for d in devices
+              if d.get("outcome") == "failed" and d.get("error_category") != "environment"]
+    lines = [f"could not start (this machine lacks something: a library, a permission, a "
+             f"package): {', '.join(environment)}"]
+    if others:
+        lines.append(f"failed while flashing: {', '.join(others)}")
+    return lines
+
+
+def console_for(stream: TextIO, *, quiet: bool = False, colour: str = "auto",
+                json_stdout: bool = False) -> ConsoleRenderer:
+    """The renderer the CLI uses: ``--quiet``, ``--color`` and ``--json`` applied.
+
+    With ``--json`` on a terminal the JSON lines and the live block would share
+    the screen and scramble each other: the block gives way to plain lines.
+    """
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    shares_screen = json_stdout and sys.stdout.isatty()
+    return ConsoleRenderer(stream, live=tty and not shares_screen and not quiet,
+                           colour=use_colour(stream, colour), quiet=quiet)

@@ -281,7 +281,8 @@ _RUN_INTERRUPTED = EventType(
 _DEVICE_SUMMARY: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["device", "outcome"],
     "properties": {"device": _STR, "outcome": _OUTCOME_ANY, "duration_ms": _INT,
-                   "bytes": _INT, "error": _NULLABLE_STR, "reason": _NULLABLE_STR}}
+                   "bytes": _INT, "error": _NULLABLE_STR, "error_category": _NULLABLE_STR,
+                   "reason": _NULLABLE_STR}}
 _RUN_FINISHED = EventType(
     name=RUN_FINISHED, doc="The run ended: every device's outcome.",
     required={"devices": {"type": "array", "items": _DEVICE_SUMMARY},

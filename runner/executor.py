@@ -296,7 +296,8 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
     return {"device": result.device, "outcome": result.outcome.value,
             "duration_ms": round(result.duration_s * 1000),
             "bytes": sum(step.bytes for step in result.steps),
-            "error": result.error, "reason": result.reason}
+            "error": result.error, "error_category": result.error_category,
+            "reason": result.reason}
 
 
 def execute(plan: Plan, *, events: ev.EventSink | None = None,

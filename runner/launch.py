@@ -54,7 +54,8 @@ def resolve_log(plan: Plan, log_file: Path | None) -> LogSpec:
 def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  only: Sequence[str] | None = None, max_parallel: int | None = None,
                  log_file: Path | None = None, json_stdout: bool = False,
-                 time_scale: float | None = None, console: TextIO | None = None,
+                 time_scale: float | None = None,
+                 console: TextIO | ConsoleRenderer | None = None,
                  cancel: threading.Event | None = None,
                  events: EventSink | None = None, ledger: Path | None = None,
                  allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
@@ -76,7 +77,8 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
-             time_scale: float | None = None, console: TextIO | None = None,
+             time_scale: float | None = None,
+             console: TextIO | ConsoleRenderer | None = None,
              cancel: threading.Event | None = None,
              events: EventSink | None = None, ledger: Path | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
@@ -85,6 +87,7 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     and the console (and ``events``) see the same records, same ``seq`` and ``ts``.
 
     The plan's ``log.file`` is used as it stands (see :func:`resolve_log`).
+    ``console`` is a stream for the default renderer, or a configured one.
     """
     simulation = plan.simulation
     if time_scale is not None:
@@ -95,10 +98,16 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
     plan = dataclasses.replace(plan, simulation=simulation)
     run_id = run_id or new_run_id()
-    listeners: list[EventSink] = [ConsoleRenderer(console)] if console is not None else []
+    renderer = console if isinstance(console, ConsoleRenderer) or console is None \
+        else ConsoleRenderer(console)
+    listeners: list[EventSink] = [renderer] if renderer is not None else []
     if events is not None:
         listeners.append(events)
     stdout = [StdoutJsonSink()] if json_stdout else []
     sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()))
-    return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
-                   cancel=cancel, sealing=sealing)
+    try:
+        return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
+                       cancel=cancel, sealing=sealing)
+    finally:
+        if renderer is not None:
+            renderer.close()

@@ -112,20 +112,43 @@ class JsonlFileSink:
 
 
 class StdoutJsonSink:
-    """JSON records on stdout (``--json``); stdout itself is never replaced."""
+    """JSON records on stdout (``--json``); stdout itself is never replaced.
+
+    A reader that goes away (``flashrunner run --json | head -1``) ends the
+    stream, not the run: the remaining records still reach the audit log, and
+    the closed pipe is pointed at ``/dev/null`` so that the interpreter's last
+    flush does not fail either.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self.closed = False
 
     def write_record(self, line: str) -> None:
         stream = self._stream or sys.stdout
         with self._lock:
-            stream.write(line + "\n")
-            stream.flush()
+            if self.closed:
+                return
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (BrokenPipeError, ValueError):   # ValueError: the stream was closed
+                self.closed = True
+                _silence(stream)
 
     def close(self) -> None:
         pass
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a stream whose reader has gone at ``/dev/null`` (its buffer is dropped)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass   # not a file descriptor (a test's StringIO): nothing more is written to it
 
 
 class _LineCatcher:

@@ -322,11 +322,30 @@ class RunResult:
                                             if d.reason != "not selected")
 
     @property
+    def environment_failures(self) -> tuple[str, ...]:
+        """Devices that could not start: the machine lacks something (libusb, a permission)."""
+        return tuple(d.device for d in self.devices
+                     if d.outcome is Outcome.FAILED and d.error_category == "environment")
+
+    @property
+    def flash_failures(self) -> tuple[str, ...]:
+        """Devices that failed for any other reason (the link, the chip, a verify)."""
+        return tuple(d.device for d in self.devices
+                     if d.outcome is Outcome.FAILED and d.error_category != "environment")
+
+    @property
     def exit_code(self) -> int:
-        """0 all ok, 1 a device failed, 130 interrupted (README "Exit codes")."""
+        """0 all ok, 1 a device failed, 3 only the environment failed, 130 interrupted.
+
+        A run whose every failure is an environment problem (no libusb, no
+        permission on a port, a missing package) exits 3; a mix with flash
+        failures exits 1 (README "Exit codes").
+        """
         if self.interrupted:
             return 130
-        return 0 if self.ok else 1
+        if self.ok:
+            return 0
+        return 3 if self.environment_failures and not self.flash_failures else 1
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -189,22 +189,22 @@ def _from_uid(source: UidSource, uid: str) -> UnitValue:
     digest = hashlib.sha256(raw).digest()
     if source.template is not None:
         try:
-            text = source.template.format(uid=raw.hex().upper(), crc32=crc,
+            text = source.template.format(uid=raw.hex(), crc32=crc,
                                           sha256=digest.hex())
         except (KeyError, IndexError, ValueError) as error:
             raise UnitDataError(f"template {source.template!r} is invalid: {error}",
                                 hint="use the fields {uid}, {crc32} and {sha256}") from error
         data = Encoding(width=source.width).pad(text)
-        return UnitValue(data=data, value=text, source=f"template of UID {raw.hex().upper()}")
+        return UnitValue(data=data, value=text, source=f"template of UID {raw.hex()}")
     if source.derive == "crc32":
         data = crc.to_bytes(4, source.endianness)
         return UnitValue(data=data, value=f"0x{crc:08X}",
-                         source=f"CRC-32 of UID {raw.hex().upper()}")
+                         source=f"CRC-32 of UID {raw.hex()}")
     if source.derive == "sha256":
         data = digest[:source.length or len(digest)]
         return UnitValue(data=data, value=data.hex(),
-                         source=f"sha256 of UID {raw.hex().upper()} ({len(data)} bytes)")
-    return UnitValue(data=raw, value=raw.hex().upper(), source="chip UID")
+                         source=f"sha256 of UID {raw.hex()} ({len(data)} bytes)")
+    return UnitValue(data=raw, value=raw.hex(), source="chip UID")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -256,15 +256,15 @@ def _from_csv(source: CsvSource, *, device: str, run_id: str, uid: str) -> UnitV
         matches = [(line, row) for line, row in rows
                    if (row.get(source.key_column) or "").strip().lower() == wanted]
         if not matches:
-            raise UnitDataError(f"{source.file} has no row for UID {wanted.upper()}",
+            raise UnitDataError(f"{source.file} has no row for UID {wanted}",
                                 source=str(source.file),
                                 hint="add the unit to the file before flashing it")
         if len(matches) > 1:
             lines = ", ".join(str(line) for line, _ in matches)
-            raise UnitDataError(f"{source.file} has several rows for UID {wanted.upper()} "
+            raise UnitDataError(f"{source.file} has several rows for UID {wanted} "
                                 f"(lines {lines})", source=str(source.file))
         line, row = matches[0]
-        detail = f"uid {wanted.upper()}"
+        detail = f"uid {wanted}"
     else:
         if not rows:
             raise UnitDataError(f"{source.file} has no rows", source=str(source.file))

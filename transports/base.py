@@ -46,6 +46,7 @@ __all__ = [
     "TransportClass",
     "no_progress",
     "planned_capabilities",
+    "simulated_endpoints",
 ]
 
 
@@ -191,7 +192,10 @@ class LinkRequest:
 class Transport(Protocol):
     """One session with one chip. Methods raise :class:`transports.errors.TransportError`."""
 
-    capabilities: frozenset[Capability]
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this session offers (a class variable in most implementations)."""
+        ...
 
     def connect(self) -> None:
         """Open the link and bring the chip into a state where it takes commands."""
@@ -225,16 +229,37 @@ class Transport(Protocol):
 
 
 class TransportClass(Protocol):
-    """What the registry loads: a class that opens sessions for one link kind."""
+    """What the registry loads: a class that opens sessions for one link kind.
 
-    kind: ClassVar[str]
-    #: Everything this kind of link can offer with some chip and some options;
-    #: what one device's session will offer is :meth:`planned_capabilities`.
-    capabilities: ClassVar[frozenset[Capability]]
-    #: JSON Schema (draft 2020-12) of this kind's options: the link's keys
-    #: (everything but ``kind``) merged with a device's own (``transport: {use: …}``).
-    #: ``additionalProperties: false`` so a typo'd option is an error with its location.
-    options_schema: ClassVar[Mapping[str, Any]]
+    The class object itself is the implementation: its class variables provide
+    the read-only attributes below (declared as properties so that mypy matches a
+    class object against this protocol), its class methods the methods.
+    """
+
+    @property
+    def kind(self) -> str:
+        """The manifest's ``kind:`` (and the entry point's name, for a plugin)."""
+        ...
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """Everything this kind of link can offer with some chip and some options;
+        what one device's session will offer is :meth:`planned_capabilities`."""
+        ...
+
+    @property
+    def options_schema(self) -> Mapping[str, Any]:
+        """JSON Schema (draft 2020-12) of this kind's options: the link's keys
+        (everything but ``kind``) merged with a device's own (``transport: {use: …}``).
+        ``additionalProperties: false`` so a typo'd option is an error with its location."""
+        ...
+
+    @property
+    def simulation(self) -> frozenset[str]:
+        """The endpoints (method names of the endpoint provider, docs/architecture.md)
+        a simulated session of this kind reaches; empty: the kind cannot be simulated,
+        and a rehearsal that uses it is refused before anything runs."""
+        ...
 
     @classmethod
     def planned_capabilities(cls, options: Mapping[str, Any],
@@ -276,6 +301,18 @@ class StaticCapabilities:
     def planned_capabilities(cls, options: Mapping[str, Any],
                              chip: Chip) -> frozenset[Capability]:
         return cls.capabilities
+
+
+def simulated_endpoints(transport: TransportClass | type[Any]) -> frozenset[str]:
+    """The endpoints ``transport`` uses when simulated; empty when it cannot be.
+
+    A class written before the contract said so declares nothing, and counts as
+    not simulatable: a rehearsal must never reach hardware through it.
+    """
+    declared: object = getattr(transport, "simulation", frozenset())
+    if not isinstance(declared, (set, frozenset)):
+        return frozenset()
+    return frozenset(str(name) for name in declared)
 
 
 def planned_capabilities(transport: TransportClass | type[Any], options: Mapping[str, Any],

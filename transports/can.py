@@ -220,6 +220,8 @@ class CanTransport(BootloaderSession):
     """A session with a chip's ROM bootloader over CAN (``kind: can``)."""
 
     kind: ClassVar[str] = "can"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"can_bus", "clock"})
     capabilities: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES  # type: ignore[misc]
     interface: ClassVar[str] = "can"
     options_schema: ClassVar[Mapping[str, Any]] = {

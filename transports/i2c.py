@@ -192,6 +192,8 @@ class I2cTransport(BootloaderSession):
     """A session with a chip's ROM bootloader over I2C (``kind: i2c``)."""
 
     kind: ClassVar[str] = "i2c"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"i2c_adapter", "clock"})
     #: Get Checksum where the ROM lists it (I2C v1.2: G0, H7).
     capabilities: ClassVar[frozenset[Capability]] = (  # type: ignore[misc]
         BASE_CAPABILITIES | {Capability.CHECKSUM})

@@ -52,6 +52,8 @@ class MemoryTransport(StaticCapabilities):
     """A session with a simulated chip through no protocol (``kind: sim``)."""
 
     kind: ClassVar[str] = "sim"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"memory_port"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",

@@ -304,6 +304,8 @@ class UsartTransport(BootloaderSession):
     """A session with a chip's ROM bootloader over a serial port (``kind: uart``)."""
 
     kind: ClassVar[str] = "uart"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"serial_port", "clock"})
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
         Capability.RESET_HARDWARE}
     #: Get Checksum where the ROM lists it (the H7's); NRST where a line is wired.

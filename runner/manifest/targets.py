@@ -43,7 +43,7 @@ from runner.unitdata import (
     source_from_mapping,
     unit_size,
 )
-from transports.base import Capability, TransportClass
+from transports.base import Capability, TransportClass, simulated_endpoints
 from transports.chips import Chip, ChipDatabase
 from transports.registry import load_transport
 
@@ -143,6 +143,13 @@ def _link_classes(checker: Checker) -> dict[str, TransportClass]:
             classes[name] = load_transport(kind)
         except (PlanError, EnvironmentProblem) as error:
             checker.at(("transports", name, "kind"), str(error))
+            continue
+        if checker.data.get("simulate") is True and not simulated_endpoints(classes[name]):
+            checker.at(("transports", name, "kind"),
+                       f"kind {kind} cannot be simulated, and the manifest says simulate: "
+                       f"true; a rehearsal would reach real hardware through it (run it "
+                       f"without simulate: true, or rehearse with a kind that supports "
+                       f"simulation)")
     return classes
 
 

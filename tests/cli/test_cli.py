@@ -122,7 +122,10 @@ def test_run_json_streams_events_on_stdout(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
     assert events[0] == "run.started" and events[-1] == "run.finished"
-    assert result.stderr == ""
+    # --quiet keeps the final line and the log path, nothing else.
+    final, log = result.stderr.splitlines()
+    assert final.startswith("3 ok in ") and final.endswith("; exit code 0")
+    assert log == f"audit log: {tmp_path / 'a.jsonl'}"
 
 
 def test_run_with_a_failing_device_exits_1_and_skips_its_dependents(tmp_path: Path) -> None:

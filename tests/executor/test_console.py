@@ -34,7 +34,8 @@ def test_plain_output_names_identity_steps_and_a_summary(world: SimulationWorld)
     text = _render(world, device("a"))
     assert "a: stm32f103c8 (DEV_ID 0x410) UID" in text
     assert "a: write ok 4.0 KiB in" in text
-    assert text.splitlines()[-3].split() == ["device", "outcome", "duration", "bytes", "error"]
+    assert text.splitlines()[-3].split() == ["device", "outcome", "duration", "written",
+                                            "verified", "error"]
     assert "\033[" not in text
 
 
@@ -63,7 +64,7 @@ def test_a_terminal_gets_a_live_block_in_colour(world: SimulationWorld,
     monkeypatch.delenv("NO_COLOR", raising=False)
     text = _render(world, device("a"), tty=True)
     assert "\033[J" in text and "\033[32m" in text
-    assert "connecting" in text
+    assert "0/1 done · 0 running" in text
 
 
 def test_no_color_turns_colour_off_on_a_terminal(world: SimulationWorld,

@@ -40,7 +40,7 @@ def test_example_writes_serial_uid_words_and_keeps_the_calibration(tmp_path: Pat
     field = data[SECTOR3 - FLASH:SECTOR3 - FLASH + 0x30]
     assert int.from_bytes(field[0:4], "little") == 100000
     assert int.from_bytes(field[4:8], "little") == zlib.crc32(sim.uid)
-    assert field[0x10:0x2C] == f"ID-{sim.uid.hex().upper()}".encode().ljust(28, b"\0")
+    assert field[0x10:0x2C] == f"ID-{sim.uid.hex()}".encode().ljust(28, b"\0")
     offset = SECTOR3 + 0x100 - FLASH
     assert data[offset:offset + len(calibration)] == calibration
     assert (tmp_path / "serials" / "f411.rehearsal.json").exists()

@@ -86,7 +86,7 @@ def test_uid_sha256_prefix() -> None:
 def test_uid_template_is_ascii() -> None:
     crc = zlib.crc32(bytes.fromhex(UID))
     value = _value(UidSource(template="ID-{uid}-{crc32:08X}", width=40))
-    text = f"ID-{UID.upper()}-{crc:08X}"
+    text = f"ID-{UID}-{crc:08X}"
     assert value.data == text.encode().ljust(40, b"\0") and value.value == text
 
 
@@ -102,7 +102,7 @@ def test_uid_value_needs_a_uid() -> None:
 def units(tmp_path: Path) -> Path:
     path = tmp_path / "units.csv"
     path.write_text("uid,calibration,name\n"
-                    f"{UID.upper()},0a0b0c,first\n"
+                    f"{UID},0a0b0c,first\n"
                     "ffffffffffffffffffffffff,010203,second\n")
     return path
 
@@ -110,7 +110,7 @@ def units(tmp_path: Path) -> Path:
 def test_csv_row_keyed_by_uid(units: Path) -> None:
     value = _value(CsvSource(file=units, column="calibration", key="uid", cell="hex"))
     assert value.data == b"\x0a\x0b\x0c"
-    assert value.source == f"{units}:2 column calibration (uid {UID.upper()})"
+    assert value.source == f"{units}:2 column calibration (uid {UID})"
 
 
 def test_csv_without_row_for_the_uid_is_refused(units: Path) -> None:

@@ -74,6 +74,8 @@ class DfuTransport(StaticCapabilities):
     """A session with an STM32's ROM DFU bootloader."""
 
     kind: ClassVar[str] = "dfu"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"usb_backend", "clock"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
         Capability.GO, Capability.OPTION_BYTES, Capability.READ_UNPROTECT, Capability.UID})

@@ -87,6 +87,8 @@ class StLinkTransport(StaticCapabilities):
     """A session with one STM32 behind one ST-Link."""
 
     kind: ClassVar[str] = "stlink"
+    #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
+    simulation: ClassVar[frozenset[str]] = frozenset({"usb_backend", "clock"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
         Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE, Capability.OPTION_BYTES,

@@ -1,0 +1,1 @@
+"""Broken transport plugins (see pyproject.toml)."""
