@@ -17,7 +17,10 @@ from typing import Any
 
 __all__ = ["FAULT_KINDS", "FAULT_OPS", "Fault", "FaultPlan", "InjectedFault"]
 
-FAULT_KINDS = frozenset({"timeout", "nack", "link-lost", "corrupt", "brownout"})
+FAULT_KINDS = frozenset({"timeout", "nack", "link-lost", "corrupt", "brownout", "wedged",
+                         "no-enumerate"})
+#: Faults that change a board's state rather than hit an operation (see :meth:`FaultPlan.take`).
+_STATE_KINDS = frozenset({"no-enumerate"})
 FAULT_OPS = frozenset({"connect", "erase", "write", "read", "any"})
 
 
@@ -28,7 +31,10 @@ class Fault:
     Attributes:
         kind: ``timeout`` (no answer), ``nack`` (refusal), ``link-lost``
             (the link drops), ``corrupt`` (a programmed byte comes out wrong),
-            ``brownout`` (power lost: the operation is cut short, link drops).
+            ``brownout`` (power lost: the operation is cut short, link drops),
+            ``wedged`` (the device stops answering until its power is cut),
+            ``no-enumerate`` (a USB board does not show up after a reset or
+            power-up, ``times`` resets in a row).
         op: which operation it hits; ``any`` matches all.
         at_byte: fires once this many bytes of ``op`` have passed (0 = at once).
         times: how often it fires before clearing; ``None`` = permanent.
@@ -101,7 +107,7 @@ class FaultPlan:
             end = start + length
             for index, fault in enumerate(self._faults):
                 remaining = self._remaining[index]
-                if remaining == 0 or fault.op not in (op, "any"):
+                if remaining == 0 or fault.op not in (op, "any") or fault.kind in _STATE_KINDS:
                     continue
                 if start <= fault.at_byte < max(end, start + 1) or (
                         fault.at_byte < start and remaining is None):
@@ -111,6 +117,22 @@ class FaultPlan:
                     self.fired.append((fault, offset))
                     raise InjectedFault(fault, offset)
             self._counters[op] = end
+
+    def take(self, kind: str) -> bool:
+        """Consume one firing of a ``kind`` fault that acts on a board's state, not a byte.
+
+        Used for ``no-enumerate``: each (re-)enumeration takes one; True while one is due.
+        """
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                remaining = self._remaining[index]
+                if fault.kind != kind or remaining == 0:
+                    continue
+                if remaining is not None:
+                    self._remaining[index] = remaining - 1
+                self.fired.append((fault, 0))
+                return True
+        return False
 
     def reset_counters(self) -> None:
         """Start counting bytes afresh (a new session)."""
