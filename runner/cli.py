@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from runner import __version__
 from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
     EnvironmentProblem,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_oneline import register as register_oneline
 
     register_oneline(commands)
+    register_audit(commands)
     return parser
 
 

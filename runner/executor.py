@@ -314,8 +314,9 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
 
     ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
     devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler. ``sealing`` enters a run
-    that writes a log file in the host's ledger (:mod:`runner.audit.seal`).
+    (on stations) in place of the local scheduler. A run that writes a log
+    file leaves its attestation beside it, signed with ``sealing``'s key if it
+    has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
 
     Raises:
         EnvironmentProblem: the log file cannot be created (or already exists), or
@@ -332,8 +333,8 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     audit = AuditLog(run_id, [*files, *outputs],
                      listeners=[events] if events is not None else [])
     sink: ev.EventSink = audit
-    seal = RunSeal(sealing, run_id=run_id, log_file=log_file) \
-        if sealing is not None and log_file is not None else None
+    seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
+        if log_file is not None else None
     started_fields = _run_started(plan)
     try:
         if seal is not None:
@@ -368,7 +369,8 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         sink.emit(ev.RUN_FINISHED, run_id=run_id,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
-                  interrupted=interrupted)
+                  interrupted=interrupted,
+                  **(seal.finished_fields() if seal is not None else {}))
         audit.close()
         if seal is not None:
             seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runner.audit.attest import Signer
 from runner.audit.ledger import Ledger, default_ledger_dir
 from runner.audit.seal import Sealing
 from runner.compiler import compile_plan
@@ -42,13 +43,13 @@ def resolve_log(plan: Plan, log_file: Path | None) -> LogSpec:
     and ``{name}`` as ``log.file`` does.
     """
     if log_file is not None:
-        return LogSpec(file=str(log_file.expanduser().absolute()))
+        return dataclasses.replace(plan.log, file=str(log_file.expanduser().absolute()))
     template = plan.log.file or DEFAULT_LOG_TEMPLATE
     expanded = os.path.expanduser(template)
     if not os.path.isabs(expanded):
         folder = str(plan.manifest_path.resolve().parent).replace("{", "{{").replace("}", "}}")
         expanded = os.path.join(folder, expanded)
-    return LogSpec(file=expanded)
+    return dataclasses.replace(plan.log, file=expanded)
 
 
 def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
@@ -58,12 +59,15 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  console: TextIO | ConsoleRenderer | None = None,
                  cancel: threading.Event | None = None,
                  events: EventSink | None = None, ledger: Path | None = None,
+                 sign_key: Path | None = None,
                  allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
     The run is entered in the host's ledger in ``ledger`` (default:
-    :func:`~runner.audit.ledger.default_ledger_dir`). ``allow``: folders besides
-    the manifest's own that may hold included and data files.
+    :func:`~runner.audit.ledger.default_ledger_dir`); its attestation is signed
+    with ``sign_key`` (default: the manifest's ``log.sign-key``; none: unsigned).
+    ``allow``: folders besides the manifest's own that may hold included and data
+    files.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
@@ -73,14 +77,15 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
     return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
-                    cancel=cancel, events=events, ledger=ledger)
+                    cancel=cancel, events=events, ledger=ledger, sign_key=sign_key)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
              time_scale: float | None = None,
              console: TextIO | ConsoleRenderer | None = None,
              cancel: threading.Event | None = None,
-             events: EventSink | None = None, ledger: Path | None = None) -> RunResult:
+             events: EventSink | None = None, ledger: Path | None = None,
+             sign_key: Path | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
 
     One audit stream feeds them all: ``--json`` prints the log file's very lines,
@@ -104,7 +109,9 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     if events is not None:
         listeners.append(events)
     stdout = [StdoutJsonSink()] if json_stdout else []
-    sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()))
+    key = sign_key or plan.log.sign_key
+    sealing = Sealing(ledger=Ledger(ledger or default_ledger_dir()),
+                      signer=Signer.from_file(key) if key is not None else None)
     try:
         return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
                        cancel=cancel, sealing=sealing)

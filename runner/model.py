@@ -290,9 +290,13 @@ class Execution:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogSpec:
-    """``log.file`` is a template: ``{name}``, ``{run_id}``, ``{date}``, ``{time}``."""
+    """``log.file`` is a template: ``{name}``, ``{run_id}``, ``{date}``, ``{time}``.
+
+    ``sign_key`` is the PEM Ed25519 key that signs the run's attestation.
+    """
 
     file: str | None = None
+    sign_key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

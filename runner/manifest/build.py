@@ -118,8 +118,18 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         recovery=frozen_map(recovery), devices=frozen_map(devices),
         execution=Execution(max_parallel=execution.get("max-parallel", 8),
                             fail_fast=execution.get("fail-fast", False)),
-        log=LogSpec(file=data.get("log", {}).get("file")), warnings=warnings,
+        log=_log(data.get("log", {}), top.path), warnings=warnings,
     )
+
+
+def _log(data: Any, manifest: Path) -> LogSpec:
+    key = data.get("sign-key")
+    sign_key = None
+    if key:
+        sign_key = Path(key).expanduser()
+        if not sign_key.is_absolute():
+            sign_key = manifest.resolve().parent / sign_key
+    return LogSpec(file=data.get("file"), sign_key=sign_key)
 
 
 def _stations(data: Any, marks: Marks, at: Any,

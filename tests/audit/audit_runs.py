@@ -69,3 +69,20 @@ def records(path: Path) -> list[dict[str, Any]]:
 FAILING = {"sensor-2": [{"kind": "nack", "op": "write", "permanent": True}]}
 
 
+
+
+def make_key(path: Path) -> Path:
+    """A fresh Ed25519 private key (PEM) at ``path``, its public half at ``path.pub``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    path.with_name(path.name + ".pub").write_bytes(
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return path

@@ -7,14 +7,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audit_runs import FAILING, run_demo
+from audit_runs import FAILING, make_key, run_demo
 
 from runner.plan import RunResult
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    return run_demo(tmp_path_factory.mktemp("demo"))
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The station's key (``.pub`` beside it)."""
+    return make_key(tmp_path_factory.mktemp("keys") / "station.pem")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, signing_key: Path) -> RunResult:
+    """The demo, signed and entered in its own ledger (``ledger/`` beside the log)."""
+    directory = tmp_path_factory.mktemp("demo")
+    return run_demo(directory, sign_key=signing_key, ledger=directory / "ledger")
 
 
 @pytest.fixture(scope="session")
