@@ -40,6 +40,9 @@ from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
+from runner.wiring import HardwareControl
+from transports.power.sysfs import HostSysfs
+from transports.sim.control import sim_hardware
 from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
@@ -82,6 +85,36 @@ def simulation_world(plan: Plan) -> SimulationWorld:
     }
     return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
                            profiles=profiles)
+
+
+def hardware_control(plan: Plan, world: SimulationWorld | None) -> HardwareControl | None:
+    """Hub ports, sysfs and GPIO for the plan's wired devices: the host's, or simulated.
+
+    In a rehearsal the hubs and GPIO chips the wiring names are simulated, each
+    device's NRST/BOOT0 lines are wired to its simulated board, and hubs take the
+    settings of ``simulation.hubs``.
+    """
+    wired = [device for device in plan.devices if device.wiring is not None]
+    if not wired:
+        return None
+    if world is None or not plan.simulate:
+        return HardwareControl(usb_backend=None, sysfs=HostSysfs(), supplies=plan.power)
+    sim = sim_hardware(world)
+    hubs = {supply.hub for supply in plan.power.values() if supply.hub}
+    for device in wired:
+        assert device.wiring is not None
+        for ref in (device.wiring.power, device.wiring.probe_power):
+            if ref is not None and ref.supply and ref.supply.startswith("@"):
+                hubs.add(ref.supply[1:])
+        for role, line in (("nrst", device.wiring.nrst), ("boot0", device.wiring.boot0)):
+            if line is not None:
+                sim.pin(device.device, role, chip=line.chip, line=line.line,
+                        active_low=line.active_low)
+    for path in sorted(hubs):
+        sim.hub(path, plan.simulation.hubs.get(path))
+    return HardwareControl(usb_backend=sim.backend, sysfs=sim.sysfs, gpio=sim.gpio,
+                           sleep=sim.clock.advance, monotonic=lambda: sim.clock.elapsed,
+                           supplies=plan.power)
 
 
 def _needs_world(plan: Plan) -> bool:
@@ -127,6 +160,7 @@ def run_device(session: DeviceSession) -> DeviceResult:
                 break
     finally:
         session.close()
+        session.release_hardware()
     duration = time.monotonic() - started
     nbytes = sum(step.bytes for step in steps)
     session.emit(ev.DEVICE_FINISHED, failure, outcome=outcome.value,
@@ -137,6 +171,10 @@ def run_device(session: DeviceSession) -> DeviceResult:
         error=failure.get("error"), error_type=failure.get("error_type"),
         error_category=failure.get("error_category"),
         reason="interrupted" if outcome is Outcome.INTERRUPTED else None)
+
+
+#: Error categories that say the slot (link, fixture) failed rather than the chip.
+_LINK_CATEGORIES = frozenset({"connect", "link-lost", "timeout", "fault", "hardware-control"})
 
 
 class _Scheduler:
@@ -153,6 +191,10 @@ class _Scheduler:
         self.done: queue.Queue[DeviceResult] = queue.Queue()
         self.stopping_reason: str | None = None
         self.names = {device.device for device in plan.devices}
+        #: Per slot (a link's resource): the devices that failed on it in a row with link
+        #: errors, and the slots taken out of service (``execution.quarantine-after``).
+        self.streaks: dict[str, list[str]] = {}
+        self.quarantined: set[str] = set()
 
     def emit(self, event: str, **fields: Any) -> None:
         self.context.events.emit(event, **fields)
@@ -216,6 +258,11 @@ class _Scheduler:
                     continue
                 if self.stopping_reason is not None:
                     continue
+                if device.resource in self.quarantined:
+                    self._skip(device, Outcome.SKIPPED, f"slot {device.resource} is "
+                                                        f"quarantined")
+                    progressed = True
+                    continue
                 waiting = [n for n in device.after if n in self.names
                            and (n not in self.results
                                 or self.results[n].outcome is not Outcome.OK)]
@@ -241,11 +288,32 @@ class _Scheduler:
 
     def _settle(self, result: DeviceResult) -> None:
         self.running.pop(result.device).join()
-        self.busy.discard(self.plan.device(result.device).resource)
+        resource = self.plan.device(result.device).resource
+        self.busy.discard(resource)
         self.results[result.device] = result
+        self._count_slot(resource, result)
         if result.outcome is Outcome.FAILED and self.plan.execution.fail_fast \
                 and self.stopping_reason is None:
             self.stopping_reason = "fail-fast"
+
+    def _count_slot(self, slot: str, result: DeviceResult) -> None:
+        """A slot that failed ``quarantine-after`` devices in a row on link errors is retired.
+
+        A broken fixture (a dead hub port, a cable) then does not eat a tray of boards;
+        any other outcome on the slot starts the count again.
+        """
+        limit = self.plan.execution.quarantine_after
+        if limit is None:
+            return
+        streak = self.streaks.setdefault(slot, [])
+        if result.outcome is Outcome.FAILED and result.error_category in _LINK_CATEGORIES:
+            streak.append(result.device)
+        else:
+            streak.clear()
+        if len(streak) >= limit and slot not in self.quarantined:
+            self.quarantined.add(slot)
+            self.emit(ev.SLOT_QUARANTINED, slot=slot, failures=len(streak),
+                      devices=list(streak))
 
     def _interrupt(self, reason: str) -> None:
         if self.stopping_reason != "interrupted":
@@ -354,7 +422,8 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
         context = RunContext(events=sink, cancel=cancel, world=world, run_id=run_id,
-                             kept_dir=kept_dir, locks=locks)
+                             kept_dir=kept_dir, locks=locks,
+                             hardware=hardware_control(plan, world))
         with _sigterm_sets(cancel):
             if dispatch is not None:
                 results, interrupted = dispatch(context)

@@ -79,4 +79,6 @@ def port_dir(hub: str, port: int, config: int = 1) -> str:
     the kernel from re-powering it, "0" restores it (docs/architecture.md,
     "Hardware control").
     """
+    if hub.endswith("-0"):  # a root hub: its ports are usb<bus>-port<N>
+        return f"bus/usb/devices/{hub}:{config}.0/usb{hub[:-2]}-port{port}"
     return f"bus/usb/devices/{hub}:{config}.0/{hub}-port{port}"

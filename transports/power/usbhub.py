@@ -7,7 +7,7 @@ the port is switched with the USB 2.0 hub class requests of USB 2.0 §11.24
 through pyusb: ClearPortFeature / SetPortFeature(PORT_POWER), confirmed with
 GetPortStatus. The hub descriptor says whether the hub switches power per
 port (wHubCharacteristics bits 1:0) and how long power takes to be good
-(bPwrOn2PwrGood × 2 ms).
+(bPwrOn2PwrGood x 2 ms).
 
 A ganged hub switches every port at once: it is refused unless the
 inventory says ``ganged: true``, and then the whole hub is the resource a

@@ -55,6 +55,7 @@ import usb.core
 
 from transports.chips import Chip
 from transports.sim.chip import SimChip, SimFlashFault
+from transports.sim.control import sim_hardware
 from transports.sim.faults import InjectedFault
 from transports.sim.usb import (
     ConfigurationInfo,
@@ -647,6 +648,7 @@ def plug_rom_dfu(world: SimulationWorld, backend: SimUsbBackend, device: str, ch
         board = SimDfuBoard(sim, backend, serial=chosen_serial, bus=bus, ports=ports,
                             quirks=quirks)
         boards[device] = board
+        sim_hardware(world).attach(device, board)  # its hub port and GPIO lines, if wired
         return board
 
     return world.shared(f"dfu-board:{device}", build)
