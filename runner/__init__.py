@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.compiler import compile_plan as compile_plan
-    from runner.executor import execute as execute
+    from runner.launch import execute as execute
     from runner.launch import run_manifest as run_manifest
     from runner.manifest import load_manifest as load_manifest
 
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 _PUBLIC: dict[str, str] = {
     "compile_plan": "runner.compiler",
-    "execute": "runner.executor",
+    "execute": "runner.launch",
     "load_manifest": "runner.manifest",
     "run_manifest": "runner.launch",
 }

@@ -1,9 +1,23 @@
-"""``python -m runner`` is the ``flashrunner`` command."""
+"""``python -m runner`` is the ``flashrunner`` command.
+
+SIGTERM means Ctrl-C from the first instant, before anything is imported or
+written (exit code 130); :func:`runner.cli.main` takes over from there.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from runner.cli import main
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, _interrupted)
+try:
+    from runner.cli import main
+except KeyboardInterrupt:
+    sys.exit(130)
 
 sys.exit(main())

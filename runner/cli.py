@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
-from runner import __version__
 from runner.audit.cli import add_run_options as add_audit_run_options
 from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
@@ -56,6 +58,17 @@ def _add_allow_path(parser: argparse.ArgumentParser) -> None:
                              "under the manifest's folder)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: flashrunner, Python, pyusb/libusb, pyserial, python-can (a bug report)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                  values: Any, option_string: str | None = None) -> None:
+        from runner.versions import version_report
+
+        print(version_report())
+        parser.exit(EXIT_OK)
+
+
 class _CommandParser(_Parser):
     """A sub-command's parser: also takes ``--debug`` (``flashrunner run X --debug``)."""
 
@@ -82,7 +95,8 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flashrunner",
                      description="Flash STM32 microcontrollers from a validated YAML manifest.")
-    parser.add_argument("--version", action="version", version=f"flashrunner {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="the version of flashrunner and of the libraries under its links")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks for errors (for bug reports)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
@@ -136,15 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("out", type=Path, metavar="OUT.dfu")
     pack.add_argument("images", nargs="+", metavar="IMAGE[@ADDRESS]",
                       help="any supported image; raw binaries need @ADDRESS")
-    pack.add_argument("--vid", type=_uint16, default=0xFFFF, help="USB vendor id (0x0483)")
-    pack.add_argument("--pid", type=_uint16, default=0xFFFF, help="USB product id (0xDF11)")
-    pack.add_argument("--bcd", type=_uint16, default=0xFFFF, help="device release (bcdDevice)")
+    pack.add_argument("--vid", type=_uint16, default=0xFFFF,
+                      help="USB vendor id in the suffix (default 0xFFFF: any; ST's is 0x0483)")
+    pack.add_argument("--pid", type=_uint16, default=0xFFFF,
+                      help="USB product id (default 0xFFFF: any; the ROM's is 0xDF11)")
+    pack.add_argument("--bcd", type=_uint16, default=0xFFFF,
+                      help="device release, bcdDevice (default 0xFFFF: any)")
     pack.set_defaults(handler=_cmd_dfu_pack)
 
     from runner.cli_oneline import register as register_oneline
 
     register_oneline(commands)
     register_audit(commands)
+
+    from runner.stations.commands import register as register_station_commands
+
+    register_station_commands(commands)
+
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(handler=lambda args: _cmd_completion(args, parser))
     return parser
 
 
@@ -162,6 +187,8 @@ def _uint16(text: str) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from runner.compiler import compile_plan
+    from runner.console import plural
     from runner.manifest import load_manifest
 
     worst = EXIT_OK
@@ -179,15 +206,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             else:
                 print(error, file=sys.stderr)
             continue
+        # The plan's warnings too (bytes a partial-sector erase loses, …): a manifest
+        # that validates clean does not surprise anyone at run time.
+        try:
+            plan = compile_plan(manifest)
+        except (PlanError, ImageError) as error:
+            worst = EXIT_INVALID
+            if args.json:
+                report.append({"manifest": str(path), "valid": False,
+                               "issues": [{"file": str(path), "line": 0, "column": 0,
+                                           "where": "", "message": str(error)}]})
+            else:
+                print(f"{path}: {error}", file=sys.stderr)
+            continue
+        warnings = [*manifest.warnings, *plan.warnings]
         if args.json:
             report.append({"manifest": str(path), "valid": True, "name": manifest.name,
-                           "devices": len(manifest.devices),
-                           "warnings": list(manifest.warnings)})
+                           "devices": len(manifest.devices), "warnings": warnings})
         else:
-            for warning in manifest.warnings:
+            for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
-            print(f"{path}: valid ({len(manifest.devices)} devices, "
-                  f"{len(manifest.images)} images, {len(manifest.links)} links)")
+            print(f"{path}: valid ({plural(len(manifest.devices), 'device')}, "
+                  f"{plural(len(manifest.images), 'image')}, "
+                  f"{plural(len(manifest.links), 'link')})")
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -205,13 +246,12 @@ def _compile(args: argparse.Namespace) -> object:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.plan import Plan
-    from runner.render import render_dot, render_json, render_table
+    from runner.render import render_dot, render_table, write_json
 
     plan = _compile(args)
     assert isinstance(plan, Plan)
     if args.format == "json":
-        json.dump(render_json(plan), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_json(plan, sys.stdout)
     elif args.format == "dot":
         sys.stdout.write(render_dot(plan))
     else:
@@ -223,13 +263,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from runner.console import console_for
     from runner.launch import run_manifest
 
+    # From here on a signal cancels the run (which then ends interrupted, its log
+    # complete); once it has finished, its exit code stands whatever arrives.
+    cancel = threading.Event()
+    _signals_set(cancel)
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
-                          allow=args.allow_path,
+                          allow=args.allow_path, cancel=cancel,
                           console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
                                               json_stdout=args.json),
                           **audit_run_options(args))
+    if result.stopped_by is not None:
+        print(f"flashrunner: error: the run was stopped: {result.stopped_by}; no device "
+              f"started after that, devices in flight stopped at a safe point",
+              file=sys.stderr)
     if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code
@@ -325,9 +373,18 @@ def _cmd_transports(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _yaml_value(value: Any) -> str:
+    """A value as a manifest writes it: ``false``, ``115200``, ``even``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
 def _describe_type(spec: Mapping[str, Any]) -> str:
     if "enum" in spec:
-        return " | ".join(str(value) for value in spec["enum"])
+        return " | ".join(_yaml_value(value) for value in spec["enum"])
     for key in ("anyOf", "oneOf"):
         if key in spec:
             return " or ".join(_describe_type(option) for option in spec[key])
@@ -341,10 +398,17 @@ def _print_options(kind: str, schema: Mapping[str, Any], out: TextIO) -> None:
     for name, spec in schema.get("properties", {}).items():
         flags = " (required)" if name in required else ""
         if "default" in spec:
-            flags += f" (default {spec['default']})"
+            flags += f" (default {_yaml_value(spec['default'])})"
         print(f"  {name}: {_describe_type(spec)}{flags}", file=out)
         if spec.get("description"):
             print(f"      {spec['description']}", file=out)
+
+
+def _cmd_completion(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from runner.completion import completion_script
+
+    sys.stdout.write(completion_script(parser, args.shell))
+    return EXIT_OK
 
 
 def _cmd_pin(args: argparse.Namespace) -> int:
@@ -384,10 +448,53 @@ def _exit_code_for(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _signals_set(cancel: threading.Event | None) -> None:
+    """SIGTERM and Ctrl-C: set ``cancel``, or raise KeyboardInterrupt (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        assert cancel is not None
+        cancel.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, handler if cancel is not None else _interrupted)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the CLI; returns the process exit code.
+
+    SIGTERM is handled like Ctrl-C from the start (exit code 130); during ``run``
+    either cancels the run, and once the run has finished its exit code stands.
+    Called with ``argv`` (from Python rather than as the process's entry point), it
+    puts back the signal handlers it found when it returns.
+    """
+    found = _handlers() if argv is not None else {}
+    try:
+        return _main(argv)
+    finally:
+        for number, handler in found.items():
+            signal.signal(number, handler)
+
+
+def _handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    _signals_set(None)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("flashrunner: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     handler: Command = args.handler
     try:
         return handler(args)

@@ -41,6 +41,7 @@ from runner.capabilities import (
     verify_via,
 )
 from runner.errors import PlanError
+from runner.gcpause import collector_paused
 from runner.images import LoadedImage, load_image
 from runner.layout import Layout, layout_images, sector_warnings, verify_layout
 from runner.memmap import MemoryMap
@@ -130,6 +131,14 @@ def compile_plan(manifest: Manifest, *, chips: ChipDatabase | None = None,
             that overlap or fall outside flash).
         ImageError: an image cannot be read or its pin differs.
     """
+    with collector_paused():
+        return _compile(manifest, chips=chips, only=only, simulate=simulate,
+                        max_parallel=max_parallel)
+
+
+def _compile(manifest: Manifest, *, chips: ChipDatabase | None,
+             only: Sequence[str] | None, simulate: bool | None,
+             max_parallel: int | None) -> Plan:
     execution = manifest.execution
     if max_parallel is not None:
         execution = replace(execution, max_parallel=max_parallel)

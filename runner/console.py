@@ -36,6 +36,10 @@ _COLOURS = {"ok": "\033[32m", "failed": "\033[31m", "interrupted": "\033[33m",
             "dim": "\033[2m"}
 
 
+#: Run-level events shown once, for the host's run, not again for each station's.
+_HOST_ONLY = frozenset({ev.RUN_STARTED, ev.PLAN_WARNING, ev.RUN_INTERRUPTED, ev.RUN_FINISHED})
+
+
 def plural(count: int, noun: str) -> str:
     """``1 device``, ``2 devices``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -106,6 +110,10 @@ class ConsoleRenderer:
             ev.DEVICE_FINISHED: self._on_device_finished,
             ev.DEVICE_SKIPPED: self._on_device_skipped,
             ev.RUN_INTERRUPTED: self._on_run_interrupted, ev.RUN_FINISHED: self._on_run_finished,
+            "station.failed": self._on_station_trouble,
+            "station.connection-lost": self._on_station_trouble,
+            "station.reconnected": self._on_station_trouble,
+            "station.lost": self._on_station_trouble,
         }
 
     # ------------------------------------------------------------------ output
@@ -182,6 +190,8 @@ class ConsoleRenderer:
     # ------------------------------------------------------------------ events
 
     def emit(self, event: str, **fields: Any) -> None:
+        if "station" in fields and event in _HOST_ONLY:
+            return   # a station's own start, warnings and end: the host reports its own
         handler = self._handlers.get(event)
         if handler is not None:
             with self._lock:
@@ -281,6 +291,14 @@ class ConsoleRenderer:
         line.estimate_s = 0.0
         self.run.counts[line.state] = self.run.counts.get(line.state, 0) + 1
         self._dirty = True
+
+    def _on_station_trouble(self, f: dict[str, Any]) -> None:
+        if "after_seq" in f and "error" not in f:
+            what = "lost" if "devices" in f else f"reconnected (attempt {f.get('attempt')})"
+        else:
+            what = f"connection lost: {f.get('error')}" if "attempt" in f \
+                else f"FAILED: {f.get('error')}"
+        self._say(self._paint(f"station {f.get('station')}: {what}", "retry"))
 
     def _on_run_interrupted(self, f: dict[str, Any]) -> None:
         self._say(f"interrupted ({f.get('reason')}): stopping "

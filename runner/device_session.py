@@ -48,9 +48,9 @@ from runner.verify import unit_pieces, verify_memory
 from runner.wiring import DeviceHardware, HardwareControl
 from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Transport
 from transports.chips import FlashBlock
+from transports.endpoints import HARDWARE, Endpoints
 from transports.errors import HardwareControlError
 from transports.registry import load_transport
-from transports.sim.world import SimulationWorld
 
 __all__ = ["DeviceSession", "RunContext", "StepProgress", "error_fields", "hex_ranges"]
 
@@ -61,7 +61,8 @@ class RunContext:
 
     events: ev.EventSink
     cancel: threading.Event
-    world: SimulationWorld | None
+    #: Where every session opens its far end: the hardware, or a rehearsal's simulators.
+    endpoints: Endpoints = HARDWARE
     progress_interval_s: float = 0.25
     run_id: str = ""
     #: Where bytes read before a preserving erase are saved (beside the audit log).
@@ -183,7 +184,7 @@ class DeviceSession:
             self.transport = klass.open(LinkRequest(
                 device=self.plan.device, link=self.plan.link, kind=self.plan.kind,
                 options=self.plan.options, chip=self.plan.chip,
-                simulation=self.context.world))
+                endpoints=self.context.endpoints))
         return self.transport
 
     def connect(self, expected_dev_id: int | None = None) -> ChipIdentity:

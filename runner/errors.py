@@ -61,6 +61,7 @@ __all__ = [
     "Refused",
     "ReplyError",
     "RunnerError",
+    "StorageFailed",
     "TransportError",
     "UnitDataError",
     "VerifyError",
@@ -102,8 +103,8 @@ class ManifestError(RunnerError, ValueError):
         self.issues = tuple(issues)
         count = len(self.issues)
         summary = "\n".join(str(issue) for issue in self.issues)
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{summary}\n{count} {noun} found; fix them and validate again")
+        found = "1 problem found; fix it" if count == 1 else f"{count} problems found; fix them"
+        super().__init__(f"{summary}\n{found}")
 
     def __str__(self) -> str:
         return self.message
@@ -145,6 +146,12 @@ class UnitDataError(RunnerError, ValueError):
                  hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.source = source
+
+
+class StorageFailed(EnvironmentProblem):
+    """A file the run keeps could not be written: the audit log, a ``.kept`` backup,
+    a counter's state (a full disk, an I/O error). It stops the whole run, like an
+    interrupt, with exit code 3."""
 
 
 class Interrupted(RunnerError, KeyboardInterrupt):

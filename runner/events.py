@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "COLLECT_FINISHED",
+    "COLLECT_STARTED",
     "DEVICE_FINISHED",
     "DEVICE_IDENTIFIED",
     "DEVICE_SKIPPED",
@@ -51,6 +53,14 @@ __all__ = [
     "RUN_STARTED",
     "SESSION_CLOSE_FAILED",
     "SLOT_QUARANTINED",
+    "STATION_CONNECTED",
+    "STATION_CONNECTION_LOST",
+    "STATION_FAILED",
+    "STATION_GATE_OPENED",
+    "STATION_LOST",
+    "STATION_RECONNECTED",
+    "STATION_STAGED",
+    "STATION_STARTED",
     "STEP_FINISHED",
     "STEP_PROGRESS",
     "STEP_RECOVERY",
@@ -84,6 +94,16 @@ RUN_FINISHED = "run.finished"
 HARDWARE_POWER = "hardware.power"
 HARDWARE_GPIO = "hardware.gpio"
 SLOT_QUARANTINED = "slot.quarantined"
+STATION_CONNECTED = "station.connected"
+STATION_STAGED = "station.staged"
+STATION_STARTED = "station.started"
+STATION_GATE_OPENED = "station.gate-opened"
+STATION_FAILED = "station.failed"
+STATION_CONNECTION_LOST = "station.connection-lost"
+STATION_RECONNECTED = "station.reconnected"
+STATION_LOST = "station.lost"
+COLLECT_STARTED = "collect.started"
+COLLECT_FINISHED = "collect.finished"
 
 # ------------------------------------------------------------------------------ field types
 
@@ -99,7 +119,9 @@ _RANGES: dict[str, Any] = {"type": "array", "items": {
 _STR_LIST: dict[str, Any] = {"type": "array", "items": _STR}
 _OUTCOME_RUN: dict[str, Any] = {"enum": ["ok", "failed", "interrupted"]}
 _OUTCOME_ANY: dict[str, Any] = {
-    "enum": ["ok", "failed", "interrupted", "skipped", "upstream-failed"]}
+    "enum": ["ok", "failed", "interrupted", "skipped", "upstream-failed", "unknown"]}
+#: A device's end: as a run's, or ``unknown`` when its station was lost mid-run.
+_OUTCOME_DEVICE: dict[str, Any] = {"enum": ["ok", "failed", "interrupted", "unknown"]}
 _NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
 _OBJECT: dict[str, Any] = {"type": "object"}
 _ANY: dict[str, Any] = {}
@@ -217,8 +239,8 @@ _DEVICE_IDENTIFIED = EventType(
 )
 _DEVICE_FINISHED = EventType(
     name=DEVICE_FINISHED, doc="A device ended after running.",
-    required={**_DEVICE, "outcome": _OUTCOME_RUN, "duration_ms": _INT, "bytes": _INT},
-    optional=_ERROR,
+    required={**_DEVICE, "outcome": _OUTCOME_DEVICE, "duration_ms": _INT, "bytes": _INT},
+    optional={**_ERROR, "reason": _STR},
 )
 _DEVICE_SKIPPED = EventType(
     name=DEVICE_SKIPPED, doc="A device never started (fail-fast, interrupted, or after a "
@@ -322,12 +344,46 @@ _RUN_FINISHED = EventType(
                        "signed"}},
 )
 
+# Events of a run on stations (runner.stations); each carries ``station``.
+_INT_OR_NULL: dict[str, Any] = {"type": ["integer", "null"]}
+_STATION_EVENTS = (
+    EventType(name=STATION_CONNECTED, doc="The host reached a station and trusts its key.",
+              required={"host": _STR, "port": _INT, "user": _STR,
+                        "host_key": _NULLABLE_STR}),
+    EventType(name=STATION_STAGED, doc="The station's files are in its cache by digest.",
+              required={"files": _INT, "sent": _INT, "bytes": _INT, "cache": _STR,
+                        "manifest_sha256": _SHA256}),
+    EventType(name=STATION_STARTED, doc="The station's run is running, detached.",
+              required={"run_dir": _NULLABLE_STR, "pid": _INT_OR_NULL,
+                        "resumed": {"type": ["boolean", "null"]}}),
+    EventType(name=STATION_GATE_OPENED,
+              doc="A device waiting for devices of other stations was let go (gate: go) "
+                  "or told which of them failed.",
+              required={"device": _STR, "gate": _STR}),
+    EventType(name=STATION_FAILED, doc="A station could not be used; its devices fail.",
+              required={}, optional={**_ERROR, "files": _STR_LIST}),
+    EventType(name=STATION_CONNECTION_LOST,
+              doc="The connection to a station dropped or went silent.",
+              required={"error": _STR, "attempt": _INT, "after_seq": _INT}),
+    EventType(name=STATION_RECONNECTED,
+              doc="The host is back in touch and follows the run after after_seq.",
+              required={"attempt": _INT, "after_seq": _INT}),
+    EventType(name=STATION_LOST, doc="No contact with a station could be regained; its "
+                                       "unfinished devices are unknown.",
+              required={"after_seq": _INT, "devices": _STR_LIST}),
+    EventType(name=COLLECT_STARTED,
+              doc="`flashrunner collect`: fetching the outcomes a run lost from stations.",
+              required={"of_run": _STR, "log": _STR, "stations": _OBJECT, "at": _STR}),
+    EventType(name=COLLECT_FINISHED, doc="What collect knows now, per device.",
+              required={"of_run": _STR, "outcomes": _OBJECT}),
+)
+
 #: Every event, by name, in the order a run emits them.
 EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
     _RUN_STARTED, _PLAN_WARNING, _LINK_WAITING, _DEVICE_STARTED, _DEVICE_IDENTIFIED, _STEP_STARTED,
     _STEP_PROGRESS, _STEP_RETRIED, _STEP_RECOVERY, _STEP_FINISHED, _DEVICE_FINISHED,
     _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _HARDWARE_POWER, _HARDWARE_GPIO, _SLOT_QUARANTINED,
-    _RUN_INTERRUPTED, _RUN_FINISHED)}
+    _RUN_INTERRUPTED, _RUN_FINISHED, *_STATION_EVENTS)}
 
 #: Every event name, in the order a run emits them.
 EVENTS: tuple[str, ...] = tuple(EVENT_TYPES)

@@ -10,11 +10,20 @@ the rest are SKIPPED); devices after a failed one end UPSTREAM_FAILED,
 transitively. Cancellation (the ``cancel`` event, Ctrl-C, SIGTERM) stops
 scheduling, lets running devices stop at their next progress report and close
 their sessions, and returns an interrupted :class:`RunResult` (exit code 130).
+Ctrl-C and SIGTERM cancel from the first instant of :func:`execute` to its
+last, so a signal never leaves a log without its ``run.finished``.
+
+The environment failing under a run (the audit log's disk full, the ``.kept``
+backup or a counter's state file unwritable) stops it the same way, and the
+result says why (``stopped_by``, exit code 3): the log is a valid prefix, and a
+device whose outcome the log could not record is not reported ok. A worker
+never dies silently: anything it raises becomes its device's failed result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import os
 import platform
@@ -36,26 +45,26 @@ from runner import events as ev
 from runner.audit.chain import FORMAT
 from runner.audit.seal import RunSeal, Sealing
 from runner.device_session import DeviceSession, RunContext, error_fields
+from runner.errors import PlanError
 from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
 from runner.wiring import HardwareControl
-from transports.power.sysfs import HostSysfs
-from transports.sim.control import sim_hardware
-from transports.sim.faults import Fault
-from transports.sim.world import DeviceProfile, SimulationWorld
+from transports.endpoints import HARDWARE, Endpoints
 
-__all__ = ["Dispatch", "Gate", "execute", "run_device", "simulation_world", "tool_version"]
+__all__ = ["Dispatch", "Gate", "execute", "run_device", "tool_version"]
 
 #: Whether a device held back by someone else may start: ``None`` not yet, ``"go"``
 #: yes, any other text names the failed device it waited for (it ends upstream-failed).
 Gate = Callable[[str], "str | None"]
 #: Runs the plan's devices elsewhere (on stations) instead of the local scheduler:
 #: returns each device's result and whether the run was interrupted.
-Dispatch = Callable[[RunContext], "tuple[dict[str, DeviceResult], bool]"]
+Dispatch = Callable[[Plan, RunContext], "tuple[dict[str, DeviceResult], bool]"]
 
 _POLL_S = 0.1
+#: Errors that stop the whole run: a file the run keeps cannot be written.
+_STOPPING = frozenset({"StorageFailed", "AuditWriteFailed"})
 
 
 def tool_version() -> str:
@@ -75,55 +84,16 @@ def _operator() -> str:
         return "unknown"
 
 
-def simulation_world(plan: Plan) -> SimulationWorld:
-    """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
-    spec = plan.simulation
-    profiles = {
-        name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
-                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
-        for name, device in spec.devices.items()
-    }
-    return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
-                           profiles=profiles)
-
-
-def hardware_control(plan: Plan, world: SimulationWorld | None) -> HardwareControl | None:
-    """Hub ports, sysfs and GPIO for the plan's wired devices: the host's, or simulated.
-
-    In a rehearsal the hubs and GPIO chips the wiring names are simulated, each
-    device's NRST/BOOT0 lines are wired to its simulated board, and hubs take the
-    settings of ``simulation.hubs``.
-    """
-    wired = [device for device in plan.devices if device.wiring is not None]
-    if not wired:
+def _hardware_control(plan: Plan, endpoints: Endpoints) -> HardwareControl | None:
+    """Hub ports, sysfs and GPIO for the plan's wired devices (``None`` when none is)."""
+    if not any(device.wiring is not None for device in plan.devices):
         return None
-    if world is None or not plan.simulate:
-        return HardwareControl(usb_backend=None, sysfs=HostSysfs(), supplies=plan.power)
-    sim = sim_hardware(world)
-    hubs = {supply.hub for supply in plan.power.values() if supply.hub}
-    for device in wired:
-        assert device.wiring is not None
-        for ref in (device.wiring.power, device.wiring.probe_power):
-            if ref is not None and ref.supply and ref.supply.startswith("@"):
-                hubs.add(ref.supply[1:])
-        for role, line in (("nrst", device.wiring.nrst), ("boot0", device.wiring.boot0)):
-            if line is not None:
-                sim.pin(device.device, role, chip=line.chip, line=line.line,
-                        active_low=line.active_low)
-    for path in sorted(hubs):
-        sim.hub(path, plan.simulation.hubs.get(path))
-    return HardwareControl(usb_backend=sim.backend, sysfs=sim.sysfs, gpio=sim.gpio,
-                           sleep=sim.clock.advance, monotonic=lambda: sim.clock.elapsed,
-                           supplies=plan.power)
-
-
-def _needs_world(plan: Plan) -> bool:
-    return plan.simulate or any(device.kind == "sim" for device in plan.devices)
+    return HardwareControl.of(endpoints.host_control(), plan.power)
 
 
 @contextmanager
-def _sigterm_sets(cancel: threading.Event) -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while the run lasts (main thread only)."""
+def _signals_cancel(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM and Ctrl-C cancel the run while it lasts (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -131,11 +101,28 @@ def _sigterm_sets(cancel: threading.Event) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         cancel.set()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {number: signal.signal(number, handler)
+                for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, before in previous.items():
+            signal.signal(number, before)
+
+
+class _Stop:
+    """The first environment failure of a run (thread-safe); it cancels the run."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+
+    def environment(self, error: BaseException) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = str(error)
+        self.cancel.set()
 
 
 def run_device(session: DeviceSession) -> DeviceResult:
@@ -180,10 +167,12 @@ _LINK_CATEGORIES = frozenset({"connect", "link-lost", "timeout", "fault", "hardw
 class _Scheduler:
     """Starts devices as their dependencies and resources allow; collects results."""
 
-    def __init__(self, plan: Plan, context: RunContext, gate: Gate | None = None) -> None:
+    def __init__(self, plan: Plan, context: RunContext, gate: Gate | None = None,
+                 stop: _Stop | None = None) -> None:
         self.plan = plan
         self.context = context
         self.gate = gate
+        self.stop = stop
         self.held: set[str] = set()
         self.results: dict[str, DeviceResult] = {}
         self.running: dict[str, threading.Thread] = {}
@@ -200,18 +189,34 @@ class _Scheduler:
         self.context.events.emit(event, **fields)
 
     def _worker(self, device: DevicePlan) -> None:
+        result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
+                              error="internal error: the device's worker stopped",
+                              error_category="internal")
         try:
-            with self._link_locked(device):
-                result = run_device(DeviceSession(device, self.context))
-        except BaseException as error:  # a bug in the runner itself: keep the pool alive
-            fields = error_fields(error)
-            self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
-                      kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0, bytes=0,
-                      **fields)
-            result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
-                                  error=fields["error"], error_type=fields["error_type"],
-                                  error_category=fields["error_category"])
-        self.done.put(result)
+            try:
+                with self._link_locked(device):
+                    result = run_device(DeviceSession(device, self.context))
+            except BaseException as error:  # a bug in the runner itself: keep the pool alive
+                fields = error_fields(error)
+                result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
+                                      error=fields["error"], error_type=fields["error_type"],
+                                      error_category=fields["error_category"])
+                self.emit(ev.DEVICE_FINISHED, device=device.device, transport=device.link,
+                          kind=device.kind, outcome=Outcome.FAILED.value, duration_ms=0,
+                          bytes=0, **fields)
+        except BaseException as error:  # even reporting failed: the result still counts
+            if self.stop is not None and isinstance(error, OSError):
+                self.stop.environment(error)
+        finally:
+            if self.stop is not None and self.stop.reason is not None \
+                    and result.outcome is Outcome.OK:
+                # The log may not hold this device's outcome: it is not reported ok.
+                result = DeviceResult(
+                    device=result.device, outcome=Outcome.FAILED, steps=result.steps,
+                    duration_s=result.duration_s, identity=result.identity,
+                    error=f"its outcome could not be recorded: {self.stop.reason}",
+                    error_category="environment")
+            self.done.put(result)
 
     def _link_locked(self, device: DevicePlan) -> contextlib.AbstractContextManager[object]:
         locks = self.context.locks
@@ -292,6 +297,8 @@ class _Scheduler:
         self.busy.discard(resource)
         self.results[result.device] = result
         self._count_slot(resource, result)
+        if result.error_type in _STOPPING and self.stop is not None:
+            self.stop.environment(RuntimeError(result.error or "the environment failed"))
         if result.outcome is Outcome.FAILED and self.plan.execution.fail_fast \
                 and self.stopping_reason is None:
             self.stopping_reason = "fail-fast"
@@ -316,9 +323,12 @@ class _Scheduler:
                       devices=list(streak))
 
     def _interrupt(self, reason: str) -> None:
-        if self.stopping_reason != "interrupted":
-            self.stopping_reason = "interrupted"
+        if self.stopping_reason not in ("interrupted", "stopped"):
+            stopped = self.stop is not None and self.stop.reason is not None
+            self.stopping_reason = "stopped" if stopped else "interrupted"
             self.context.cancel.set()
+            if stopped and self.stop is not None:
+                reason = f"stopped: {self.stop.reason}"
             self.emit(ev.RUN_INTERRUPTED, reason=reason, running=sorted(self.running))
 
     def run(self) -> bool:
@@ -345,7 +355,7 @@ class _Scheduler:
                     self._skip(device, Outcome.UPSTREAM_FAILED, f"{culprit} failed")
                 else:
                     self._skip(device, Outcome.SKIPPED, reason)
-        return self.stopping_reason == "interrupted"
+        return self.stopping_reason in ("interrupted", "stopped")
 
 
 def _run_started(plan: Plan) -> dict[str, Any]:
@@ -368,9 +378,9 @@ def _device_summary(result: DeviceResult) -> dict[str, Any]:
             "reason": result.reason}
 
 
-def execute(plan: Plan, *, events: ev.EventSink | None = None,
-            outputs: Sequence[RecordOutput] = (),
-            world: SimulationWorld | None = None, cancel: threading.Event | None = None,
+def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
+            events: ev.EventSink | None = None, outputs: Sequence[RecordOutput] = (),
+            cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
             gate: Gate | None = None, dispatch: Dispatch | None = None,
             sealing: Sealing | None = None) -> RunResult:
@@ -380,26 +390,47 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
     ``outputs`` (e.g. ``--json`` on stdout) as the same line, and handed to
     ``events`` (e.g. the console) with the same ``seq`` and ``ts``.
 
-    ``locks`` takes a per-link OS lock while each device runs; ``gate`` holds
-    devices back until it opens them; ``dispatch`` runs the devices elsewhere
-    (on stations) in place of the local scheduler. A run that writes a log
+    Every session opens its far end through ``endpoints``, which whoever
+    composes the run provides (:func:`runner.launch.execute` builds the
+    simulated ones of a rehearsal). ``locks`` takes a per-link OS lock while
+    each device runs; ``gate`` holds devices back until it opens them;
+    ``dispatch`` runs the devices elsewhere (on stations) in place of the
+    local scheduler. A run that writes a log
     file leaves its attestation beside it, signed with ``sealing``'s key if it
     has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
 
     Raises:
+        PlanError: a simulated plan was handed the hardware endpoints.
         EnvironmentProblem: the log file cannot be created (or already exists), or
             the ledger cannot be written.
     """
+    if plan.simulate and endpoints is HARDWARE and dispatch is None:
+        # A rehearsal must never reach real hardware, whoever composed it.
+        raise PlanError(f"plan {plan.name} is simulated but was given the hardware endpoints",
+                        hint="run it with runner.execute (runner.launch), which builds the "
+                             "simulated ones")
+    cancel = cancel or threading.Event()
+    with _signals_cancel(cancel):
+        return _execute(plan, endpoints=endpoints, events=events, outputs=outputs,
+                        cancel=cancel, run_id=run_id, locks=locks, gate=gate,
+                        dispatch=dispatch, sealing=sealing)
+
+
+def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
+             outputs: Sequence[RecordOutput], cancel: threading.Event, run_id: str | None,
+             locks: LinkLocks | None, gate: Gate | None, dispatch: Dispatch | None,
+             sealing: Sealing | None) -> RunResult:
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
-    cancel = cancel or threading.Event()
+    stop = _Stop(cancel)
     log_file: Path | None = None
     files: list[RecordOutput] = []
     if plan.log.file:
         log_file = log_path(plan.log.file, name=plan.name, run_id=run_id, now=now)
         files.append(JsonlFileSink(log_file))
     audit = AuditLog(run_id, [*files, *outputs],
-                     listeners=[events] if events is not None else [])
+                     listeners=[events] if events is not None else [],
+                     on_failure=stop.environment)
     sink: ev.EventSink = audit
     seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
         if log_file is not None else None
@@ -412,39 +443,36 @@ def execute(plan: Plan, *, events: ev.EventSink | None = None,
         if log_file is not None:
             log_file.unlink(missing_ok=True)  # still empty: nothing ran
         raise
-    own_world = world is None and dispatch is None and _needs_world(plan)
-    if own_world:
-        world = simulation_world(plan)
     started = time.monotonic()
     try:
         sink.emit(ev.RUN_STARTED, run_id=run_id, **started_fields)
         for warning in plan.warnings:
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
-        context = RunContext(events=sink, cancel=cancel, world=world, run_id=run_id,
+        context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
                              kept_dir=kept_dir, locks=locks,
-                             hardware=hardware_control(plan, world))
-        with _sigterm_sets(cancel):
-            if dispatch is not None:
-                results, interrupted = dispatch(context)
-            else:
-                scheduler = _Scheduler(plan, context, gate)
-                interrupted = scheduler.run()
-                results = scheduler.results
+                             hardware=_hardware_control(plan, endpoints))
+        if dispatch is not None:
+            results, interrupted = dispatch(plan, context)
+        else:
+            scheduler = _Scheduler(plan, context, gate, stop)
+            interrupted = scheduler.run()
+            results = scheduler.results
         devices = tuple(results[d.device] for d in plan.devices)
         result = RunResult(run_id=run_id, plan=plan, devices=devices,
                            duration_s=time.monotonic() - started, interrupted=interrupted,
-                           log_file=log_file)
+                           log_file=log_file, stopped_by=stop.reason)
         sink.emit(ev.RUN_FINISHED, run_id=run_id,
                   devices=[_device_summary(d) for d in devices], counts=result.counts(),
                   duration_ms=round(result.duration_s * 1000), exit_code=result.exit_code,
                   interrupted=interrupted,
                   **(seal.finished_fields() if seal is not None else {}))
         audit.close()
+        if stop.reason is not None:
+            # run.finished itself may be what the log could not take: no seal over it.
+            return dataclasses.replace(result, stopped_by=stop.reason)
         if seal is not None:
             seal.seal(head=audit.head, lines=audit.seq, exit_code=result.exit_code)
         return result
     finally:
-        if own_world and world is not None:
-            world.close()
         audit.close()

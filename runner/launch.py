@@ -1,10 +1,15 @@
-"""One call from a manifest file to a finished run: what ``flashrunner run`` does.
+"""The composition root: where a run is put together, and the one place that knows the simulator.
 
 ``run_manifest`` loads and validates the manifest, compiles the plan with the
 operator's overrides, decides where the audit log goes, wires the console and
-the ``--json`` stream, and executes. The pieces stay usable one by one
-(``load_manifest``, ``compile_plan``, ``execute``); this module only composes
-them.
+the ``--json`` stream, and executes. :func:`execute` composes the far ends: a
+rehearsal's :class:`~transports.sim.world.SimulationWorld` is built here, once,
+from the plan (time scale, seed, device profiles), every device's board is
+plugged into it as a bench would have it, and the executor gets the simulated
+endpoint provider; a real run gets the hardware one. No other module outside
+``transports/sim/`` imports the simulator (docs/architecture.md, "The endpoint
+seam"). The pieces stay usable one by one (``load_manifest``, ``compile_plan``,
+``execute``); this module only composes them.
 """
 
 from __future__ import annotations
@@ -16,19 +21,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runner import executor
 from runner.audit.attest import Signer
 from runner.audit.ledger import Ledger, default_ledger_dir
 from runner.audit.seal import Sealing
 from runner.compiler import compile_plan
 from runner.console import ConsoleRenderer
+from runner.errors import PlanError
 from runner.events import EventSink, FanOutSink
-from runner.executor import execute
-from runner.logging import StdoutJsonSink, new_run_id
+from runner.executor import Dispatch, Gate
+from runner.linklocks import LinkLocks
+from runner.logging import RecordOutput, StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
+from transports.endpoints import HARDWARE, Endpoints
+from transports.sim.control import sim_hardware
+from transports.sim.endpoints import SimulatedEndpoints
+from transports.sim.faults import Fault
+from transports.sim.world import DeviceProfile, SimulationWorld
 
-__all__ = ["DEFAULT_LOG_TEMPLATE", "resolve_log", "run_manifest", "run_plan"]
+__all__ = ["DEFAULT_LOG_TEMPLATE", "compose_endpoints", "execute", "needs_simulation",
+           "resolve_log", "run_manifest", "run_plan", "simulation_world"]
 
 #: Where the audit log goes when the manifest says nothing: beside the manifest.
 DEFAULT_LOG_TEMPLATE = "logs/{name}-{run_id}.jsonl"
@@ -60,14 +74,17 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  cancel: threading.Event | None = None,
                  events: EventSink | None = None, ledger: Path | None = None,
                  sign_key: Path | None = None,
-                 allow: Sequence[str | os.PathLike[str]] = ()) -> RunResult:
+                 allow: Sequence[str | os.PathLike[str]] = (), locks: LinkLocks | None = None,
+                 gate: Gate | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
     The run is entered in the host's ledger in ``ledger`` (default:
     :func:`~runner.audit.ledger.default_ledger_dir`); its attestation is signed
     with ``sign_key`` (default: the manifest's ``log.sign-key``; none: unsigned).
     ``allow``: folders besides the manifest's own that may hold included and data
-    files.
+    files. A manifest whose devices are on stations is dispatched to them
+    (:mod:`runner.stations`); ``locks`` and ``gate`` are the executor's hooks, used
+    by a station's own run.
 
     Raises:
         ManifestError, PlanError, ImageError: nothing was run.
@@ -76,8 +93,15 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
     manifest = load_manifest(path, allow=allow)
     plan = compile_plan(manifest, only=only, simulate=simulate, max_parallel=max_parallel)
     plan = dataclasses.replace(plan, log=resolve_log(plan, log_file))
-    return run_plan(plan, json_stdout=json_stdout, time_scale=time_scale, console=console,
-                    cancel=cancel, events=events, ledger=ledger, sign_key=sign_key)
+    run_id = new_run_id()
+    dispatch = None
+    if any(device.station for device in manifest.devices.values()):
+        from runner.stations.dispatch import station_dispatch
+
+        dispatch = station_dispatch(manifest, plan, run_id=run_id)
+    return run_plan(plan, run_id=run_id, json_stdout=json_stdout, time_scale=time_scale,
+                    console=console, cancel=cancel, events=events, ledger=ledger,
+                    sign_key=sign_key, locks=locks, gate=gate, dispatch=dispatch)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
@@ -85,7 +109,8 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
              console: TextIO | ConsoleRenderer | None = None,
              cancel: threading.Event | None = None,
              events: EventSink | None = None, ledger: Path | None = None,
-             sign_key: Path | None = None) -> RunResult:
+             sign_key: Path | None = None, locks: LinkLocks | None = None,
+             gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
 
     One audit stream feeds them all: ``--json`` prints the log file's very lines,
@@ -97,8 +122,6 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     simulation = plan.simulation
     if time_scale is not None:
         if time_scale < 0:
-            from runner.errors import PlanError
-
             raise PlanError("--time-scale must be 0 or more")
         simulation = dataclasses.replace(simulation, time_scale=time_scale)
     plan = dataclasses.replace(plan, simulation=simulation)
@@ -114,7 +137,92 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
                       signer=Signer.from_file(key) if key is not None else None)
     try:
         return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
-                       cancel=cancel, sealing=sealing)
+                       cancel=cancel, sealing=sealing, locks=locks, gate=gate,
+                       dispatch=dispatch)
     finally:
         if renderer is not None:
             renderer.close()
+
+
+def needs_simulation(plan: Plan) -> bool:
+    """True when ``plan`` runs against simulated far ends (a rehearsal, or ``kind: sim``)."""
+    return plan.simulate or any(device.kind == "sim" for device in plan.devices)
+
+
+def simulation_world(plan: Plan) -> SimulationWorld:
+    """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
+    spec = plan.simulation
+    profiles = {
+        name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
+                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
+        for name, device in spec.devices.items()
+    }
+    return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,
+                           profiles=profiles)
+
+
+def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
+    """``world``'s endpoint provider with every device of ``plan`` plugged in.
+
+    What a rehearsal's USB discovery finds is decided here, once: the boards
+    and probes of the plan's devices, wired as the manifest describes them.
+    """
+    endpoints = SimulatedEndpoints(world)
+    _simulate_hardware(plan, world)
+    for device in plan.devices:
+        endpoints.plug(device=device.device, link=device.link, kind=device.kind,
+                       chip=device.chip, options=device.options, resource=device.resource)
+    return endpoints
+
+
+def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:
+    """The hubs and GPIO lines the wiring names, simulated and wired to the boards.
+
+    Hubs take their settings from ``simulation.hubs`` (per-port switching by
+    default); each device's NRST and BOOT0 lines are wired to its simulated board
+    as the board is plugged.
+    """
+    wired = [device for device in plan.devices if device.wiring is not None]
+    if not wired:
+        return
+    hardware = sim_hardware(world)
+    hubs = {supply.hub for supply in plan.power.values() if supply.hub}
+    for device in wired:
+        assert device.wiring is not None
+        for ref in (device.wiring.power, device.wiring.probe_power):
+            if ref is not None and ref.supply and ref.supply.startswith("@"):
+                hubs.add(ref.supply[1:])
+        for role, line in (("nrst", device.wiring.nrst), ("boot0", device.wiring.boot0)):
+            if line is not None:
+                hardware.pin(device.device, role, chip=line.chip, line=line.line,
+                             active_low=line.active_low)
+    for path in sorted(hubs):
+        hardware.hub(path, plan.simulation.hubs.get(path))
+
+
+def execute(plan: Plan, *, events: EventSink | None = None,
+            outputs: Sequence[RecordOutput] = (),
+            world: SimulationWorld | None = None, cancel: threading.Event | None = None,
+            run_id: str | None = None, locks: LinkLocks | None = None,
+            gate: Gate | None = None, dispatch: Dispatch | None = None,
+            sealing: Sealing | None = None) -> RunResult:
+    """Run ``plan`` with the far ends it needs (:func:`runner.executor.execute`).
+
+    A rehearsal runs on ``world`` when given (a test then reads the chips'
+    flash afterwards), else on a world built from the plan and closed after
+    the run. A plan whose devices run elsewhere (``dispatch``) needs none.
+
+    Raises:
+        EnvironmentProblem: the log file cannot be created (or already exists).
+    """
+    own_world = world is None and dispatch is None and needs_simulation(plan)
+    if own_world:
+        world = simulation_world(plan)
+    endpoints: Endpoints = HARDWARE if world is None else compose_endpoints(plan, world)
+    try:
+        return executor.execute(plan, endpoints=endpoints, events=events, outputs=outputs,
+                                cancel=cancel, run_id=run_id, locks=locks, gate=gate,
+                                dispatch=dispatch, sealing=sealing)
+    finally:
+        if own_world and world is not None:
+            world.close()

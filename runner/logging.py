@@ -22,21 +22,22 @@ they get the host's ``seq``, ``ts`` and ``prev`` and keep their own in ``origin`
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
 import secrets
 import sys
 import threading
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 import structlog
 
 from runner.audit.chain import genesis, line_hash
-from runner.errors import EnvironmentProblem
+from runner.errors import EnvironmentProblem, StorageFailed
 from runner.events import (
     ENVELOPE,
     EventContractError,
@@ -47,6 +48,7 @@ from runner.events import (
 
 __all__ = [
     "AuditLog",
+    "AuditWriteFailed",
     "JsonlFileSink",
     "RecordOutput",
     "StdoutJsonSink",
@@ -66,19 +68,29 @@ class RecordOutput(Protocol):
     def close(self) -> None: ...
 
 
+class AuditWriteFailed(StorageFailed):
+    """A record could not be written to the audit log (a full disk, an I/O error).
+
+    The file is cut back to its last complete record, so it stays a valid prefix
+    of the run; nothing more is written to it.
+    """
+
+
 class JsonlFileSink:
     """A JSON-lines file written record by record.
 
-    Each record is one ``write()`` of the whole line followed by a flush, so a
-    killed run leaves a file whose every complete line is valid JSON. An
-    existing file is never truncated: opening one is refused.
+    Each record is written whole (unbuffered, retried until every byte is out),
+    so a killed run leaves a file whose every complete line is valid JSON. A
+    write that fails (``ENOSPC``) cuts the file back to the end of the last
+    complete record and raises :class:`AuditWriteFailed`; later records are
+    refused. An existing file is never truncated: opening one is refused.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO | None = open(self.path, "x", encoding="utf-8")  # noqa: SIM115
+            self._file: BinaryIO | None = open(self.path, "xb", buffering=0)  # noqa: SIM115
         except FileExistsError as error:
             from runner.logtarget import log_target_problem
 
@@ -92,13 +104,29 @@ class JsonlFileSink:
                 f"cannot create log file {self.path}: {error.strerror}",
                 hint="check the directory exists and is writable") from error
         self._lock = threading.Lock()
+        self._complete = 0          # bytes of the file that are whole records
+        self._failure: AuditWriteFailed | None = None
 
     def write_record(self, line: str) -> None:
         with self._lock:
+            if self._failure is not None:
+                raise self._failure
             if self._file is None:
                 return
-            self._file.write(line + "\n")
-            self._file.flush()
+            data = memoryview((line + "\n").encode("utf-8"))
+            try:
+                while data:
+                    written = self._file.write(data)
+                    data = data[written or 0:]
+            except OSError as error:
+                self._failure = AuditWriteFailed(
+                    f"cannot write the audit log {self.path}: {error.strerror or error}",
+                    hint="free space on its disk (or fix the disk) and run again; the log "
+                         "holds every record up to the failure")
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), self._complete)
+                raise self._failure from error
+            self._complete += len(line.encode("utf-8")) + 1
 
     def close(self) -> None:
         with self._lock:
@@ -217,8 +245,11 @@ class AuditLog:
     """
 
     def __init__(self, run_id: str, outputs: Sequence[RecordOutput] = (), *,
-                 listeners: Sequence[EventSink] = (), strict: bool | None = None) -> None:
+                 listeners: Sequence[EventSink] = (), strict: bool | None = None,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
         self.run_id = run_id
+        self.on_failure = on_failure
+        self._failure: BaseException | None = None
         self.outputs = tuple(outputs)
         self.listeners = tuple(listeners)
         self.strict = strict_events() if strict is None else strict
@@ -228,6 +259,11 @@ class AuditLog:
         self._ts = ""
         self._head = genesis(run_id)
         self._lock = threading.Lock()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why an output could not take a record; from then on nothing more is written."""
+        return self._failure
 
     @property
     def seq(self) -> int:
@@ -248,6 +284,8 @@ class AuditLog:
             fields["contract_error"] = "; ".join(problems)
         # The lock spans numbering, chaining and writing: seq and prev follow file order.
         with self._lock:
+            if self._failure is not None:
+                return   # the log is a valid prefix: nothing after the failure joins it
             self._seq += 1
             now = iso_timestamp()
             self._ts = max(now, self._ts)
@@ -258,9 +296,17 @@ class AuditLog:
             body = {k: v for k, v in record.items() if k != "event"}
             self._logger.info(event, **body)
             line = self._catcher.line
+            try:
+                for output in self.outputs:
+                    output.write_record(line)
+            except (OSError, ValueError) as error:   # ValueError: a closed stream
+                # What the log could not record is not shown as having happened either.
+                self._seq -= 1
+                self._failure = error
+                if self.on_failure is not None:
+                    self.on_failure(error)
+                return
             self._head = line_hash(line)
-            for output in self.outputs:
-                output.write_record(line)
             for listener in self.listeners:
                 listener.emit(event, **body)
 

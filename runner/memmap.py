@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 from transports.chips import FlashBlock, FlashGeometry
@@ -51,6 +51,8 @@ class MemoryMap:
     """Sorted, disjoint segments; adjacent ones are joined."""
 
     segments: tuple[Segment, ...] = ()
+    #: The digest once computed: a plan shares one map between thousands of devices.
+    _digest: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
     def from_segments(cls, segments: Iterable[Segment], *, label: str = "image") -> MemoryMap:
@@ -104,12 +106,15 @@ class MemoryMap:
 
     def sha256(self) -> str:
         """Digest over (address, length, data) of every segment: the map's identity."""
+        if self._digest:
+            return self._digest[0]
         digest = hashlib.sha256()
         for segment in self.segments:
             digest.update(segment.address.to_bytes(4, "little"))
             digest.update(len(segment).to_bytes(4, "little"))
             digest.update(segment.data)
-        return digest.hexdigest()
+        self._digest.append(digest.hexdigest())
+        return self._digest[0]
 
     def shifted(self, delta: int) -> MemoryMap:
         return MemoryMap(tuple(Segment(s.address + delta, s.data) for s in self.segments))

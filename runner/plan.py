@@ -285,6 +285,8 @@ class Outcome(enum.Enum):
     SKIPPED = "skipped"                   # not run: --only, or fail-fast stopped the run
     UPSTREAM_FAILED = "upstream-failed"   # a device it comes after failed
     INTERRUPTED = "interrupted"
+    #: The outcome never reached the host (a station lost mid-run); never counted as ok.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,11 +323,13 @@ class RunResult:
     duration_s: float
     interrupted: bool = False
     log_file: Path | None = None
+    #: The environment failure that stopped the run (the audit log's disk full, …).
+    stopped_by: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(d.outcome is Outcome.OK for d in self.devices
-                                            if d.reason != "not selected")
+        return not self.interrupted and self.stopped_by is None \
+            and all(d.outcome is Outcome.OK for d in self.devices if d.reason != "not selected")
 
     @property
     def environment_failures(self) -> tuple[str, ...]:
@@ -341,12 +345,16 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all ok, 1 a device failed, 3 only the environment failed, 130 interrupted.
+        """0 all ok, 1 a device failed, 3 only the environment failed (or it stopped the
+        run), 130 interrupted.
 
         A run whose every failure is an environment problem (no libusb, no
         permission on a port, a missing package) exits 3; a mix with flash
-        failures exits 1 (README "Exit codes").
+        failures exits 1 (README "Exit codes"). A run the environment stopped (the
+        audit log's disk full) exits 3 whatever else happened.
         """
+        if self.stopped_by is not None:
+            return 3
         if self.interrupted:
             return 130
         if self.ok:

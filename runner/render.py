@@ -8,9 +8,11 @@ durations are rounded to the millisecond.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import pairwise
-from typing import Any
+from typing import Any, TextIO
 
 from runner.capabilities import planned_for, verify_via
 from runner.layout import block_noun
@@ -33,8 +35,7 @@ from runner.unitdata import describe_source
 from runner.units import format_bytes, format_seconds
 from transports.chips import FlashBlock
 
-__all__ = ["JSON_VERSION", "render_dot", "render_json",
-           "render_table"]
+__all__ = ["JSON_VERSION", "render_dot", "render_json", "render_table", "write_json"]
 
 JSON_VERSION = 1
 
@@ -131,8 +132,30 @@ def _step_summary(task: Task, device: DevicePlan) -> str:
 # ----------------------------------------------------------------------------- JSON
 
 
+def write_json(plan: Plan, out: TextIO) -> None:
+    """:func:`render_json`'s document written to ``out`` as each device is rendered.
+
+    The top level is indented; each device is one compact line, encoded by the
+    C JSON encoder (the indenting one is pure Python) and dropped once written,
+    so a plan of 50,000 devices never exists as one JSON tree in memory.
+    """
+    marker = "\x00devices\x00"
+    head = json.dumps(_document(plan, marker), indent=2, ensure_ascii=False)
+    before, _, after = head.partition(json.dumps(marker))
+    out.write(before + "[")
+    for index, device in enumerate(plan.devices):
+        out.write(",\n    " if index else "\n    ")
+        out.write(json.dumps(_device_json(device), ensure_ascii=False))
+    out.write("\n  ]" if plan.devices else "]")
+    out.write(after + "\n")
+
+
 def render_json(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-able data with a stable key order and content."""
+    return _document(plan, [_device_json(device) for device in plan.devices])
+
+
+def _document(plan: Plan, devices: object) -> dict[str, Any]:
     return {
         "plan": JSON_VERSION,
         "name": plan.name,
@@ -146,7 +169,7 @@ def render_json(plan: Plan) -> dict[str, Any]:
         "images": {name: {"sha256": digest} for name, digest in plan.image_digests.items()},
         "stages": [list(stage.devices) for stage in plan.stages],
         "critical_path": list(plan.critical_path),
-        "devices": [_device_json(device) for device in plan.devices],
+        "devices": devices,
         "not_selected": list(plan.not_selected),
         "warnings": list(plan.warnings),
     }
@@ -183,8 +206,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def _memory_json(memory: MemoryMap) -> dict[str, Any]:
-    return {"ranges": [[_hex(start), _hex(end)] for start, end in memory.ranges],
-            "size": memory.size, "sha256": memory.sha256()}
+    ranges, size, digest = _memory_facts(memory)
+    return {"ranges": [list(pair) for pair in ranges], "size": size, "sha256": digest}
+
+
+@lru_cache(maxsize=1024)
+def _memory_facts(memory: MemoryMap) -> tuple[tuple[tuple[str, str], ...], int, str]:
+    """What the JSON says of a map; devices of one line share a handful of maps."""
+    return (tuple((_hex(start), _hex(end)) for start, end in memory.ranges), memory.size,
+            memory.sha256())
 
 
 def _image_json(use: ImageUse) -> dict[str, Any]:
@@ -194,6 +224,11 @@ def _image_json(use: ImageUse) -> dict[str, Any]:
 
 def _block_runs(blocks: Sequence[FlashBlock]) -> list[dict[str, Any]]:
     """Consecutive erase units as runs: ``{"index", "count", "start", "end"}``."""
+    return [dict(run) for run in _runs(tuple(blocks))]
+
+
+@lru_cache(maxsize=1024)
+def _runs(blocks: tuple[FlashBlock, ...]) -> tuple[dict[str, Any], ...]:
     runs: list[dict[str, Any]] = []
     for block in blocks:
         if runs and runs[-1]["index"] + runs[-1]["count"] == block.index:
@@ -202,7 +237,7 @@ def _block_runs(blocks: Sequence[FlashBlock]) -> list[dict[str, Any]]:
         else:
             runs.append({"index": block.index, "count": 1, "start": _hex(block.address),
                          "end": _hex(block.end)})
-    return runs
+    return tuple(runs)
 
 
 def _task_json(task: Task, device: DevicePlan) -> dict[str, Any]:

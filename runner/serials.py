@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UnitDataError
+from runner.errors import EnvironmentProblem, StorageFailed, UnitDataError
 
 __all__ = ["Allocation", "SerialCounter"]
 
@@ -83,9 +83,9 @@ class SerialCounter:
             self.state.parent.mkdir(parents=True, exist_ok=True)
             handle = self.lock_path.open("a+")
         except OSError as error:
-            raise UnitDataError(f"cannot open the counter lock {self.lock_path}: "
-                                f"{error.strerror}", source=str(self.state),
-                                hint="check the folder exists and is writable") from error
+            raise EnvironmentProblem(f"cannot open the counter lock {self.lock_path}: "
+                                     f"{error.strerror}",
+                                     hint="check the folder exists and is writable") from error
         with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -209,7 +209,10 @@ class SerialCounter:
                 self._write_state(value + self.step)
                 return allocation
         except OSError as error:
-            raise UnitDataError(f"counter {self.state}: {error}", source=str(self.state),
+            # The journal is written first: a value journaled but not returned is never
+            # handed out again, and the next allocation continues after it.
+            raise StorageFailed(f"cannot write counter {self.state}: "
+                                f"{error.strerror or error}; no value was handed out",
                                 hint="check the folder is writable and the disk not full"
                                 ) from error
 

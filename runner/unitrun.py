@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UnitDataError
+from runner.errors import StorageFailed, UnitDataError
 from runner.memmap import MemoryMap, Segment
 from runner.plan import UnitDataAction, VerifyAction, WriteAction
 from runner.preserve import PreserveRange, merge_preserved, overlay
@@ -55,10 +55,18 @@ class UnitState:
         fresh = [(span, transport.read(span.address, span.length)) for span in spans
                  if span not in known]
         if fresh:
-            self.kept.extend(fresh)
             if backup is not None:
-                _save_hex(backup, self.kept)
+                try:
+                    _save_hex(backup, [*self.kept, *fresh])
+                except OSError as error:
+                    # Kept only once saved: a retried erase must not go ahead unsaved.
+                    raise StorageFailed(
+                        f"cannot save the bytes to keep to {backup}: "
+                        f"{error.strerror or error}; nothing was erased",
+                        hint="free space on the log's disk (or fix the disk) and run "
+                             "again") from error
                 fields["preserved_file"] = str(backup)
+            self.kept.extend(fresh)
         digest = hashlib.sha256(b"".join(data for _, data in self.kept)).hexdigest()
         return {"preserved": [[_hex(span.address), _hex(span.end)] for span, _ in self.kept],
                 "preserved_bytes": sum(len(data) for _, data in self.kept),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.model import PowerRef, PowerSupply, Wiring
+from transports.endpoints import HostControl
 from transports.errors import HardwareControlError, LinkLost
 from transports.gpio import GpioBackend, LineSpec, TargetPins
 from transports.power import PortPower
@@ -54,6 +55,7 @@ class HardwareControl:
         gpio: the GPIO backend (``None``: libgpiod, opened on first use).
         sleep, monotonic: the run's clock.
         run_command: runs a power adapter's argv (``subprocess.run`` on a host).
+        supplies: the manifest's ``power:`` entries.
     """
 
     usb_backend: Any
@@ -63,6 +65,12 @@ class HardwareControl:
     monotonic: Callable[[], float] = time.monotonic
     run_command: Callable[..., Any] | None = None
     supplies: Mapping[str, PowerSupply] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, host: HostControl, supplies: Mapping[str, PowerSupply]) -> HardwareControl:
+        """From an endpoint provider's :class:`~transports.endpoints.HostControl`."""
+        return cls(usb_backend=host.usb_backend, sysfs=host.sysfs, gpio=host.gpio,
+                   sleep=host.clock.sleep, monotonic=host.clock.monotonic, supplies=supplies)
 
     def gpio_backend(self) -> GpioBackend:
         if self.gpio is None:

@@ -14,8 +14,11 @@ plan says how each step will be done; and a :class:`SpeedModel` so the plan
 can estimate durations.
 
 Transports never import the runner: the error tree (:mod:`transports.errors`)
-and the chip database live here, below the engine, and the simulation world
-(:mod:`transports.sim.world`) is handed in by the caller.
+and the chip database live here, below the engine. Everything outside the
+process (ports, buses, USB, the clock) is reached through the endpoint provider
+in :attr:`LinkRequest.endpoints` (:mod:`transports.endpoints`), handed in by
+whoever composes the run, so the same driver code runs on hardware and in a
+rehearsal.
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from transports.chips import Chip, FlashBlock
-
-if TYPE_CHECKING:
-    from transports.sim.world import SimulationWorld
+from transports.endpoints import HARDWARE, Endpoints
 
 __all__ = [
     "MASS_ERASE",
@@ -175,9 +176,10 @@ class LinkRequest:
     """Everything a transport needs to open a session with one device's chip.
 
     ``options`` are the manifest's settings for the link merged with the
-    device's own (e.g. an I2C address or CAN node); ``simulation`` is set in
-    simulate mode: the transport then opens its simulated endpoint from the
-    world instead of hardware, and runs the very same protocol code.
+    device's own (e.g. an I2C address or CAN node); ``endpoints`` is where the
+    session opens its port, bus or USB device and takes its clock from: the
+    hardware, or a rehearsal's simulated far ends. The transport runs the very
+    same code with either.
     """
 
     device: str
@@ -185,7 +187,7 @@ class LinkRequest:
     kind: str
     options: Mapping[str, Any]
     chip: Chip
-    simulation: SimulationWorld | None = None
+    endpoints: Endpoints = HARDWARE
 
 
 @runtime_checkable

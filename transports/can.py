@@ -22,12 +22,12 @@ there only 125000 is possible. AN3154 has no node address: one bootloader per bu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.endpoints import WALL_CLOCK, Clock
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
 from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
@@ -63,10 +63,11 @@ class CanFraming:
     read_data_acked = True
 
     def __init__(self, open_bus: Callable[[int], can.BusABC], *, name: str, bitrate: int,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Clock = WALL_CLOCK) -> None:
         self.open_bus = open_bus
         self.name = name
-        self.sleep = sleep
+        self.clock = clock
+        self.sleep = clock.sleep
         self.target = bitrate
         self.rate = ROM_BITRATE
         self.bus = open_bus(ROM_BITRATE)
@@ -82,9 +83,9 @@ class CanFraming:
                            hint="check the bus, its termination and the bit rate") from error
 
     def _recv(self, code: int, timeout: float, stage: str) -> can.Message:
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise NoReply(stage)
             try:
@@ -268,22 +269,12 @@ class CanTransport(BootloaderSession):
             raise ConnectError(f"{name}: socketcan cannot change its bit rate from here, and "
                                f"the ROM starts at 125 kbit/s", transport=request.link,
                                device=request.device, hint="leave bitrate at 125000")
-        if request.simulation is not None:
-            from transports.sim.links import can_channel
-
-            sim = request.simulation.chip(request.device, request.chip)
-            channel = can_channel(request, ROM_BITRATE)
-
-            def simulated(rate: int) -> can.BusABC:
-                return can.Bus(interface="virtual", channel=channel,
-                               receive_own_messages=False)
-
-            return CanFraming(simulated, name=name, bitrate=bitrate, sleep=sim.clock.advance)
-
-        def hardware(rate: int) -> can.BusABC:
-            extra: dict[str, Any] = {} if interface == "socketcan" else {"bitrate": rate}
+        def open_bus(rate: int) -> can.BusABC:
+            # socketcan's rate is the OS's (``ip link``); the others take ours.
             try:
-                return can.Bus(interface=interface, channel=options["channel"], **extra)
+                return request.endpoints.can_bus(
+                    request, interface=interface, channel=str(options["channel"]),
+                    bitrate=None if interface == "socketcan" else rate)
             except ImportError as error:
                 raise EnvironmentProblem(f"CAN interface {interface} needs a package that "
                                          f"is not installed: {error}",
@@ -294,4 +285,5 @@ class CanTransport(BootloaderSession):
                                    hint="check the interface name and that the link is up") \
                     from error
 
-        return CanFraming(hardware, name=name, bitrate=bitrate)
+        return CanFraming(open_bus, name=name, bitrate=bitrate,
+                          clock=request.endpoints.clock(request))

@@ -8,9 +8,12 @@ flash CRC of the newer families compute it.
 
 from __future__ import annotations
 
+import array
+import sys
+import zlib
 from collections.abc import Callable
 
-__all__ = ["ALGORITHMS", "compute", "stm32_crc32"]
+__all__ = ["ALGORITHMS", "compute", "stm32_crc32", "stm32_crc32_reference"]
 
 _POLY = 0x04C11DB7
 
@@ -28,12 +31,38 @@ def _table() -> list[int]:
 _TABLE = _table()
 
 
+#: Each byte with its bits in reverse order.
+_BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+
+
+def _reflect32(value: int) -> int:
+    return int(f"{value:032b}"[::-1], 2)
+
+
 def stm32_crc32(data: bytes, crc: int = 0xFFFFFFFF) -> int:
-    """CRC of ``data`` (length a multiple of 4) as the STM32 CRC unit computes it."""
+    """CRC of ``data`` (length a multiple of 4) as the STM32 CRC unit computes it.
+
+    Computed by zlib's CRC-32, which is the same polynomial with the bits of
+    every byte and of the result reflected: reflecting the input bytes and the
+    output turns it into the unreflected CRC-32/MPEG-2 (about 100 times faster
+    than a table loop in Python, so a verify or a skip-unchanged comparison of
+    a 2 MiB part costs milliseconds of host time).
+    """
+    if len(data) % 4:
+        raise ValueError("the STM32 CRC works on whole 32-bit words")
+    # Each word enters the unit as a 32-bit value: its bytes go MSB first.
+    words = array.array("I", data)
+    if sys.byteorder == "little":
+        words.byteswap()
+    reflected = words.tobytes().translate(_BIT_REVERSED)
+    return _reflect32(zlib.crc32(reflected, _reflect32(crc) ^ 0xFFFFFFFF) ^ 0xFFFFFFFF)
+
+
+def stm32_crc32_reference(data: bytes, crc: int = 0xFFFFFFFF) -> int:
+    """:func:`stm32_crc32` the slow, obvious way (table-driven, word by word)."""
     if len(data) % 4:
         raise ValueError("the STM32 CRC works on whole 32-bit words")
     for offset in range(0, len(data), 4):
-        # Each word enters the unit as a 32-bit value: its bytes go MSB first.
         for byte in data[offset:offset + 4][::-1]:
             crc = ((crc << 8) & 0xFFFFFFFF) ^ _TABLE[((crc >> 24) ^ byte) & 0xFF]
     return crc

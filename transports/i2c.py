@@ -18,16 +18,16 @@ estimates and simulated timing; the kernel sets the real one).
 from __future__ import annotations
 
 import errno
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import reduce
 from operator import xor
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-from smbus2 import I2cFunc, SMBus, i2c_msg
+from smbus2 import I2cFunc, i2c_msg
 
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.endpoints import WALL_CLOCK, Clock, I2cAdapter
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.framing import (
     ACK,
@@ -58,16 +58,6 @@ _GET_COUNT = {0x10: 11, 0x11: 17, 0x12: 18}
 _NAK = (errno.EREMOTEIO, errno.ENXIO, errno.EAGAIN, errno.ETIMEDOUT)
 
 
-class I2cAdapter(Protocol):
-    """What smbus2's ``SMBus`` offers that we use (a simulated bus offers it too)."""
-
-    funcs: I2cFunc
-
-    def i2c_rdwr(self, *messages: i2c_msg) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class I2cFraming:
     """AN4221 framing: one transaction per frame, status bytes polled."""
 
@@ -75,12 +65,12 @@ class I2cFraming:
     read_data_acked = False
 
     def __init__(self, adapter: I2cAdapter, address: int, *, name: str, clock_hz: int,
-                 sleep: Callable[[float], None] = time.sleep, owned: bool = True) -> None:
+                 clock: Clock = WALL_CLOCK) -> None:
         self.adapter = adapter
         self.address = address
         self.name = name
-        self.sleep = sleep
-        self.owned = owned
+        self.clock = clock
+        self.sleep = clock.sleep
         self.byte_time = 9 / clock_hz
         self.version = 0
 
@@ -105,7 +95,7 @@ class I2cFraming:
 
     def _ack(self, stage: str, timeout: float) -> None:
         """Read status bytes until ACK/NACK, polling BUSY (and NAKs while stretching)."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while True:
             try:
                 reply = self._read(1, stage)
@@ -117,7 +107,7 @@ class I2cFraming:
                 raise Nack(stage, reply)
             if reply and reply != bytes([BUSY]):
                 raise BadReply(stage, reply)
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 raise NoReply(stage, reply)
             self.sleep(_POLL)
 
@@ -181,11 +171,10 @@ class I2cFraming:
         return False
 
     def close(self) -> None:
-        if self.owned:
-            try:
-                self.adapter.close()
-            except OSError:
-                pass
+        try:
+            self.adapter.close()
+        except OSError:
+            pass
 
 
 class I2cTransport(BootloaderSession):
@@ -247,15 +236,9 @@ class I2cTransport(BootloaderSession):
         clock = int(request.options.get("clock", 100000))
         address = self._address()
         name = f"i2c-{bus}@0x{address:02X}"
-        if request.simulation is not None:
-            from transports.sim.links import i2c_bus
-
-            sim = request.simulation.chip(request.device, request.chip)
-            adapter = i2c_bus(request, str(bus), address, clock)
-            return I2cFraming(adapter, address, name=name, clock_hz=clock,
-                              sleep=sim.clock.advance, owned=False)
         try:
-            smbus = SMBus(bus)
+            adapter = request.endpoints.i2c_adapter(request, bus, address=address,
+                                                    clock_hz=clock)
         except PermissionError as error:
             raise EnvironmentProblem(f"no permission to open /dev/i2c-{bus}",
                                      hint="add the user to the i2c group") from error
@@ -264,7 +247,8 @@ class I2cTransport(BootloaderSession):
                                transport=request.link, device=request.device,
                                hint="check the bus number (i2cdetect -l) and that i2c-dev "
                                     "is loaded") from error
-        return I2cFraming(smbus, address, name=name, clock_hz=clock)
+        return I2cFraming(adapter, address, name=name, clock_hz=clock,
+                          clock=request.endpoints.clock(request))
 
 
 def _bus_number(bus: object) -> int | str:

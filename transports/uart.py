@@ -1,8 +1,9 @@
 """``kind: uart`` — the STM32 ROM bootloader over a serial port (AN3155).
 
-The port is opened with :func:`serial.serial_for_url`, so device paths, COM
-ports, ``rfc2217://`` and ``socket://`` all work; simulate mode opens the
-board's ``flashsim://`` endpoint through the same call. 8E1 at 115200 baud by
+The port comes from the run's endpoint provider: on hardware
+:func:`serial.serial_for_url`, so device paths, COM ports, ``rfc2217://`` and
+``socket://`` all work; in a rehearsal the simulated board's ``flashsim://``
+port, opened and driven by the very same code. 8E1 at 115200 baud by
 default.
 
 BOOT0 and NRST may hang on the adapter's RTS and DTR (``boot0: rts``,
@@ -17,7 +18,6 @@ Fixtures wired otherwise give stm32flash-style sequences instead
 from __future__ import annotations
 
 import errno
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ import serial
 
 from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
+from transports.endpoints import WALL_CLOCK, Clock
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.framing import (
     ACK,
@@ -90,12 +91,13 @@ class UsartFraming:
     read_data_acked = False
 
     def __init__(self, port: serial.SerialBase, *, name: str, options: Mapping[str, Any],
-                 sleep: Callable[[float], None] = time.sleep, double_ack: bool = False) -> None:
+                 clock: Clock = WALL_CLOCK, double_ack: bool = False) -> None:
         self.port = port
         #: The ROM answers 0x7F with two ACKs (chip data ``usart-double-ack``: L412/L422).
         self.double_ack = double_ack
         self.name = name
-        self.sleep = sleep
+        self.clock = clock
+        self.sleep = clock.sleep
         self.boot0 = _line(options.get("boot0", "none"))
         self.reset_line = _line(options.get("reset", "none"))
         self.invert_boot0 = bool(options.get("invert-boot0", False))
@@ -370,14 +372,8 @@ class UsartTransport(BootloaderSession):
     def open_framing(self) -> UsartFraming:
         request = self.request
         options = request.options
-        sleep: Callable[[float], None] = time.sleep
-        url = str(options["port"])
-        if request.simulation is not None:
-            from transports.sim.links import usart_url
-
-            url, sleep = usart_url(request)
         try:
-            port = serial.serial_for_url(url, do_not_open=True)
+            port = request.endpoints.serial_port(request, str(options["port"]))
             port.baudrate = int(options.get("baud", 115200))
             port.parity = _PARITY[options.get("parity", "even")]
             port.bytesize = serial.EIGHTBITS
@@ -385,7 +381,7 @@ class UsartTransport(BootloaderSession):
             port.timeout = _SYNC_TIMEOUT
             port.rtscts = port.xonxoff = False
             framing = UsartFraming(port, name=f"USART {options['port']}", options=options,
-                                   sleep=sleep,
+                                   clock=request.endpoints.clock(request),
                                    double_ack=request.chip.bootloader.usart_double_ack)
             framing.idle_lines()
             port.open()

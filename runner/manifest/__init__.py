@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from runner.errors import ManifestError, ManifestIssue
+from runner.gcpause import collector_paused
 from runner.manifest.advice import manifest_warnings
 from runner.manifest.build import build_manifest
 from runner.manifest.checks import Checker
@@ -49,7 +50,12 @@ def load_manifest(path: str | os.PathLike[str], *,
     Raises:
         ManifestError: listing every problem found, sorted by file and position.
     """
-    display = os.fspath(path)
+    with collector_paused():
+        return _load(os.fspath(path), chips, allow)
+
+
+def _load(display: str, chips: ChipDatabase | None,
+          allow: Iterable[str | os.PathLike[str]]) -> Manifest:
     policy = PathPolicy.for_manifest(Path(display), allow)
     sources = read_sources(Path(display), display, policy)
     issues = list(sources.issues)

@@ -85,9 +85,9 @@ class Checker:
         if not isinstance(name, str):
             return False
         table = self.data.get(section) if isinstance(self.data, dict) else None
-        known = list(table) if isinstance(table, dict) else []
-        if name in known:
+        if isinstance(table, dict) and name in table:
             return True
+        known = list(table) if isinstance(table, dict) else []
         if known:
             listing = did_you_mean(name, known) or f"; defined: {', '.join(known)}"
         else:

@@ -113,12 +113,20 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
         recipes = {}
     sizes = _unit_sizes(checker, recipes, folders, policy)
     used: set[str] = set()
+    # Devices repeating a (chip, link, options, recipe) already found clean are clean too:
+    # a line of thousands of boards is checked once per distinct combination.
+    clean: set[tuple[object, ...]] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
         link, options, _ = device_link(device)
         used.add(link or "")
         recipe_name = device.get("recipe")
         recipe = recipes.get(recipe_name) if isinstance(recipe_name, str) else None
+        key = (chip.part if chip is not None else None, link, repr(options),
+               recipe_name if isinstance(recipe_name, str) else None)
+        if key in clean:
+            continue
+        issues = len(checker.issues)
         if link in links:
             if chip is not None:
                 _bootloader(checker, name, chip, links[link])
@@ -129,6 +137,8 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
             _fit(checker, name, chip, recipe_name, recipe, images)
             _fit_unit_data(checker, name, chip, recipe_name, recipe, images, sizes)
+        if len(checker.issues) == issues:
+            clean.add(key)
     for link in links.keys() - used:
         _options(checker, None, link, {}, links[link])
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from transports.base import LinkRequest  # noqa: E402
 from transports.chips import chip_database  # noqa: E402
 from transports.dfu import DfuTransport  # noqa: E402
 from transports.sim import SimulationWorld  # noqa: E402
 from transports.sim.dfu import control_transfer_seconds  # noqa: E402
+from transports.sim.endpoints import simulated_request  # noqa: E402
 from transports.sim.usb import SimUsbBackend  # noqa: E402
 
 SIZE = 256 * 1024
@@ -35,8 +35,8 @@ def main() -> None:
     chip = chip_database().part("stm32f411re")
     image = bytes((i * 31 + 7) & 0xFF for i in range(SIZE))
     with SimulationWorld(seed="bench") as world:
-        request = LinkRequest(device="board", link="dfu", kind="dfu", options={}, chip=chip,
-                              simulation=world)
+        request = simulated_request(world, device="board", link="dfu", kind="dfu", options={},
+                                    chip=chip)
         link = DfuTransport.open(request)
         link.connect()
         block = link.identify().details["transfer_size"]

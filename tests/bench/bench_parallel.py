@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "executor"))
 
 from executor_plans import FLASH, device, image, plan  # noqa: E402
 
-from runner.executor import execute  # noqa: E402
+from runner.launch import execute  # noqa: E402
 from runner.plan import RunResult  # noqa: E402
 from transports.sim import SimulationWorld  # noqa: E402
 

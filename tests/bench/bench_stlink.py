@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from transports.base import LinkRequest  # noqa: E402
 from transports.chips import chip_database  # noqa: E402
 from transports.sim import SimulationWorld  # noqa: E402
+from transports.sim.endpoints import simulated_request  # noqa: E402
 from transports.sim.stlink import SimStLinkProbe, probe_for  # noqa: E402
 from transports.sim.usb import SimUsbBackend  # noqa: E402
 from transports.sim.world import DeviceProfile  # noqa: E402
@@ -59,8 +59,8 @@ def measure(part: str, kib: int, quirks: dict[str, Any], options: dict[str, Any]
         dict[str, Phase]:
     chip = chip_database().part(part)
     world = SimulationWorld(profiles={"dut": DeviceProfile(quirks=quirks)})
-    session = StLinkTransport.open(LinkRequest(device="dut", link="probe", kind="stlink",
-                                               options=options, chip=chip, simulation=world))
+    session = StLinkTransport.open(simulated_request(world, device="dut", link="probe",
+                                                     kind="stlink", options=options, chip=chip))
     session.connect()
     session.identify()
     backend = world.shared("usb", SimUsbBackend)

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from transports.base import Capability, LinkRequest  # noqa: E402
+from transports.base import Capability  # noqa: E402
 from transports.can import CanTransport  # noqa: E402
 from transports.checksums import stm32_crc32  # noqa: E402
 from transports.chips import chip_database  # noqa: E402
@@ -32,6 +32,7 @@ from transports.sim import SimChip, SimulationWorld  # noqa: E402
 from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile  # noqa: E402
 from transports.sim.bootloader_stream import StreamBootloader  # noqa: E402
 from transports.sim.canbus import frame_bits  # noqa: E402
+from transports.sim.endpoints import simulated_request  # noqa: E402
 from transports.sim.usart import PtyBootloader  # noqa: E402
 from transports.sysboot.transport import BootloaderSession  # noqa: E402
 from transports.uart import UsartTransport  # noqa: E402
@@ -50,8 +51,8 @@ def run(klass: type[BootloaderSession], part: str, options: Mapping[str, Any],
     profile = DeviceProfile(quirks=dict(quirks or {}))
     with SimulationWorld(time_scale=0.0, profiles={"dut": profile}) as world:
         chip = chip_database().part(part)
-        session = klass.open(LinkRequest(device="dut", link="bench", kind=klass.kind,
-                                         options=options, chip=chip, simulation=world))
+        session = klass.open(simulated_request(world, device="dut", link="bench", kind=klass.kind,
+                                         options=options, chip=chip))
         session.connect()
         session.erase(chip.flash.blocks_covering(BASE, SIZE))
         clock = world.chips["dut"].clock

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.executor import execute
+from runner.launch import execute
 from runner.oneline import OneLine, parse_image, parse_link, prepare
 from transports.sim.world import SimulationWorld
 

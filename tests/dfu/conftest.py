@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from transports.base import LinkRequest
 from transports.chips import Chip, ChipDatabase
 from transports.dfu import DfuTransport
 from transports.sim import SimulationWorld
 from transports.sim.dfu import SimDfuBoard, plug_rom_dfu
+from transports.sim.endpoints import simulated_request
 from transports.sim.usb import SimUsbBackend
 from transports.sim.world import DeviceProfile
 
@@ -46,8 +46,8 @@ def open_link() -> Iterator[Callable[..., DfuTransport]]:
 
     def opener(world: SimulationWorld, chip: Chip, device: str = "board", *,
                connect: bool = True, **options: Any) -> DfuTransport:
-        request = LinkRequest(device=device, link=f"dfu-{device}", kind="dfu",
-                              options=options, chip=chip, simulation=world)
+        request = simulated_request(world, device=device, link=f"dfu-{device}", kind="dfu",
+                              options=options, chip=chip)
         transport = DfuTransport.open(request)
         opened.append(transport)
         if connect:

@@ -9,6 +9,7 @@ import usb.core
 
 from runner.errors import ChipMismatch, ConnectError, EnvironmentProblem, ProtocolError
 from tests.dfu.conftest import OpenLink, board_of, make_world, plug
+from transports.base import LinkRequest
 from transports.chips import Chip, ChipDatabase
 from transports.dfu import DfuTransport
 from transports.dfu.identity import rom_serial
@@ -18,6 +19,7 @@ from transports.dfu.usb import (
     parse_interfaces,
 )
 from transports.sim.dfu import layout_strings
+from transports.sim.endpoints import SimulatedEndpoints
 from transports.sim.usb import (
     ConfigurationInfo,
     DeviceInfo,
@@ -144,16 +146,31 @@ def test_uid_pin_refuses_the_wrong_board_before_erasing(f411: Chip,
 
 
 def test_no_device_is_a_connect_error_with_advice(f411: Chip) -> None:
-    backend = SimUsbBackend()
-    request_options = {"serial": "NOPE"}
-    from transports.base import LinkRequest
-    transport = DfuTransport(LinkRequest(device="d", link="l", kind="dfu",
-                                         options=request_options, chip=f411),
-                             backend=backend, sleep=lambda s: None)
-    with pytest.raises(ConnectError) as info:
-        transport.connect()
+    with make_world() as world:
+        request = LinkRequest(device="d", link="l", kind="dfu", options={"serial": "NOPE"},
+                              chip=f411, endpoints=SimulatedEndpoints(world))
+        transport = DfuTransport.open(request)
+        with pytest.raises(ConnectError) as info:
+            transport.connect()
     assert "no USB DFU device 0483:df11 with serial NOPE" in str(info.value)
     assert "BOOT0" in (info.value.hint or "")
+
+
+def test_discovery_sees_only_the_boards_the_world_plugged(f411: Chip) -> None:
+    # Composition plugs the plan's boards; a session never plugs its own.
+    with make_world() as world:
+        endpoints = SimulatedEndpoints(world)
+        request = LinkRequest(device="board", link="l", kind="dfu", options={}, chip=f411,
+                              endpoints=endpoints)
+        with pytest.raises(ConnectError, match="no USB DFU device"):
+            DfuTransport.open(request).connect()
+        endpoints.plug(device="board", link="l", kind="dfu", chip=f411, options={})
+        link = DfuTransport.open(request)
+        link.connect()
+        try:
+            assert link.identify().uid == world.chips["board"].uid_hex
+        finally:
+            link.close()
 
 
 def test_permission_denied_tells_how_to_install_udev_rules(f411: Chip,
@@ -207,13 +224,13 @@ def test_run_time_dfu_interface_asks_for_the_bootloader(f411: Chip) -> None:
             self.configurations = (ConfigurationInfo(interfaces=(
                 _interface(0, DFUSE_FUNCTIONAL, protocol=1),)),)
 
-    backend = SimUsbBackend()
-    backend.plug(RunTime())
-    from transports.base import LinkRequest
-    transport = DfuTransport(LinkRequest(device="d", link="l", kind="dfu", options={},
-                                         chip=f411), backend=backend, sleep=lambda s: None)
-    with pytest.raises(ConnectError) as info:
-        transport.connect()
+    with make_world() as world:
+        endpoints = SimulatedEndpoints(world)
+        endpoints.backend.plug(RunTime())
+        transport = DfuTransport.open(LinkRequest(device="d", link="l", kind="dfu", options={},
+                                                  chip=f411, endpoints=endpoints))
+        with pytest.raises(ConnectError) as info:
+            transport.connect()
     assert "run-time mode" in str(info.value)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import runner
-from runner.executor import execute, simulation_world
+from runner.launch import execute, simulation_world
 from runner.plan import Outcome
 from tests.dfu.conftest import board_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.compiler import compile_plan
-from runner.executor import execute
+from runner.launch import execute
 from runner.model import (
     Device,
     DeviceLink,

@@ -12,7 +12,7 @@ import pytest
 from executor_plans import device, plan
 
 from runner.errors import EnvironmentProblem
-from runner.executor import execute
+from runner.launch import execute
 from runner.logging import AuditLog, JsonlFileSink, StdoutJsonSink, log_path
 from transports.sim import SimulationWorld
 

@@ -8,7 +8,7 @@ import pytest
 from executor_plans import device, plan
 
 from runner.console import ConsoleRenderer
-from runner.executor import execute
+from runner.launch import execute
 from transports.memory import MemoryTransport
 from transports.sim import Fault, SimulationWorld
 from transports.sim.world import DeviceProfile

@@ -9,7 +9,7 @@ import pytest
 from executor_plans import device, plan
 
 from runner.events import CapturingSink
-from runner.executor import execute
+from runner.launch import execute
 from runner.linklocks import LinkBusy, LinkLocks
 from runner.plan import Outcome
 from transports.sim import SimulationWorld

@@ -12,7 +12,7 @@ import pytest
 from executor_plans import FLASH, device, flash_at, image, plan, policy, read_jsonl
 
 from runner.events import CapturingSink
-from runner.executor import execute
+from runner.launch import execute
 from runner.model import VerifyMethod
 from runner.plan import Outcome
 from transports.memory import MemoryTransport

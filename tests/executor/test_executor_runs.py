@@ -8,7 +8,7 @@ import pytest
 from executor_plans import FLASH, device, flash_at, image, plan, read_jsonl
 
 from runner.events import CapturingSink
-from runner.executor import execute
+from runner.launch import execute
 from runner.model import EraseScope, SimulatedDevice, SimulationSpec, VerifyMethod
 from runner.plan import Outcome
 from transports.chips import ChipDatabase

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from runner.compiler import compile_plan
 from runner.errors import PlanError
 from runner.events import CapturingSink
-from runner.executor import execute
+from runner.launch import execute
 from runner.memmap import MemoryMap, Segment
 from runner.model import (
     Device,
@@ -32,10 +32,11 @@ from runner.model import (
 )
 from runner.unchanged import compare_units, rewrite_units
 from runner.unitdata import CounterSource, Encoding
-from transports.base import Capability, LinkRequest
+from transports.base import Capability
 from transports.chips import chip_database
 from transports.memory import MemoryTransport
 from transports.sim import SimChip, SimulationWorld
+from transports.sim.endpoints import simulated_request
 
 F4 = "stm32f411re"            # sectors: 4 x 16 KiB, 64 KiB, 3 x 128 KiB
 FLASH = 0x08000000
@@ -139,9 +140,8 @@ def test_preserved_bytes_of_a_rewritten_sector_are_kept(
 
 def test_read_back_decides_where_the_link_has_no_checksum(world: SimulationWorld) -> None:
     chip = chip_database().part(F4)
-    request = LinkRequest(device="a", link="bench", kind="sim", options={}, chip=chip,
-                          simulation=world)
-    transport = _NoChecksum(request, world.chip("a", chip))
+    request = simulated_request(world, device="a", link="bench", kind="sim", options={}, chip=chip)
+    transport = _NoChecksum.open(request)
     transport.connect()
     memory = MemoryMap((Segment(FLASH, _pattern(0x8000, 5)),))
     units = memory.blocks(chip.flash)

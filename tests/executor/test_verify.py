@@ -9,10 +9,11 @@ from runner.memmap import MemoryMap, Segment
 from runner.model import VerifyMethod
 from runner.plan import VerifyAction
 from runner.verify import verify_memory
-from transports.base import Capability, LinkRequest
+from transports.base import Capability
 from transports.chips import ChipDatabase
 from transports.memory import MemoryTransport
 from transports.sim import SimulationWorld
+from transports.sim.endpoints import simulated_request
 
 FLASH = 0x08000000
 
@@ -24,9 +25,8 @@ class _NoChecksum(MemoryTransport):
 def _session(world: SimulationWorld, chips: ChipDatabase,
              klass: type[MemoryTransport] = MemoryTransport) -> MemoryTransport:
     chip = chips.part("stm32g071rb")
-    request = LinkRequest(device="a", link="bench", kind="sim", options={}, chip=chip,
-                          simulation=world)
-    transport = klass(request, world.chip("a", chip))
+    request = simulated_request(world, device="a", link="bench", kind="sim", options={}, chip=chip)
+    transport = klass.open(request)
     transport.connect()
     return transport
 

@@ -9,7 +9,7 @@ import pytest
 from runner.compiler import compile_plan
 from runner.errors import ManifestError
 from runner.events import CapturingSink
-from runner.executor import execute
+from runner.launch import execute
 from runner.manifest import load_manifest
 from runner.model import VerifyStep, WriteStep
 from transports.chips import chip_database

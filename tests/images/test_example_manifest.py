@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 from runner.compiler import compile_plan
-from runner.executor import execute, simulation_world
+from runner.launch import execute, simulation_world
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from transports.chips import chip_database

@@ -9,7 +9,7 @@ import pytest
 from runner.compiler import compile_plan
 from runner.errors import ImageError, PlanError
 from runner.events import CapturingSink
-from runner.executor import execute
+from runner.launch import execute
 from runner.model import (
     Device,
     DeviceLink,

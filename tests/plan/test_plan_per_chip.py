@@ -15,7 +15,7 @@ from plan_builders import assert_matches_golden, device, manifest, pattern, reci
 from runner import events as ev
 from runner.compiler import compile_plan
 from runner.errors import ManifestError, PlanError
-from runner.executor import execute
+from runner.launch import execute
 from runner.manifest import load_manifest
 from runner.model import ImageSpec, LinkSpec, VerifyMethod, VerifyStep, WriteStep, frozen_map
 from runner.plan import Plan, ResetAction, TaskKind, VerifyAction

@@ -8,6 +8,7 @@ rendering, regenerate them and review the diff::
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from runner.model import (
     frozen_map,
 )
 from runner.plan import Plan
-from runner.render import render_dot, render_json, render_table
+from runner.render import render_dot, render_json, render_table, write_json
 from runner.units import format_bytes, format_seconds
 
 
@@ -145,3 +146,9 @@ def test_an_empty_plan_renders_in_every_form():
     assert "critical path: none" in render_table(plan)
     assert render_json(plan)["devices"] == []
     assert run_dot(render_dot(plan)).returncode == 0
+
+
+def test_the_streamed_json_is_the_rendered_document(demo_plan: Plan) -> None:
+    out = io.StringIO()
+    write_json(demo_plan, out)
+    assert json.loads(out.getvalue()) == render_json(demo_plan)

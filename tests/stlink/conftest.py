@@ -9,6 +9,7 @@ import pytest
 
 from transports.base import LinkRequest
 from transports.sim import SimulationWorld
+from transports.sim.endpoints import simulated_request
 from transports.sim.stlink import SimStLinkProbe, attach_probe, probe_for
 from transports.sim.usb import SimUsbBackend
 from transports.sim.world import DeviceProfile
@@ -21,8 +22,11 @@ def request(world: SimulationWorld, part: str, *, device: str = "board",
             options: Mapping[str, Any] | None = None) -> LinkRequest:
     from transports.chips import chip_database
 
-    return LinkRequest(device=device, link="probe", kind="stlink", options=dict(options or {}),
-                       chip=chip_database().part(part), simulation=world)
+    # The plan's resource key decides which devices share a probe, as composition does.
+    resource = StLinkTransport.resource_key("probe", dict(options or {}))
+    return simulated_request(world, device=device, link="probe", kind="stlink",
+                             options=dict(options or {}), chip=chip_database().part(part),
+                             resource=resource)
 
 
 @pytest.fixture

@@ -65,23 +65,34 @@ def test_h7_idcode_is_read_at_its_own_address(open_session: Open) -> None:
 
 def test_a_different_flash_size_is_refused_before_anything_is_written(
         open_session: Open, world: SimulationWorld) -> None:
+    from tests.stlink.conftest import request
     from transports.sim.world import DeviceProfile
+    from transports.stlink import StLinkTransport
 
-    session = open_session("stm32f103cb", connect=False)
     world.profiles["board"] = DeviceProfile(flash_size_register=64)
+    session = StLinkTransport.open(request(world, "stm32f103cb"))
     session.connect()
-    with pytest.raises(ChipMismatch, match="128 KiB of flash but the chip reports 64 KiB"):
-        session.identify()
+    try:
+        with pytest.raises(ChipMismatch, match="128 KiB of flash but the chip reports 64 KiB"):
+            session.identify()
+    finally:
+        session.close()
 
 
 def test_flash_size_override_accepts_a_part_that_hides_its_size(
         open_session: Open, world: SimulationWorld) -> None:
+    from tests.stlink.conftest import request
     from transports.sim.world import DeviceProfile
+    from transports.stlink import StLinkTransport
 
-    session = open_session("stm32f103cb", options={"flash-size-kib": 128}, connect=False)
     world.profiles["board"] = DeviceProfile(flash_size_register=0xFFFF)
+    session = StLinkTransport.open(request(world, "stm32f103cb",
+                                           options={"flash-size-kib": 128}))
     session.connect()
-    assert session.identify().dev_id == 0x410
+    try:
+        assert session.identify().dev_id == 0x410
+    finally:
+        session.close()
 
 
 def test_v3_sets_the_clock_from_the_offered_rates(open_session: Open,
@@ -168,7 +179,7 @@ def test_an_unsupported_controller_is_refused_before_touching_the_probe(
     odd = dataclasses.replace(base, chip=dataclasses.replace(base.chip, controller="u3"))
     with pytest.raises(ConnectError, match="u3 flash controllers .* not supported"):
         StLinkTransport.open(odd).connect()
-    assert "usb" not in world._shared  # nothing was plugged or opened
+    assert probe_of(world).counts.total == 0  # the probe was never spoken to
 
 
 def test_v1_cannot_connect_under_reset(open_session: Open) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from runner.cli import main
 from runner.compiler import compile_plan
-from runner.executor import execute
+from runner.launch import execute
 from runner.manifest import load_manifest
 from transports.sim import SimulationWorld
 from transports.sim.world import DeviceProfile

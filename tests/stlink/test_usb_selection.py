@@ -33,12 +33,13 @@ def test_probe_is_selected_by_port_path(open_session: Open, world: SimulationWor
 
 def test_ambiguous_serial_lists_every_candidate(open_session: Open,
                                                 world: SimulationWorld) -> None:
-    from tests.stlink.conftest import attach_probe, request
+    from tests.stlink.conftest import attach_probe
+    from transports.chips import chip_database
+    from transports.sim.world import DeviceProfile
 
-    for device in ("a", "b"):
-        open_session("stm32f103c8", device=device, quirks={"serial": "SAMESERIAL0000000000000"},
-                     connect=False)
-        attach_probe(world, device, request(world, "stm32f103c8", device=device).chip)
+    for device in ("a", "b"):  # two probes on the bench whose serials collide
+        world.profiles[device] = DeviceProfile(quirks={"serial": "SAMESERIAL0000000000000"})
+        attach_probe(world, device, chip_database().part("stm32f103c8"))
     session = open_session("stm32f103c8", device="c", quirks={"serial": "0THER000000000000000000C"},
                            options={"serial": "SAMESERIAL0000000000000"}, connect=False)
     with pytest.raises(ConnectError) as info:

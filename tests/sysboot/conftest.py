@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from transports.base import LinkRequest
 from transports.chips import ChipDatabase
 from transports.sim import SimChip, SimulationWorld
+from transports.sim.endpoints import simulated_request
 from transports.sim.world import DeviceProfile
 from transports.uart import UsartTransport
 
@@ -35,8 +35,8 @@ def open_usart(chips: ChipDatabase) -> Iterator[OpenUsart]:
             worlds.append(world)
         merged: Mapping[str, Any] = {"port": "sim", **{k.replace("_", "-"): v
                                                        for k, v in options.items()}}
-        request = LinkRequest(device="dut", link="usart", kind="uart", options=merged,
-                              chip=chips.part(part), simulation=world)
+        request = simulated_request(world, device="dut", link="usart", kind="uart", options=merged,
+                              chip=chips.part(part))
         session = UsartTransport.open(request)
         sessions.append(session)
         if connect:
@@ -51,6 +51,6 @@ def open_usart(chips: ChipDatabase) -> Iterator[OpenUsart]:
 
 
 def sim_of(session: UsartTransport) -> SimChip:
-    world = session.request.simulation
+    world = session.request.endpoints.world
     assert world is not None
     return world.chips["dut"]

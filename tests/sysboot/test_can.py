@@ -9,11 +9,11 @@ import jsonschema
 import pytest
 
 from runner.errors import ConnectError, EraseError, ReadProtected, Refused
-from transports.base import MASS_ERASE, LinkRequest, OptionBytesChange, ResetMode
+from transports.base import MASS_ERASE, OptionBytesChange, ResetMode
 from transports.can import CanTransport
 from transports.chips import ChipDatabase
 from transports.sim import SimulationWorld
-from transports.sim.links import can_node
+from transports.sim.endpoints import can_node, simulated_request
 from transports.sim.world import DeviceProfile
 
 BASE = 0x08000000
@@ -32,9 +32,9 @@ def open_can(chips: ChipDatabase, world: SimulationWorld) -> Iterator[OpenCan]:
 
     def opener(part: str = "stm32l476rg", connect: bool = True,
                **options: object) -> CanTransport:
-        request = LinkRequest(device="dut", link="can-a", kind="can",
+        request = simulated_request(world, device="dut", link="can-a", kind="can",
                               options={"interface": "socketcan", "channel": "can0", **options},
-                              chip=chips.part(part), simulation=world)
+                              chip=chips.part(part))
         session = CanTransport.open(request)
         sessions.append(session)
         if connect:

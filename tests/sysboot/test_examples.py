@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.compiler import compile_plan
-from runner.executor import execute, simulation_world
+from runner.launch import execute, simulation_world
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 

@@ -12,7 +12,6 @@ from runner.errors import ConnectError, ReadProtected
 from transports.base import (
     MASS_ERASE,
     Capability,
-    LinkRequest,
     OptionBytesChange,
     ResetMode,
 )
@@ -20,6 +19,7 @@ from transports.checksums import stm32_crc32
 from transports.chips import ChipDatabase
 from transports.i2c import I2cTransport
 from transports.sim import SimulationWorld
+from transports.sim.endpoints import simulated_request
 from transports.sim.smbus import SimI2cBus
 from transports.sim.world import DeviceProfile
 
@@ -39,9 +39,8 @@ def open_i2c(chips: ChipDatabase, world: SimulationWorld) -> Iterator[OpenI2c]:
 
     def opener(part: str, device: str = "dut", connect: bool = True,
                **options: Any) -> I2cTransport:
-        request = LinkRequest(device=device, link="i2c-1", kind="i2c",
-                              options={"bus": 1, **options}, chip=chips.part(part),
-                              simulation=world)
+        request = simulated_request(world, device=device, link="i2c-1", kind="i2c",
+                              options={"bus": 1, **options}, chip=chips.part(part))
         session = I2cTransport.open(request)
         sessions.append(session)
         if connect:

@@ -18,8 +18,8 @@ from runner.errors import (
 from tests.conftest import set_option_byte
 from transports.base import MASS_ERASE, Capability, OptionBytesChange, ResetMode
 from transports.checksums import stm32_crc32
+from transports.sim.endpoints import usart_key
 from transports.sim.faults import Fault
-from transports.sim.links import usart_key
 from transports.sim.usart import endpoint
 from transports.sim.world import DeviceProfile
 from transports.uart import UsartTransport, parse_sequence
@@ -77,7 +77,7 @@ def test_leading_zero_before_sync_ack_is_skipped(open_usart: OpenUsart) -> None:
 
 def test_already_synchronised_chip_accepts_a_new_session(open_usart: OpenUsart) -> None:
     first = open_usart("stm32f103cb")
-    world = first.request.simulation
+    world = first.request.endpoints.world
     first.close()
     second = open_usart("stm32f103cb", world=world)
     assert second.identify().dev_id == 0x410
@@ -321,7 +321,7 @@ def test_entry_sequence_drives_lines_as_written(open_usart: OpenUsart) -> None:
 
 def test_reset_without_reset_line_uses_go_to_flash(open_usart: OpenUsart) -> None:
     session = open_usart("stm32f103cb")
-    world = session.request.simulation
+    world = session.request.endpoints.world
     assert world is not None
     board = endpoint(usart_key(world, "usart", "dut"))
     session.reset(ResetMode.HARDWARE)

@@ -125,7 +125,7 @@ class DfuProtocol:
         interface: the DFU interface number (wIndex of every request).
         transfer_size: bytes per DNLOAD/UPLOAD (the functional descriptor's wTransferSize).
         timeout_ms: per control transfer.
-        sleep: how to wait bwPollTimeout (``time.sleep``, or a simulated clock).
+        sleep: how to wait bwPollTimeout (the session clock's ``sleep``).
         busy_budget_s: the longest a command may keep the device busy.
     """
 

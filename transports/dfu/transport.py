@@ -6,15 +6,15 @@ the DFU functional descriptor and the alternate settings' layout strings,
 confirms the chip (:mod:`transports.dfu.identity`), then erases, writes and
 reads through :class:`~transports.dfu.protocol.DfuProtocol`.
 
-In simulate mode the same code runs against a simulated ROM plugged into the
-world's shared pyusb backend (:mod:`transports.sim.dfu`); waiting bwPollTimeout
-then passes simulated time.
+The pyusb backend and the clock come from the run's endpoint provider: libusb
+and the host's clock on hardware; in a rehearsal the simulated USB bus with the
+ROM DFU boards plugged when the run was composed, and the chip's clock, which
+also passes while the host waits bwPollTimeout.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import usb.core
@@ -83,8 +83,8 @@ class DfuTransport(StaticCapabilities):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "vid": {**_HEX16, "description": "USB vendor ID (default 0x0483)."},
-            "pid": {**_HEX16, "description": "USB product ID (default 0xDF11)."},
+            "vid": {**_HEX16, "default": "0x0483", "description": "USB vendor ID."},
+            "pid": {**_HEX16, "default": "0xDF11", "description": "USB product ID."},
             "serial": {"type": "string", "minLength": 1,
                        "description": "The DFU device's serial string. ROM serials can "
                                       "collide: prefer port-path on a line of boards."},
@@ -98,14 +98,14 @@ class DfuTransport(StaticCapabilities):
             "uid": {"type": "string", "pattern": "^[0-9A-Fa-f]{24}$",
                     "description": "Expected 96-bit UID; a different chip is refused."},
             "transfer-size": {"type": "integer", "minimum": 64, "maximum": _MAX_TRANSFER,
-                              "description": "Override wTransferSize."},
-            "timeout": {"type": "number", "exclusiveMinimum": 0,
-                        "description": "Seconds per USB control transfer (default 5)."},
+                              "description": "Override wTransferSize (default: the "
+                                             "device's)."},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 5,
+                        "description": "Seconds per USB control transfer."},
         },
     }
 
-    def __init__(self, request: LinkRequest, *, backend: Any,
-                 sleep: Callable[[float], None]) -> None:
+    def __init__(self, request: LinkRequest) -> None:
         self.request = request
         self.chip = request.chip
         self.names = LinkNames(link=request.link, device=request.device)
@@ -114,8 +114,9 @@ class DfuTransport(StaticCapabilities):
         self.pid = _usb_id(options.get("pid"), 0xDF11)
         self.serial: str | None = options.get("serial")
         self.port_path: str | None = options.get("port-path")
-        self.backend = backend
-        self.sleep = sleep
+        self.backend: Any = None
+        self.clock = request.endpoints.clock(request)
+        self.sleep = self.clock.sleep
         self.timeout_ms = int(float(options.get("timeout", 5)) * 1000)
         self._device: Any = None
         self._protocol: DfuProtocol | None = None
@@ -151,17 +152,7 @@ class DfuTransport(StaticCapabilities):
 
     @classmethod
     def open(cls, request: LinkRequest) -> DfuTransport:
-        world = request.simulation
-        if world is None:
-            return cls(request, backend=None, sleep=time.sleep)
-        from transports.sim.dfu import plug_rom_dfu
-        from transports.sim.usb import SimUsbBackend
-
-        backend = world.shared("usb", SimUsbBackend)
-        board = plug_rom_dfu(world, backend, request.device, request.chip,
-                             serial=request.options.get("serial"),
-                             port_path=request.options.get("port-path"))
-        return cls(request, backend=backend, sleep=board.sim.clock.advance)
+        return cls(request)
 
     # ------------------------------------------------------------------ session set-up
 
@@ -174,6 +165,7 @@ class DfuTransport(StaticCapabilities):
 
     def connect(self) -> None:
         self.close()  # a reconnect starts from a fresh handle
+        self.backend = self.request.endpoints.usb_backend(self.request)
         candidates = find_candidates(self.vid, self.pid, self.backend, self.names)
         chosen = select_candidate(candidates, vid=self.vid, pid=self.pid, serial=self.serial,
                                   port_path=self.port_path, names=self.names)

@@ -1,10 +1,12 @@
 """The simulation world: every simulated chip and shared link of one run.
 
-Simulate mode creates one :class:`SimulationWorld` per run. Transports opened
-in simulate mode ask it for the chip behind their device (created once, so a
-reconnect finds the same flash) and for shared endpoints (one simulated I2C bus
-or CAN bus serves every device on it; one pyusb backend hosts every simulated
-USB device). After the run a test inspects the chips' flash.
+A rehearsal creates one :class:`SimulationWorld` per run, where the run is
+composed (``runner.launch``). The simulated endpoint provider
+(:mod:`transports.sim.endpoints`) asks it for the chip behind each device
+(created once, so a reconnect finds the same flash) and for shared far ends
+(one simulated I2C bus or CAN bus serves every device on it; one pyusb backend
+hosts every simulated USB device). After the run a test inspects the chips'
+flash.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from transports.endpoints import Clock
 from transports.errors import BusFault, ConnectError, ProtocolError, Refused, TransportError
 
 __all__ = ["STATUS", "Framing", "MemoryFault", "ProbeVersion", "StLink", "Timebase",
@@ -101,12 +102,8 @@ class Framing(Protocol):
     def close(self) -> None: ...
 
 
-class Timebase(Protocol):
-    """Time as the link sees it: the wall clock, or a simulated chip's clock."""
-
-    def now(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
+#: Time as the link sees it: the session's clock from the endpoint provider.
+Timebase = Clock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

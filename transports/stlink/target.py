@@ -102,12 +102,12 @@ class Target:
         self.link.write_word(DFSR, 0x8)
         self.link.read_word(DHCSR)  # clears the sticky S_RESET_ST
         self.link.write_word(AIRCR, 0x05FA0004)
-        deadline = self.link.timebase.now() + 0.5
+        deadline = self.link.timebase.monotonic() + 0.5
         while True:
             status = self.link.read_word(DHCSR)
             if not status & S_RESET_ST and (not halt or status & S_HALT):
                 break
-            if self.link.timebase.now() > deadline:
+            if self.link.timebase.monotonic() > deadline:
                 raise ConnectError("the target did not come out of reset within 500 ms",
                                    hint="check NRST and the target's power")
             self.link.timebase.sleep(0.001)

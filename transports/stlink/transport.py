@@ -3,14 +3,14 @@
 The session stacks the layers: USB (:mod:`.usb`, or :mod:`.v1` framing for
 the mass-storage V1), the command protocol (:mod:`.protocol`), the target's
 run control and identity (:mod:`.target`), and the flash controller driver
-of the chip's family (:mod:`.flash`). In simulate mode only the USB backend
-changes: the world's simulated probe answers, and time is the chip's
-simulated clock.
+of the chip's family (:mod:`.flash`). The pyusb backend and the clock come
+from the run's endpoint provider: libusb and the host's clock on hardware; in
+a rehearsal the simulated probe plugged when the run was composed, and the
+chip's clock, which also passes while the host sleeps.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -39,7 +39,7 @@ from transports.errors import (
 )
 from transports.stlink.flash import FlashDriver, driver_for
 from transports.stlink.loaders import LoaderError, RamLoader
-from transports.stlink.protocol import MemoryFault, StLink, Timebase
+from transports.stlink.protocol import MemoryFault, StLink
 from transports.stlink.target import CLONE_SIGNS, Target, TargetInfo
 from transports.stlink.usb import (
     BulkFraming,
@@ -62,27 +62,6 @@ DEFAULT_CLOCK_KHZ = 1800
 UNPOWERED_V = 0.5
 
 
-class WallClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-class ChipClock:
-    """Simulated time: waiting advances the chip's clock instead of the host's."""
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-
-    def now(self) -> float:
-        return float(self.clock.elapsed)
-
-    def sleep(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-
 class StLinkTransport(StaticCapabilities):
     """A session with one STM32 behind one ST-Link."""
 
@@ -101,22 +80,23 @@ class StLinkTransport(StaticCapabilities):
                        "description": "The probe's serial number (24 hex digits)."},
             "port-path": {"type": "string", "pattern": r"^[0-9]+-[0-9]+(\.[0-9]+)*$",
                           "description": "USB port path bus-port.port… (cannot collide)."},
-            "connect": {"enum": ["normal", "under-reset", "hot-plug"],
+            "connect": {"enum": ["normal", "under-reset", "hot-plug"], "default": "normal",
                         "description": "normal: attach and reset halted; under-reset: hold "
                                        "NRST while attaching; hot-plug: attach, halt, no "
                                        "reset."},
             "clock-khz": {"type": "integer", "minimum": 5, "maximum": 24000,
+                          "default": DEFAULT_CLOCK_KHZ,
                           "description": "SWD clock; the fastest rate not above it is used."},
             "flash-size-kib": {"type": "integer", "minimum": 1,
                                "description": "Trust this flash size instead of the chip's "
                                               "flash-size register."},
-            "write-mode": {"enum": list(WRITE_MODES),
+            "write-mode": {"enum": list(WRITE_MODES), "default": "auto",
                            "description": "auto: the RAM flash loader where the probe cannot "
                                           "write the program unit, else block writes on "
                                           "genuine parts and one unit at a time on clones; "
                                           "loader (with an on-target CRC), fast, safe force "
                                           "one path."},
-            "min-voltage": {"type": "number", "minimum": 0, "maximum": 5,
+            "min-voltage": {"type": "number", "minimum": 0, "maximum": 5, "default": 0,
                             "description": "Refuse to flash below this target VDD (volts)."},
         },
     }
@@ -193,20 +173,6 @@ class StLinkTransport(StaticCapabilities):
                                transport=self.request.link, device=self.request.device)
         return self.link, self.target, self.driver
 
-    def _backend(self) -> tuple[Any, Timebase]:
-        world = self.request.simulation
-        if world is None:
-            return None, WallClock()
-        from transports.sim.stlink import attach_probe  # only in simulate mode
-
-        probe = attach_probe(world, self.request.device, self.chip, self.options.get("serial"),
-                             key=self.resource_key(self.request.link, self.options))
-        from transports.sim.usb import SimUsbBackend
-
-        backend = world.shared("usb", SimUsbBackend)
-        assert probe.target is not None
-        return backend, ChipClock(probe.target.sim.clock)
-
     # ------------------------------------------------------------------ contract
 
     def connect(self) -> None:
@@ -215,8 +181,8 @@ class StLinkTransport(StaticCapabilities):
                 raise ConnectError(f"flashing {self.chip.controller} flash controllers "
                                    f"({self.chip.part}) over ST-Link is not supported yet",
                                    hint="use the system bootloader (uart, dfu) for this part")
-            backend, timebase = self._backend()
-            candidates = find_candidates(backend)
+            endpoints = self.request.endpoints
+            candidates = find_candidates(endpoints.usb_backend(self.request))
             self.candidate = select_probe(candidates, serial=self.options.get("serial"),
                                           port_path=self.options.get("port-path"),
                                           link=self.request.link, device=self.request.device)
@@ -224,7 +190,7 @@ class StLinkTransport(StaticCapabilities):
             pipe.open()
             framing = BotFraming(pipe) if self.candidate.kind.generation == "v1" \
                 else BulkFraming(pipe)
-            link = StLink(framing, timebase, pid=self.candidate.kind.pid,
+            link = StLink(framing, endpoints.clock(self.request), pid=self.candidate.kind.pid,
                           generation=self.candidate.kind.generation)
             self.link = link
             try:

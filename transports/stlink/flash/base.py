@@ -177,7 +177,7 @@ class FlashDriver(ABC):
         """Poll SR until not busy; sleep the expected time first, then in small steps."""
         busy = self.busy_mask if busy_mask is None else busy_mask
         timebase = self.link.timebase
-        deadline = timebase.now() + max(expected_s * 10, 0.5)
+        deadline = timebase.monotonic() + max(expected_s * 10, 0.5)
         if expected_s > 0.002:
             timebase.sleep(expected_s)
         step = max(expected_s / 8, 0.0002)
@@ -185,7 +185,7 @@ class FlashDriver(ABC):
             status = self.link.read_word(sr_address)
             if not status & busy:
                 return status
-            if timebase.now() > deadline:
+            if timebase.monotonic() > deadline:
                 raise error(f"{what} at 0x{address:08X} did not finish in time",
                             address=address, hint="power-cycle the target and try again")
             timebase.sleep(step)

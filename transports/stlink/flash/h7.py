@@ -149,9 +149,9 @@ class H7FlashDriver(FlashDriver):
         self.link.write_word(self.base + OPTSR_PRG, value)
         self.link.write_word(self.base + OPTCR, OPTCR_OPTSTART)
         timebase = self.link.timebase
-        deadline = timebase.now() + self.chip.timing.mass_erase_ms / 1000 * 2 + 1
+        deadline = timebase.monotonic() + self.chip.timing.mass_erase_ms / 1000 * 2 + 1
         while self.link.read_word(self.base + OPTSR_CUR) & 0x1:
-            if timebase.now() > deadline:
+            if timebase.monotonic() > deadline:
                 raise WriteError("the option change did not finish in time", address=ob.address)
             timebase.sleep(0.01)
         if self.link.read_word(self.base + OPTSR_CUR) & (1 << 30):

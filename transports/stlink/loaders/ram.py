@@ -147,7 +147,7 @@ class RamLoader:
     def _wait(self, expected_s: float, what: str) -> int:
         """Wait for the core to halt at the loader's bkpt; r0 is the result."""
         timebase = self.link.timebase
-        deadline = timebase.now() + max(expected_s * 10, 0.5)
+        deadline = timebase.monotonic() + max(expected_s * 10, 0.5)
         if expected_s > 0.002:
             timebase.sleep(expected_s)
         step = max(expected_s / 8, 0.0005)
@@ -155,7 +155,7 @@ class RamLoader:
             status = self.link.read_word(DHCSR)
             if status & S_HALT:
                 break
-            if status & S_LOCKUP or timebase.now() > deadline:
+            if status & S_LOCKUP or timebase.monotonic() > deadline:
                 self.link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_HALT)
                 why = "locked up" if status & S_LOCKUP else "did not finish in time"
                 raise LoaderError(f"the flash loader's {what} {why}",

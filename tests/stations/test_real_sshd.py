@@ -1,0 +1,215 @@
+"""Runs on stations through real OpenSSH servers on 127.0.0.1, each station's
+flashrunner simulating its devices."""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+from pathlib import Path
+
+from station_farm import ROOT, Background, Farm, log_of, read_log, run_cli
+
+from runner.linklocks import LinkLocks
+from runner.plan import Outcome
+from runner.stations.localsshd import free_port, start_station
+
+
+def _outcomes(records: list[dict]) -> dict[str, dict]:
+    return {r["device"]: r for r in records if r["event"] in ("device.finished",
+                                                                 "device.skipped")}
+
+
+def _peak(records: list[dict], station: str) -> int:
+    """Most devices of ``station`` between device.started and device.finished at once."""
+    live = peak = 0
+    mine = [r for r in records if r.get("station") == station
+            and r["event"] in ("device.started", "device.finished")]
+    for record in sorted(mine, key=lambda r: r["origin"]["seq"]):
+        live += 1 if record["event"] == "device.started" else -1
+        peak = max(peak, live)
+    return peak
+
+
+def test_the_line_example_rehearses_three_stations_and_ends_ok(
+        farm: Farm, tmp_path: Path) -> None:
+    line = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests" / "line", line / "line",
+                    ignore=shutil.ignore_patterns("local"))
+    shutil.copytree(ROOT / "manifests" / "images", line / "images")
+    shutil.copy(ROOT / "manifests" / "line-stations.yaml", line)
+    # Point the example at this module's local stations (same keys, their ports).
+    inventory = (line / "line" / "stations.yaml").read_text()
+    for name, port in (("pi1", 22201), ("pi2", 22202), ("pi3", 22203)):
+        inventory = inventory.replace(f"port: {port}", f"port: {farm.stations[name].port}")
+    inventory = inventory.replace("user: root", f"user: {getpass.getuser()}")
+    (line / "line" / "stations.yaml").write_text(inventory)
+    shutil.copytree(farm.folder / "keys", line / "line" / "local", symlinks=True)
+
+    done = run_cli("run", str(line / "line-stations.yaml"), "--log-file",
+                   str(tmp_path / "line.jsonl"))
+    assert done.returncode == 0, done.stderr
+    records = read_log(tmp_path / "line.jsonl")
+    outcomes = _outcomes(records)
+    expected = {"sensor-a": "pi1", "sensor-b": "pi1", "io-node": "pi2", "usb-node": "pi2",
+                "controller": "pi3"}
+    assert {d: r["station"] for d, r in outcomes.items()} == expected
+    assert all(r["outcome"] == "ok" for r in outcomes.values())
+    # Station records keep the station's own seq, ts and run id; host seq is one sequence.
+    forwarded = [r for r in records if "origin" in r]
+    assert forwarded and all(r["origin"]["ts"] and r["origin"]["run_id"]
+                             and r["origin"]["line_sha256"] for r in forwarded)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    for station in ("pi1", "pi2", "pi3"):
+        seqs = [r["origin"]["seq"] for r in forwarded if r["station"] == station]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    # The cross-station `after` held: the controller started after sensor-a ended ok.
+    finished = next(r for r in records if r["event"] == "device.finished"
+                    and r["device"] == "sensor-a")
+    started = next(r for r in records if r["event"] == "device.started"
+                   and r["device"] == "controller")
+    assert records.index(started) > records.index(finished)
+    assert records[-1]["event"] == "run.finished" and records[-1]["exit_code"] == 0
+
+
+def test_a_wrong_host_key_refuses_the_station_before_anything_is_sent(
+        farm: Farm, tmp_path: Path) -> None:
+    impostor = tmp_path / "known_hosts"
+    other = start_station(tmp_path / "other", "impostor")   # another host key
+    try:
+        key = (other.host_key.with_suffix(".pub")).read_text().split()
+        impostor.write_text(f"[127.0.0.1]:{farm.stations['pi2'].port} {key[0]} {key[1]}\n")
+    finally:
+        other.stop()
+    accepted_before = (farm.stations["pi2"].folder / "sshd.log").read_text() \
+        .count("Accepted publickey")
+    runs_before = set(farm.stations["pi2"].home.glob(".flashrunner/runs/*"))
+    manifest = farm.write("wrong-key", {"a": {"station": "pi2", "transport": "pi2-1"}},
+                          stations={"pi2": {}}, known_hosts=str(impostor))
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 1
+    outcome = _outcomes(read_log(log_of(manifest)))["a"]
+    assert outcome["outcome"] == "failed" and outcome["error_category"] == "host-key"
+    log = (farm.stations["pi2"].folder / "sshd.log").read_text()
+    assert log.count("Accepted publickey") == accepted_before   # never authenticated
+    assert set(farm.stations["pi2"].home.glob(".flashrunner/runs/*")) == runs_before
+
+
+def test_per_station_max_parallel_and_the_run_bound_both_hold(farm: Farm) -> None:
+    devices = {f"a{n}": {"station": "pi1", "transport": f"pi1-{n}"} for n in range(1, 6)}
+    devices |= {f"b{n}": {"station": "pi3", "transport": f"pi3-{n}"} for n in range(1, 6)}
+    manifest = farm.write("bounded", devices, max_parallel=3, time_scale=0.05, rate=20000,
+                          stations={"pi1": {"links": 5, "max-parallel": 2},
+                                    "pi3": {"links": 5, "max-parallel": 4}})
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 0, done.stderr
+    records = read_log(log_of(manifest))
+    assert all(r["outcome"] == "ok" for r in _outcomes(records).values())
+    pi1, pi3 = _peak(records, "pi1"), _peak(records, "pi3")
+    assert pi1 <= 2 and pi1 + pi3 <= 3
+    assert pi3 >= 1
+
+
+def test_a_dropped_connection_is_regained_and_the_outcome_collected(farm: Farm) -> None:
+    devices = {"slow": {"station": "pi1", "transport": "pi1-1"},
+               "other": {"station": "pi2", "transport": "pi2-1"}}
+    manifest = farm.write("dropped", devices, time_scale=1.0, rate=4096,
+                          stations={"pi1": {}, "pi2": {}})
+    run = Background(manifest, manifest.parent / "run.jsonl")
+    run.wait_for(lambda r: r["event"] == "step.started" and r.get("device") == "slow"
+                 and r.get("action") == "write")
+    farm.stations["pi1"].drop_connections()
+    result = run.join()
+    assert result.exit_code == 0
+    records = run.records()
+    assert any(r["event"] == "station.reconnected" and r["station"] == "pi1" for r in records)
+    outcomes = _outcomes(records)
+    assert outcomes["slow"]["outcome"] == "ok" and outcomes["other"]["outcome"] == "ok"
+    # Nothing lost or repeated across the reconnection.
+    seqs = [r["origin"]["seq"] for r in records if r.get("station") == "pi1"
+            and "origin" in r]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_a_station_stopped_mid_run_fails_only_its_devices_and_collect_gets_them(
+        farm: Farm, tmp_path: Path) -> None:
+    doomed = farm.start("pi4")
+    devices = {"lost": {"station": "pi4", "transport": "pi4-1"},
+               "fine": {"station": "pi2", "transport": "pi2-1"}}
+    manifest = farm.write("stopped", devices, time_scale=1.0, rate=4096,
+                          stations={"pi4": {"reconnect": 1}, "pi2": {}})
+    log = manifest.parent / "run.jsonl"
+    run = Background(manifest, log)
+    run.wait_for(lambda r: r["event"] == "step.started" and r.get("device") == "lost"
+                 and r.get("action") == "write")
+    doomed.stop()
+    result = run.join()
+    assert result.exit_code == 1
+    by_device = {d.device: d for d in result.devices}
+    assert by_device["fine"].outcome is Outcome.OK
+    assert by_device["lost"].outcome is Outcome.UNKNOWN
+    assert by_device["lost"].reason == "station lost"
+    outcomes = _outcomes(run.records())
+    assert outcomes["lost"]["outcome"] == "unknown"
+    assert outcomes["lost"]["error_category"] == "station-lost"
+
+    # The write went on, detached, on the station; collect fetches it once sshd is back.
+    exit_file = next(doomed.home.glob(".flashrunner/runs/*/exit.json"), None)
+    restarted = farm.start("pi4", doomed.port)
+    assert restarted.port == doomed.port
+    done = run_cli("collect", str(log))
+    assert done.returncode == 0, done.stderr
+    assert "lost: ok" in done.stderr
+    collected = sorted(tmp_path.parent.glob("**/run.collect-*.jsonl"))
+    assert collected and any(r["event"] == "device.finished" and r["device"] == "lost"
+                             and r["outcome"] == "ok" for r in read_log(collected[-1]))
+    assert exit_file is None or exit_file.exists()
+
+
+def test_two_runs_on_one_station_serialise_on_a_shared_link(farm: Farm) -> None:
+    devices = {"board": {"station": "pi3", "transport": "pi3-1"}}
+    first = farm.write("first", devices, time_scale=1.0, rate=16384, stations={"pi3": {}})
+    second = farm.write("second", devices, time_scale=1.0, rate=16384, stations={"pi3": {}})
+    # A person at the bench holds the link (the station's own lock folder).
+    bench = LinkLocks(folder=farm.stations["pi3"].folder / "locks", simulated=True,
+                      holder={"run_id": "bench-run", "operator": "ann"})
+    with bench.hold("sim:pi3-1", device="board"):
+        one = Background(first, first.parent / "run.jsonl")
+        two = Background(second, second.parent / "run.jsonl")
+        for run in (one, two):
+            waiting = run.wait_for(lambda r: r["event"] == "link.waiting")
+            assert waiting["held_by"]["run_id"] == "bench-run"
+            assert waiting["held_by"]["operator"] == "ann"
+        assert not any(r["event"] == "device.started" for r in one.records() + two.records())
+    assert one.join().exit_code == 0 and two.join().exit_code == 0
+    spans = []
+    for run in (one, two):
+        records = run.records()
+        began = next(r for r in records if r["event"] == "device.started")["origin"]["ts"]
+        ended = next(r for r in records if r["event"] == "device.finished")["origin"]["ts"]
+        spans.append((began, ended))
+    spans.sort()
+    assert spans[1][0] >= spans[0][1], spans   # one after the other, never both at once
+
+
+def test_a_hostile_file_name_and_work_dir_are_staged_and_flashed_safely(
+        farm: Farm, tmp_path: Path) -> None:
+    hostile = "it's a \"$(touch PWNED)\" `touch PWNED2`; rm -rf x.bin"
+    manifest = farm.write("hostile", {"a": {"station": "pi1", "transport": "pi1-1"}},
+                          image=hostile,
+                          stations={"pi1": {"work-dir": "runs $(touch PWNED3) 'q'"}})
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 0, done.stderr
+    assert _outcomes(read_log(log_of(manifest)))["a"]["outcome"] == "ok"
+    home = farm.stations["pi1"].home
+    assert (home / "runs $(touch PWNED3) 'q'" / "cache").is_dir()
+    for folder in (home, manifest.parent, ROOT, Path.cwd()):
+        assert not list(folder.glob("PWNED*")), folder
+
+
+def test_an_unused_port_fails_its_station_as_unreachable(farm: Farm) -> None:
+    manifest = farm.write("nobody", {"a": {"station": "pi1", "transport": "pi1-1"}},
+                          stations={"pi1": {"port": free_port(), "reconnect": 0}})
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 1
+    outcome = _outcomes(read_log(log_of(manifest)))["a"]
+    assert outcome["error_category"] == "station-unreachable"
