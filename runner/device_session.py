@@ -52,6 +52,9 @@ from transports.endpoints import HARDWARE, Endpoints
 from transports.errors import HardwareControlError
 from transports.registry import load_transport
 
+#: Links that reach the chip through its ROM bootloader (BOOT0 high selects it).
+_ROM_LINKS = frozenset({"dfu", "uart", "i2c", "can"})
+
 __all__ = ["DeviceSession", "RunContext", "StepProgress", "error_fields", "hex_ranges"]
 
 
@@ -155,7 +158,8 @@ class DeviceSession:
                 self.emit(ev.HARDWARE_GPIO if what == "gpio" else ev.HARDWARE_POWER, dict(fields))
 
             self._hardware = DeviceHardware(self.context.hardware, self.plan.device,
-                                            self.plan.wiring, report)
+                                            self.plan.wiring, report,
+                                            rom_link=self.plan.kind in _ROM_LINKS)
         return self._hardware
 
     def release_hardware(self) -> None:

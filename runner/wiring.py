@@ -124,8 +124,10 @@ class DeviceHardware:
     """One device's power ports and pins, opened as the recovery actions need them."""
 
     def __init__(self, control: HardwareControl, device: str, wiring: Wiring,
-                 report: Report) -> None:
+                 report: Report, *, rom_link: bool = False) -> None:
         self.control, self.device, self.wiring, self.report = control, device, wiring, report
+        #: The link is the ROM bootloader (DFU, USART, I2C, CAN): BOOT0 rests high.
+        self.rom_link = rom_link
         self._pins: TargetPins | None = None
 
     def pins(self) -> TargetPins:
@@ -142,7 +144,8 @@ class DeviceHardware:
             self._pins = TargetPins(self.control.gpio_backend(), f"flashrunner:{self.device}",
                                     nrst=line(self.wiring.nrst, True),
                                     boot0=line(self.wiring.boot0, False), on_change=changed,
-                                    sleep=self.control.sleep, monotonic=self.control.monotonic)
+                                    sleep=self.control.sleep, monotonic=self.control.monotonic,
+                                    boot0_rest=self.rom_link)
             self._pins.open()
         return self._pins
 

@@ -154,8 +154,12 @@ class TargetPins:
                  boot0: LineSpec | None = None, on_change: LineEvent | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  monotonic: Callable[[], float] = time.monotonic,
-                 pulse_s: float = 0.02, settle_s: float = 0.1) -> None:
+                 pulse_s: float = 0.02, settle_s: float = 0.1,
+                 boot0_rest: bool = False) -> None:
         self.backend, self.consumer = backend, consumer
+        #: BOOT0 between operations: high for a board flashed through its ROM bootloader
+        #: (so any reset brings the ROM back), low for one reached by a debug probe.
+        self.boot0_rest = boot0_rest
         self.specs = {role: spec for role, spec in (("nrst", nrst), ("boot0", boot0)) if spec}
         self.on_change = on_change
         self.sleep, self.monotonic = sleep, monotonic
@@ -173,8 +177,9 @@ class TargetPins:
 
     def open(self) -> None:
         if self._request is None and self.specs:
+            initial = {"nrst": False, "boot0": self.boot0_rest}
             self._request = self.backend.request(self.consumer, self.specs,
-                                                 {role: False for role in self.specs})
+                                                 {role: initial[role] for role in self.specs})
 
     def close(self) -> None:
         request, self._request = self._request, None
@@ -215,7 +220,7 @@ class TargetPins:
         self.sleep(self.pulse_s)
         self._set("nrst", False)  # BOOT0 is sampled here
         self.sleep(self.settle_s)
-        if bootloader:
-            self._set("boot0", False)  # sampled already: released so the next reset runs the app
+        if bootloader != self.boot0_rest:
+            self._set("boot0", self.boot0_rest)  # sampled already: back to its rest level
         return {"boot0": self.specs["boot0"].describe(), "nrst": self.specs["nrst"].describe(),
                 "mode": "bootloader" if bootloader else "application"}

@@ -37,7 +37,11 @@ def check_template(argv: Sequence[str]) -> None:
             if field not in _FIELDS:
                 raise ValueError(f"unknown field {{{field}}} in {element!r}; use "
                                  f"{', '.join('{' + f + '}' for f in sorted(_FIELDS))}")
-            if conversion or not _SPEC.match(spec or ""):
+            if conversion:
+                raise ValueError(f"conversion !{conversion} in {element!r} is not allowed; "
+                                 f"write {{{field}}} or an integer format such as "
+                                 f"{{mask:#06x}}")
+            if not _SPEC.match(spec or ""):
                 raise ValueError(f"format {{{field}:{spec}}} in {element!r} is not an "
                                  f"integer format such as {{mask:#06x}}")
 

@@ -107,6 +107,7 @@ class SimUsbHub(SimUsbDevice):
             return
         for port, since in list(self._off_since.items()):
             if since >= 0 and self.clock.elapsed - since >= self.repowers_after_s:
+                del self._off_since[port]
                 self.set_power(port, True, "kernel")
 
     # ------------------------------------------------------------------ requests
