@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_station_commands(commands)
 
+    examples = commands.add_parser("examples", help="list the example manifests, or copy them")
+    examples.add_argument("--copy", type=Path, metavar="DIR",
+                          help="copy every example, with its images, into DIR")
+    examples.set_defaults(handler=_cmd_examples)
+
     completion = commands.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
     completion.set_defaults(handler=lambda args: _cmd_completion(args, parser))
@@ -402,6 +407,28 @@ def _print_options(kind: str, schema: Mapping[str, Any], out: TextIO) -> None:
         print(f"  {name}: {_describe_type(spec)}{flags}", file=out)
         if spec.get("description"):
             print(f"      {spec['description']}", file=out)
+
+
+def _cmd_examples(args: argparse.Namespace) -> int:
+    from runner.console import plural
+    from runner.example_files import copy_examples, list_examples
+
+    if args.copy is not None:
+        copied = copy_examples(args.copy)
+        manifests = [path for path in copied if path.parent == args.copy
+                     and path.suffix == ".yaml"]
+        print(f"copied {plural(len(copied), 'file')} to {args.copy}; try:\n"
+              f"  flashrunner run {args.copy / 'demo.yaml'}" if manifests else
+              f"copied {plural(len(copied), 'file')} to {args.copy}")
+        return EXIT_OK
+    examples = list_examples()
+    width = max((len(example.name) for example in examples), default=0)
+    for example in examples:
+        print(f"{example.name:<{width}}  {plural(example.devices, 'device'):>10}  "
+              f"{example.description}")
+    print(f"in {examples[0].path.parent if examples else '?'}; "
+          f"`flashrunner examples --copy DIR` copies them to edit")
+    return EXIT_OK
 
 
 def _cmd_completion(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

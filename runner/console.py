@@ -95,6 +95,7 @@ class ConsoleRenderer:
         self.unicode = "utf" in encoding or encoding == ""
         self._drawn = 0
         self._dirty = False
+        self._unverified: list[str] = []   # plan warnings about writes never verified
         self._last_draw = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -217,7 +218,10 @@ class ConsoleRenderer:
             self._ticker.start()
 
     def _on_plan_warning(self, f: dict[str, Any]) -> None:
-        self._say(f"warning: {f.get('message')}", "retry")
+        message = str(f.get("message"))
+        if "does not verify it" in message:
+            self._unverified.append(message)   # repeated under the summary
+        self._say(f"warning: {message}", "retry")
 
     def _on_device_started(self, f: dict[str, Any]) -> None:
         line = self._line(f)
@@ -315,6 +319,7 @@ class ConsoleRenderer:
                 f"{format_duration(float(f.get('duration_ms', 0)))}; "
                 f"exit code {f.get('exit_code')}\n")
         out += "".join(line + "\n" for line in _failure_kinds(devices))
+        out += "".join(f"warning: not verified: {message}\n" for message in self._unverified)
         self._write(out)
 
     def close(self) -> None:

@@ -38,7 +38,6 @@ from runner.plan import Plan, RunResult
 from transports.endpoints import HARDWARE, Endpoints
 from transports.sim.control import sim_hardware
 from transports.sim.endpoints import SimulatedEndpoints
-from transports.sim.faults import Fault
 from transports.sim.world import DeviceProfile, SimulationWorld
 
 __all__ = ["DEFAULT_LOG_TEMPLATE", "compose_endpoints", "execute", "needs_simulation",
@@ -154,7 +153,7 @@ def simulation_world(plan: Plan) -> SimulationWorld:
     spec = plan.simulation
     profiles = {
         name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
-                            faults=tuple(Fault.from_mapping(f) for f in device.faults))
+                            faults=device.faults)
         for name, device in spec.devices.items()
     }
     return SimulationWorld(time_scale=spec.time_scale, seed=spec.seed or plan.manifest_sha256,

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from transports.faults import Fault
+
 if TYPE_CHECKING:
     from runner.unitdata import UnitSource
 
@@ -367,7 +369,7 @@ class SimulatedDevice:
     """``simulation.devices.<name>``: how a simulated chip starts (RDP, faults, quirks)."""
 
     rdp: int = 0
-    faults: tuple[Mapping[str, Any], ...] = ()
+    faults: tuple[Fault, ...] = ()
     fill: int | None = None
     quirks: Mapping[str, Any] = field(default_factory=frozen_map)
 

@@ -43,6 +43,38 @@ def register(commands: Any) -> None:
                              "public key")
     keygen.set_defaults(handler=_cmd_keygen)
 
+    verify = actions.add_parser(
+        "verify", help="check logs: chain, sequence, time, attestation, ledger",
+        description="Exit 0: every log is valid; 1: a log is truncated or tampered; "
+                    "2: bad arguments.")
+    verify.add_argument("logs", type=Path, nargs="+", metavar="LOG")
+    verify.add_argument("--key", type=Path, metavar="PUB.pem",
+                        help="the station's public key: the attestation must be signed by it")
+    verify.add_argument("--ledger", type=Path, metavar="DIR",
+                        help="check the logs against the host's ledger in DIR")
+    verify.add_argument("--json", action="store_true", help="the verdicts as JSON on stdout")
+    verify.set_defaults(handler=_cmd_verify)
+
+    report = actions.add_parser(
+        "report", help="one row per unit over many logs (which UID got which image)")
+    report.add_argument("logs", type=Path, nargs="+", metavar="LOG|DIR",
+                        help="log files, or folders searched for *.jsonl")
+    report.add_argument("--by", choices=("unit", "device", "image"), default="unit",
+                        help="unit: by UID; device: by device; image: a row per image written")
+    report.add_argument("--image", metavar="SHA256|NAME",
+                        help="only units that received this image")
+    report.add_argument("--uid", help="only this chip")
+    report.add_argument("--device", help="only this device (manifest name)")
+    report.add_argument("--station", help="only this station")
+    report.add_argument("--since", metavar="WHEN",
+                        help="only units flashed at or after WHEN (2026-12-01 or "
+                             "2026-12-01T08:00)")
+    report.add_argument("--format", choices=("table", "csv", "json", "md"),
+                        default="table")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="write the report here instead of stdout")
+    report.set_defaults(handler=_cmd_report)
+
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -73,4 +105,89 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     print(f"{args.key}: Ed25519 private key (keep it on the station, mode 0600)")
     print(f"{pub_path}: public key for `flashrunner audit verify --key`")
     print(f"keyid {keyid_of(key.public_key())}", file=sys.stdout)
+    return 0
+
+
+def _existing(paths: list[Path], what: str) -> None:
+    from runner.errors import PlanError
+
+    for path in paths:
+        if not path.exists():
+            raise PlanError(f"{path}: no such {what}")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from runner.audit.attest import load_public_key
+    from runner.audit.ledger import Ledger
+    from runner.audit.verify import verify_ledger, verify_log
+    from runner.errors import PlanError
+
+    _existing(args.logs, "log")
+    if any(path.is_dir() for path in args.logs):
+        raise PlanError("audit verify takes log files, not folders",
+                        hint="e.g. flashrunner audit verify logs/*.jsonl")
+    key = load_public_key(args.key) if args.key is not None else None
+    if args.ledger is not None and not args.ledger.is_dir():
+        raise PlanError(f"{args.ledger}: no such ledger folder")
+    ledger = Ledger(args.ledger) if args.ledger is not None else None
+    verdicts = [verify_log(path, key=key, ledger=ledger) for path in args.logs]
+    ledger_findings = verify_ledger(ledger, verdicts) if ledger is not None else []
+    valid = all(v.status == "valid" for v in verdicts) and not ledger_findings
+    if args.json:
+        json.dump({"valid": valid, "logs": [v.as_json() for v in verdicts],
+                   "ledger": None if ledger is None else {
+                       "file": str(ledger.path),
+                       "findings": [f.__dict__ if hasattr(f, "__dict__") else
+                                    {"severity": f.severity, "message": f.message,
+                                     "line": f.line} for f in ledger_findings]}},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0 if valid else 1
+    for verdict in verdicts:
+        print(f"{verdict.path}: {verdict.status.upper()} — {verdict.lines} records, "
+              f"head {verdict.head[:12]}…, run {verdict.run_id}")
+        for finding in verdict.findings:
+            where = f"line {finding.line}: " if finding.line else ""
+            print(f"  {finding.severity}: {where}{finding.message}")
+        if verdict.attestation:
+            print(f"  attestation: {verdict.attestation}")
+        if verdict.ledger:
+            print(f"  ledger: {verdict.ledger}")
+    if ledger is not None:
+        state = "continuous" if not ledger_findings else "BROKEN"
+        print(f"ledger {ledger.path}: {state}")
+        for finding in ledger_findings:
+            where = f"line {finding.line}: " if finding.line else ""
+            print(f"  {finding.severity}: {where}{finding.message}")
+    return 0 if valid else 1
+
+
+def _since(text: str | None) -> str | None:
+    """``--since`` as the start of a log ``ts`` (UTC), checked."""
+    import re
+
+    from runner.errors import PlanError
+
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d{4}-\d\d-\d\d([T ]\d\d(:\d\d(:\d\d)?)?)?Z?", text):
+        raise PlanError(f"--since {text!r} is not a date or time",
+                        hint="use 2026-12-01 or 2026-12-01T08:00 (UTC)")
+    return text.rstrip("Z").replace(" ", "T")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from runner.audit.report import collect_logs, filter_rows, render, report_rows, sort_rows
+
+    logs = collect_logs(args.logs)
+    rows = filter_rows(report_rows(logs), image=args.image, uid=args.uid, device=args.device,
+                       since=_since(args.since), station=args.station)
+    rows = sort_rows(rows, args.by)
+    text = render(rows, args.format)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
     return 0

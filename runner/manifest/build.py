@@ -47,6 +47,7 @@ from runner.model import (
     frozen_map,
 )
 from runner.unitdata import source_from_mapping, unit_size
+from transports.faults import Fault
 
 __all__ = ["build_manifest"]
 
@@ -244,7 +245,7 @@ def _steps(recipe_name: str, recipe: Any, marks: Marks, at: Any,
 def _simulation(spec: Mapping[str, Any]) -> SimulationSpec:
     devices = {
         name: SimulatedDevice(rdp=device.get("rdp", 0),
-                              faults=tuple(_frozen(f) for f in device.get("faults", ())),
+                              faults=tuple(Fault.from_mapping(f) for f in device.get("faults", ())),
                               fill=device.get("fill"), quirks=_frozen(device.get("quirks", {})))
         for name, device in (spec.get("devices") or {}).items()
     }

@@ -32,6 +32,7 @@ from runner.errors import EnvironmentProblem, ImageError, PlanError, UnitDataErr
 from runner.images import FORMATS, LoadedImage, load_image
 from runner.manifest.checks import Checker, device_link, entries, steps, write_images
 from runner.manifest.paths import PathPolicy
+from runner.manifest.simulated import check_simulated_devices
 from runner.manifest.structure import phrase, strict_validator
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
@@ -137,10 +138,13 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
             _fit(checker, name, chip, recipe_name, recipe, images)
             _fit_unit_data(checker, name, chip, recipe_name, recipe, images, sizes)
+            if link in links:
+                _write_rules(checker, name, chip, link, links[link], recipe, images)
         if len(checker.issues) == issues:
             clean.add(key)
     for link in links.keys() - used:
         _options(checker, None, link, {}, links[link])
+    check_simulated_devices(checker, links)
 
 
 def _link_classes(checker: Checker) -> dict[str, TransportClass]:
@@ -264,6 +268,39 @@ def _fit_unit_data(checker: Checker, device: str, chip: Chip, recipe_name: str, 
                 checker.at(where, f"unit-data at 0x{address:08X} shares a {unit}-byte write "
                                   f"unit of {chip.part} with image '{name}' on device "
                                   f"{device}; align the field to {unit} bytes")
+
+
+def _write_rules(checker: Checker, device: str, chip: Chip, link: str,
+                 transport: TransportClass, recipe: Any,
+                 images: Mapping[str, LoadedImage]) -> None:
+    """Every write the device's recipe makes starts where its link can write.
+
+    The link class says its rules (``write_alignment``, in bytes; 1 when it has
+    none); a write the link would refuse is an error now, not after the erase.
+    """
+    alignment = int(getattr(transport, "write_alignment", 1) or 1)
+    if alignment <= 1:
+        return
+    unit = chip.flash.write_unit
+    starts: list[tuple[str, int]] = []
+    for index, kind, value, _ in steps(recipe):
+        if kind == "write":
+            starts.extend((f"image '{image}'", segment.address) for _, image
+                          in write_images(value) if image in images
+                          for segment in images[image].memory.segments)
+        elif kind == "unit-data" and isinstance(value, dict) \
+                and isinstance(value.get("address"), int):
+            starts.append((f"the unit-data field of step {index + 1}", value["address"]))
+    reported: set[str] = set()
+    for what, address in starts:
+        start = address // unit * unit     # the plan pads each write to the chip's write unit
+        if start % alignment == 0 or what in reported:
+            continue
+        reported.add(what)
+        checker.at(("devices", device, "transport"),
+                   f"{what} starts at 0x{start:08X}, but a {transport.kind} link writes only "
+                   f"at {alignment}-byte aligned addresses, so device {device} would be "
+                   f"erased and then refused; move it to a {alignment}-byte boundary")
 
 
 def _bootloader(checker: Checker, device: str, chip: Chip, transport: TransportClass) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,3 +89,10 @@ def make_key(path: Path) -> Path:
     path.with_name(path.name + ".pub").write_bytes(
         key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``flashrunner audit ARGS`` in a process of its own (this tree's code)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "runner", "audit", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner.compiler import compile_plan
 from runner.manifest import load_manifest
 
@@ -66,3 +68,14 @@ def test_validate_prints_the_warnings_and_still_succeeds(tmp_path: Path) -> None
                           text=True, cwd=ROOT, check=False)
     assert done.returncode == 0
     assert "warning: " in done.stderr and "does not verify it" in done.stderr
+
+
+def test_the_run_summary_repeats_that_a_write_was_not_verified(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.cli import main
+
+    path = _write(tmp_path, verify=False)
+    assert main(["run", str(path), "--log-file", str(tmp_path / "run.jsonl")]) == 0
+    err = capsys.readouterr().err
+    summary = err[err.index("exit code 0"):]
+    assert "warning: not verified:" in summary and "recipe std writes flash" in summary

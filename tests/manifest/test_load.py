@@ -21,6 +21,7 @@ from runner.model import (
     VerifyStep,
     WriteStep,
 )
+from transports.faults import Fault
 
 HERE = Path(__file__).parent
 GOOD = HERE / "good" / "widget.yaml"
@@ -117,8 +118,8 @@ def test_simulation_settings_are_built() -> None:
     assert simulation.seed == "line-a"
     sensor = simulation.devices["sensor-1"]
     assert sensor.rdp == 1 and sensor.fill == 0
-    assert sensor.faults[0]["at-byte"] == 4096
-    assert sensor.quirks["any"] == "thing"
+    assert sensor.faults == (Fault(kind="timeout", op="write", at_byte=4096, times=1),)
+    assert sensor.quirks == {}
 
 
 def test_every_element_knows_where_it_was_written() -> None:

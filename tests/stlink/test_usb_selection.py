@@ -55,7 +55,7 @@ def test_no_match_lists_what_was_found(open_session: Open) -> None:
     with pytest.raises(ConnectError) as info:
         session.connect()
     assert "no ST-Link with serial 000000000000000000000000" in str(info.value)
-    assert "probes found: ST-Link/V2 serial ABCDEF000000000000000001 at port 1-4.1" \
+    assert "ST-Links present: ST-Link/V2 serial ABCDEF000000000000000001 at port 1-4.1" \
         in str(info.value)
 
 

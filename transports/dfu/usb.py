@@ -1,35 +1,32 @@
-"""Finding the DFU device: USB discovery, selection, descriptors, libusb errors.
+"""Finding the DFU device: its candidates, its descriptors, its errors.
 
-ROM DFU serials are derived from only 48 bits of the 96-bit UID and have been
-seen to collide on a line of identical boards, so a selection that matches
-more than one device is refused with the candidates listed; the USB port path
-(``1-4.2``, as dfu-util's ``-p`` and udev's ID_PATH) picks one unambiguously.
+Discovery, port paths, selection and the libusb error table are the shared
+USB layer's (:mod:`transports.usb`). ROM DFU serials are derived from only 48
+bits of the 96-bit UID and have been seen to collide on a line of identical
+boards, so a selection that matches more than one device is refused with the
+candidates listed; the USB port path (``1-4.2``, as dfu-util's ``-p`` and
+udev's ID_PATH) picks one unambiguously.
 """
 
 from __future__ import annotations
 
-import errno
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import usb.core
 import usb.util
 
+from transports import usb as shared
 from transports.errors import (
-    BusFault,
-    ConnectError,
     EnvironmentProblem,
     LinkLost,
-    LinkTimeout,
-    ProtocolError,
-    Refused,
     RunnerError,
     TransportError,
 )
+from transports.usb import UDEV_HINT, LinkNames, Stalled
 
 __all__ = [
     "UDEV_HINT",
@@ -48,62 +45,18 @@ __all__ = [
     "usb_errors",
 ]
 
-_RULES = Path(__file__).resolve().parents[1] / "udev" / "99-flashrunner.rules"
-UDEV_HINT = (f"install flashrunner's udev rules (they grant access to 0483:df11): "
-             f"sudo cp {_RULES} /etc/udev/rules.d/ && sudo udevadm control --reload-rules "
-             f"&& sudo udevadm trigger, then replug the board")
-
 _DESC_CONFIGURATION = 0x02
 _DESC_INTERFACE = 0x04
 _DESC_DFU_FUNCTIONAL = 0x21
-_LIBUSB_ERROR_NO_DEVICE = -4
 DFU_CLASS, DFU_SUBCLASS = 0xFE, 0x01
 DFU_MODE_PROTOCOL = 0x02
+_THING = "the DFU device"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LinkNames:
-    """Which manifest link and device a session serves, for error fields."""
-
-    link: str
-    device: str
-
-
-class Stalled(Exception):  # a wire signal, always turned into a flashrunner error
-    """The device stalled a control transfer (libusb EPIPE)."""
-
-
-@contextmanager
-def usb_errors(what: str, names: LinkNames, *, stall_is_error: bool = True) -> Iterator[None]:
-    """Translate pyusb/libusb exceptions raised inside the block into ours."""
-    where = {"transport": names.link, "device": names.device}
-    link, device = names.link, names.device
-    try:
-        yield
-    except usb.core.USBTimeoutError as error:
-        raise LinkTimeout(f"the DFU device of {names.device} did not answer {what}",
-                          hint="check the cable; a ROM busy erasing answers late, "
-                               "power-cycle the board if it stays silent", **where) from error
-    except usb.core.USBError as error:
-        code = error.errno
-        if code == errno.EPIPE:
-            if stall_is_error:
-                raise Refused(f"the DFU device of {names.device} stalled {what}",
-                              command=what, transport=link, device=device) from error
-            raise Stalled(what) from error
-        if code == errno.ENODEV or error.backend_error_code == _LIBUSB_ERROR_NO_DEVICE:
-            raise LinkLost(f"the DFU device of {names.device} left the bus during {what}",
-                           hint="check the cable and the board's power; it re-enumerates "
-                                "after a reset", **where) from error
-        if code == errno.EACCES:
-            raise EnvironmentProblem(f"no permission to open the USB DFU device of "
-                                     f"{names.device}", hint=UDEV_HINT) from error
-        if code == errno.EBUSY:
-            raise ConnectError(f"the DFU device of {names.device} is claimed by another "
-                               f"program", hint="close dfu-util or STM32CubeProgrammer",
-                               **where) from error
-        raise BusFault(f"USB error during {what} on {names.device}: {error}",
-                       command=what, transport=link, device=device) from error
+def usb_errors(what: str, names: LinkNames, *,
+               stall_is_error: bool = True) -> AbstractContextManager[None]:
+    """The shared libusb error table (:func:`transports.usb.usb_errors`) for a DFU device."""
+    return shared.usb_errors(what, names, thing=_THING, stall_is_error=stall_is_error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,8 +142,7 @@ def parse_interfaces(blob: bytes) -> tuple[DfuInterface, ...]:
 
 def port_path_of(device: Any) -> str:
     """``<bus>-<port>[.<port>…]``, as dfu-util ``-p`` and the sysfs device name spell it."""
-    ports = device.port_numbers or (device.port_number,)
-    return f"{device.bus}-{'.'.join(str(p) for p in ports if p is not None)}"
+    return shared.port_path(device)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,19 +165,9 @@ class DfuCandidate:
 def _candidate(device: Any, names: LinkNames) -> DfuCandidate | None:
     """The device with its serial read; ``None`` when it left the bus meanwhile."""
     path = port_path_of(device)
-    if not device.iSerialNumber:
-        return DfuCandidate(device=device, serial="", port_path=path)
     try:
-        with usb_errors("reading the serial number", names):
-            try:
-                serial = str(usb.util.get_string(device, device.iSerialNumber) or "")
-            except ValueError as error:
-                # pyusb hides why it found no LANGID; asking again directly
-                # raises the USB error itself (EACCES, ENODEV) for us to map.
-                usb.util.get_langids(device)
-                raise ProtocolError(f"the USB DFU device at port {path} has no string "
-                                    f"descriptors", command="GET_DESCRIPTOR",
-                                    transport=names.link, device=names.device) from error
+        serial = shared.read_string(device, device.iSerialNumber, "reading the serial number",
+                                    names, thing=_THING)
     except LinkLost:
         return None  # another board re-enumerating while we looked
     except (EnvironmentProblem, TransportError) as problem:
@@ -235,13 +177,7 @@ def _candidate(device: Any, names: LinkNames) -> DfuCandidate | None:
 
 def find_candidates(vid: int, pid: int, backend: Any, names: LinkNames) -> list[DfuCandidate]:
     """Every device with this VID:PID, with its serial string and port path."""
-    try:
-        devices = list(usb.core.find(find_all=True, idVendor=vid, idProduct=pid,
-                                     backend=backend) or ())
-    except usb.core.NoBackendError as error:
-        raise EnvironmentProblem("libusb is not installed; USB DFU needs it",
-                                 hint="install libusb-1.0 (Debian/Ubuntu: "
-                                      "sudo apt-get install libusb-1.0-0)") from error
+    devices = shared.find_devices(backend, vid=vid, pid=pid, what="USB DFU device")
     found = (_candidate(device, names) for device in devices)
     return [candidate for candidate in found if candidate is not None]
 
@@ -258,27 +194,14 @@ def select_candidate(candidates: list[DfuCandidate], *, vid: int, pid: int,
     unreadable = [c.problem for c in at_port if c.problem is not None]
     if unreadable and (serial is not None or len(at_port) == 1):
         raise unreadable[0]
-    matching = [c for c in at_port
-                if serial is None or (c.serial or "").upper() == serial.upper()]
-    wanted = " and ".join(part for part in (
-        f"serial {serial}" if serial else "", f"port {port_path}" if port_path else "") if part)
     usb_id = f"{vid:04x}:{pid:04x}"
-    if len(matching) == 1:
-        return matching[0]
-    where = {"transport": names.link, "device": names.device}
-    if not matching:
-        seen = "; ".join(c.describe() for c in candidates) or "none"
-        raise ConnectError(
-            f"no USB DFU device {usb_id}{' with ' + wanted if wanted else ''} for "
-            f"{names.device} (DFU devices present: {seen})",
-            hint="start the chip in its DFU bootloader (BOOT0 high, then reset) and check "
-                 "the cable; 'lsusb -d " + usb_id + "' lists what the host sees", **where)
-    listed = "; ".join(c.describe() for c in matching)
-    raise ConnectError(
-        f"{len(matching)} USB DFU devices {usb_id} match{' ' + wanted if wanted else ''} for "
-        f"{names.device}: {listed}; refusing to guess",
-        hint="ROM DFU serials can collide on identical boards: set port-path on the link "
-             "to the USB port the board is plugged into", **where)
+    return shared.select(
+        candidates, serial=serial, port_path=port_path, what=f"USB DFU device {usb_id}",
+        plural=f"USB DFU devices {usb_id}", names=names,
+        missing_hint="start the chip in its DFU bootloader (BOOT0 high, then reset) and check "
+                     "the cable; 'lsusb -d " + usb_id + "' lists what the host sees",
+        ambiguous_hint="ROM DFU serials can collide on identical boards: set port-path on the "
+                       "link to the USB port the board is plugged into")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,64 +3,23 @@
 A :class:`FaultPlan` holds faults; front ends call :meth:`FaultPlan.check`
 before they carry out an operation and translate an :class:`InjectedFault`
 into what the wire would show (no answer, a NACK, a dropped USB device, a
-corrupted byte). A fault fires when the operation's running byte count for
-the session reaches ``at_byte``; a *transient* fault fires ``times`` times and
-then clears, a permanent one (``times=None``) fires every time.
+corrupted byte). The faults themselves are data (:mod:`transports.faults`), read
+from the manifest when it is loaded. A fault fires when the operation's running
+byte count for the session reaches ``at_byte``; a *transient* fault fires
+``times`` times and then clears, a permanent one (``times=None``) fires every time.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+
+from transports.faults import FAULT_KINDS, FAULT_OPS, Fault
 
 __all__ = ["FAULT_KINDS", "FAULT_OPS", "Fault", "FaultPlan", "InjectedFault"]
 
-FAULT_KINDS = frozenset({"timeout", "nack", "link-lost", "corrupt", "brownout", "wedged",
-                         "no-enumerate"})
 #: Faults that change a board's state rather than hit an operation (see :meth:`FaultPlan.take`).
 _STATE_KINDS = frozenset({"no-enumerate"})
-FAULT_OPS = frozenset({"connect", "erase", "write", "read", "any"})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fault:
-    """One planned fault.
-
-    Attributes:
-        kind: ``timeout`` (no answer), ``nack`` (refusal), ``link-lost``
-            (the link drops), ``corrupt`` (a programmed byte comes out wrong),
-            ``brownout`` (power lost: the operation is cut short, link drops),
-            ``wedged`` (the device stops answering until its power is cut),
-            ``no-enumerate`` (a USB board does not show up after a reset or
-            power-up, ``times`` resets in a row).
-        op: which operation it hits; ``any`` matches all.
-        at_byte: fires once this many bytes of ``op`` have passed (0 = at once).
-        times: how often it fires before clearing; ``None`` = permanent.
-    """
-
-    kind: str
-    op: str = "write"
-    at_byte: int = 0
-    times: int | None = 1
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; use one of "
-                             f"{', '.join(sorted(FAULT_KINDS))}")
-        if self.op not in FAULT_OPS:
-            raise ValueError(f"unknown fault op {self.op!r}; use one of "
-                             f"{', '.join(sorted(FAULT_OPS))}")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Fault:
-        """Build from a manifest entry such as ``{kind: timeout, op: write, at-byte: 4096}``."""
-        times = data.get("times", 1)
-        if data.get("permanent"):
-            times = None
-        return cls(kind=data["kind"], op=data.get("op", "write"),
-                   at_byte=int(data.get("at-byte", 0)), times=times)
 
 
 class InjectedFault(Exception):

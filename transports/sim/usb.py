@@ -12,7 +12,9 @@ so a driver can find a DFU functional descriptor wherever the device puts it).
 
 Errors are raised as libusb raises them: a stall is ``USBError`` with errno
 EPIPE, a timeout ``USBTimeoutError``, an unplugged device ENODEV, a device the
-user may not open EACCES.
+user may not open EACCES, and claiming an interface that a kernel driver or
+another program holds (:attr:`SimUsbDevice.held_by`: OpenOCD, a running
+STM32CubeProgrammer) EBUSY, as libusb's usbfs claim answers.
 
 The backend counts every transfer (control, bulk OUT, bulk IN) per device, so
 benchmarks can report round trips per KiB deterministically.
@@ -179,6 +181,8 @@ class SimUsbDevice:
         self.counts = TransferCounts()
         self.plugged = True
         self.accessible = True
+        #: Another program that has claimed the device's interfaces (``None``: nobody).
+        self.held_by: str | None = None
         self.kernel_driver: set[int] = set()
         self.configuration_value = 0
         self.alternates: dict[int, int] = {}
@@ -432,7 +436,7 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     def claim_interface(self, dev_handle: _Handle, intf: int) -> None:
         device = self._device(dev_handle)
-        if intf in device.kernel_driver:
+        if intf in device.kernel_driver or device.held_by is not None:
             raise _usb_error("Resource busy", _LIBUSB_ERROR_BUSY, errno.EBUSY)
         device.claimed.add(intf)
 

@@ -133,7 +133,8 @@ class Target:
             pidr2 = self.link.read_word(ROM_PIDR2)
         except MemoryFault:
             return None
-        return ((pidr4 & 0xF) << 7) | ((pidr2 & 0x7) << 4) | ((pidr1 >> 4) & 0xF)
+        # JEP106: continuation code (PIDR4[3:0]) << 8 | identity (PIDR2[2:0], PIDR1[7:4])
+        return ((pidr4 & 0xF) << 8) | ((pidr2 & 0x7) << 4) | ((pidr1 >> 4) & 0xF)
 
     def identify(self, chip: Chip) -> TargetInfo:
         dp = self.link.read_dp_idcode()

@@ -55,6 +55,7 @@ from transports.stlink.writemode import (
     fallback_mode,
     loader_possible,
 )
+from transports.usb import LinkNames
 
 __all__ = ["StLinkTransport"]
 
@@ -182,11 +183,12 @@ class StLinkTransport(StaticCapabilities):
                                    f"({self.chip.part}) over ST-Link is not supported yet",
                                    hint="use the system bootloader (uart, dfu) for this part")
             endpoints = self.request.endpoints
-            candidates = find_candidates(endpoints.usb_backend(self.request))
+            names = LinkNames(link=self.request.link, device=self.request.device)
+            candidates = find_candidates(endpoints.usb_backend(self.request), names)
             self.candidate = select_probe(candidates, serial=self.options.get("serial"),
                                           port_path=self.options.get("port-path"),
                                           link=self.request.link, device=self.request.device)
-            pipe = UsbPipe(self.candidate)
+            pipe = UsbPipe(self.candidate, names=names)
             pipe.open()
             framing = BotFraming(pipe) if self.candidate.kind.generation == "v1" \
                 else BulkFraming(pipe)

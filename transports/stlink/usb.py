@@ -4,12 +4,13 @@ Reference §1: VID 0x0483; the PID says the generation and the OUT endpoint
 (V1 EP 2 inside mass-storage framing, V2 EP 2, everything later EP 1); the
 reply endpoint is always 0x81. Selection is by serial number or by USB port
 path (``bus-port.port…``): a serial can collide (clones share serials, and a
-DFU device may carry the same one), a port path cannot.
+DFU device may carry the same one), a port path cannot. Discovery, port
+paths, selection and the libusb error table are the shared USB layer's
+(:mod:`transports.usb`), the same as the DFU link's.
 """
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,16 +18,14 @@ from typing import Any
 import usb.core
 import usb.util
 
-from transports.errors import ConnectError, EnvironmentProblem, LinkLost, LinkTimeout
+from transports import usb as shared
+from transports.usb import UDEV_HINT, LinkNames
 
-__all__ = ["PROBE_KINDS", "ProbeCandidate", "ProbeKind", "UsbPipe", "find_candidates",
-           "normalise_serial", "select_probe"]
+__all__ = ["PROBE_KINDS", "UDEV_HINT", "ProbeCandidate", "ProbeKind", "UsbPipe",
+           "find_candidates", "normalise_serial", "select_probe"]
 
 ST_VID = 0x0483
-UDEV_HINT = ("install the udev rules shipped with flashrunner: sudo cp "
-             "$(python -c 'import transports, os; print(os.path.dirname(transports.__file__))')"
-             "/udev/99-flashrunner.rules /etc/udev/rules.d/ && sudo udevadm control "
-             "--reload-rules && sudo udevadm trigger, then replug the probe")
+_THING = "the ST-Link"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,83 +92,53 @@ class ProbeCandidate:
                f"({self.product})"
 
 
-def _port_path(device: Any) -> str:
-    ports = getattr(device, "port_numbers", None) or ()
-    return f"{device.bus}-{'.'.join(str(p) for p in ports)}" if ports else f"{device.bus}-?"
-
-
-def _usb_call(action: Any, what: str) -> Any:
-    try:
-        return action()
-    except ValueError as error:
-        # pyusb reports a string read it was not allowed to make as "no langid".
-        raise EnvironmentProblem(f"no permission to open the ST-Link ({what})",
-                                 hint=UDEV_HINT) from error
-    except usb.core.USBError as error:
-        if error.errno == errno.EACCES:
-            raise EnvironmentProblem(f"no permission to open the ST-Link ({what})",
-                                     hint=UDEV_HINT) from error
-        raise
-
-
-def find_candidates(backend: Any = None) -> list[ProbeCandidate]:
+def find_candidates(backend: Any = None, names: LinkNames | None = None
+                    ) -> list[ProbeCandidate]:
     """Every ST-Link debug probe on the bus (bootloader PIDs excluded)."""
-    try:
-        devices = list(usb.core.find(find_all=True, idVendor=ST_VID, backend=backend) or ())
-    except usb.core.NoBackendError as error:
-        raise EnvironmentProblem("libusb is not installed, so no ST-Link can be reached",
-                                 hint="install libusb-1.0 (apt install libusb-1.0-0)") from error
+    names = names or LinkNames(link="?", device="?")
     found = []
-    for device in devices:
+    for device in shared.find_devices(backend, vid=ST_VID, what="ST-Link"):
         kind = PROBE_KINDS.get(device.idProduct)
         if kind is None or not kind.debug:
             continue
-        serial = _usb_call(lambda d=device: d.serial_number, "reading its serial number")
-        product = _usb_call(lambda d=device: d.product, "reading its product name") or kind.name
-        found.append(ProbeCandidate(serial=normalise_serial(serial), port_path=_port_path(device),
-                                    kind=kind, product=product, device=device))
+        serial = shared.read_string(device, device.iSerialNumber, "reading its serial number",
+                                    names, thing=_THING)
+        product = shared.read_string(device, device.iProduct, "reading its product name",
+                                     names, thing=_THING)
+        found.append(ProbeCandidate(serial=normalise_serial(serial),
+                                    port_path=shared.port_path(device), kind=kind,
+                                    product=product or kind.name, device=device))
     return found
 
 
 def select_probe(candidates: Sequence[ProbeCandidate], *, serial: str | None,
                  port_path: str | None, link: str, device: str) -> ProbeCandidate:
     """Pick the one probe the options name; anything else is a ConnectError that lists."""
-    matches = list(candidates)
-    if serial:
-        matches = [c for c in matches if c.serial.upper() == serial.upper()]
-    if port_path:
-        matches = [c for c in matches if c.port_path == port_path]
-    listing = "; ".join(c.describe() for c in candidates) or "none"
-    if not matches:
-        wanted = " and ".join(x for x in (f"serial {serial}" if serial else "",
-                                          f"port {port_path}" if port_path else "") if x)
-        raise ConnectError(f"no ST-Link {'with ' + wanted if wanted else 'found'}; "
-                           f"probes found: {listing}",
-                           hint="plug the probe in, or fix serial/port-path in the manifest",
-                           transport=link, device=device)
-    if len(matches) > 1:
-        listed = "; ".join(c.describe() for c in matches)
-        raise ConnectError(f"{len(matches)} ST-Links match: {listed}",
-                           hint="name one with serial (or port-path, which cannot collide)",
-                           transport=link, device=device)
-    return matches[0]
+    return shared.select(candidates, serial=serial or None, port_path=port_path or None,
+                         what="ST-Link", plural="ST-Links",
+                         names=LinkNames(link=link, device=device),
+                         missing_hint="plug the probe in, or fix serial/port-path in the "
+                                      "manifest",
+                         ambiguous_hint="name one with serial (or port-path, which cannot "
+                                        "collide)")
 
 
 class UsbPipe:
     """Bulk transfers to one opened probe (interface 0, configuration 1)."""
 
-    def __init__(self, candidate: ProbeCandidate, *, timeout_ms: int = 1000) -> None:
+    def __init__(self, candidate: ProbeCandidate, *, timeout_ms: int = 1000,
+                 names: LinkNames | None = None) -> None:
         self.candidate = candidate
         self.kind = candidate.kind
         self.device = candidate.device
         self.timeout_ms = timeout_ms
+        self.names = names or LinkNames(link="?", device="?")
         self.packet = 64
         self._claimed = False
 
     def open(self) -> None:
         device = self.device
-
-        def setup() -> None:
+        with shared.usb_errors("claiming interface 0", self.names, thing=_THING):
             try:
                 if device.is_kernel_driver_active(0):
                     # Reference §1.4: V1 is bound to usb-storage; take it over.
@@ -179,8 +148,6 @@ class UsbPipe:
             if device.get_active_configuration().bConfigurationValue != 1:
                 device.set_configuration(1)
             usb.util.claim_interface(device, 0)
-
-        _usb_call(setup, "claiming interface 0")
         self._claimed = True
         interface = device.get_active_configuration()[(0, 0)]
         for endpoint in interface:
@@ -188,27 +155,14 @@ class UsbPipe:
                 self.packet = endpoint.wMaxPacketSize
 
     def write(self, data: bytes) -> None:
-        self._guard(lambda: self.device.write(self.kind.out_ep, data, self.timeout_ms), "write")
+        with shared.usb_errors("a bulk write", self.names, thing=_THING):
+            self.device.write(self.kind.out_ep, data, self.timeout_ms)
 
     def read(self, length: int) -> bytes:
         # pyOCD: ask for at least one packet, or libusb may report an overflow.
         size = max(length, self.packet)
-        data = self._guard(lambda: self.device.read(self.kind.in_ep, size, self.timeout_ms),
-                           "read")
-        return bytes(data)
-
-    def _guard(self, action: Any, what: str) -> Any:
-        try:
-            return _usb_call(action, what)
-        except usb.core.USBTimeoutError as error:
-            raise LinkTimeout(f"the ST-Link did not answer ({what})",
-                              hint="replug the probe; check the target's power") from error
-        except usb.core.USBError as error:
-            if error.errno == errno.ENODEV:
-                raise LinkLost("the ST-Link was disconnected",
-                               hint="check the USB cable and replug the probe") from error
-            raise LinkLost(f"USB {what} failed: {error}",
-                           hint="replug the probe and try again") from error
+        with shared.usb_errors("a bulk read", self.names, thing=_THING):
+            return bytes(self.device.read(self.kind.in_ep, size, self.timeout_ms))
 
     def close(self) -> None:
         if self._claimed:

@@ -70,6 +70,10 @@ class BootloaderSession:
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES
     #: The AN2606 interface name of this link (``usart``, ``i2c``, ``can``).
     interface: ClassVar[str] = ""
+    #: Write rules, checked when a manifest is validated (before anything is erased):
+    #: AN3155 §3.6 (and AN4221, AN3154 for I2C and CAN): Write Memory starts at a
+    #: 4-byte aligned address; the length is padded to a multiple of 4 with 0xFF.
+    write_alignment: ClassVar[int] = 4
 
     def __init__(self, request: LinkRequest) -> None:
         self.request = request

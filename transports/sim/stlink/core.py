@@ -63,8 +63,9 @@ _REGSEL: dict[int, int] = {
 }
 XPSR_T = 1 << 24
 #: Where bus cycles go to the target's memory map (everything but SRAM): code,
-#: system memory and option bytes, peripherals (flash controller, DBGMCU).
-_BUS_REGIONS = ((0x00000000, 0x20000000), (0x40000000, 0x60000000))
+#: system memory and option bytes, peripherals (flash controller, DBGMCU), and
+#: the private peripheral bus (SCB, DWT, FPB, DBGMCU of the M3/M4/M7).
+_BUS_REGIONS = ((0x00000000, 0x20000000), (0x40000000, 0x60000000), (0xE0000000, 0xE0100000))
 _PAGE = 0x1000
 _MAX_SLICE = 1 << 22  # instructions per emulator call (a loop without bus cycles)
 #: Cycles charged per load or store outside SRAM: the access and the few
@@ -105,6 +106,8 @@ class SimCortexM:
 
     def write_register(self, regsel: int, value: int) -> None:
         value &= 0xFFFFFFFF
+        if regsel == 15:
+            value &= ~1  # DebugReturnAddress: bit 0 is ignored (the state is EPSR.T)
         if regsel == 13:
             self.registers[17] = value
         elif regsel == 17:
@@ -165,16 +168,15 @@ class SimCortexM:
     # -- emulation -------------------------------------------------------------------
 
     def _in_ram(self, address: int) -> bool:
-        start, end = self.target.chip.ram
-        return start <= (address & ~1) < end
+        return any(start <= (address & ~1) < end for start, end in self.target.ram_regions)
 
     def _emulator(self) -> Any:
         if self._uc is not None:
             return self._uc
         uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(_CPU_MODEL.get(self.core, arm.UC_CPU_ARM_CORTEX_M3))
-        start, end = self.target.chip.ram
-        uc.mem_map(start, -(-(end - start) // _PAGE) * _PAGE)
+        for start, end in self.target.ram_regions:
+            uc.mem_map(start, -(-(end - start) // _PAGE) * _PAGE)
         for low, high in _BUS_REGIONS:
             uc.mmio_map(low, high - low, self._bus_read, low, self._bus_write, low)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
@@ -183,8 +185,8 @@ class SimCortexM:
 
     def _enter(self) -> None:
         uc = self._emulator()
-        start, end = self.target.chip.ram
-        uc.mem_write(start, self.target.sim.read_memory(start, end - start))
+        for start, end in self.target.ram_regions:
+            uc.mem_write(start, self.target.load_ram(start, end))
         for regsel, reg in _REGSEL.items():
             if regsel not in (13, 15, 16):
                 uc.reg_write(reg, self.registers[regsel])
@@ -200,8 +202,8 @@ class SimCortexM:
             self.registers[regsel] = int(uc.reg_read(reg)) & 0xFFFFFFFF
         self.registers[15] &= ~1
         self.registers[16] |= XPSR_T
-        start, end = self.target.chip.ram
-        self.target.sim.write_ram(start, bytes(uc.mem_read(start, end - start)))
+        for start, end in self.target.ram_regions:
+            self.target.store_ram(start, bytes(uc.mem_read(start, end - start)))
         self._live = False
 
     def _run(self, horizon: float, *, count: int) -> None:

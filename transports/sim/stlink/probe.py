@@ -37,6 +37,13 @@ __all__ = ["PROBE_MODELS", "ProbeModel", "SimStLinkProbe", "derive_probe_serial"
 
 OK, FAULT, AP_WAIT, AP_FAULT, NO_DEVICE, GET_IDCODE_ERROR, UNKNOWN_COMMAND = (
     0x80, 0x81, 0x10, 0x11, 0x05, 0x09, 0x42)
+CONF_CHANGED = 0x40
+#: Reference §3.4: debug sub-command → (first V2 firmware J, first V3 J) that has it;
+#: an older firmware answers "unknown command". V1 follows the V2 numbers.
+FIRMWARE_GATES: dict[int, tuple[int, int]] = {
+    0x43: (22, 99), 0x44: (24, 0), 0x45: (24, 0), 0x46: (24, 0), 0x47: (26, 0), 0x48: (26, 0),
+    0x4B: (28, 0), 0x4C: (28, 0), 0x56: (36, 6), 0x61: (99, 0), 0x62: (99, 0), 0x63: (99, 0),
+}
 MODE_DFU, MODE_MASS, MODE_DEBUG = 0, 1, 2
 # SWD_SET_FREQ divisor → kHz (reference §4.9)
 _V2_DIVISORS = {0: 4000, 1: 1800, 2: 1200, 3: 950, 7: 480, 15: 240, 31: 125, 40: 100,
@@ -203,8 +210,14 @@ class SimStLinkProbe(SimUsbDevice):
     def _st2(self, status: int) -> bytes:
         return bytes([status, 0])
 
+    def _has(self, sub: int) -> bool:
+        v2, v3 = FIRMWARE_GATES.get(sub, (0, 0))
+        return self.jtag_version >= (v3 if self.model.hw_version >= 3 else v2)
+
     def _debug(self, block: bytes) -> bytes:
         sub = block[1]
+        if not self._has(sub):
+            return self._st2(UNKNOWN_COMMAND)
         if sub == 0x21:
             self.mode = MODE_MASS
             return b""
@@ -220,9 +233,17 @@ class SimStLinkProbe(SimUsbDevice):
                 return self._injected(fault) or self._st2(GET_IDCODE_ERROR)
             self.mode = MODE_DEBUG
             return self._st2(OK)
+        if sub == 0x63:  # SWITCH_STLINK_FREQ: the V3's own clock prescaler (1, 2, 4)
+            status = CONF_CHANGED if block[2] in (1, 2, 4) else 0x41
+            return bytes([status, 0, 0, 0]) + bytes(4)
+        if sub == 0x44:  # JTAG_SET_FREQ: accepted, SWD does not use it
+            return self._st2(OK)
+        if sub == 0x56:
+            # GET_BOARD_IDENTIFIERS: status, then the Mbed board ID (none on this probe).
+            return self._st2(OK) + bytes(126)
         if sub == 0x43:
             divisor = struct.unpack_from("<H", block, 2)[0]
-            if self.model.hw_version >= 3 or divisor not in _V2_DIVISORS:
+            if divisor not in _V2_DIVISORS:
                 return self._st2(0x41)
             if self.target is not None:
                 self.target.swd_khz = _V2_DIVISORS[divisor]
@@ -286,8 +307,14 @@ class SimStLinkProbe(SimUsbDevice):
             if sub == 0x3B:
                 return self._st2(status)
             return bytes([status, 0, 0, 0]) + struct.pack("<I", self.fault_address) + bytes(4)
-        if sub == 0x4B:
+        if sub in (0x4B, 0x4C):  # INIT_AP, CLOSE_AP_DBG
             return self._st2(OK)
+        if sub == 0x22:  # READCOREID: the DP IDCODE, no status
+            return struct.pack("<I", target.identity.dp_idcode)
+        if sub in (0x33, 0x34, 0x3A, 0x04, 0x05, 0x06):
+            return self._core_registers(block, sub)
+        if sub in (0x45, 0x46):
+            return self._dap_register(block, sub)
         widths = {0x07: 4, 0x0C: 1, 0x47: 2, 0x08: 4, 0x0D: 1, 0x48: 2}
         if sub in widths:
             width = widths[sub]
@@ -298,6 +325,55 @@ class SimStLinkProbe(SimUsbDevice):
             self.expect_payload = (length, lambda data: self._write_memory(address, data, width))
             return b""
         return self._st2(UNKNOWN_COMMAND)
+
+    # -- core and debug-port registers ------------------------------------------------------
+
+    def _core_registers(self, block: bytes, sub: int) -> bytes:
+        """READREG/WRITEREG/READALLREGS (API v2: 0x33/0x34/0x3A; API v1: 0x05/0x06/0x04).
+
+        The firmware goes through DCRSR/DCRDR, which answer only in Debug state
+        (ARMv7-M C1.6.3): a running core gets FAULT.
+        """
+        target = self.target
+        assert target is not None
+        v1 = sub in (0x04, 0x05, 0x06)
+        if v1 and self.model.hw_version != 1:
+            return self._st2(UNKNOWN_COMMAND)
+        regsel = block[2]
+        if sub in (0x33, 0x34) and regsel > 0x1F and self.jtag_version < 15:
+            return self._st2(UNKNOWN_COMMAND)  # FPU registers need J15 (reference §4.3)
+        if not target.halted:
+            return self._st2(FAULT) + (bytes(6) if sub == 0x33 else b"")
+        core = target.core
+        if sub in (0x34, 0x06):
+            core.write_register(regsel, struct.unpack_from("<I", block, 3)[0])
+            return self._st2(OK)
+        if sub in (0x33, 0x05):
+            value = struct.pack("<I", core.read_register(regsel))
+            return value if v1 else bytes([OK, 0, 0, 0]) + value
+        values = [core.read_register(i) for i in range(21)]  # R0-R15, xPSR, MSP, PSP, 19, 20
+        body = b"".join(struct.pack("<I", v) for v in values)
+        return body if v1 else bytes([OK, 0, 0, 0]) + body[:84]
+
+    def _dap_register(self, block: bytes, sub: int) -> bytes:
+        """READ_DAP_REG / WRITE_DAP_REG: port 0xFFFF is the DP, else the AP of that number."""
+        target = self.target
+        assert target is not None
+        port, address = struct.unpack_from("<HH", block, 2)
+        dap = target.dap
+        try:
+            if sub == 0x45:
+                value = dap.read_dp(address) if port == 0xFFFF else dap.read_ap(port, address)
+                return bytes([OK, 0, 0, 0]) + struct.pack("<I", value)
+            value = struct.unpack_from("<I", block, 6)[0]
+            if port == 0xFFFF:
+                dap.write_dp(address, value)
+            else:
+                dap.write_ap(port, address, value)
+            return self._st2(OK)
+        except BusFault as fault:
+            self.fault_address = fault.address
+            return self._st2(AP_FAULT) + (bytes(6) if sub == 0x45 else b"")
 
     # -- memory commands ---------------------------------------------------------------
 

@@ -8,7 +8,8 @@ the flash controller's registers, DBGMCU_IDCODE, the Cortex-M debug
 registers (DHCSR with its key, DCRSR/DCRDR, DEMCR, DFSR, AIRCR, CPUID and
 the rest of the system control block, DWT, FPB, ITM), the ROM table (its
 entries and every component's identification registers), system memory and
-the F2/F4/F7 OTP area. Anything else is a bus fault.
+the F2/F4/F7 OTP area. Other peripheral registers (RCC, IWDG, GPIO, …) are
+plain storage. Anything else is a bus fault.
 
 The core itself (:mod:`transports.sim.stlink.core`) executes code from SRAM
 while it runs; its loads and stores outside SRAM come back here as bus cycles,
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from transports.sim.chip import SimChip, SimFlashFault
 from transports.sim.stlink.controller import BusFault, SimFlashController
 from transports.sim.stlink.core import CORE_CLOCK_HZ, XPSR_T, SimCortexM
+from transports.sim.stlink.dap import SimDebugPort
 
 __all__ = ["CoreIdentity", "SimSwdTarget"]
 
@@ -43,16 +45,33 @@ SWD_CYCLES_PER_ACCESS = 46
 #: ARMv7-M C1.2 / CoreSight: the ROM table lists the SCS, DWT and FPB (offsets
 #: from the table, present bit set); a zero word ends it.
 _ROM_ENTRIES = (0xFFF0F003, 0xFFF02003, 0xFFF03003, 0xFFF01003, 0)
-#: Component base → (CIDR class nibble, ARM part number) for its ID registers;
-#: the ROM table itself is class 1 and carries the SoC designer's JEP106 code.
-_COMPONENTS = {0xE000E000: (0xE, 0x00C), 0xE0001000: (0xE, 0x002),
-               0xE0002000: (0xE, 0x003), 0xE0000000: (0xE, 0x001)}
-ARM_DESIGNER = 0x43B
+#: Per core: component base → ARM part number of its ID registers (generic-IP
+#: class 0xE): the SCS (v6-M 0x008, v7-M 0x000 on M3, 0x00C on M4/M7), DWT,
+#: FPB (the M0's BPU 0x00B, the M7's FPBv2 0x00E) and ITM. The ROM table itself
+#: is class 1 and carries the SoC designer's JEP106 code.
+_V7M = {0xE000E000: 0x00C, 0xE0001000: 0x002, 0xE0002000: 0x003, 0xE0000000: 0x001}
+_COMPONENTS = {
+    "cortex-m0": {0xE000E000: 0x008, 0xE0001000: 0x00A, 0xE0002000: 0x00B},
+    "cortex-m0+": {0xE000E000: 0x008, 0xE0001000: 0x00A, 0xE0002000: 0x00B},
+    "cortex-m3": {**_V7M, 0xE000E000: 0x000},
+    "cortex-m4": _V7M,
+    "cortex-m7": {**_V7M, 0xE0002000: 0x00E},
+}
+ARM_DESIGNER = 0x43B  # JEP106: continuation code 4, identity 0x3B
 #: Reset values of debug and system registers a host reads (ARMv7-M C1, B3.2):
 #: FP_CTRL (6 code, 2 literal comparators), DWT_CTRL (4 comparators), CCR
 #: (STKALIGN), the ROM table's MEMTYPE (system memory present).
 _RESET_VALUES = {0xE0002000: 0x00000260, 0xE0001000: 0x40000000, 0xE000ED14: 0x00000200,
                  0xE00FFFCC: 0x00000001}
+#: SRAM beside the chip database's RAM that hosts load code into: the H7's DTCM
+#: (RM0433 §2.3.2, 128 KiB at 0x20000000), where pyOCD's H7 flash algorithm runs.
+_TIGHTLY_COUPLED = {"h7": ((0x20000000, 0x20020000),), "h7ab": ((0x20000000, 0x20020000),)}
+#: The peripheral address space (ARMv7-M B3.1): registers not modelled otherwise
+#: read back what was written (0 after reset).
+PERIPHERALS = (0x40000000, 0x60000000)
+#: Parts whose address 0 is not an alias of the main flash when booting from it
+#: (F7: ITCM at 0; H7: ITCM RAM; L5/U5/H5: boot address from the option bytes).
+_NO_BOOT_ALIAS = frozenset({"f7", "h7", "h7ab", "h5", "l5", "u5"})
 #: F2/F4 (RM0090 §3.8) and F7 (RM0410 §3.6): the OTP area and its lock bytes.
 _OTP_AREAS = {"f2": (0x1FFF7800, 0x1FFF7A10), "f4": (0x1FFF7800, 0x1FFF7A10),
               "f7": (0x1FF0F000, 0x1FF0F420)}
@@ -88,9 +107,15 @@ class SimSwdTarget:
         self.dbgmcu: dict[int, int] = {}
         #: system control space, DWT, FPB and ITM registers a host has written
         self.system: dict[int, int] = {}
+        #: other peripherals (RCC, IWDG, GPIO, …): plain registers, not modelled further
+        self.peripherals: dict[int, int] = {}
+        #: SRAM the chip database does not list as the chip's RAM (H7 DTCM)
+        self.extra_ram = {start: bytearray(end - start)
+                          for start, end in _TIGHTLY_COUPLED.get(self.chip.controller, ())}
         self.core = SimCortexM(self, core=self.chip.core,
                                clock_hz=CORE_CLOCK_HZ.get(self.chip.controller, 8e6))
         self.core.running = True  # out of power-on reset, running the application
+        self.dap = SimDebugPort(self)
         self._load_vectors()
 
     @property
@@ -115,6 +140,7 @@ class SimSwdTarget:
         self.reset_sticky = True
         self.core.lockup = False
         self.system.clear()
+        self.peripherals.clear()
         self._load_vectors()
         self.core.running = True
         if self.debugen and self.demcr & 1:
@@ -175,9 +201,9 @@ class SimSwdTarget:
         if ROM_TABLE <= address < ROM_TABLE + 0x1000:
             return self._rom_table(address - ROM_TABLE)
         component = address & ~0xFFF
-        if component in _COMPONENTS and address & 0xFFF >= 0xFD0:
-            kind, part = _COMPONENTS[component]
-            return _identification(address & 0xFFF, kind, ARM_DESIGNER, part)
+        parts = _COMPONENTS.get(self.chip.core, _V7M)
+        if component in parts and address & 0xFFF >= 0xFD0:
+            return _identification(address & 0xFFF, 0xE, ARM_DESIGNER, parts[component])
         if 0xE0000000 <= address < 0xE0100000:
             return self.system.get(address, _RESET_VALUES.get(address, 0))
         if self.controller.owns(address):
@@ -185,6 +211,8 @@ class SimSwdTarget:
                 return self.controller.read_register(address - self.controller.base)
             except BusFault:
                 return 0  # reserved offsets of the register block read as zero
+        if PERIPHERALS[0] <= address < PERIPHERALS[1]:
+            return self.peripherals.get(address, 0)
         raise BusFault(address)
 
     def _rom_table(self, offset: int) -> int:
@@ -221,6 +249,8 @@ class SimSwdTarget:
             self.controller.write_register(address - self.controller.base, value)
         elif 0xE0000000 <= address < 0xE0100000 and not address >= ROM_TABLE:
             self.system[address] = value
+        elif PERIPHERALS[0] <= address < PERIPHERALS[1]:
+            self.peripherals[address] = value
         else:
             raise BusFault(address)
 
@@ -245,8 +275,27 @@ class SimSwdTarget:
         return self.chip.flash.contains(address, length)
 
     def _in_ram(self, address: int, length: int) -> bool:
-        start, end = self.chip.ram
-        return start <= address and address + length <= end
+        return any(start <= address and address + length <= end
+                   for start, end in self.ram_regions)
+
+    @property
+    def ram_regions(self) -> list[tuple[int, int]]:
+        """Every SRAM the core can run from: the chip's, then the tightly coupled ones."""
+        return [self.chip.ram, *((start, start + len(data))
+                                 for start, data in self.extra_ram.items())]
+
+    def load_ram(self, start: int, end: int) -> bytes:
+        """A region's content as held outside the running core."""
+        if (start, end) == self.chip.ram:
+            return self.sim.read_memory(start, end - start)
+        return bytes(self.extra_ram[start])
+
+    def store_ram(self, address: int, data: bytes) -> None:
+        for start, region in self.extra_ram.items():
+            if start <= address < start + len(region):
+                region[address - start:address - start + len(data)] = data
+                return
+        self.sim.write_ram(address, data)
 
     def _in_options(self, address: int, length: int) -> bool:
         ob = self.chip.option_bytes
@@ -267,6 +316,8 @@ class SimSwdTarget:
         self._write_cycle(address, data)
 
     def _bus_read(self, address: int, length: int, width: int) -> bytes:
+        if address < self.chip.flash.size and self.chip.controller not in _NO_BOOT_ALIAS:
+            address += self.chip.flash.base  # booted from flash: it is aliased at 0
         if self._in_flash(address, length):
             if self.sim.rdp_level >= 1:
                 raise BusFault(address, "flash read refused: readout protection")
@@ -275,6 +326,9 @@ class SimSwdTarget:
         if self._in_ram(address, length):
             if self.core.live:
                 return self.core.read_ram(address, length)
+            for start, region in self.extra_ram.items():
+                if start <= address < start + len(region):
+                    return bytes(region[address - start:address - start + length])
             return self.sim.read_memory(address, length)
         if self._in_options(address, length):
             stored = self.controller.read_option_area(address, length)
@@ -325,7 +379,7 @@ class SimSwdTarget:
         """Write ``data`` in ``width``-byte cycles."""
         self.charge(max(1, len(data) // width))
         if self._in_ram(address, len(data)):
-            self.sim.write_ram(address, data)
+            self.store_ram(address, data)
             if self.core.live:
                 self.core.write_ram(address, data)
             return
@@ -363,7 +417,8 @@ def _identification(offset: int, kind: int, designer: int, part: int) -> int:
     index = (offset - 0xFD0) // 4
     if index >= 8:
         return (0x0D, kind << 4, 0x05, 0xB1)[index - 8]  # CIDR: preamble and class
-    pidr = {4: (designer >> 7) & 0xF,  # JEP106 continuation code
+    # ``designer`` is JEP106 continuation code << 8 | 7-bit identity (ARM: 0x43B).
+    pidr = {4: (designer >> 8) & 0xF,
             0: part & 0xFF, 1: ((part >> 8) & 0xF) | (designer & 0xF) << 4,
             2: 0x08 | ((designer >> 4) & 0x7), 3: 0}
     return pidr.get((4, 5, 6, 7, 0, 1, 2, 3)[index], 0)
