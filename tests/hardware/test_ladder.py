@@ -15,6 +15,7 @@ from runner.launch import execute, simulation_world
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Outcome, Plan
+from transports.faults import Fault
 from transports.sim.control import sim_hardware
 from transports.sim.dfu import SimDfuBoard
 
@@ -82,7 +83,7 @@ def test_a_run_that_fails_releases_its_gpio_lines(line: Path, tmp_path: Path) ->
     plan = _plan(line, tmp_path / "run.jsonl")
     devices = dict(plan.simulation.devices)
     devices["tray-3"] = dataclasses.replace(
-        devices["tray-3"], faults=({"kind": "no-enumerate", "times": 50},))
+        devices["tray-3"], faults=(Fault(kind="no-enumerate", times=50),))
     plan = dataclasses.replace(plan, simulation=dataclasses.replace(plan.simulation,
                                                                     devices=devices))
     with simulation_world(plan) as world:
