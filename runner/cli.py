@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from runner.audit.cli import add_run_options as add_audit_run_options
+from runner.audit.cli import after_run as after_audit_run
 from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
 from runner.errors import (
@@ -279,6 +280,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
                                               json_stdout=args.json),
                           **audit_run_options(args))
+    after_audit_run(args, result.log_file)
     if result.stopped_by is not None:
         print(f"flashrunner: error: the run was stopped: {result.stopped_by}; no device "
               f"started after that, devices in flight stopped at a safe point",

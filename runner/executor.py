@@ -51,7 +51,9 @@ from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
 from runner.wiring import HardwareControl
+from transports.base import simulated_endpoints
 from transports.endpoints import HARDWARE, Endpoints
+from transports.registry import load_transport
 
 __all__ = ["Dispatch", "Gate", "execute", "run_device", "tool_version"]
 
@@ -409,11 +411,24 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
         raise PlanError(f"plan {plan.name} is simulated but was given the hardware endpoints",
                         hint="run it with runner.execute (runner.launch), which builds the "
                              "simulated ones")
+    if plan.simulate:
+        _refuse_unsimulatable(plan)
     cancel = cancel or threading.Event()
     with _signals_cancel(cancel):
         return _execute(plan, endpoints=endpoints, events=events, outputs=outputs,
                         cancel=cancel, run_id=run_id, locks=locks, gate=gate,
                         dispatch=dispatch, sealing=sealing)
+
+
+def _refuse_unsimulatable(plan: Plan) -> None:
+    """A rehearsal never opens a kind that cannot be simulated (the compiler refuses one
+    too; this holds for a plan built or changed by hand)."""
+    for device in plan.devices:
+        if not simulated_endpoints(load_transport(device.kind)):
+            raise PlanError(f"plan {plan.name} is simulated, but link {device.link} of "
+                            f"device {device.device} is of kind {device.kind}, which cannot "
+                            f"be simulated; nothing was run",
+                            hint="run it without --simulate / simulate: true")
 
 
 def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,

@@ -33,6 +33,7 @@ from runner.inputs import DATA_FILE_LIMIT, read_input
 from runner.serials import SerialCounter
 
 __all__ = [
+    "AssignedSource",
     "CounterSource",
     "CsvSource",
     "Encoding",
@@ -169,7 +170,24 @@ class CsvSource:
             self.file.with_name(self.file.name + ".state.json")
 
 
-UnitSource = CounterSource | UidSource | CsvSource
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssignedSource:
+    """``{assigned: {folder, key, size}}``: a value handed out by the host of a run on stations.
+
+    A station's run never allocates serial numbers itself (two stations would
+    hand out the same): for each unit it asks the host by writing
+    ``<folder>/<device>@<key>.request`` and waits for ``<device>@<key>.value``
+    (``{"data": hex, "value": text, "source": text}``), which the host writes
+    after allocating the value from its own journaled counter.
+    """
+
+    folder: Path
+    key: str
+    size: int
+    timeout_s: float = 300.0
+
+
+UnitSource = CounterSource | UidSource | CsvSource | AssignedSource
 
 
 def _uid_bytes(uid: str) -> bytes:
@@ -292,7 +310,39 @@ def compute_unit_value(source: UnitSource, *, device: str, run_id: str,
         return UnitValue(data=data, value=shown, source=f"counter {source.state}")
     if isinstance(source, UidSource):
         return _from_uid(source, uid)
+    if isinstance(source, AssignedSource):
+        return _assigned(source, device)
     return _from_csv(source, device=device, run_id=run_id, uid=uid)
+
+
+def _assigned(source: AssignedSource, device: str) -> UnitValue:
+    import json
+    import time
+
+    name = f"{device}@{source.key}"
+    answer = source.folder / f"{name}.value"
+    if not answer.exists():
+        source.folder.mkdir(parents=True, exist_ok=True)
+        request = source.folder / f"{name}.request"
+        partial = request.with_name(request.name + ".part")
+        partial.write_text(json.dumps({"device": device, "key": source.key}) + "\n")
+        partial.replace(request)
+    deadline = time.monotonic() + source.timeout_s
+    while not answer.exists():
+        if time.monotonic() > deadline:
+            raise UnitDataError(f"the host assigned no value for {name} within "
+                                f"{source.timeout_s:g} s", source=str(answer),
+                                hint="the host lost contact with this station; nothing was "
+                                     "written for this unit")
+        time.sleep(0.02)
+    try:
+        given = json.loads(answer.read_text("utf-8"))
+        data = bytes.fromhex(given["data"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnitDataError(f"{answer} is not a value the host wrote: {error}",
+                            source=str(answer)) from error
+    return UnitValue(data=data, value=str(given.get("value", data.hex())),
+                     source=str(given.get("source", "assigned by the host")))
 
 
 def unit_size(source: UnitSource) -> int:
@@ -314,6 +364,8 @@ def unit_size(source: UnitSource) -> int:
                                     hint="add e.g. `width: 24` beside the template")
             return source.width
         return {"uid": 12, "crc32": 4}.get(source.derive) or source.length or 32
+    if isinstance(source, AssignedSource):
+        return source.size
     if source.encoding.width is None:
         raise UnitDataError(f"the CSV column {source.column} needs `width` (the field's size)",
                             hint="add e.g. `width: 16`")
@@ -338,6 +390,9 @@ def source_from_mapping(data: Mapping[str, Any], base: Path) -> UnitSource:
         return CounterSource(state=base / spec["state"], start=spec.get("start", 0),
                              step=spec.get("step", 1), limit=spec.get("limit"),
                              encoding=_encoding(spec))
+    if "assigned" in data:
+        spec = data["assigned"]
+        return AssignedSource(folder=base / spec["folder"], key=spec["key"], size=spec["size"])
     if "uid" in data:
         spec = data["uid"] or {}
         return UidSource(derive=spec.get("derive", "uid"), length=spec.get("length"),
@@ -359,6 +414,8 @@ def describe_source(source: UnitSource) -> str:
         if source.template is not None:
             return f"template {source.template!r} of the chip UID"
         return "the chip UID" if source.derive == "uid" else f"{source.derive} of the chip UID"
+    if isinstance(source, AssignedSource):
+        return "a value assigned by the run's host"
     how = "by UID" if source.key == "uid" else "next unused row"
     return f"{source.file.name} column {source.column} ({how})"
 
@@ -393,6 +450,8 @@ def check_source(source: UnitSource) -> None:
         return
     if isinstance(source, UidSource):
         _check_uid_template(source.template)
+        return
+    if isinstance(source, AssignedSource):
         return
     _check_columns(source, _read_csv(source.file)[0])
 

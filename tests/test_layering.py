@@ -67,8 +67,34 @@ def test_the_module_walk_sees_the_transports() -> None:
     assert {"transports.errors", "transports.uart", "transports.sim.chip"} <= names
 
 
+#: The drivers the simulator stands in for; it speaks their wire protocols from the
+#: chip's side and shares only data with them (chips, checksums, errors, faults).
+DRIVERS = ("transports.uart", "transports.i2c", "transports.can", "transports.dfu",
+           "transports.stlink", "transports.sysboot", "transports.memory")
+#: The one runner module that composes a run with the simulated endpoints.
+COMPOSITION = "runner/launch.py"
+
+
+def _outside_sim(package: str) -> list[Path]:
+    sim = ROOT / "transports" / "sim"
+    return [path for path in _modules(package) if sim not in path.parents]
+
+
 def test_no_transport_imports_the_runner() -> None:
     assert _violations(_modules("transports"), ("runner",)) == []
+
+
+def test_the_simulator_never_imports_the_drivers_it_stands_in_for() -> None:
+    assert _violations(_modules("transports/sim"), DRIVERS) == []
+
+
+def test_drivers_never_import_the_simulator() -> None:
+    assert _violations(_outside_sim("transports"), ("transports.sim",)) == []
+
+
+def test_only_the_composition_module_of_the_runner_imports_the_simulator() -> None:
+    found = _violations([*_modules("runner"), *_modules("schemas")], ("transports.sim",))
+    assert {line.partition(":")[0] for line in found} == {COMPOSITION}
 
 
 def test_the_checker_sees_relative_and_function_level_imports(tmp_path: Path) -> None:

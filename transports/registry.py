@@ -24,6 +24,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from transports.base import Capability, TransportClass
+from transports.endpoints import Endpoints
 from transports.errors import EnvironmentProblem, PlanError
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN",
+    "ENDPOINT_NAMES",
     "ENTRY_POINT_GROUP",
     "PluginProblem",
     "available_kinds",
@@ -64,6 +66,9 @@ if TYPE_CHECKING:   # mypy checks every built-in against the contract; nothing i
 
 #: Python packages a kind needs beyond the core, to name in the error.
 _EXTRA_PACKAGES: dict[str, str] = {"can": "python-can"}
+
+#: What a class may name in ``simulation``: the endpoint provider's methods.
+ENDPOINT_NAMES = frozenset(name for name in vars(Endpoints) if not name.startswith("_"))
 
 #: Class methods every transport class must have (the base class provides them).
 _REQUIRED_METHODS = ("open", "speed_model", "resource_key")
@@ -140,6 +145,11 @@ def check_transport_class(klass: object, kind: str) -> list[str]:
             or not all(isinstance(name, str) for name in simulation):
         problems.append("`simulation` must be a frozenset of endpoint names (empty: the "
                         "kind cannot be simulated)")
+    else:
+        unknown = sorted(str(name) for name in simulation if name not in ENDPOINT_NAMES)
+        if unknown:
+            problems.append(f"`simulation` names endpoints the provider does not have: "
+                            f"{', '.join(unknown)} (it has {', '.join(sorted(ENDPOINT_NAMES))})")
     for method in _REQUIRED_METHODS:
         if not callable(getattr(klass, method, None)):
             problems.append(f"has no `{method}` class method")

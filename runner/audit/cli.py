@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_run_options", "register", "run_options"]
+__all__ = ["add_run_options", "after_run", "register", "run_options"]
 
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
@@ -23,11 +23,21 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--sign-key", type=Path, metavar="KEY.pem",
                      help="sign the run's attestation with this Ed25519 key "
                           "(overrides log.sign-key)")
+    run.add_argument("--junit", type=Path, metavar="FILE",
+                     help="also write a JUnit XML report (one testcase per device)")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
     """``run_manifest`` keyword arguments from the audit options."""
     return {"ledger": args.ledger, "sign_key": args.sign_key}
+
+
+def after_run(args: argparse.Namespace, log_file: Path | None) -> None:
+    """What the audit options ask for once the run has ended (``--junit``)."""
+    if args.junit is not None and log_file is not None:
+        from runner.audit.junit import write_junit
+
+        write_junit([log_file], args.junit)
 
 
 def register(commands: Any) -> None:
@@ -73,6 +83,8 @@ def register(commands: Any) -> None:
                         default="table")
     report.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write the report here instead of stdout")
+    report.add_argument("--junit", type=Path, metavar="FILE",
+                        help="also write the logs as JUnit XML (one testcase per device)")
     report.set_defaults(handler=_cmd_report)
 
 
@@ -186,6 +198,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
                        since=_since(args.since), station=args.station)
     rows = sort_rows(rows, args.by)
     text = render(rows, args.format)
+    if args.junit is not None:
+        from runner.audit.junit import write_junit
+
+        write_junit(logs, args.junit)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
     else:

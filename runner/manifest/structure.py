@@ -18,6 +18,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from runner.errors import ManifestIssue
+from runner.manifest.fastpath import plain_devices
 from runner.manifest.yamlmarks import Mark, Marks, Path, format_path
 from schemas import load_schema
 
@@ -75,7 +76,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def validate_file(data: Any, marks: Marks, *, top: bool) -> list[ManifestIssue]:
-    """Check one file's structure: the manifest schema, or the included-file part of it."""
+    """Check one file's structure: the manifest schema, or the included-file part of it.
+
+    Plain device entries of a long list are accepted by a quick check
+    (:mod:`runner.manifest.fastpath`); the validator sees the others.
+    """
+    plain = plain_devices()
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if plain is not None and isinstance(devices, dict):
+        rest = {name: entry for name, entry in devices.items()
+                if not plain.plainly_valid(name, entry)}
+        if len(rest) < len(devices):
+            data = {**data, "devices": rest}
     errors = _validator(top).iter_errors(data)
     return phrase_errors(errors, marks, ())
 

@@ -29,7 +29,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,12 @@ from runner.errors import RunnerError
 from runner.events import EventSink
 from runner.executor import Dispatch
 from runner.model import Manifest
-from runner.plan import DeviceResult, Outcome, Plan, StepResult, TaskKind
+from runner.plan import DeviceResult, Outcome, Plan, StepResult, TaskKind, UnitDataAction
 from runner.stations.errors import StationError, StationLost
 from runner.stations.merge import forward
 from runner.stations.ssh import command_line, connect
-from runner.stations.staging import StationBundle, station_bundles
+from runner.stations.staging import StationBundle, station_bundles, value_key
+from runner.unitdata import UnitValue, compute_unit_value
 
 __all__ = ["StationFollower", "device_result", "station_dispatch"]
 
@@ -62,7 +63,7 @@ def station_dispatch(manifest: Manifest, plan: Plan, *, run_id: str) -> Dispatch
     Raises:
         PlanError: a station's part of the run cannot be built (before anything runs).
     """
-    bundles = station_bundles(manifest, plan)
+    bundles = station_bundles(manifest, plan, run_id)
 
     def dispatch(final: Plan, context: RunContext) -> tuple[dict[str, DeviceResult], bool]:
         return _Run(final, bundles, context, run_id).run()
@@ -106,6 +107,8 @@ class StationFollower:
     gates: dict[str, str] = field(default_factory=dict)
     gates_written: set[str] = field(default_factory=set)
     started: bool = False
+    #: Allocates the value a unit of this station asks for (``None``: none may be asked).
+    on_value: Callable[[StationFollower, str, str], None] | None = None
     #: device → (link, kind), for the records the host writes about a device itself.
     links: dict[str, tuple[str, str]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -178,9 +181,7 @@ class StationFollower:
 
     def gates_changed(self) -> None:
         if self.started:
-            task = asyncio.get_running_loop().create_task(self.write_gates())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._spawn(self.write_gates())
 
     async def write_gates(self) -> None:
         """Write every gate decided and not yet written (after a reconnect too)."""
@@ -199,6 +200,27 @@ class StationFollower:
                 return   # written after the next reconnect
             self.gates_written.add(device)
             self.emit("station.gate-opened", device=device, gate=content)
+
+    def send_value(self, device: str, key: str, value: UnitValue) -> None:
+        """Hand the station the value allocated for ``device``'s field ``key``."""
+        content = json.dumps({"data": value.data.hex(), "value": value.value,
+                              "source": f"{value.source} (allocated by the host)"})
+        path = f"{self.run_dir}/values/{device}@{key}.value"
+        self._spawn(self._write_file(path, content))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _write_file(self, path: str, content: str) -> None:
+        if self.sftp is None:
+            return
+        part = f"{path}.{secrets.token_hex(4)}.part"
+        with contextlib.suppress(OSError, asyncssh.Error):
+            async with self.sftp.open(part, "w") as handle:
+                await handle.write(content + "\n")
+            await self.sftp.posix_rename(part, path)
 
     async def cancel(self) -> None:
         if self.sftp is None:
@@ -291,6 +313,10 @@ class StationFollower:
             self.emit("station.failed", **fields)
             self.ended = True
             self.fail_rest(fields)
+        elif what == "value-request":
+            device, key = str(line.get("device")), str(line.get("key"))
+            if device in self.bundle.devices and self.on_value is not None:
+                self.on_value(self, device, key)
         elif what == "lost":
             self.ended = True
             self.lose_rest(str(line.get("reason") or "the station's run died"))
@@ -384,10 +410,13 @@ class _Run:
         self.followers = {
             name: StationFollower(bundle=bundle, run_id=run_id, sink=context.events,
                                   on_result=self._result,
-                                  links={d.device: (d.link, d.kind) for d in plan.devices})
+                                  links={d.device: (d.link, d.kind) for d in plan.devices},
+                                  on_value=self._value)
             for name, bundle in bundles.items()}
         self.operator = os.environ.get("FLASHRUNNER_OPERATOR") or _user()
         self.dropped: dict[str, str] = {}
+        self.run_id = run_id
+        self.values: dict[tuple[str, str], UnitValue] = {}
 
     def run(self) -> tuple[dict[str, DeviceResult], bool]:
         asyncio.run(self._main())
@@ -455,6 +484,24 @@ class _Run:
             follower.emit("station.connection-lost", error=str(error), attempt=0,
                           after_seq=follower.last_seq)
             return None
+
+    def _value(self, follower: StationFollower, device: str, key: str) -> None:
+        """Allocate a unit's value on the host (journaled here) and hand it over, once."""
+        if (device, key) in self.values:
+            value = self.values[(device, key)]
+        else:
+            source = next((task.action.source for task in self.plan.device(device).tasks
+                           if isinstance(task.action, UnitDataAction)
+                           and value_key(task.action.address) == key), None)
+            if source is None:
+                return
+            try:
+                value = compute_unit_value(source, device=device, run_id=self.run_id)
+            except RunnerError as error:
+                follower.emit("station.failed", **error_fields(error))
+                return   # the station's step times out and fails that unit
+            self.values[(device, key)] = value
+        follower.send_value(device, key, value)
 
     def _result(self, result: DeviceResult) -> None:
         self.results[result.device] = result

@@ -17,7 +17,9 @@ larger ``seq`` and follows the file until the run ends, so a host that lost
 its connection resumes exactly where it stopped. Besides the records it prints
 control lines ``{"station": …}``: ``started``, ``heartbeat`` (while the run is
 quiet, so the host can tell a silent station from a dead one), ``ended``,
-``error`` and ``lost`` (the daemon is gone without finishing the run).
+``error``, ``lost`` (the daemon is gone without finishing the run) and
+``value-request`` (a unit waits for the value the host assigns it, in
+``values/<device>@<key>.value``).
 """
 
 from __future__ import annotations
@@ -211,8 +213,15 @@ def follow(run_dir: Path, after: int, out: TextIO, *, heartbeat_s: float) -> int
     position = 0
     pending = b""
     quiet_since = time.monotonic()
+    asked: set[str] = set()
     while True:
         ended = False
+        for request in sorted((run_dir / "values").glob("*.request")):
+            name = request.name.removesuffix(".request")
+            if name not in asked and not request.with_name(f"{name}.value").exists():
+                asked.add(name)
+                device, _, key = name.rpartition("@")
+                _emit(out, {"station": "value-request", "device": device, "key": key})
         if events.exists():
             with events.open("rb") as handle:
                 handle.seek(position)

@@ -10,6 +10,12 @@ side by side in the station's content-addressed cache
 (``<work-dir>/cache/<sha256>``), and the station refuses any byte that
 differs from its digest before using it.
 
+Per-unit values from a counter are allocated by the host, never by a station
+(two stations would hand out the same serial): the station's manifest asks
+for them (``assigned``), and the host answers each request from its own
+journaled counter (:mod:`.dispatch`). A UID-derived value is computed on the
+station as usual.
+
 A device that comes after a device of another station is *gated* on its
 station: it waits there until the host, which sees every station, opens its
 gate (:mod:`.dispatch`).
@@ -30,8 +36,9 @@ from runner.manifest.checks import entries, steps
 from runner.manifest.sources import read_sources
 from runner.model import Manifest, StationSpec
 from runner.plan import Plan
+from runner.unitdata import source_from_mapping, unit_size
 
-__all__ = ["StationBundle", "share_parallel", "station_bundles"]
+__all__ = ["StationBundle", "share_parallel", "station_bundles", "value_key"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +82,7 @@ def share_parallel(wanted: Mapping[str, int], bound: int) -> dict[str, int]:
     return share
 
 
-def station_bundles(manifest: Manifest, plan: Plan) -> dict[str, StationBundle]:
+def station_bundles(manifest: Manifest, plan: Plan, run_id: str) -> dict[str, StationBundle]:
     """Each station's bundle, for the devices of ``plan``.
 
     Raises:
@@ -92,7 +99,8 @@ def station_bundles(manifest: Manifest, plan: Plan) -> dict[str, StationBundle]:
                             plan.execution.max_parallel)
     bundles = {}
     for station, names in by_station.items():
-        document = _station_document(data, manifest, plan, station, names, shares[station])
+        document = _station_document(data, manifest, plan, station, names, shares[station],
+                                     run_id)
         text = ("# flashrunner: the part of a run on station " + station + "\n"
                 + yaml.safe_dump(document, sort_keys=False)).encode()
         images = {plan.image_digests[n]: manifest.images[n].path
@@ -107,8 +115,26 @@ def station_bundles(manifest: Manifest, plan: Plan) -> dict[str, StationBundle]:
     return bundles
 
 
+def _unit_data(recipe: str, step: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A unit-data step as the station runs it: counters become values the host assigns."""
+    source = step["source"]
+    if "uid" in source:
+        return step
+    if "counter" not in source:
+        raise PlanError(f"recipe {recipe} takes per-unit values from a CSV file, which runs on "
+                        f"stations do not carry yet", hint="flash it from a run on this host")
+    return {**step, "source": {"assigned": {
+        "folder": f"../runs/{run_id}/values", "key": value_key(step["address"]),
+        "size": unit_size(source_from_mapping(source, Path(".")))}}}
+
+
+def value_key(address: int) -> str:
+    """How a station names the unit-data field at ``address`` when it asks for a value."""
+    return f"0x{address:08X}"
+
+
 def _station_document(data: dict[str, Any], manifest: Manifest, plan: Plan, station: str,
-                      names: list[str], max_parallel: int) -> dict[str, Any]:
+                      names: list[str], max_parallel: int, run_id: str) -> dict[str, Any]:
     devices: dict[str, Any] = {}
     for name in names:
         device = {k: v for k, v in entries(data, "devices")[name].items() if k != "station"}
@@ -118,15 +144,14 @@ def _station_document(data: dict[str, Any], manifest: Manifest, plan: Plan, stat
             device["after"] = after
         devices[name] = device
     recipes = {manifest.devices[n].recipe for n in names}
-    used_recipes = {name: recipe for name, recipe in data.get("recipes", {}).items()
-                    if name in recipes}
+    used_recipes = {name: [dict(step) for step in recipe]
+                    for name, recipe in data.get("recipes", {}).items() if name in recipes}
     images: dict[str, Any] = {}
     for recipe_name, recipe in used_recipes.items():
-        for _, kind, value, _ in steps(recipe):
+        for index, kind, value, step in steps(recipe):
             if kind == "unit-data":
-                raise PlanError(f"recipe {recipe_name} writes per-unit data, which runs on "
-                                f"stations do not carry yet",
-                                hint="flash per-unit data from a run on this host")
+                recipe[index] = {**step, "unit-data": _unit_data(recipe_name, value, run_id)}
+                continue
             if kind != "write":
                 continue
             for image in value["images"] if isinstance(value, dict) else value:

@@ -43,3 +43,12 @@ def test_composition_plugs_every_usb_device_of_the_plan() -> None:
         assert isinstance(endpoints, SimulatedEndpoints)
         products = sorted(d.info.product_id for d in endpoints.backend.devices)
         assert products == [0x3748, 0xDF11]  # one ST-Link/V2, one ROM DFU device
+
+
+def test_only_the_composition_root_imports_the_simulator() -> None:
+    from tests.test_layering import ROOT, _modules, _violations
+
+    outside = [path for path in _modules("runner") + _modules("transports")
+               if not path.is_relative_to(ROOT / "transports" / "sim")
+               and path != ROOT / "runner" / "launch.py"]
+    assert _violations(outside, ("transports.sim",)) == []

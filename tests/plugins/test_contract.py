@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +62,30 @@ def test_every_built_in_kind_keeps_the_contract(kind: str) -> None:
     klass = load_transport(kind)
     assert check_transport_class(klass, kind) == []
     assert simulated_endpoints(klass)   # every built-in can be rehearsed
+
+
+@pytest.mark.parametrize("kind", sorted(BUILTIN))
+def test_a_built_in_declares_exactly_the_endpoints_its_module_asks_for(kind: str) -> None:
+    klass = load_transport(kind)
+    tree = ast.parse(Path(inspect.getfile(klass)).read_text())
+    def is_provider(node: ast.expr) -> bool:   # request.endpoints, or a local `endpoints`
+        return (isinstance(node, ast.Attribute) and node.attr == "endpoints") or \
+            (isinstance(node, ast.Name) and node.id == "endpoints")
+
+    asked = {node.func.attr for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and is_provider(node.func.value)}
+    assert asked == simulated_endpoints(klass)
+
+
+def test_an_endpoint_the_provider_does_not_have_is_reported() -> None:
+    class Gpio(Minimal):
+        kind = "gpio"
+        simulation: ClassVar[frozenset[str]] = frozenset({"gpio_chip", "clock"})
+
+    [problem] = check_transport_class(Gpio, "gpio")
+    assert problem.startswith("`simulation` names endpoints the provider does not have: "
+                              "gpio_chip (it has can_bus, clock,")
 
 
 def test_the_base_class_conforms_once_the_primitives_are_written() -> None:
@@ -146,6 +172,33 @@ def test_an_unknown_kind_lists_the_known_ones() -> None:
     with pytest.raises(RunnerError, match="unknown transport kind 'usb3'") as info:
         load_transport("usb3")
     assert "stlink" in (info.value.hint or "")
+
+
+def test_a_simulated_plan_never_opens_a_kind_that_cannot_be_simulated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import runner.launch
+    from runner.compiler import compile_plan
+    from runner.errors import PlanError
+    from runner.manifest import load_manifest
+    from transports import registry
+
+    monkeypatch.setitem(registry.BUILTIN, "minimal", f"{__name__}:Minimal")
+    monkeypatch.setattr(Minimal, "attach", _never_attached)
+    (tmp_path / "app.bin").write_bytes(bytes(64))
+    path = tmp_path / "m.yaml"
+    path.write_text("manifest: 1\nname: by-hand\nimages: {app: {file: app.bin, "
+                    "address: 0x08000000}}\ntransports: {fixture: {kind: minimal}}\n"
+                    "recipes: {std: [{write: [app]}]}\ndevices: {board: {chip: stm32f103c8, "
+                    "transport: fixture, recipe: std}}\n")
+    plan = dataclasses.replace(compile_plan(load_manifest(path)), simulate=True)
+    with pytest.raises(PlanError, match="kind minimal, which cannot be simulated; nothing was"):
+        runner.launch.execute(plan)
+
+
+def _never_attached(self: Minimal) -> None:
+    raise AssertionError("a rehearsal opened a link that cannot be simulated")
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")

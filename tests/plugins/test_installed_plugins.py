@@ -100,6 +100,15 @@ def test_a_plugin_kind_validates_plans_and_runs(site: Path, tmp_path: Path) -> N
     assert flash.read_bytes()[:len(IMAGE)] == IMAGE
 
 
+def test_a_plugin_kind_is_rehearsed_through_the_endpoints_it_declares(site: Path,
+                                                                     tmp_path: Path) -> None:
+    path = manifest(tmp_path, "{kind: memchip}", simulate=True)
+    assert flashrunner(site, "validate", str(path), cwd=tmp_path).returncode == 0
+    run = flashrunner(site, "run", str(path), "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert '"outcome": "ok"' in run.stdout
+
+
 def test_a_typo_in_a_plugin_option_is_located(site: Path, tmp_path: Path) -> None:
     path = manifest(tmp_path, f"{{kind: filechip, pth: {tmp_path / 'flash.img'}}}")
     result = flashrunner(site, "validate", str(path), cwd=tmp_path)

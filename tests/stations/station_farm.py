@@ -47,7 +47,7 @@ class Farm:
     def write(self, name: str, devices: dict[str, dict[str, Any]], *,
               stations: dict[str, dict[str, Any]], time_scale: float = 0.0,
               max_parallel: int = 8, image: str = "app.bin", rate: float = 1e9,
-              known_hosts: str | None = None) -> Path:
+              known_hosts: str | None = None, counter: bool = False) -> Path:
         """A product manifest and its station include; links are ``<station>-<n>``, kind sim."""
         base = self.folder / name
         base.mkdir()
@@ -72,6 +72,11 @@ class Farm:
             "images": {"app": {"file": image, "address": 0x08000000}},
             "recipes": {"flash": [{"erase": {"scope": "used"}}, {"write": ["app"]},
                                   {"verify": {"method": "readback"}}]},
+            **({"recipes": {"flash": [
+                {"erase": {"scope": "used"}}, {"write": ["app"]},
+                {"unit-data": {"address": 0x0800F000, "source": {"counter": {
+                    "state": "serials.json", "start": 1000, "width": 4}}}},
+                {"verify": {"method": "readback"}}]}} if counter else {}),
             "devices": {n: {"chip": "stm32f103c8", "recipe": "flash", **d}
                         for n, d in devices.items()},
             "log": {"file": "logs/{run_id}.jsonl"},

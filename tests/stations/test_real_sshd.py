@@ -4,6 +4,7 @@ flashrunner simulating its devices."""
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 from pathlib import Path
 
@@ -213,3 +214,24 @@ def test_an_unused_port_fails_its_station_as_unreachable(farm: Farm) -> None:
     assert done.returncode == 1
     outcome = _outcomes(read_log(log_of(manifest)))["a"]
     assert outcome["error_category"] == "station-unreachable"
+
+
+def test_serial_numbers_are_allocated_by_the_host_once_across_stations(farm: Farm) -> None:
+    devices = {f"{s}-{n}": {"station": s, "transport": f"{s}-{n}"}
+               for s in ("pi1", "pi2") for n in (1, 2)}
+    manifest = farm.write("serials", devices, counter=True,
+                          stations={"pi1": {"links": 2}, "pi2": {"links": 2}})
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 0, done.stderr
+    records = read_log(log_of(manifest))
+    written = {r["device"]: r["unit_value"] for r in records
+               if r["event"] == "step.finished" and r.get("action") == "unit-data"}
+    assert sorted(written.values()) == ["1000", "1001", "1002", "1003"]
+    # The host's journal (a rehearsal's) names each allocation, with the device and run.
+    journal = manifest.parent / "serials.rehearsal.json.journal"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert {line["device"]: str(line["value"]) for line in lines} == written
+    assert {line["run_id"] for line in lines} == {records[0]["run_id"]}
+    # No station keeps a counter of its own.
+    for station in ("pi1", "pi2"):
+        assert not list(farm.stations[station].home.rglob("serials*.json"))

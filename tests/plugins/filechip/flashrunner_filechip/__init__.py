@@ -25,6 +25,7 @@ from transports.base import (
     TransportClass,
 )
 from transports.chips import FlashBlock
+from transports.endpoints import MemoryPort
 from transports.errors import ConnectError, WriteError
 from transports.plugin import TransportBase
 
@@ -103,7 +104,7 @@ class MemoryPortTransport(TransportBase):
     simulation: ClassVar[frozenset[str]] = frozenset({"memory_port"})
 
     def attach(self) -> None:
-        self.port = self.request.endpoints.memory_port(self.request)
+        self.port: MemoryPort = self.request.endpoints.memory_port(self.request)
         self.port.connect()
 
     def detach(self) -> None:
