@@ -24,6 +24,7 @@ from runner.audit.cli import add_run_options as add_audit_run_options
 from runner.audit.cli import after_run as after_audit_run
 from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
+from runner.cli_oneline import add_trace_options
 from runner.errors import (
     EnvironmentProblem,
     ImageError,
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only the final line and the log path on stderr")
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
+    add_trace_options(run)
     add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -266,6 +268,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from runner.cli_oneline import tracing_for
     from runner.console import console_for
     from runner.launch import run_manifest
 
@@ -273,13 +276,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # complete); once it has finished, its exit code stands whatever arrives.
     cancel = threading.Event()
     _signals_set(cancel)
+    renderer = console_for(sys.stderr, quiet=args.quiet, colour=args.color,
+                           json_stdout=args.json)
     result = run_manifest(args.manifest, simulate=args.simulate, only=args.only,
                           max_parallel=args.max_parallel, log_file=args.log_file,
                           json_stdout=args.json, time_scale=args.time_scale,
-                          allow=args.allow_path, cancel=cancel,
-                          console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
-                                              json_stdout=args.json),
-                          **audit_run_options(args))
+                          allow=args.allow_path, cancel=cancel, console=renderer,
+                          tracing=tracing_for(args, renderer), **audit_run_options(args))
     after_audit_run(args, result.log_file)
     if result.stopped_by is not None:
         print(f"flashrunner: error: the run was stopped: {result.stopped_by}; no device "

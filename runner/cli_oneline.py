@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.errors import PlanError
 
-__all__ = ["register"]
+__all__ = ["add_trace_options", "register", "tracing_for"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -46,8 +46,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      help="simulated runs: real seconds per simulated second (0 = no pacing)")
     run.add_argument("--quiet", "-q", action="store_true",
                      help="only the final line and the log path on stderr")
+    add_trace_options(parser)
     run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
+
+
+def add_trace_options(parser: argparse.ArgumentParser) -> None:
+    """``-v``/``-vv`` and ``--trace-file``: the links' protocol commands, for a bad day."""
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show each protocol command and its reply per device; -vv adds "
+                             "the raw bytes of every transfer")
+    parser.add_argument("--trace-file", type=Path, metavar="PATH",
+                        help="write the protocol trace as JSON lines here (never into the "
+                             "audit log)")
+
+
+def tracing_for(args: argparse.Namespace, renderer: Any) -> Any:
+    """The run's :class:`~runner.tracelog.Tracing`, or None when nobody asked for one."""
+    from runner.tracelog import Tracing
+
+    if not args.verbose and args.trace_file is None:
+        return None
+    return Tracing(args.verbose, say=renderer.note, path=args.trace_file)
 
 
 def register(commands: Any) -> None:
@@ -194,9 +214,10 @@ def _run(args: argparse.Namespace, command: str, steps: list[Mapping[str, Any]],
     template = args.log_file or f"logs/{command}-{{run_id}}.jsonl"
     log_file = log_path(template, name=command, run_id=run_id, now=now).absolute()
     plan = prepare(request, log_file=log_file)
+    renderer = console_for(sys.stderr, quiet=args.quiet, colour=args.color,
+                           json_stdout=args.json)
     result = run_plan(plan, run_id=run_id, json_stdout=args.json, time_scale=args.time_scale,
-                      console=console_for(sys.stderr, quiet=args.quiet, colour=args.color,
-                                          json_stdout=args.json))
+                      console=renderer, tracing=tracing_for(args, renderer))
     if result.log_file is not None:
         print(f"audit log: {result.log_file}", file=sys.stderr)
     return result.exit_code

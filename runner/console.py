@@ -173,6 +173,11 @@ class ConsoleRenderer:
     def _paint_row(self, row: str) -> str:
         return self._paint(row, "retry") if "retry " in row[-12:] else row
 
+    def note(self, text: str) -> None:
+        """A line above the live block from outside the events (a protocol trace line)."""
+        with self._lock:
+            self._say(text, "dim")
+
     def refresh(self, *, force: bool = False) -> None:
         """Redraw the live block if something changed (or ``force``)."""
         with self._lock:

@@ -42,6 +42,7 @@ from runner.plan import (
     WriteAction,
 )
 from runner.readout import expand_read_path, save_region
+from runner.tracelog import Tracing
 from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
 from runner.verify import unit_pieces, verify_memory
@@ -51,6 +52,7 @@ from transports.chips import FlashBlock
 from transports.endpoints import HARDWARE, Endpoints
 from transports.errors import HardwareControlError
 from transports.registry import load_transport
+from transports.trace import NO_TRACE
 
 #: Links that reach the chip through its ROM bootloader (BOOT0 high selects it).
 _ROM_LINKS = frozenset({"dfu", "uart", "i2c", "can"})
@@ -74,6 +76,8 @@ class RunContext:
     locks: LinkLocks | None = None
     #: Hub ports, sysfs and GPIO for the recovery actions (``None``: none on this run).
     hardware: HardwareControl | None = None
+    #: Where sessions report their protocol commands (``-v``); ``None``: nowhere.
+    tracing: Tracing | None = None
 
 
 def hex_ranges(ranges: tuple[tuple[int, int], ...]) -> list[list[str]]:
@@ -188,7 +192,10 @@ class DeviceSession:
             self.transport = klass.open(LinkRequest(
                 device=self.plan.device, link=self.plan.link, kind=self.plan.kind,
                 options=self.plan.options, chip=self.plan.chip,
-                endpoints=self.context.endpoints))
+                endpoints=self.context.endpoints,
+                trace=self.context.tracing.trace_for(self.plan.device, self.plan.link,
+                                                     self.plan.kind)
+                if self.context.tracing is not None else NO_TRACE))
         return self.transport
 
     def connect(self, expected_dev_id: int | None = None) -> ChipIdentity:

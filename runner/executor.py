@@ -50,6 +50,7 @@ from runner.linklocks import LinkLocks
 from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_run_id
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
+from runner.tracelog import Tracing
 from runner.wiring import HardwareControl
 from transports.base import simulated_endpoints
 from transports.endpoints import HARDWARE, Endpoints
@@ -385,7 +386,7 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
             cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
             gate: Gate | None = None, dispatch: Dispatch | None = None,
-            sealing: Sealing | None = None) -> RunResult:
+            sealing: Sealing | None = None, tracing: Tracing | None = None) -> RunResult:
     """Run ``plan``; report through one audit stream.
 
     Every record is written to the plan's log file (if it names one) and to
@@ -397,7 +398,8 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
     simulated ones of a rehearsal). ``locks`` takes a per-link OS lock while
     each device runs; ``gate`` holds devices back until it opens them;
     ``dispatch`` runs the devices elsewhere (on stations) in place of the
-    local scheduler. A run that writes a log
+    local scheduler. ``tracing`` hands each session its protocol trace (``-v``).
+    A run that writes a log
     file leaves its attestation beside it, signed with ``sealing``'s key if it
     has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
 
@@ -417,7 +419,7 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
     with _signals_cancel(cancel):
         return _execute(plan, endpoints=endpoints, events=events, outputs=outputs,
                         cancel=cancel, run_id=run_id, locks=locks, gate=gate,
-                        dispatch=dispatch, sealing=sealing)
+                        dispatch=dispatch, sealing=sealing, tracing=tracing)
 
 
 def _refuse_unsimulatable(plan: Plan) -> None:
@@ -434,7 +436,7 @@ def _refuse_unsimulatable(plan: Plan) -> None:
 def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
              outputs: Sequence[RecordOutput], cancel: threading.Event, run_id: str | None,
              locks: LinkLocks | None, gate: Gate | None, dispatch: Dispatch | None,
-             sealing: Sealing | None) -> RunResult:
+             sealing: Sealing | None, tracing: Tracing | None = None) -> RunResult:
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     stop = _Stop(cancel)
@@ -465,7 +467,7 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
         context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
-                             kept_dir=kept_dir, locks=locks,
+                             kept_dir=kept_dir, locks=locks, tracing=tracing,
                              hardware=_hardware_control(plan, endpoints))
         if dispatch is not None:
             results, interrupted = dispatch(plan, context)

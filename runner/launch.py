@@ -35,6 +35,7 @@ from runner.logging import RecordOutput, StdoutJsonSink, new_run_id
 from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
+from runner.tracelog import Tracing
 from transports.endpoints import HARDWARE, Endpoints
 from transports.sim.control import sim_hardware
 from transports.sim.endpoints import SimulatedEndpoints
@@ -74,7 +75,7 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
                  events: EventSink | None = None, ledger: Path | None = None,
                  sign_key: Path | None = None,
                  allow: Sequence[str | os.PathLike[str]] = (), locks: LinkLocks | None = None,
-                 gate: Gate | None = None) -> RunResult:
+                 gate: Gate | None = None, tracing: Tracing | None = None) -> RunResult:
     """Validate, compile and run the manifest at ``path``.
 
     The run is entered in the host's ledger in ``ledger`` (default:
@@ -100,7 +101,8 @@ def run_manifest(path: str | os.PathLike[str], *, simulate: bool | None = None,
         dispatch = station_dispatch(manifest, plan, run_id=run_id)
     return run_plan(plan, run_id=run_id, json_stdout=json_stdout, time_scale=time_scale,
                     console=console, cancel=cancel, events=events, ledger=ledger,
-                    sign_key=sign_key, locks=locks, gate=gate, dispatch=dispatch)
+                    sign_key=sign_key, locks=locks, gate=gate, dispatch=dispatch,
+                    tracing=tracing)
 
 
 def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False,
@@ -109,7 +111,8 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
              cancel: threading.Event | None = None,
              events: EventSink | None = None, ledger: Path | None = None,
              sign_key: Path | None = None, locks: LinkLocks | None = None,
-             gate: Gate | None = None, dispatch: Dispatch | None = None) -> RunResult:
+             gate: Gate | None = None, dispatch: Dispatch | None = None,
+             tracing: Tracing | None = None) -> RunResult:
     """Execute a compiled ``plan`` with the console and ``--json`` sinks wired.
 
     One audit stream feeds them all: ``--json`` prints the log file's very lines,
@@ -137,10 +140,12 @@ def run_plan(plan: Plan, *, run_id: str | None = None, json_stdout: bool = False
     try:
         return execute(plan, events=FanOutSink(listeners), outputs=stdout, run_id=run_id,
                        cancel=cancel, sealing=sealing, locks=locks, gate=gate,
-                       dispatch=dispatch)
+                       dispatch=dispatch, tracing=tracing)
     finally:
         if renderer is not None:
             renderer.close()
+        if tracing is not None:
+            tracing.close()
 
 
 def needs_simulation(plan: Plan) -> bool:
@@ -204,7 +209,7 @@ def execute(plan: Plan, *, events: EventSink | None = None,
             world: SimulationWorld | None = None, cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
             gate: Gate | None = None, dispatch: Dispatch | None = None,
-            sealing: Sealing | None = None) -> RunResult:
+            sealing: Sealing | None = None, tracing: Tracing | None = None) -> RunResult:
     """Run ``plan`` with the far ends it needs (:func:`runner.executor.execute`).
 
     A rehearsal runs on ``world`` when given (a test then reads the chips'
@@ -221,7 +226,7 @@ def execute(plan: Plan, *, events: EventSink | None = None,
     try:
         return executor.execute(plan, endpoints=endpoints, events=events, outputs=outputs,
                                 cancel=cancel, run_id=run_id, locks=locks, gate=gate,
-                                dispatch=dispatch, sealing=sealing)
+                                dispatch=dispatch, sealing=sealing, tracing=tracing)
     finally:
         if own_world and world is not None:
             world.close()

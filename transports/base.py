@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from transports.chips import Chip, FlashBlock
 from transports.endpoints import HARDWARE, Endpoints
+from transports.trace import NO_TRACE, Trace
 
 __all__ = [
     "MASS_ERASE",
@@ -179,7 +180,8 @@ class LinkRequest:
     device's own (e.g. an I2C address or CAN node); ``endpoints`` is where the
     session opens its port, bus or USB device and takes its clock from: the
     hardware, or a rehearsal's simulated far ends. The transport runs the very
-    same code with either.
+    same code with either. ``trace`` receives each protocol command and reply
+    (``-v``) and the raw transfers (``-vv``); it is off unless asked for.
     """
 
     device: str
@@ -188,6 +190,7 @@ class LinkRequest:
     options: Mapping[str, Any]
     chip: Chip
     endpoints: Endpoints = HARDWARE
+    trace: Trace = NO_TRACE
 
 
 @runtime_checkable

@@ -32,6 +32,7 @@ from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
 from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
 from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession
+from transports.trace import NO_TRACE, Trace
 
 if TYPE_CHECKING:
     import can
@@ -65,6 +66,8 @@ class CanFraming:
     def __init__(self, open_bus: Callable[[int], can.BusABC], *, name: str, bitrate: int,
                  clock: Clock = WALL_CLOCK) -> None:
         self.open_bus = open_bus
+        #: Raw transfers go here with ``-vv`` (the sysboot transport sets it).
+        self.trace: Trace = NO_TRACE
         self.name = name
         self.clock = clock
         self.sleep = clock.sleep
@@ -76,6 +79,8 @@ class CanFraming:
     # ------------------------------------------------------------------ frames
 
     def _send(self, ident: int, data: bytes = b"") -> None:
+        if self.trace.raw:
+            self.trace.transfer("out", data, what=f"id 0x{ident:03X}")
         try:
             self.bus.send(can.Message(arbitration_id=ident, is_extended_id=False, data=data))
         except can.CanError as error:
@@ -96,6 +101,9 @@ class CanFraming:
                 raise NoReply(stage)
             if not message.is_extended_id and message.arbitration_id == code \
                     and not message.is_error_frame:
+                if self.trace.raw:
+                    self.trace.transfer("in", bytes(message.data),
+                                        what=f"id 0x{message.arbitration_id:03X}")
                 return message
 
     def _ack(self, code: int, stage: str, timeout: float) -> None:

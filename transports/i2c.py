@@ -47,6 +47,7 @@ from transports.sysboot.transport import (
     ROM_CHECKSUM_BYTES_PER_S,
     BootloaderSession,
 )
+from transports.trace import NO_TRACE, Trace
 
 __all__ = ["I2cFraming", "I2cTransport"]
 
@@ -67,6 +68,8 @@ class I2cFraming:
     def __init__(self, adapter: I2cAdapter, address: int, *, name: str, clock_hz: int,
                  clock: Clock = WALL_CLOCK) -> None:
         self.adapter = adapter
+        #: Raw transfers go here with ``-vv`` (the sysboot transport sets it).
+        self.trace: Trace = NO_TRACE
         self.address = address
         self.name = name
         self.clock = clock
@@ -86,12 +89,17 @@ class I2cFraming:
                            hint="check the adapter and the bus wiring") from error
 
     def _write(self, data: bytes, stage: str) -> None:
+        if self.trace.raw:
+            self.trace.transfer("out", data, what=f"write 0x{self.address:02X}")
         self._transfer(i2c_msg.write(self.address, data), stage)
 
     def _read(self, length: int, stage: str) -> bytes:
         message = i2c_msg.read(self.address, length)
         self._transfer(message, stage)
-        return bytes(message)
+        data = bytes(message)
+        if self.trace.raw:
+            self.trace.transfer("in", data, what=f"read 0x{self.address:02X}")
+        return data
 
     def _ack(self, stage: str, timeout: float) -> None:
         """Read status bytes until ACK/NACK, polling BUSY (and NAKs while stretching)."""

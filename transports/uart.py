@@ -41,6 +41,7 @@ from transports.sysboot.transport import (
     ROM_CHECKSUM_BYTES_PER_S,
     BootloaderSession,
 )
+from transports.trace import NO_TRACE, Trace
 
 __all__ = ["UsartFraming", "UsartTransport", "parse_sequence"]
 
@@ -93,6 +94,8 @@ class UsartFraming:
     def __init__(self, port: serial.SerialBase, *, name: str, options: Mapping[str, Any],
                  clock: Clock = WALL_CLOCK, double_ack: bool = False) -> None:
         self.port = port
+        #: Raw transfers go here with ``-vv`` (the sysboot transport sets it).
+        self.trace: Trace = NO_TRACE
         #: The ROM answers 0x7F with two ACKs (chip data ``usart-double-ack``: L412/L422).
         self.double_ack = double_ack
         self.name = name
@@ -124,6 +127,8 @@ class UsartFraming:
                            hint="check the adapter is still plugged in") from error
 
     def _write(self, data: bytes) -> None:
+        if self.trace.raw:
+            self.trace.transfer("out", data, what="tx")
         self._io(lambda: self.port.write(data))
 
     def _read(self, length: int, timeout: float) -> bytes:
@@ -143,6 +148,8 @@ class UsartFraming:
                 self.port.timeout = -(-needed * 10 // 1) / 10
             return bytes(self.port.read(length))
         data: bytes = self._io(action)
+        if self.trace.raw:
+            self.trace.transfer("in", data, what="rx")
         return data
 
     def _ack(self, stage: str, timeout: float) -> None:

@@ -43,10 +43,13 @@ def test_devices_on_one_probe_share_a_resource() -> None:
     assert key("a", {"port-path": "1-2"}) == "stlink:1-2"
 
 
-def test_no_checksum_is_claimed() -> None:
-    assert Capability.CHECKSUM not in StLinkTransport.capabilities
-    assert {Capability.OPTION_BYTES, Capability.UID, Capability.ERASE_PAGES} \
-        <= StLinkTransport.capabilities
+def test_the_checksum_is_claimed_only_with_the_loader(chips: ChipDatabase) -> None:
+    f411 = chips.part("stm32f411re")
+    assert Capability.CHECKSUM not in StLinkTransport.planned_capabilities({}, f411)
+    assert Capability.CHECKSUM in StLinkTransport.planned_capabilities(
+        {"write-mode": "loader"}, f411)
+    assert {Capability.OPTION_BYTES, Capability.UID, Capability.ERASE_PAGES,
+            Capability.CHECKSUM} <= StLinkTransport.capabilities
 
 
 def test_speed_model_is_positive_for_every_known_part(chips: ChipDatabase) -> None:

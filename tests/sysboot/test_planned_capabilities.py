@@ -70,10 +70,17 @@ def test_a_bootloader_link_plans_within_its_kinds_set(chips: ChipDatabase, cls: 
         assert cls.planned_capabilities(WIRED, chips.part(part)) <= cls.capabilities
 
 
-@pytest.mark.parametrize("cls", [StLinkTransport, DfuTransport, MemoryTransport])
+@pytest.mark.parametrize("cls", [DfuTransport, MemoryTransport])
 def test_links_without_chip_dependent_facts_plan_their_static_set(chips: ChipDatabase,
                                                                   cls: Any) -> None:
     assert cls.planned_capabilities({}, chips.part("stm32f411re")) == cls.capabilities
+
+
+def test_stlink_plans_within_its_kinds_set(chips: ChipDatabase) -> None:
+    """The checksum comes with write-mode: loader (the RAM loader's CRC routine)."""
+    for options in ({}, {"write-mode": "loader"}):
+        planned = StLinkTransport.planned_capabilities(options, chips.part("stm32f411re"))
+        assert planned <= StLinkTransport.capabilities
 
 
 def test_a_class_without_planned_capabilities_plans_its_static_set(chips: ChipDatabase) -> None:

@@ -13,6 +13,7 @@ while the device still reports busy, up to a budget.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from transports.errors import (
     TransportError,
     WriteError,
 )
+from transports.trace import NO_TRACE, Trace
 
 __all__ = ["DfuProtocol", "DfuState", "DfuStatus", "StatusReply"]
 
@@ -104,6 +106,17 @@ def _state_name(state: int) -> str:
         return f"dfu state {state}"
 
 
+#: DFU 1.1 §6.1.2 names of the states, as dfu-util prints them.
+_SPEC_STATES = ("appIDLE", "appDETACH", "dfuIDLE", "dfuDNLOAD-SYNC", "dfuDNBUSY",
+                "dfuDNLOAD-IDLE", "dfuMANIFEST-SYNC", "dfuMANIFEST", "dfuMANIFEST-WAIT-RESET",
+                "dfuUPLOAD-IDLE", "dfuERROR")
+
+
+def _spec_state(state: int) -> str:
+    """The state as DFU 1.1 writes it: ``dfuDNBUSY``, ``appIDLE``."""
+    return _SPEC_STATES[state] if 0 <= state < len(_SPEC_STATES) else f"state {state}"
+
+
 def _status_name(status: int) -> str:
     try:
         return DfuStatus(status).name
@@ -131,8 +144,10 @@ class DfuProtocol:
 
     def __init__(self, device: Any, *, interface: int, transfer_size: int, timeout_ms: int,
                  sleep: Callable[[float], None], names: LinkNames,
-                 busy_budget_s: float = 120.0) -> None:
+                 busy_budget_s: float = 120.0, trace: Trace = NO_TRACE) -> None:
         self.device = device
+        #: Each request and its outcome (``-v``), the transfers' bytes (``-vv``).
+        self.trace = trace
         self.interface = interface
         self.transfer_size = transfer_size
         self.timeout_ms = timeout_ms
@@ -146,25 +161,56 @@ class DfuProtocol:
 
     # ------------------------------------------------------------------ requests
 
-    def _out(self, request: int, value: int, data: bytes, what: str) -> None:
-        with usb_errors(what, self.names, stall_is_error=False):
-            self.device.ctrl_transfer(_OUT, request, value, self.interface, data,
-                                      timeout=self.timeout_ms)
+    def _out(self, request: int, value: int, data: bytes, what: str,
+             detail: str = "") -> None:
+        started = time.monotonic() if self.trace.commands else 0.0
+        if self.trace.raw:
+            self.trace.transfer("out", data, what=f"control 0x{request:02X} wValue {value}")
+        try:
+            with usb_errors(what, self.names, stall_is_error=False):
+                self.device.ctrl_transfer(_OUT, request, value, self.interface, data,
+                                          timeout=self.timeout_ms)
+        except Stalled:
+            if self.trace.commands:
+                self.trace.command(what, "STALL", started=started, detail=detail)
+            raise
+        if self.trace.commands:
+            sent = f"{len(data)} B" if data else ""
+            self.trace.command(what, "ok", started=started,
+                               detail=" ".join(part for part in (detail, sent) if part))
 
     def _in(self, request: int, value: int, length: int, what: str,
-            timeout_ms: int | None = None) -> bytes:
-        with usb_errors(what, self.names, stall_is_error=False):
-            return bytes(self.device.ctrl_transfer(_IN, request, value, self.interface, length,
-                                                   timeout=timeout_ms or self.timeout_ms))
+            timeout_ms: int | None = None, *, traced: bool = True) -> bytes:
+        started = time.monotonic() if self.trace.commands else 0.0
+        try:
+            with usb_errors(what, self.names, stall_is_error=False):
+                data = bytes(self.device.ctrl_transfer(
+                    _IN, request, value, self.interface, length,
+                    timeout=timeout_ms or self.timeout_ms))
+        except Stalled:
+            if self.trace.commands:
+                self.trace.command(what, "STALL", started=started)
+            raise
+        if self.trace.raw:
+            self.trace.transfer("in", data, what=f"control 0x{request:02X} wValue {value}")
+        if self.trace.commands and traced:
+            self.trace.command(what, f"{len(data)} B", started=started)
+        return data
 
     def get_status(self) -> StatusReply:
         self.polls += 1
+        started = time.monotonic() if self.trace.commands else 0.0
         raw = self._in(_GETSTATUS, 0, 6, "DFU_GETSTATUS",
-                       max(self.timeout_ms, self.getstatus_timeout_ms))
+                       max(self.timeout_ms, self.getstatus_timeout_ms), traced=False)
         try:
-            return StatusReply.parse(raw)
+            reply = StatusReply.parse(raw)
         except ValueError as error:
             raise self._protocol(str(error), "DFU_GETSTATUS", raw) from error
+        if self.trace.commands:
+            self.trace.command("DFU_GETSTATUS", f"{_spec_state(reply.state)} "
+                                                f"{_status_name(reply.status)} "
+                                                f"{reply.poll_ms} ms", started=started)
+        return reply
 
     def get_state(self) -> int:
         return self._in(_GETSTATE, 0, 1, "DFU_GETSTATE")[0]
@@ -183,10 +229,15 @@ class DfuProtocol:
                              hint=hint, transport=self.names.link, device=self.names.device)
 
     def ensure_idle(self) -> None:
-        """Bring the device to dfuIDLE: CLRSTATUS out of dfuERROR, ABORT elsewhere."""
+        """Bring the device to dfuIDLE: CLRSTATUS out of dfuERROR, ABORT elsewhere.
+
+        A device that keeps answering dfuERROR refuses to work (``nack``); one that
+        stays in any other state does not follow the protocol.
+        """
+        last: StatusReply | None = None
         for _ in range(4):
             try:
-                reply = self.get_status()
+                reply = last = self.get_status()
             except Stalled:
                 continue  # the stall itself moved the device to dfuERROR: ask again
             if reply.state == DfuState.DFU_IDLE:
@@ -200,6 +251,12 @@ class DfuProtocol:
                     self.abort()
             except Stalled:
                 continue
+        if last is not None and last.state == DfuState.DFU_ERROR:
+            raise Refused(f"the DFU device of {self.names.device} keeps reporting an error "
+                          f"(status {last.status}) and does not return to dfuIDLE",
+                          command="DFU_CLRSTATUS", reply=last.raw,
+                          hint="power-cycle the board with BOOT0 high",
+                          transport=self.names.link, device=self.names.device)
         raise self._protocol("the DFU device does not return to dfuIDLE", "DFU_ABORT",
                              hint="power-cycle the board with BOOT0 high")
 
@@ -283,7 +340,9 @@ class DfuProtocol:
     def _command(self, command: str, block: int, data: bytes,
                  address: int | None) -> StatusReply:
         try:
-            self._out(_DNLOAD, block, data, f"DFU_DNLOAD ({command})")
+            self._out(_DNLOAD, block, data, f"DFU_DNLOAD ({command})",
+                      f"0x{address:08X}" if address is not None and self.trace.commands
+                      else "")
         except Stalled:
             reply = self._status_after_stall()
             self._recover()

@@ -98,8 +98,8 @@ class DfuTransport(StaticCapabilities):
             "uid": {"type": "string", "pattern": "^[0-9A-Fa-f]{24}$",
                     "description": "Expected 96-bit UID; a different chip is refused."},
             "transfer-size": {"type": "integer", "minimum": 64, "maximum": _MAX_TRANSFER,
-                              "description": "Override wTransferSize (default: the "
-                                             "device's)."},
+                              "description": "Lower the block size below the device's "
+                                             "wTransferSize (never above it)."},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 5,
                         "description": "Seconds per USB control transfer."},
         },
@@ -190,7 +190,7 @@ class DfuTransport(StaticCapabilities):
         self._protocol = DfuProtocol(device, interface=self._interface,
                                      transfer_size=self._transfer_size(description),
                                      timeout_ms=self.timeout_ms, sleep=self.sleep,
-                                     names=self.names)
+                                     names=self.names, trace=self.request.trace)
         self._select_alt(self._flash_alt)
         self.protocol.ensure_idle()
 
@@ -216,9 +216,12 @@ class DfuTransport(StaticCapabilities):
         self._functional = functional
 
     def _transfer_size(self, description: DeviceDescription) -> int:
+        """Bytes per DNLOAD/UPLOAD: the functional descriptor's wTransferSize, the most
+        the device takes (DFU 1.1 §4.1.3; some ROMs take only 1024); ``transfer-size``
+        may lower it, never raise it."""
         assert description.functional is not None
-        size = int(self.request.options.get("transfer-size",
-                                            description.functional.transfer_size))
+        size = min(int(self.request.options.get("transfer-size", _MAX_TRANSFER)),
+                   description.functional.transfer_size)
         return max(min(size, _MAX_TRANSFER), description.max_packet_size)
 
     def _find_alt(self, name: str, address: int) -> int | None:

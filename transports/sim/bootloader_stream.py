@@ -31,6 +31,9 @@ from operator import xor
 from transports.sim import bootloader as bl
 from transports.sim.bootloader import ACK, NACK, BootloaderCore, Link, WireFault
 
+#: What a ``corrupt`` fault puts on the wire where a status byte belongs.
+GARBLED = 0xA5
+
 __all__ = ["StreamBootloader"]
 
 #: A step of the machine: yields how many bytes it needs, receives them.
@@ -61,8 +64,11 @@ class StreamBootloader:
         self.output = bytearray()
         #: I2C: status polls still to be answered BUSY before the pending status byte.
         self.busy_polls = 0
-        #: Set by a ``link-lost`` fault: the chip no longer answers at all.
+        #: Set by a ``link-lost`` fault: the chip no longer answers (until the host
+        #: connects again: the link is back for a new session).
         self.dead = False
+        #: The next thing the host sends opens a session: ``op: connect`` faults fire.
+        self.connecting = True
         self.lock = threading.RLock()
         self._pending = bytearray()
         self._machine = self._run()
@@ -104,6 +110,27 @@ class StreamBootloader:
             self.dead = False
             self.restart()
 
+    def session_started(self) -> None:
+        """The host opened a new session: the link is back, connect faults may fire."""
+        with self.lock:
+            self.dead = False
+            self.connecting = True
+            self.core.sim.faults.reset_counters()
+
+    def _connect_fault(self) -> bool:
+        """Fire an ``op: connect`` fault on the session's first command (after the USART's
+        0x7F, which a synced ROM answers with a NACK anyway); True if one did."""
+        if not self.connecting:
+            return False
+        self.connecting = False
+        try:
+            self.core.fault("connect", 0)
+        except WireFault as fault:
+            self.connecting = True      # a failed connect: the next attempt connects again
+            self._wire_fault(fault)
+            return True
+        return False
+
     def restart(self) -> None:
         """Forget any half-received command and wait for activation again."""
         with self.lock:
@@ -136,6 +163,8 @@ class StreamBootloader:
                 continue
             core.synced = True
             frame = yield 2
+            if self._connect_fault():
+                continue
             code = frame[0]
             if frame[0] ^ frame[1] != 0xFF or not core.accepts(code):
                 self._emit(NACK)
@@ -152,6 +181,8 @@ class StreamBootloader:
     def _wire_fault(self, fault: WireFault) -> None:
         if fault.kind == "nack":
             self._emit(NACK)
+        elif fault.kind == "corrupt":
+            self._emit(GARBLED)     # neither ACK nor NACK: a byte damaged on the wire
         elif fault.kind == "link-lost":
             self.dead = True
         # timeout / brownout: the host hears nothing.
@@ -239,6 +270,10 @@ class StreamBootloader:
         except WireFault as fault:
             if fault.kind != "timeout":
                 raise
+            if self.link is Link.I2C:
+                # A stalled ROM does not acknowledge its address (the host sees no reply);
+                # a reply cut short would read as 0xFF, which is not what flash holds.
+                return
             # Bytes dropped on the wire: the reply starts, then stops half way.
             partial = self.core.sim.read_memory(address, length // 2, debug=False)
             self._emit(ACK, partial)

@@ -77,6 +77,8 @@ class CanBootloaderNode:
         self.channel = channel
         self.bitrate = bitrate
         self.dead = False
+        #: The next frame the host sends opens a session: ``op: connect`` faults fire.
+        self.connecting = True
         self.bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
         self._machine = self._run()
         next(self._machine)
@@ -86,6 +88,35 @@ class CanBootloaderNode:
         self._thread.start()
         with _NODES_LOCK:
             _NODES[channel] = self
+
+    def session_started(self) -> None:
+        """The host opened a new session: the link is back, connect faults may fire."""
+        self.dead = False
+        self.connecting = True
+        self.core.sim.faults.reset_counters()
+
+    def _connect_fault(self, code: int) -> bool:
+        """Fire an ``op: connect`` fault on the session's first command (Get Version, after
+        the sync frame, which only selects the interface); True if one did."""
+        if not self.connecting:
+            return False
+        self.connecting = False
+        try:
+            self.core.fault("connect", 0)
+        except WireFault as fault:
+            self.connecting = True      # a failed connect: the next attempt connects again
+            self._wire_fault(code, fault)
+            return True
+        return False
+
+    def _wire_fault(self, code: int, fault: WireFault) -> None:
+        if fault.kind == "nack":
+            self._send(code, bytes([NACK]))
+        elif fault.kind == "corrupt":
+            self._send(code, bytes([0xA5]))   # neither ACK nor NACK: damaged on the wire
+        elif fault.kind == "link-lost":
+            self.dead = True
+        # timeout / brownout: the host hears nothing.
 
     # ------------------------------------------------------------------ plumbing
 
@@ -146,6 +177,8 @@ class CanBootloaderNode:
                     self.bitrate = 125_000  # the ROM (re)starts at 125 kbit/s
                     self._ack(SYNC_ID)
                 continue
+            if self._connect_fault(code):
+                continue
             try:
                 if not core.accepts(code):
                     self._nack(code)
@@ -153,10 +186,7 @@ class CanBootloaderNode:
             except _Abort:
                 pass
             except WireFault as fault:
-                if fault.kind == "nack":
-                    self._send(code, bytes([NACK]))
-                elif fault.kind == "link-lost":
-                    self.dead = True
+                self._wire_fault(code, fault)
 
     def _data(self, code: int, data: bytes) -> None:
         full = len(data) - len(data) % 8
@@ -238,8 +268,9 @@ class CanBootloaderNode:
         length = data[4] + 1
         if not self.core.readable(address, length):
             self._nack(code)
+        data = self.core.read(address, length)   # a fault answers instead of the first ACK
         self._ack(code)
-        self._data(code, self.core.read(address, length))
+        self._data(code, data)
         self._ack(code)
 
     def _write(self, code: int, data: bytes) -> Machine:

@@ -458,10 +458,16 @@ class SimRomDfu(SimUsbDevice):
 
     def _getstatus(self, request: ControlRequest) -> bytes:
         if not self.greeted:
-            self.greeted = True
+            # The host's first request of a session. A connect fault that fires leaves the
+            # device ungreeted, so a permanent one fires again at every attempt.
             self.sim.faults.reset_counters()
-            if self._fault("connect", 0) is not None:
-                raise UsbTimeout
+            kind = self._fault("connect", 0)   # a timeout or a lost link raises here
+            if kind == "nack":
+                self.state, self.status = DFU_ERROR, ERR_UNKNOWN
+                return self._reply()
+            if kind == "corrupt":
+                return self._reply()[:3]       # a short, garbled status
+            self.greeted = True
         if self.state == DNLOAD_SYNC and self.pending is not None:
             seconds, reported = self._execute(self.pending)
             self.pending = None

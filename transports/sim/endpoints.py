@@ -38,7 +38,13 @@ from transports.sim.dfu import plug_rom_dfu
 from transports.sim.memory_port import SimMemoryPort
 from transports.sim.smbus import SimI2cBus
 from transports.sim.stlink import attach_probe
-from transports.sim.usart import UsartEndpoint, Wiring, register_endpoint, unregister_endpoint
+from transports.sim.usart import (
+    UsartEndpoint,
+    Wiring,
+    endpoint,
+    register_endpoint,
+    unregister_endpoint,
+)
 from transports.sim.usb import SimUsbBackend
 from transports.sim.world import SimulationWorld
 
@@ -98,6 +104,7 @@ class SimulatedEndpoints:
             return url
 
         url: str = world.shared(f"usart:{request.link}:{request.device}", factory)
+        endpoint(key).stream.session_started()
         return serial.serial_for_url(url, do_not_open=True)
 
     def i2c_adapter(self, request: LinkRequest, bus: int | str, *, address: int,
@@ -114,6 +121,7 @@ class SimulatedEndpoints:
         if address not in adapter.devices:
             stream = StreamBootloader(_bootloader_core(world, request, Link.I2C), Link.I2C)
             adapter.attach(address, stream)
+        adapter.devices[address].session_started()
         return adapter
 
     def can_bus(self, request: LinkRequest, *, interface: str, channel: str,
@@ -138,6 +146,7 @@ class SimulatedEndpoints:
             return node
 
         node: CanBootloaderNode = world.shared(f"can:{name}", factory)
+        node.session_started()
         return can.Bus(interface="virtual", channel=node.channel, receive_own_messages=False)
 
     def usb_backend(self, request: LinkRequest) -> Any:

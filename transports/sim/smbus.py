@@ -70,9 +70,14 @@ class SimI2cBus:
                 self.transactions += 1
                 device = self.devices.get(message.addr)
             # The ROM still sends the ACK of Go before the application takes over.
-            if device is None or device.dead or (not device.core.running and not device.output):
+            if device is None or (not device.core.running and not device.output):
                 raise OSError(errno.EREMOTEIO, "Remote I/O error")
+            if device.dead:   # the chip lost power or its link: the bus itself fails
+                raise OSError(errno.EIO, "Input/output error")
             self._charge(message.addr, message.len)
+            if message.flags & _I2C_M_RD and not device.output and not device.busy_polls:
+                # A silent ROM does not acknowledge its address: the host sees no reply.
+                raise OSError(errno.EREMOTEIO, "Remote I/O error")
             if message.flags & _I2C_M_RD:
                 data = self._reply(device, message.len)
                 ctypes.memmove(message.buf, data, len(data))

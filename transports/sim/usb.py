@@ -477,6 +477,9 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         except UsbStall:
             raise _usb_error("Pipe error", _LIBUSB_ERROR_PIPE, errno.EPIPE) from None
         except UsbTimeout:
+            if not device.plugged:   # it left the bus during the transfer: libusb says so
+                raise _usb_error("No such device (it may have been disconnected)",
+                                 _LIBUSB_ERROR_NO_DEVICE, errno.ENODEV) from None
             raise usb.core.USBTimeoutError("Operation timed out", _LIBUSB_ERROR_TIMEOUT,
                                            errno.ETIMEDOUT) from None
 

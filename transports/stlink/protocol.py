@@ -11,12 +11,14 @@ limits and the MEM-AP auto-increment window.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from transports.endpoints import Clock
 from transports.errors import BusFault, ConnectError, ProtocolError, Refused, TransportError
+from transports.trace import NO_TRACE, Trace
 
 __all__ = ["STATUS", "Framing", "MemoryFault", "ProbeVersion", "StLink", "Timebase",
            "parse_version"]
@@ -181,12 +183,26 @@ def _block(*parts: bytes) -> bytes:
     return b"".join(parts).ljust(16, b"\0")
 
 
+def _reply_text(name: str, answer: bytes, *, status: bool, sent: bytes) -> str:
+    """A reply as a trace line says it: the status by name, else what came back."""
+    if status or name.startswith("GETLASTRWSTATUS"):
+        if not answer:
+            return "empty reply"
+        info = STATUS.get(answer[0], StatusInfo("error", f"status 0x{answer[0]:02X}"))
+        return "OK" if info.kind == "ok" else f"{info.text} (0x{answer[0]:02X})"
+    if sent:
+        return "sent"
+    return f"{len(answer)} B" if answer else "done"
+
+
 class StLink:
     """One probe's command set. Raises :mod:`transports.errors` classes only."""
 
     def __init__(self, framing: Framing, timebase: Timebase, *, pid: int, generation: str,
-                 wait_retries: int = 8) -> None:
+                 wait_retries: int = 8, trace: Trace = NO_TRACE) -> None:
         self.framing = framing
+        #: Each command and its status (``-v``).
+        self.trace = trace
         self.timebase = timebase
         self.pid = pid
         self.generation = generation
@@ -199,7 +215,11 @@ class StLink:
     # -- plumbing -------------------------------------------------------------------------
 
     def _check(self, status: int, command: str, reply: bytes) -> None:
-        info = STATUS.get(status, StatusInfo("error", f"unknown status 0x{status:02X}"))
+        info = STATUS.get(status)
+        if info is None:
+            # Not a status the firmware sends (reference §4.7): a garbled reply.
+            raise ProtocolError(f"ST-Link {command}: unknown status 0x{status:02X}",
+                                command=command, reply=reply)
         if info.kind == "ok":
             return
         message = f"ST-Link {command}: {info.text} (status 0x{status:02X})"
@@ -212,11 +232,19 @@ class StLink:
         raise Refused(message, command=command, reply=reply)
 
     def command(self, block: bytes, *, reply: int, name: str, status: bool = True,
-                data_out: bytes = b"") -> bytes:
-        """Send one command; with ``status`` check byte 0, retrying WAIT with back-off."""
+                data_out: bytes = b"", detail: str = "", traced: bool = True) -> bytes:
+        """Send one command; with ``status`` check byte 0, retrying WAIT with back-off.
+
+        ``detail`` (address, size) and the reply go to the trace; ``traced``
+        False leaves the line to the caller, which knows what the reply means.
+        """
         delay = 0.001
         for _attempt in range(self.wait_retries + 1):
+            started = time.monotonic() if self.trace.commands else 0.0
             answer = self.framing.exchange(block, data_out=data_out, reply=reply)
+            if self.trace.commands and traced:
+                self.trace.command(name, _reply_text(name, answer, status=status, sent=data_out),
+                                   started=started, detail=detail)
             if not status:
                 return answer
             if len(answer) < 1:
@@ -234,13 +262,16 @@ class StLink:
     # -- probe-level commands ---------------------------------------------------------------
 
     def read_version(self) -> ProbeVersion:
+        started = time.monotonic() if self.trace.commands else 0.0
         reply = self.command(_block(bytes([GET_VERSION])), reply=6, name="GET_VERSION",
-                             status=False)
+                             status=False, traced=False)
         extended = None
         if reply[0] >> 4 >= 3:
             extended = self.command(_block(bytes([GET_VERSION_EX])), reply=12,
                                     name="GET_VERSION_EX", status=False)
         self.version = parse_version(reply, extended, self.pid, self.generation)
+        if self.trace.commands:
+            self.trace.command("GET_VERSION", str(self.version), started=started)
         if self.version.jtag == 0:
             raise ConnectError(f"ST-Link firmware {self.version} cannot do SWD",
                                hint="update the probe's firmware with ST's ST-LinkUpgrade")
@@ -375,7 +406,8 @@ class StLink:
         name = f"READMEM_{width * 8}BIT"
         block = _block(bytes([DEBUG, READ_MEM[width]]), struct.pack("<IH", address, length))
         wanted = max(length, 2) if width == 1 else length
-        data = self.command(block, reply=wanted, name=name, status=False)
+        data = self.command(block, reply=wanted, name=name, status=False,
+                            detail=f"0x{address:08X} {length} B" if self.trace.commands else "")
         self.last_rw_status(name, address)
         if len(data) < length:
             raise ProtocolError(f"{name}: {len(data)} of {length} bytes came back",
@@ -385,7 +417,8 @@ class StLink:
     def write_block(self, address: int, data: bytes, width: int) -> None:
         name = f"WRITEMEM_{width * 8}BIT"
         block = _block(bytes([DEBUG, WRITE_MEM[width]]), struct.pack("<IH", address, len(data)))
-        self.command(block, reply=0, name=name, status=False, data_out=data)
+        self.command(block, reply=0, name=name, status=False, data_out=data,
+                     detail=f"0x{address:08X} {len(data)} B" if self.trace.commands else "")
         self.last_rw_status(name, address)
 
     def read_memory(self, address: int, length: int,

@@ -25,7 +25,6 @@ from transports.base import (
     Progress,
     ResetMode,
     SpeedModel,
-    StaticCapabilities,
     no_progress,
 )
 from transports.checksums import stm32_crc32
@@ -63,16 +62,19 @@ DEFAULT_CLOCK_KHZ = 1800
 UNPOWERED_V = 0.5
 
 
-class StLinkTransport(StaticCapabilities):
+class StLinkTransport:
     """A session with one STM32 behind one ST-Link."""
 
     kind: ClassVar[str] = "stlink"
     #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
     simulation: ClassVar[frozenset[str]] = frozenset({"usb_backend", "clock"})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+    #: What every session offers; the RAM loader adds the on-target checksum.
+    capabilities_base: ClassVar[frozenset[Capability]] = frozenset({
         Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
         Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE, Capability.OPTION_BYTES,
         Capability.UID})
+    capabilities: ClassVar[frozenset[Capability]] = (
+        capabilities_base | {Capability.CHECKSUM})
     options_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
@@ -106,6 +108,9 @@ class StLinkTransport(StaticCapabilities):
         self.request = request
         self.chip = request.chip
         self.options = request.options
+        #: this session's set: the planned one, then what connect found (the loader)
+        self.capabilities: frozenset[Capability] = self.planned_capabilities(  # type: ignore[misc]
+            request.options, request.chip)
         self.link: StLink | None = None
         self.target: Target | None = None
         self.driver: FlashDriver | None = None
@@ -142,8 +147,8 @@ class StLinkTransport(StaticCapabilities):
                              chip: Chip) -> frozenset[Capability]:
         """The on-target checksum comes with the RAM loader (its CRC-32 routine)."""
         if options.get("write-mode") == "loader" and loader_possible(chip):
-            return cls.capabilities | {Capability.CHECKSUM}
-        return cls.capabilities
+            return cls.capabilities_base | {Capability.CHECKSUM}
+        return cls.capabilities_base
 
     @classmethod
     def resource_key(cls, link: str, options: Mapping[str, Any]) -> str:
@@ -189,11 +194,12 @@ class StLinkTransport(StaticCapabilities):
                                           port_path=self.options.get("port-path"),
                                           link=self.request.link, device=self.request.device)
             pipe = UsbPipe(self.candidate, names=names)
+            pipe.trace = self.request.trace
             pipe.open()
             framing = BotFraming(pipe) if self.candidate.kind.generation == "v1" \
                 else BulkFraming(pipe)
             link = StLink(framing, endpoints.clock(self.request), pid=self.candidate.kind.pid,
-                          generation=self.candidate.kind.generation)
+                          generation=self.candidate.kind.generation, trace=self.request.trace)
             self.link = link
             try:
                 self._bring_up(link)
@@ -267,6 +273,8 @@ class StLinkTransport(StaticCapabilities):
         self.driver = kind(link, self.chip, fast=self.write_mode == "fast",
                            voltage=self.voltage)
         self.driver.loader = loader
+        self.capabilities = self.capabilities_base | (  # type: ignore[misc]
+            {Capability.CHECKSUM} if loader is not None else set())
 
     def identify(self) -> ChipIdentity:
         with self._errors():

@@ -19,6 +19,7 @@ import usb.core
 import usb.util
 
 from transports import usb as shared
+from transports.trace import NO_TRACE, Trace
 from transports.usb import UDEV_HINT, LinkNames
 
 __all__ = ["PROBE_KINDS", "UDEV_HINT", "ProbeCandidate", "ProbeKind", "UsbPipe",
@@ -135,6 +136,8 @@ class UsbPipe:
         self.names = names or LinkNames(link="?", device="?")
         self.packet = 64
         self._claimed = False
+        #: Raw bulk transfers go here with ``-vv``.
+        self.trace: Trace = NO_TRACE
 
     def open(self) -> None:
         device = self.device
@@ -155,6 +158,8 @@ class UsbPipe:
                 self.packet = endpoint.wMaxPacketSize
 
     def write(self, data: bytes) -> None:
+        if self.trace.raw:
+            self.trace.transfer("out", data, what=f"bulk 0x{self.kind.out_ep:02X}")
         with shared.usb_errors("a bulk write", self.names, thing=_THING):
             self.device.write(self.kind.out_ep, data, self.timeout_ms)
 
@@ -162,7 +167,10 @@ class UsbPipe:
         # pyOCD: ask for at least one packet, or libusb may report an overflow.
         size = max(length, self.packet)
         with shared.usb_errors("a bulk read", self.names, thing=_THING):
-            return bytes(self.device.read(self.kind.in_ep, size, self.timeout_ms))
+            data = bytes(self.device.read(self.kind.in_ep, size, self.timeout_ms))
+        if self.trace.raw:
+            self.trace.transfer("in", data, what=f"bulk 0x{self.kind.in_ep:02X}")
+        return data
 
     def close(self) -> None:
         if self._claimed:

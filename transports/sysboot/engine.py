@@ -14,8 +14,10 @@ silence is a :class:`LinkTimeout`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 
@@ -39,8 +41,16 @@ from transports.sysboot.framing import (
     Nack,
     NoReply,
 )
+from transports.trace import NO_TRACE, Trace
 
 __all__ = ["MAX_BLOCK", "BootloaderEngine"]
+
+
+@dataclass(slots=True)
+class _Reply:
+    """What a command's trace line says the ROM answered."""
+
+    text: str = "ACK"
 
 #: AN3155 §3.4/§3.6: Read and Write Memory move at most 256 bytes.
 MAX_BLOCK = 256
@@ -61,10 +71,13 @@ class BootloaderEngine:
         framing: the link's framing.
         chip: the chip the manifest names (timeouts, erase units).
         link, device: manifest names, for errors.
+        trace: where each command and its reply are reported (``-v``).
     """
 
-    def __init__(self, framing: Framing, chip: Chip, *, link: str, device: str) -> None:
+    def __init__(self, framing: Framing, chip: Chip, *, link: str, device: str,
+                 trace: Trace = NO_TRACE) -> None:
         self.framing = framing
+        self.trace = trace
         self.chip = chip
         self.link = link
         self.device = device
@@ -82,22 +95,45 @@ class BootloaderEngine:
                              hint=hint, transport=self.link, device=self.device)
 
     @contextmanager
-    def _command(self, code: int, *, address: int | None = None) -> Iterator[None]:
-        """Map the framing's NACK / silence for ``code`` to our error tree."""
+    def _command(self, code: int, *, address: int | None = None,
+                 size: int | None = None) -> Iterator[_Reply]:
+        """Map the framing's NACK / silence for ``code`` to our error tree; trace it.
+
+        The body may set the yielded reply's ``text`` (what the ROM answered, for
+        ``-v``); it reads ACK otherwise.
+        """
+        reply = _Reply()
+        started = time.monotonic() if self.trace.commands else 0.0
         try:
-            yield
+            yield reply
+            if self.trace.commands:
+                self._traced(code, address, size, reply.text, started)
         except Nack as nack:
+            if self.trace.commands:
+                self._traced(code, address, size, f"NACK ({nack.stage})", started)
             raise self._refusal(code, nack, address) from nack
         except BadReply as bad:
+            if self.trace.commands:
+                self._traced(code, address, size, f"unexpected {bad.reply.hex()} "
+                                                  f"({bad.stage})", started)
             self._try_resync()
             raise self._protocol(code, bad.stage, f"unexpected reply {bad.reply.hex()}",
                                  bad.reply, hint="check the baud rate and the wiring") from bad
         except NoReply as silence:
+            if self.trace.commands:
+                self._traced(code, address, size, f"no answer ({silence.stage})", started)
             self._try_resync()
             raise LinkTimeout(
                 f"{command_name(code)}: no answer at the {silence.stage} stage on "
                 f"{self.device}", transport=self.link, device=self.device,
                 hint="check wiring, power and that the chip is in its bootloader") from silence
+
+    def _traced(self, code: int, address: int | None, size: int | None, reply: str,
+                started: float) -> None:
+        detail = " ".join(part for part in (
+            f"0x{address:08X}" if address is not None else "",
+            f"{size} B" if size is not None else "") if part)
+        self.trace.command(command_name(code), reply, started=started, detail=detail)
 
     def _plausible(self, address: int | None) -> bool:
         """Could the chip accept ``address`` at all (flash, RAM, option or system words)?"""
@@ -120,7 +156,7 @@ class BootloaderEngine:
                 and code not in ALLOWED_UNDER_RDP and self._plausible(address):
             return ReadProtected(f"{command_name(code)} refused on {self.device}: readout "
                                  f"protection is active", transport=self.link,
-                                 device=self.device, hint=_PROTECTION_HINT)
+                                 device=self.device, also=("nack",), hint=_PROTECTION_HINT)
         if code in (Command.WRITE, Command.WRITE_NS) and nack.stage != "command":
             return WriteError(f"{command_name(code)} refused at the {nack.stage} stage on "
                               f"{self.device}", address=address, transport=self.link,
@@ -161,7 +197,7 @@ class BootloaderEngine:
             self.get_version()
         except LinkTimeout as silent:
             raise ConnectError(f"no bootloader answers on {self.framing.name}",
-                               transport=self.link, device=self.device,
+                               transport=self.link, device=self.device, also=("timeout",),
                                hint="check that BOOT0 selects the system bootloader, the "
                                     "wiring and the address or port") from silent
         self._handshake()
@@ -188,11 +224,12 @@ class BootloaderEngine:
 
     def get_version(self) -> int:
         code = Command.GET_VERSION
-        with self._command(code):
+        with self._command(code) as traced:
             self.framing.request(code, timeout=_SHORT)
             reply = self.framing.receive(self.framing.version_reply_length, timeout=_SHORT,
                                          code=code)
             self.framing.expect_ack("reply", timeout=_SHORT, code=code)
+            traced.text = f"ACK v{reply[0] >> 4}.{reply[0] & 0xF}"
         self.version = reply[0]
         self.option_status = bytes(reply[1:])
         self.framing.learn_version(self.version)
@@ -203,10 +240,12 @@ class BootloaderEngine:
         expected: int | None = None
         for _ in range(2):
             try:
-                with self._command(code):
+                with self._command(code) as traced:
                     self.framing.request(code, timeout=_SHORT)
                     reply = self.framing.receive_counted(expected, timeout=_SHORT, code=code)
                     self.framing.expect_ack("reply", timeout=_SHORT, code=code)
+                    traced.text = f"ACK v{reply[0] >> 4}.{reply[0] & 0xF}, " \
+                                  f"{len(reply) - 1} commands"
                 break
             except CountMismatch as mismatch:
                 # A frame link guessed the list length wrong: ask again with the real one.
@@ -219,10 +258,11 @@ class BootloaderEngine:
 
     def get_id(self) -> int:
         code = Command.GET_ID
-        with self._command(code):
+        with self._command(code) as traced:
             self.framing.request(code, timeout=_SHORT)
             reply = self.framing.receive_counted(1, timeout=_SHORT, code=code)
             self.framing.expect_ack("reply", timeout=_SHORT, code=code)
+            traced.text = f"ACK PID 0x{reply.hex().upper()}"
         if len(reply) < 2:
             raise self._protocol(code, "reply", "a product ID shorter than 2 bytes", reply)
         # AN3155 §3.3: STM32 PIDs are 2 bytes; extra bytes (other ROMs) are ignored.
@@ -236,7 +276,7 @@ class BootloaderEngine:
         if not 1 <= length <= MAX_BLOCK:
             raise ValueError("Read Memory reads 1 to 256 bytes")
         code = Command.READ
-        with self._command(code, address=address):
+        with self._command(code, address=address, size=length):
             self.framing.request(code, (Block.word("address", address),
                                         Block.value("length", bytes([length - 1]))),
                                  timeout=_SHORT)
@@ -257,7 +297,7 @@ class BootloaderEngine:
             raise ValueError("Write Memory writes 1 to 256 bytes")
         code = self._require("write")
         program = self.chip.timing.program_seconds(len(padded), self.chip.flash.write_unit)
-        with self._command(code, address=address):
+        with self._command(code, address=address, size=len(padded)):
             self.framing.request(code, (Block.word("address", address), Block.payload(padded)),
                                  timeout=_SHORT + 10 * program)
 
@@ -274,12 +314,13 @@ class BootloaderEngine:
             raise Refused(f"the bootloader of {self.device} has no Get Checksum",
                           command=command_name(code), transport=self.link,
                           device=self.device, hint="verify by read-back")
-        with self._command(code, address=address):
+        with self._command(code, address=address, size=length) as traced:
             self.framing.request(code, (Block.word("address", address),
                                         Block.word("length", length)),
                                  timeout=_SHORT)
             self.framing.expect_ack("checksum", timeout=_SHORT + length / 1e6, code=code)
             reply = self.framing.receive(5, timeout=_SHORT, code=code)
+            traced.text = f"ACK CRC 0x{reply[:4].hex().upper()}"
         if reduce(xor, reply, 0) != 0:
             raise self._protocol(code, "reply", "a CRC with a bad check byte", reply,
                                  hint="the link corrupts data; lower the speed")
@@ -314,8 +355,9 @@ class BootloaderEngine:
                                  address=address, transport=self.link, device=self.device,
                                  hint="erase the whole flash (erase: {scope: mass})")
             block = Block.items("pages", chunk, 1 if legacy else 2)
-            with self._command(code, address=address):
+            with self._command(code, address=address) as traced:
                 self.framing.request(code, (block,), timeout=self._page_timeout(chunk))
+                traced.text = f"ACK ({len(chunk)} page{'s' if len(chunk) != 1 else ''})"
 
     def mass_erase(self, bank: int | None = None) -> None:
         """Global erase (0x43 ``FF 00`` / 0x44 ``FFFF``), or one bank with 0x44 ``FFFE/FFFD``."""

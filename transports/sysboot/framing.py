@@ -28,6 +28,8 @@ from functools import reduce
 from operator import xor
 from typing import Protocol
 
+from transports.trace import Trace
+
 __all__ = [
     "ACK",
     "BUSY",
@@ -156,6 +158,8 @@ class Framing(Protocol):
     read_data_acked: bool
     #: Typical seconds per byte each way, for timeouts.
     byte_time: float
+    #: Where raw transfers are reported (``-vv``); off unless the session asks.
+    trace: Trace
 
     def sync(self) -> None:
         """Bring the ROM to the point where it takes commands (autobaud, activation)."""

@@ -125,9 +125,10 @@ class BootloaderSession:
                                transport=self.request.link, device=self.request.device,
                                hint="reach this chip over one of those interfaces")
         framing = self.open_framing()
+        framing.trace = self.request.trace
         self._framing = framing
         engine = BootloaderEngine(framing, self.chip, link=self.request.link,
-                                  device=self.request.device)
+                                  device=self.request.device, trace=self.request.trace)
         try:
             engine.start()
         except BaseException:

@@ -38,6 +38,9 @@ __all__ = ["PROBE_MODELS", "ProbeModel", "SimStLinkProbe", "derive_probe_serial"
 OK, FAULT, AP_WAIT, AP_FAULT, NO_DEVICE, GET_IDCODE_ERROR, UNKNOWN_COMMAND = (
     0x80, 0x81, 0x10, 0x11, 0x05, 0x09, 0x42)
 CONF_CHANGED = 0x40
+#: What an injected fault at connect shows (reference §4.7): the firmware refusing
+#: the command, and a byte it never sends (a garbled reply).
+COMMAND_ERROR, GARBLED = 0x08, 0xEE
 #: Reference §3.4: debug sub-command → (first V2 firmware J, first V3 J) that has it;
 #: an older firmware answers "unknown command". V1 follows the V2 numbers.
 FIRMWARE_GATES: dict[int, tuple[int, int]] = {
@@ -230,7 +233,7 @@ class SimStLinkProbe(SimUsbDevice):
                 if self.sim is not None:
                     self.sim.faults.check("connect", 0)
             except InjectedFault as fault:
-                return self._injected(fault) or self._st2(GET_IDCODE_ERROR)
+                return self._st2(self._injected(fault, nack=COMMAND_ERROR, corrupt=GARBLED))
             self.mode = MODE_DEBUG
             return self._st2(OK)
         if sub == 0x63:  # SWITCH_STLINK_FREQ: the V3's own clock prescaler (1, 2, 4)
@@ -299,9 +302,9 @@ class SimStLinkProbe(SimUsbDevice):
                 self.fault_address = fault.address
                 return self._st2(AP_FAULT) if sub == 0x35 else bytes([AP_FAULT]) + bytes(7)
             except InjectedFault as fault:  # an erase started by this register write
-                self._injected(fault)
+                status = self._injected(fault)
                 self.fault_address = address
-                return self._st2(AP_FAULT) if sub == 0x35 else bytes([AP_FAULT]) + bytes(7)
+                return self._st2(status) if sub == 0x35 else bytes([status]) + bytes(7)
         if sub in (0x3B, 0x3E):
             status, self.last_status = self.last_status, OK
             if sub == 0x3B:
@@ -406,10 +409,10 @@ class SimStLinkProbe(SimUsbDevice):
                 out += self.target.read(at, size, width)
         except BusFault as fault:
             self.last_status, self.fault_address = AP_FAULT, fault.address
-        except (InjectedFault, SimFlashFault) as fault:
+        except SimFlashFault:
             self.last_status, self.fault_address = AP_FAULT, address
-            if isinstance(fault, InjectedFault):
-                self._injected(fault)
+        except InjectedFault as fault:
+            self.last_status, self.fault_address = self._injected(fault), address
         out = out.ljust(length, b"\0")
         return bytes(out) if width != 1 or length >= 2 else bytes(out) + b"\0"
 
@@ -435,11 +438,17 @@ class SimStLinkProbe(SimUsbDevice):
         except BusFault as fault:
             self.last_status, self.fault_address = AP_FAULT, fault.address
         except InjectedFault as fault:
-            self.last_status, self.fault_address = AP_FAULT, address
-            self._injected(fault)
+            self.last_status = self._injected(fault)
+            self.fault_address = address
 
-    def _injected(self, fault: InjectedFault) -> bytes:
-        """Turn an injected fault into what the wire shows."""
+    def _injected(self, fault: InjectedFault, *, nack: int = AP_FAULT,
+                  corrupt: int = AP_FAULT) -> int:
+        """Turn an injected fault into what the wire shows: the status to answer with.
+
+        A timeout never answers; a lost link (or power) drops the probe off the bus.
+        A memory access has no NACK: a refusal or a corruption faults on the AP; at
+        connect the firmware answers ``nack`` or ``corrupt`` (a refusal, a garbled byte).
+        """
         if fault.kind == "timeout":
             raise UsbTimeout
         if fault.kind in ("link-lost", "brownout"):
@@ -448,4 +457,4 @@ class SimStLinkProbe(SimUsbDevice):
             self.plugged = False
             self.dropped = True
             raise UsbTimeout
-        return b""
+        return nack if fault.kind == "nack" else corrupt
