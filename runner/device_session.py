@@ -147,6 +147,9 @@ class DeviceSession:
         self.connected = False
         #: Segments earlier write tasks of this device programmed (for re-erase recovery).
         self.written: list[Segment] = []
+        #: Erase units a skip-unchanged write compared equal and left untouched, with the
+        #: method (``checksum``/``readback``); cleared by any task or recovery but a verify.
+        self.proven: dict[tuple[int, int], str] = {}
         #: Bytes kept across a preserving erase, and per-unit values written.
         self.units = UnitState(plan.chip.flash)
         self._hardware: DeviceHardware | None = None
@@ -250,6 +253,8 @@ class DeviceSession:
             self.connect(action.expected_dev_id)
             return {}
         transport = self.ensure_connected()
+        if not isinstance(action, VerifyAction):
+            self.proven.clear()   # anything that may change flash voids earlier comparisons
         if isinstance(action, EraseAction):
             if action.scope is EraseScope.NONE:
                 return {"scope": action.scope.value}
@@ -292,12 +297,16 @@ class DeviceSession:
             flash = self.plan.chip.flash
             method = verify_memory(transport, action, erased=flash.erased,
                                    link=self.plan.link, device=self.plan.device,
-                                   advance=tracker, geometry=flash)
+                                   advance=tracker, geometry=flash, proven=self.proven)
+            compared = {"units_proven_by_write": sum(
+                1 for piece in unit_pieces(action.memory, flash)
+                if any(a <= piece.address and piece.end <= b for a, b in self.proven))} \
+                if self.proven else {}
             images = {"images": [{"name": image.name, "sha256": image.sha256}
                                  for image in action.images]} if action.images else {}
             return {"method": method, **self._verify_against_plan(task, action, method),
                     "ranges": hex_ranges(action.memory.ranges),
-                    "units": len(unit_pieces(action.memory, flash)), **images,
+                    "units": len(unit_pieces(action.memory, flash)), **compared, **images,
                     "sha256": action.memory.sha256()}
         if isinstance(action, OptionBytesAction):
             transport.write_option_bytes(action.change)
@@ -343,6 +352,8 @@ class DeviceSession:
         tracker = StepProgress(self.context, fields, memory.size)
         written = rewrite_units(transport, memory, comparison, tracker)
         self.written.extend(memory)
+        self.proven.update(((unit.address, unit.end), comparison.method)
+                           for unit in comparison.same)
         self.units.wrote(action)
         extra = {"kept_bytes": memory.size - action.memory.size} if action.keep else {}
         return {"ranges": hex_ranges(memory.ranges), **extra, **kept,

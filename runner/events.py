@@ -303,7 +303,7 @@ _STEP_FINISHED = EventType(
     doc="A step ended; what it did depends on its action (erase: scope, blocks, "
         "preserved; write: images, and with skip-unchanged units, units_skipped, "
         "units_rewritten, skipped, rewritten, bytes_written; unit-data: unit_value; "
-        "verify: method, sha256, units; read: file, format, sha256; "
+        "verify: method, sha256, units, units_proven_by_write; read: file, format, sha256; "
         "option-bytes: rdp_level, fields; reset: mode).",
     required={**_STEP, "outcome": _OUTCOME_RUN, "duration_ms": _INT, "bytes": _INT,
               "attempts": _INT},
@@ -317,6 +317,7 @@ _STEP_FINISHED = EventType(
         "units": _INT, "skip_unchanged": _BOOL, "compare_method": _STR,
         "units_skipped": _INT, "units_rewritten": _INT, "skipped": _RANGES,
         "rewritten": _RANGES, "bytes_written": _INT, "file": _STR, "format": _STR,
+        "units_proven_by_write": _INT,
     },
 )
 _SESSION_CLOSE_FAILED = EventType(

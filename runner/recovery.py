@@ -157,6 +157,7 @@ def _repair(session: DeviceSession, task: Task, error: BaseException) -> dict[st
 
 def _rewrite(session: DeviceSession, blocks: tuple[FlashBlock, ...]) -> dict[str, Any]:
     transport = session.ensure_connected()
+    session.proven.clear()
     transport.erase(blocks)
     rewritten = 0
     for block in blocks:

@@ -29,6 +29,8 @@ _MISMATCH_CONTEXT = 16
 
 #: ``(bytes done) -> None``; the verify step's cumulative progress.
 Advance = Callable[[int], None]
+#: Erase units ``(start, end)`` already compared equal, and how (``checksum``/``readback``).
+Proven = dict[tuple[int, int], str]
 
 
 def unit_pieces(memory: MemoryMap, geometry: FlashGeometry | None) -> list[Segment]:
@@ -47,11 +49,17 @@ def unit_pieces(memory: MemoryMap, geometry: FlashGeometry | None) -> list[Segme
 
 
 def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, link: str,
-                  device: str, advance: Advance, geometry: FlashGeometry | None = None) -> str:
+                  device: str, advance: Advance, geometry: FlashGeometry | None = None,
+                  proven: Proven | None = None) -> str:
     """Check flash against ``action.memory``; return the method actually used.
 
     With ``geometry`` the checksums are taken per erase unit (each unit's share
-    of the memory), so a mismatch is read back over one unit only.
+    of the memory), so a mismatch is read back over one unit only. ``proven``
+    holds erase units (start, end) that a skip-unchanged write of this session
+    compared whole against this very content and left untouched, with the
+    method it used: a piece inside one is not compared again when that method
+    is the one this verify would use or a read-back (``verify: {method:
+    readback}`` after a checksum comparison reads back).
 
     Raises:
         VerifyError: the flash differs (first mismatching address and bytes).
@@ -65,8 +73,13 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
     use_checksum = has_checksum and action.method is not VerifyMethod.READBACK
     done = 0
     method = "checksum" if use_checksum else "readback"
-    pieces = unit_pieces(action.memory, geometry) if use_checksum else list(action.memory)
+    pieces = unit_pieces(action.memory, geometry) \
+        if use_checksum or proven else list(action.memory)
     for segment in pieces:
+        if proven and _is_proven(segment, proven, method):
+            done += len(segment)
+            advance(done)
+            continue
         if use_checksum and _checksum_matches(transport, segment, erased):
             done += len(segment)
             advance(done)
@@ -78,6 +91,13 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
         done += len(segment)
         advance(done)
     return method
+
+
+def _is_proven(segment: Segment, proven: Proven, method: str) -> bool:
+    for (start, end), how in proven.items():
+        if start <= segment.address and segment.end <= end:
+            return how in ("readback", method)
+    return False
 
 
 def _shifted(advance: Advance, base: int) -> Advance:

@@ -79,7 +79,7 @@ def register(commands: Any) -> None:
     report.add_argument("--since", metavar="WHEN",
                         help="only units flashed at or after WHEN (2026-12-01 or "
                              "2026-12-01T08:00)")
-    report.add_argument("--format", choices=("table", "csv", "json", "md"),
+    report.add_argument("--format", choices=("table", "csv", "json", "md", "html"),
                         default="table")
     report.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write the report here instead of stdout")
@@ -197,7 +197,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rows = filter_rows(report_rows(logs), image=args.image, uid=args.uid, device=args.device,
                        since=_since(args.since), station=args.station)
     rows = sort_rows(rows, args.by)
-    text = render(rows, args.format)
+    if args.format == "html":
+        from runner.audit.html import render_html
+
+        text = render_html(logs, rows)
+    else:
+        text = render(rows, args.format)
     if args.junit is not None:
         from runner.audit.junit import write_junit
 
