@@ -24,7 +24,7 @@ from runner.audit.cli import add_run_options as add_audit_run_options
 from runner.audit.cli import after_run as after_audit_run
 from runner.audit.cli import register as register_audit
 from runner.audit.cli import run_options as audit_run_options
-from runner.cli_oneline import add_trace_options
+from runner.cli_oneline import add_output_options
 from runner.errors import (
     EnvironmentProblem,
     ImageError,
@@ -120,15 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_options(run)
     run.add_argument("--log-file", type=Path, metavar="PATH",
                      help="write the JSONL audit log here (overrides log.file)")
-    run.add_argument("--json", action="store_true",
-                     help="stream the events as JSON lines on stdout")
-    run.add_argument("--time-scale", type=float, metavar="X",
-                     help="simulated runs: real seconds per simulated second (0 = no pacing)")
-    run.add_argument("--quiet", "-q", action="store_true",
-                     help="only the final line and the log path on stderr")
-    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                     help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
-    add_trace_options(run)
+    add_output_options(run)
     add_audit_run_options(run)
     run.set_defaults(handler=_cmd_run)
 

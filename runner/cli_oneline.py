@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.errors import PlanError
 
-__all__ = ["add_trace_options", "register", "tracing_for"]
+__all__ = ["add_output_options", "register", "tracing_for"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,19 +40,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-file", metavar="PATH",
                      help="the JSONL audit log ({run_id}, {time}, {date} expand; default "
                           "logs/COMMAND-{run_id}.jsonl in the working directory)")
-    run.add_argument("--json", action="store_true",
-                     help="stream the events as JSON lines on stdout")
-    run.add_argument("--time-scale", type=float, metavar="X",
-                     help="simulated runs: real seconds per simulated second (0 = no pacing)")
-    run.add_argument("--quiet", "-q", action="store_true",
-                     help="only the final line and the log path on stderr")
-    add_trace_options(parser)
-    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                     help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
+    add_output_options(run)
 
 
-def add_trace_options(parser: argparse.ArgumentParser) -> None:
-    """``-v``/``-vv`` and ``--trace-file``: the links' protocol commands, for a bad day."""
+def add_output_options(parser: Any) -> None:
+    """What a run shows and where (``run`` and the one-line commands alike).
+
+    ``--json``, ``--time-scale``, ``--quiet``, ``--color``, ``-v``/``-vv`` and
+    ``--trace-file`` (the links' protocol commands, for a bad day).
+    """
+    parser.add_argument("--json", action="store_true",
+                        help="stream the events as JSON lines on stdout")
+    parser.add_argument("--time-scale", type=float, metavar="X",
+                        help="simulated runs: real seconds per simulated second "
+                             "(0 = no pacing)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="only the final line and the log path on stderr")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour on stderr (auto: on a terminal, unless NO_COLOR is set)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="show each protocol command and its reply per device; -vv adds "
                              "the raw bytes of every transfer")

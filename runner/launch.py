@@ -171,7 +171,7 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
     What a rehearsal's USB discovery finds is decided here, once: the boards
     and probes of the plan's devices, wired as the manifest describes them.
     """
-    endpoints = SimulatedEndpoints(world)
+    endpoints = SimulatedEndpoints.of(world)
     _simulate_hardware(plan, world)
     for device in plan.devices:
         endpoints.plug(device=device.device, link=device.link, kind=device.kind,

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import EnvironmentProblem, PlanError
+from runner.errors import EnvironmentProblem, ManifestError, PlanError
 from runner.plan import Plan
 
 __all__ = ["DEVICE", "ImageArg", "LinkArg", "OneLine", "manifest_yaml", "parse_image",
@@ -266,4 +266,15 @@ def prepare(request: OneLine, *, log_file: Path) -> Plan:
     except OSError as error:
         raise EnvironmentProblem(f"cannot write {manifest_file}: {error.strerror}",
                                  hint="check the folder is writable") from error
-    return compile_plan(load_manifest(manifest_file), simulate=request.simulate or None)
+    try:
+        return compile_plan(load_manifest(manifest_file), simulate=request.simulate or None)
+    except ManifestError as error:
+        # The manifest is the command line's: say what is wrong in its terms, and keep
+        # no manifest for a run that never happened.
+        manifest_file.unlink(missing_ok=True)
+        raise PlanError("; ".join(dict.fromkeys(issue.message for issue in error.issues)),
+                        hint="--print-manifest shows the manifest this command line "
+                             "makes") from None
+    except BaseException:
+        manifest_file.unlink(missing_ok=True)
+        raise

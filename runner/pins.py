@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from runner.errors import ImageError
-from runner.images import file_sha256
+from runner.inputs import IMAGE_LIMIT, MANIFEST_LIMIT, read_input
+from runner.manifest.paths import PathPolicy
 
 __all__ = ["PinChange", "check_pin", "update_pins"]
 
@@ -40,9 +41,13 @@ class PinChange:
         return f"{self.file}:{self.line}: image {self.image}: {before} -> {self.new}"
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(read_input(path, limit=IMAGE_LIMIT)).hexdigest()
+
+
 def check_pin(path: Path, expected: str, *, image: str = "") -> str:
     """Return ``path``'s digest; raise :class:`ImageError` if it is not ``expected``."""
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    actual = _digest(path)
     if actual != expected.lower():
         label = f"image {image}: " if image else ""
         raise ImageError(f"{label}{path} has sha256 {actual}, but the manifest pins "
@@ -105,8 +110,11 @@ def _child(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
 def _plan_file(path: Path, text: str) -> tuple[list[_Edit], list[PinChange], list[Path]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        raise ImageError(f"{path}: not valid YAML: {error}", path=str(path),
+    except (yaml.YAMLError, RecursionError) as error:
+        # Where, not what: the file may be anything (README "Includes and data files").
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ImageError(f"{path}{where}: not a valid manifest (YAML)", path=str(path),
                          hint="run `flashrunner validate` on the manifest first") from error
     edits: list[_Edit] = []
     changes: list[PinChange] = []
@@ -126,7 +134,7 @@ def _plan_file(path: Path, text: str) -> tuple[list[_Edit], list[PinChange], lis
             continue
         image_path = path.parent / file_node.value
         try:
-            digest = file_sha256(image_path)
+            digest = _digest(image_path)
         except OSError as error:
             raise ImageError(f"{path}:{key_node.start_mark.line + 1}: image {key_node.value}: "
                              f"cannot read {image_path}: {error.strerror}; no pin was changed",
@@ -178,6 +186,7 @@ def update_pins(manifest_path: Path, *, dry_run: bool = False) -> list[PinChange
     """
     pending: list[tuple[Path, str]] = []
     changes: list[PinChange] = []
+    policy = PathPolicy.for_manifest(manifest_path)
     seen: set[Path] = set()
     queue = [manifest_path]
     while queue:
@@ -185,10 +194,17 @@ def update_pins(manifest_path: Path, *, dry_run: bool = False) -> list[PinChange
         if path.resolve() in seen:
             continue
         seen.add(path.resolve())
+        if not policy.allows(path):
+            raise ImageError(policy.refusal("included file", str(path)), path=str(path),
+                             hint="no pin was changed")
         try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ImageError(f"cannot read manifest file {path}: {error}", path=str(path),
+            text = read_input(path, limit=MANIFEST_LIMIT).decode("utf-8")
+        except OSError as error:
+            raise ImageError(f"cannot read manifest file {path}: {error.strerror or error}",
+                             path=str(path), hint="check the path; no pin was changed") from error
+        except UnicodeDecodeError as error:
+            raise ImageError(f"cannot read manifest file {path}: not UTF-8 text (byte "
+                             f"{error.start})", path=str(path),
                              hint="check the path; no pin was changed") from error
         edits, file_changes, includes = _plan_file(path, text)
         if edits:

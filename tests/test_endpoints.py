@@ -100,3 +100,23 @@ def test_the_can_driver_opens_its_bus_through_the_hardware_provider() -> None:
                           chip=chip_database().part("stm32l476rg"))
     with pytest.raises((ConnectError, EnvironmentProblem)):
         CanTransport.open(request).connect()
+
+
+@pytest.mark.parametrize("kind", ["stlink", "dfu"])
+def test_usb_links_search_libusb_through_the_hardware_provider(kind: str) -> None:
+    # A serial no device has: selection refuses before anything is claimed, even
+    # on a machine with probes plugged in (or libusb missing: an environment problem).
+    from transports.registry import load_transport
+
+    request = LinkRequest(device="d", link="usb", kind=kind,
+                          options={"serial": "0000FLASHRUNNER0NO0SUCH00"},
+                          chip=chip_database().part("stm32f411re"))
+    assert HARDWARE.usb_backend(request) is None  # pyusb's default: libusb
+    session = load_transport(kind).open(request)
+    try:
+        with pytest.raises((ConnectError, EnvironmentProblem)) as info:
+            session.connect()
+        if isinstance(info.value, ConnectError):
+            assert "0000FLASHRUNNER0NO0SUCH00" in str(info.value)
+    finally:
+        session.close()

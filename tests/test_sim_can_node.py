@@ -8,6 +8,7 @@ nothing goes through the CAN driver.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import can
 import pytest
@@ -37,21 +38,28 @@ class Host:
         return [self.frame() for _ in range(count)]
 
 
-@pytest.fixture
-def f105(chips: ChipDatabase) -> Iterator[tuple[Chip, SimChip, Host]]:
-    chip = chips.part("stm32f105rc")
-    sim = SimChip(chip)
-    node = CanBootloaderNode(BootloaderCore(sim, bootloader_profile(chip, Link.CAN, {})),
+@contextmanager
+def synced_node(sim: SimChip) -> Iterator[Host]:
+    """A ROM node over ``sim`` on its own virtual channel, and a host that has synced."""
+    node = CanBootloaderNode(BootloaderCore(sim, bootloader_profile(sim.chip, Link.CAN, {})),
                              f"raw-frames-{id(sim):x}")
     bus = can.Bus(interface="virtual", channel=node.channel, receive_own_messages=False)
     host = Host(bus)
     try:
-        host.send(SYNC)
+        host.send(SYNC)   # AN3154: ID 0x79, no data; the node answers ACK with that ID
         assert host.frame() == (SYNC, bytes([ACK]))
-        yield chip, sim, host
+        yield host
     finally:
         bus.shutdown()
         node.stop()
+
+
+@pytest.fixture
+def f105(chips: ChipDatabase) -> Iterator[tuple[Chip, SimChip, Host]]:
+    chip = chips.part("stm32f105rc")
+    sim = SimChip(chip)
+    with synced_node(sim) as host:
+        yield chip, sim, host
 
 
 def test_get_answers_one_code_per_frame_with_the_command_id(
@@ -105,17 +113,6 @@ def test_read_memory_streams_the_bytes_then_acks(f105: tuple[Chip, SimChip, Host
 
 
 def test_read_protection_refuses_read_memory(chips: ChipDatabase) -> None:
-    chip = chips.part("stm32f105rc")
-    sim = SimChip(chip, rdp_level=1)
-    node = CanBootloaderNode(BootloaderCore(sim, bootloader_profile(chip, Link.CAN, {})),
-                             f"raw-frames-rdp-{id(sim):x}")
-    bus = can.Bus(interface="virtual", channel=node.channel, receive_own_messages=False)
-    host = Host(bus)
-    try:
-        host.send(SYNC)
-        assert host.frame() == (SYNC, bytes([ACK]))
+    with synced_node(SimChip(chips.part("stm32f105rc"), rdp_level=1)) as host:
         host.send(READ, bytes([0x08, 0x00, 0x00, 0x00, 3]))
         assert host.frame() == (READ, bytes([NACK]))
-    finally:
-        bus.shutdown()
-        node.stop()

@@ -28,6 +28,7 @@ from typing import Any
 
 from runner.audit.records import RunRecord, read_run
 from runner.errors import PlanError
+from runner.images import file_sha256
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -58,14 +59,6 @@ def pae(payload_type: str, body: bytes) -> bytes:
     """DSSE's pre-authentication encoding of ``body``: what is signed."""
     kind = payload_type.encode()
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def keyid_of(public_key: Any) -> str:

@@ -152,6 +152,9 @@ def read_run(path: Path | str) -> RunRecord:
     run = RunRecord(path=path)
     for record in _records(path):
         event = record.get("event")
+        if event in ("run.started", "run.finished", "run.interrupted") \
+                and "origin" in record:
+            continue   # a station's own run, merged into this one: not this run's start or end
         if event == "run.started":
             run.run_id = str(record.get("run_id", ""))
             for name in ("manifest", "manifest_path", "manifest_sha256", "tool_version",

@@ -18,6 +18,7 @@ from typing import Any
 
 from runner.audit.attest import Signer, attestation_path, file_sha256, write_attestation
 from runner.audit.ledger import Ledger
+from runner.errors import EnvironmentProblem
 
 __all__ = ["RunSeal", "Sealing"]
 
@@ -62,9 +63,21 @@ class RunSeal:
         return {"attestation": attestation}
 
     def seal(self, *, head: str, lines: int, exit_code: int) -> None:
-        """After the log is closed: the attestation, then the final hash in the ledger."""
-        attestation = write_attestation(self.log_file, head=head, lines=lines,
-                                        signer=self.sealing.signer)
+        """After the log is closed: the attestation, then the final hash in the ledger.
+
+        Raises:
+            EnvironmentProblem: the attestation cannot be written (the devices'
+                outcomes stand in the log; ``audit verify`` will call it incomplete).
+        """
+        try:
+            attestation = write_attestation(self.log_file, head=head, lines=lines,
+                                            signer=self.sealing.signer)
+        except OSError as error:
+            raise EnvironmentProblem(
+                f"the run ended (exit code {exit_code}, log {self.log_file}) but its "
+                f"attestation could not be written: {error.strerror or error}",
+                hint="free space or fix permissions beside the log; the log itself is "
+                     "complete") from error
         ledger = self.sealing.ledger
         if ledger is not None:
             ledger.append("run.finished", run_id=self.run_id, log=str(self.log_file),

@@ -159,8 +159,8 @@ def _chain(verdict: LogVerdict, lines: _Lines) -> None:
         if finished_at:
             verdict.add(TAMPERED, f"follows run.finished (line {finished_at}): appended "
                                   f"after the run ended", number)
-        if record.get("event") == "run.finished":
-            finished_at = finished_at or number
+        if record.get("event") == "run.finished" and "origin" not in record:
+            finished_at = finished_at or number   # (a station's own end is merged, not ours)
         last_seq = seq if isinstance(seq, int) else last_seq
         last_ts = max(last_ts, ts)
         expected_prev = line_hash(raw)

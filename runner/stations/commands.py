@@ -7,10 +7,7 @@ code like every other command.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +46,7 @@ def register(commands: Any) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import asyncio
     import json
 
     from runner.manifest import load_manifest
@@ -76,6 +74,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve_local(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
     from runner.errors import PlanError
     from runner.manifest import load_manifest
     from runner.stations.localsshd import start_station

@@ -25,7 +25,6 @@ quiet, so the host can tell a silent station from a dead one), ``ended``,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -62,21 +61,15 @@ def _emit(out: TextIO, record: dict[str, Any]) -> None:
     out.flush()
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stale_files(cache: Path, digests: Sequence[str]) -> list[str]:
     """The digests whose cache file is missing or holds other bytes (those are removed)."""
+    from runner.images import file_sha256
+
     stale = []
     for digest in digests:
         path = cache / digest
         try:
-            if file_digest(path) == digest:
+            if file_sha256(path) == digest:
                 continue
             path.unlink()
         except FileNotFoundError:

@@ -47,7 +47,8 @@ class Farm:
     def write(self, name: str, devices: dict[str, dict[str, Any]], *,
               stations: dict[str, dict[str, Any]], time_scale: float = 0.0,
               max_parallel: int = 8, image: str = "app.bin", rate: float = 1e9,
-              known_hosts: str | None = None, counter: bool = False) -> Path:
+              known_hosts: str | None = None, counter: bool = False,
+              simulated: dict[str, Any] | None = None) -> Path:
         """A product manifest and its station include; links are ``<station>-<n>``, kind sim."""
         base = self.folder / name
         base.mkdir()
@@ -67,7 +68,8 @@ class Farm:
         (base / "stations.yaml").write_text(json.dumps(inventory, indent=1))
         product = {
             "manifest": 1, "name": name, "include": ["stations.yaml"], "simulate": True,
-            "simulation": {"time-scale": time_scale},
+            "simulation": {"time-scale": time_scale, **({"devices": simulated} if simulated
+                                                        else {})},
             "execution": {"max-parallel": max_parallel},
             "images": {"app": {"file": image, "address": 0x08000000}},
             "recipes": {"flash": [{"erase": {"scope": "used"}}, {"write": ["app"]},

@@ -4,8 +4,14 @@ flashrunner simulating its devices."""
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from station_farm import ROOT, Background, Farm, log_of, read_log, run_cli
@@ -70,6 +76,15 @@ def test_the_line_example_rehearses_three_stations_and_ends_ok(
                    and r["device"] == "controller")
     assert records.index(started) > records.index(finished)
     assert records[-1]["event"] == "run.finished" and records[-1]["exit_code"] == 0
+    # The merged log is one valid chain, and each merged line is the station's own line.
+    verified = run_cli("audit", "verify", str(tmp_path / "line.jsonl"))
+    assert verified.returncode == 0 and "VALID" in verified.stdout, verified.stdout
+    pi1_lines = {hashlib.sha256(line.encode()).hexdigest()
+                 for path in farm.stations["pi1"].home.glob(
+                     f".flashrunner/runs/{records[0]['run_id']}/events.jsonl")
+                 for line in path.read_text().splitlines()}
+    assert pi1_lines >= {r["origin"]["line_sha256"] for r in forwarded
+                         if r["station"] == "pi1"}
 
 
 def test_a_wrong_host_key_refuses_the_station_before_anything_is_sent(
@@ -235,3 +250,83 @@ def test_serial_numbers_are_allocated_by_the_host_once_across_stations(farm: Far
     # No station keeps a counter of its own.
     for station in ("pi1", "pi2"):
         assert not list(farm.stations[station].home.rglob("serials*.json"))
+
+
+def test_a_device_after_a_failed_device_of_another_station_never_starts(farm: Farm) -> None:
+    devices = {"first": {"station": "pi1", "transport": "pi1-1"},
+               "second": {"station": "pi2", "transport": "pi2-1", "after": ["first"]},
+               "free": {"station": "pi2", "transport": "pi2-2"}}
+    broken = {"first": {"faults": [{"kind": "timeout", "op": "write", "permanent": True}]}}
+    manifest = farm.write("upstream", devices, simulated=broken,
+                          stations={"pi1": {}, "pi2": {"links": 2}})
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 1
+    records = read_log(log_of(manifest))
+    outcomes = _outcomes(records)
+    assert outcomes["first"]["outcome"] == "failed"
+    assert outcomes["second"]["outcome"] == "upstream-failed"
+    assert outcomes["second"]["reason"] == "first failed"
+    assert outcomes["free"]["outcome"] == "ok"
+    assert not any(r["event"] == "device.started" and r["device"] == "second" for r in records)
+
+
+def test_the_station_key_runs_station_actions_only(farm: Farm) -> None:
+    import asyncio
+
+    from runner.manifest import load_manifest
+    from runner.stations.ssh import connect
+
+    manifest = farm.write("forced", {"a": {"station": "pi1", "transport": "pi1-1"}},
+                          stations={"pi1": {}})
+    station = load_manifest(manifest).stations["pi1"]
+
+    async def attempt() -> tuple[int | None, str]:
+        connection = await connect(station)
+        async with connection:
+            done = await connection.run("touch PWNED; echo shell")
+        return done.exit_status, str(done.stderr)
+
+    status, stderr = asyncio.run(attempt())
+    assert status == 2 and "may only run station actions" in stderr
+    assert not list(farm.stations["pi1"].home.glob("PWNED"))
+
+
+def test_a_cached_file_that_changed_on_the_station_is_sent_again(farm: Farm) -> None:
+    devices = {"a": {"station": "pi3", "transport": "pi3-1"}}
+    manifest = farm.write("stale", devices, stations={"pi3": {}})
+    assert run_cli("run", str(manifest)).returncode == 0
+    first = read_log(log_of(manifest))
+    digest = first[0]["images"]["app"]
+    cached = farm.stations["pi3"].home / ".flashrunner" / "cache" / digest
+    cached.write_bytes(b"not the image")
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 0, done.stderr
+    staged = [r for r in read_log(log_of(manifest)) if r["event"] == "station.staged"]
+    assert [r["sent"] for r in staged] == [0, 1]   # refused by the station, then re-sent
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
+
+
+def test_a_killed_host_leaves_a_valid_prefix_and_the_station_finishes(
+        farm: Farm, tmp_path: Path) -> None:
+    manifest = farm.write("killed", {"a": {"station": "pi2", "transport": "pi2-1"}},
+                          time_scale=1.0, rate=4096, stations={"pi2": {}})
+    log = tmp_path / "killed.jsonl"
+    host = subprocess.Popen([sys.executable, "-m", "runner", "run", str(manifest),
+                             "--log-file", str(log), "--quiet"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (log.exists() and '"step.started"' in log.read_text()):
+            assert host.poll() is None
+            time.sleep(0.02)
+    finally:
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+    records = read_log(log)   # every line whole
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    verified = run_cli("audit", "verify", str(log))
+    assert "TRUNCATED" in verified.stdout, verified.stdout
+    # The station's run went on and ended; collect brings the outcome home.
+    done = run_cli("collect", str(log))
+    assert done.returncode == 0, done.stderr
+    assert "a: ok" in done.stderr

@@ -11,6 +11,7 @@ from runner.cli import main
 from runner.compiler import compile_plan
 from runner.launch import execute
 from runner.manifest import load_manifest
+from runner.plan import RunResult
 from transports.sim import SimulationWorld
 from transports.sim.world import DeviceProfile
 
@@ -58,42 +59,34 @@ def test_the_f103_example_forced_fast_on_a_clone_fails_verification(tmp_path: Pa
     assert result.devices[0].error_type == "VerifyError"
 
 
-# On an ST-Link an injected "nack" is an AP fault on the write (category fault).
-@pytest.mark.parametrize("kind", ["timeout", "link-lost", "nack"])
-def test_a_fault_mid_write_is_recovered_by_reconnecting(tmp_path: Path, kind: str) -> None:
+def _run_with_fault_and_policy(tmp_path: Path, kind: str, on: str) -> tuple[RunResult, int]:
+    """The F103 example with a recovery policy retrying ``on`` and one fault mid-write;
+    the run's result and how many attempts the write took."""
     from transports.sim import Fault
 
     source = (MANIFESTS[0].parent / "stlink-f103.yaml").read_text()
     source = source.replace("images/", str(MANIFESTS[0].parent / "images") + "/")
     source += ('recovery:\n  default: {retries: 2, backoff: 0, '
-               '"on": [timeout, link-lost, fault], actions: [reconnect]}\n')
+               f'"on": [{on}], actions: [reconnect]}}\n')
     path = tmp_path / "recovering.yaml"
     path.write_text(source)
     plan = compile_plan(load_manifest(path))
     fault = Fault(kind=kind, op="write", at_byte=4096)
-    world = SimulationWorld(profiles={"board": DeviceProfile(faults=(fault,))})
-    with world:
+    with SimulationWorld(profiles={"board": DeviceProfile(faults=(fault,))}) as world:
         result = execute(plan, world=world)
-    assert result.exit_code == 0
     write = next(s for s in result.devices[0].steps if s.kind.value == "write")
-    assert write.attempts == 2
+    return result, write.attempts
+
+
+# On an ST-Link an injected "nack" is an AP fault on the write (category fault).
+@pytest.mark.parametrize("kind", ["timeout", "link-lost", "nack"])
+def test_a_fault_mid_write_is_recovered_by_reconnecting(tmp_path: Path, kind: str) -> None:
+    result, attempts = _run_with_fault_and_policy(tmp_path, kind, "timeout, link-lost, fault")
+    assert (result.exit_code, attempts) == (0, 2)
 
 
 def test_a_policy_that_retries_nacks_does_not_retry_a_bus_fault(tmp_path: Path) -> None:
-    from transports.sim import Fault
-
-    source = (MANIFESTS[0].parent / "stlink-f103.yaml").read_text()
-    source = source.replace("images/", str(MANIFESTS[0].parent / "images") + "/")
-    source += ('recovery:\n  default: {retries: 2, backoff: 0, '
-               '"on": [timeout, link-lost, nack, protocol], actions: [reconnect]}\n')
-    path = tmp_path / "nack-only.yaml"
-    path.write_text(source)
-    plan = compile_plan(load_manifest(path))
-    fault = Fault(kind="nack", op="write", at_byte=4096)  # an AP fault on an ST-Link
-    world = SimulationWorld(profiles={"board": DeviceProfile(faults=(fault,))})
-    with world:
-        result = execute(plan, world=world)
-    assert result.exit_code == 1
+    result, attempts = _run_with_fault_and_policy(tmp_path, "nack",
+                                                  "timeout, link-lost, nack, protocol")
+    assert (result.exit_code, attempts) == (1, 1)
     assert result.devices[0].error_category == "fault"
-    write = next(s for s in result.devices[0].steps if s.kind.value == "write")
-    assert write.attempts == 1

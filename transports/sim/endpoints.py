@@ -67,6 +67,12 @@ class SimulatedEndpoints:
         #: device → the key of the simulated ST-Link it is wired to
         self._probes: dict[str, str] = {}
 
+    @classmethod
+    def of(cls, world: SimulationWorld) -> SimulatedEndpoints:
+        """The one provider of ``world`` (created on first use)."""
+        provider: SimulatedEndpoints = world.shared("endpoints", lambda: cls(world))
+        return provider
+
     # ------------------------------------------------------------------ composition
 
     def plug(self, *, device: str, link: str, kind: str, chip: Chip,
@@ -210,12 +216,12 @@ def simulated_request(world: SimulationWorld, *, device: str, link: str, kind: s
                       resource: str | None = None) -> LinkRequest:
     """A link request on ``world``'s endpoints, its board plugged as composition does.
 
-    For tests and benchmarks that open one session without a plan: the world's
-    one :class:`SimulatedEndpoints` is shared by every request made here.
+    For tests and benchmarks that open one session without a plan; every
+    request on ``world`` shares its one provider (:meth:`SimulatedEndpoints.of`).
     """
     from transports.base import LinkRequest
 
-    endpoints: SimulatedEndpoints = world.shared("endpoints", lambda: SimulatedEndpoints(world))
+    endpoints = SimulatedEndpoints.of(world)
     endpoints.plug(device=device, link=link, kind=kind, chip=chip, options=options,
                    resource=resource)
     return LinkRequest(device=device, link=link, kind=kind, options=options, chip=chip,

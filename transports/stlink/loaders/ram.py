@@ -43,9 +43,16 @@ MISMATCH = 0x80000000
 #: The smallest block worth a loader run; below it the register path is used.
 MIN_BLOCK = 256
 MAX_BLOCK = 16 * 1024
-#: Cycles the loader spends per program unit beside the flash's own time (copy,
-#: poll, check), at the slowest reset clock (2.1 MHz MSI): the timeout's margin.
-LOOP_S_PER_UNIT = 40 / 2.0e6
+#: The clock the core runs the loader at: the part's reset clock (each family's
+#: RM, RCC chapter: HSI 8/16/64/32 MHz, MSI 4 or 2.1 MHz); the loader leaves RCC alone.
+RESET_CLOCK_HZ = {
+    "f0": 8e6, "f1": 8e6, "f1xl": 8e6, "f2": 16e6, "f4": 16e6, "f7": 16e6, "g0": 16e6,
+    "g4": 16e6, "c0": 12e6, "l4": 4e6, "l5": 4e6, "u5": 4e6, "wb": 4e6, "wl": 4e6,
+    "l0": 2.097e6, "l1": 2.097e6, "h7": 64e6, "h7ab": 64e6, "h5": 32e6,
+}
+#: Cycles of the loader's own work per program unit (copy, barrier, poll, check) and
+#: per word summed by the CRC routine; the host waits that long before it polls.
+PROGRAM_CYCLES_PER_UNIT, CRC_CYCLES_PER_WORD = 40, 40
 
 
 class LoaderError(TransportError):
@@ -106,6 +113,7 @@ class RamLoader:
                               hint="use write-mode: fast or safe for this part")
         self.buffers = (first, first + size)
         self.block = (size - self.image.header) & ~0x1F
+        self.clock_hz = RESET_CLOCK_HZ.get(chip.controller, 2.0e6)
         self.loaded = False
         self.runs = 0
 
@@ -137,20 +145,27 @@ class RamLoader:
                               f"0x{expected:08X}: the core does not run it correctly",
                               hint="use write-mode: fast or safe for this target")
 
-    def _start(self, entry: int, arguments: Sequence[int]) -> None:
+    def _start(self, entry: int, arguments: Sequence[int]) -> float:
+        """Set the arguments and PC, resume; returns when it started running."""
         for regsel, value in enumerate(arguments):
             self._write_register(regsel, value)
         self._write_register(15, self.base + entry)
         self.link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_MASKINTS)
         self.runs += 1
+        return self.link.timebase.monotonic()
 
-    def _wait(self, expected_s: float, what: str) -> int:
-        """Wait for the core to halt at the loader's bkpt; r0 is the result."""
+    def _wait(self, expected_s: float, what: str, since: float) -> int:
+        """Wait for the core to halt at the loader's bkpt; r0 is the result.
+
+        ``since`` is when the run started: the time spent meanwhile (sending the
+        next block) counts towards the expected duration.
+        """
         timebase = self.link.timebase
-        deadline = timebase.monotonic() + max(expected_s * 10, 0.5)
-        if expected_s > 0.002:
-            timebase.sleep(expected_s)
-        step = max(expected_s / 8, 0.0005)
+        deadline = since + max(expected_s * 10, 0.5)
+        remaining = since + expected_s - timebase.monotonic()
+        if remaining > 0.0005:
+            timebase.sleep(remaining)
+        step = max(expected_s / 32, 0.0002)
         while True:
             status = self.link.read_word(DHCSR)
             if status & S_HALT:
@@ -172,9 +187,9 @@ class RamLoader:
     # -- CRC ---------------------------------------------------------------------------
 
     def _crc_run(self, address: int, length: int, crc: int) -> int:
-        self._start(self.image.crc_entry, (address, length, crc))
-        cycles = length * 10  # about 40 cycles per word at the reset clock
-        return self._wait(cycles / 2.0e6, "CRC")
+        started = self._start(self.image.crc_entry, (address, length, crc))
+        expected = length // 4 * CRC_CYCLES_PER_WORD / self.clock_hz
+        return self._wait(expected, "CRC", started)
 
     def crc32(self, address: int, length: int) -> int:
         """The STM32 CRC-32 of ``length`` bytes (a multiple of 4) at ``address``, on target."""
@@ -203,7 +218,7 @@ class RamLoader:
                 blocks.append((span, at, chunk))
             offset += span.length
         done = 0
-        running: tuple[LoaderSpan, int, bytes] | None = None
+        running: tuple[LoaderSpan, int, bytes, float] | None = None
         current: LoaderSpan | None = None
         for index, (span, at, chunk) in enumerate(blocks):
             buffer = self.buffers[index % 2]
@@ -219,8 +234,8 @@ class RamLoader:
                     self._registers(current.teardown)
                 self._registers(span.setup)
                 current = span
-            self._start(self.image.program_entry, (buffer,))
-            running = (span, at, chunk)
+            started = self._start(self.image.program_entry, (buffer,))
+            running = (span, at, chunk, started)
         if running is not None:
             done += self._finish(running)
             progress(done, len(data))
@@ -231,11 +246,11 @@ class RamLoader:
         for address, value in writes:
             self.link.write_word(address, value)
 
-    def _finish(self, block: tuple[LoaderSpan, int, bytes]) -> int:
-        span, at, chunk = block
+    def _finish(self, block: tuple[LoaderSpan, int, bytes, float]) -> int:
+        span, at, chunk, started = block
         expected = self.chip.timing.program_seconds(len(chunk), span.unit) \
-            + len(chunk) // span.unit * LOOP_S_PER_UNIT
-        result = self._wait(expected, f"program run at 0x{at:08X}")
+            + len(chunk) // span.unit * PROGRAM_CYCLES_PER_UNIT / self.clock_hz
+        result = self._wait(expected, f"program run at 0x{at:08X}", started)
         if result == 0:
             return len(chunk)
         stopped = self._read_register(1)
