@@ -358,9 +358,7 @@ def _step_text(action: str, f: Mapping[str, Any], amount: int) -> str:
             what = "the whole flash"
         else:
             blocks = int(f.get("blocks") or 0)
-            ranges = f.get("ranges") or ()
-            span = f" {ranges[0][0]}..{ranges[-1][1]}" if ranges else ""
-            what = f"{plural(blocks, 'unit')}{span}"
+            what = f"{plural(blocks, 'unit')}{_spans(f.get('ranges') or ())}"
         kept = int(f.get("preserved_bytes") or 0)
         keeping = f"; kept {format_bytes(kept)} around the images" if kept else ""
         return f"erase ok: {what}{keeping}"
@@ -374,6 +372,19 @@ def _step_text(action: str, f: Mapping[str, Any], amount: int) -> str:
     if action == "verify" and f.get("method"):
         return f"verify ok {format_bytes(amount)} ({f['method']})"
     return f"{action} ok" + (f" {format_bytes(amount)}" if amount else "")
+
+
+def _spans(ranges: Any) -> str:
+    """`` 0x08000000..0x08004000, 0x08010000..0x08020000``: adjacent ranges joined."""
+    joined: list[list[str]] = []
+    for start, end in ranges:
+        if joined and int(joined[-1][1], 16) == int(start, 16):
+            joined[-1][1] = end
+        else:
+            joined.append([start, end])
+    shown = ", ".join(f"{start}..{end}" for start, end in joined[:3])
+    more = f" and {len(joined) - 3} more" if len(joined) > 3 else ""
+    return f" {shown}{more}" if joined else ""
 
 
 def _failure_kinds(devices: list[Mapping[str, Any]]) -> list[str]:

@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from runner import executor
 from runner.audit.attest import Signer
@@ -37,9 +37,11 @@ from runner.model import LogSpec
 from runner.plan import Plan, RunResult
 from runner.tracelog import Tracing
 from transports.endpoints import HARDWARE, Endpoints
-from transports.sim.control import sim_hardware
-from transports.sim.endpoints import SimulatedEndpoints
-from transports.sim.world import DeviceProfile, SimulationWorld
+
+if TYPE_CHECKING:
+    # The simulator is imported only by a run that needs it (~45 ms of a hardware run).
+    from transports.sim.endpoints import SimulatedEndpoints
+    from transports.sim.world import SimulationWorld
 
 __all__ = ["DEFAULT_LOG_TEMPLATE", "compose_endpoints", "execute", "needs_simulation",
            "resolve_log", "run_manifest", "run_plan", "simulation_world"]
@@ -155,6 +157,8 @@ def needs_simulation(plan: Plan) -> bool:
 
 def simulation_world(plan: Plan) -> SimulationWorld:
     """The world a simulated run of ``plan`` needs: its time scale, seed and profiles."""
+    from transports.sim.world import DeviceProfile, SimulationWorld
+
     spec = plan.simulation
     profiles = {
         name: DeviceProfile(rdp_level=device.rdp, fill=device.fill, quirks=dict(device.quirks),
@@ -171,6 +175,8 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
     What a rehearsal's USB discovery finds is decided here, once: the boards
     and probes of the plan's devices, wired as the manifest describes them.
     """
+    from transports.sim.endpoints import SimulatedEndpoints
+
     endpoints = SimulatedEndpoints.of(world)
     _simulate_hardware(plan, world)
     for device in plan.devices:
@@ -189,6 +195,8 @@ def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:
     wired = [device for device in plan.devices if device.wiring is not None]
     if not wired:
         return
+    from transports.sim.control import sim_hardware
+
     hardware = sim_hardware(world)
     hubs = {supply.hub for supply in plan.power.values() if supply.hub}
     for device in wired:

@@ -133,8 +133,11 @@ _SILENT = {"timeout", "link-lost", "brownout"}
 
 
 def _slow(link: str, kind: str, op: str, permanent: bool) -> bool:
-    return link == "can" and kind in _SILENT \
-        and (kind, op, permanent) != ("timeout", "connect", False)
+    if link == "can" and kind in _SILENT:
+        return (kind, op, permanent) != ("timeout", "connect", False)
+    # Without a retry, a permanent fault after connect is reported as a transient one
+    # is (the first firing ends the step): those run with ``-m slow`` only.
+    return permanent and op != "connect"
 
 
 CASES = [

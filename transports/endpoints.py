@@ -207,8 +207,9 @@ class HardwareEndpoints:
         return HostControl(usb_backend=None, sysfs=HostSysfs(), gpio=None, clock=WALL_CLOCK)
 
     def memory_port(self, request: LinkRequest) -> MemoryPort:
-        raise ConnectError(f"link {request.link} is of kind sim, which only exists in "
-                           f"simulation", hint="run with --simulate or set simulate: true",
+        raise ConnectError(f"link {request.link} is of kind {request.kind}, which only "
+                           f"exists in simulation", hint="run with --simulate or set "
+                                                         "simulate: true",
                            transport=request.link, device=request.device)
 
 

@@ -57,7 +57,8 @@ def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, int]:
                           capture_output=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"{kind} x{devices}: the rehearsal failed")
+        raise SystemExit(f"{kind} x{devices}: the rehearsal failed (exit {done.returncode}):\n"
+                         f"{done.stderr.decode()[-2000:]}")
     finished = [json.loads(line) for line in done.stdout.decode().splitlines()
                 if '"run.finished"' in line]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

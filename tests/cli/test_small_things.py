@@ -130,3 +130,38 @@ def test_zsh_completion_loads_the_bash_one(capsys: pytest.CaptureFixture[str]) -
     assert main(["completion", "zsh"]) == 0
     out = capsys.readouterr().out
     assert "bashcompinit" in out and "complete -o filenames -F _flashrunner flashrunner" in out
+
+
+LINE = ROOT / "tests" / "cli" / "line.yaml"
+
+
+def test_log_file_expands_run_id_and_time_like_log_file(tmp_path: Path) -> None:
+    assert main(["run", str(LINE), "-q", "--log-file",
+                 str(tmp_path / "{name}-{run_id}-{time}.jsonl")]) == 0
+    (log,) = tmp_path.glob("cli-line-*.jsonl")
+    run_id = json.loads(log.read_text().splitlines()[0])["run_id"]
+    assert log.name.startswith(f"cli-line-{run_id}-") and "{" not in log.name
+
+
+def test_log_file_that_is_a_directory_or_under_a_file_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(LINE), "-q", "--log-file", str(tmp_path)]) == 3
+    assert f"log file {tmp_path} is a directory" in capsys.readouterr().err
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    assert main(["run", str(LINE), "-q", "--log-file", str(blocker / "run.jsonl")]) == 3
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_the_erase_line_names_what_was_erased_and_what_was_kept() -> None:
+    from runner.console import _step_text
+
+    used = {"scope": "used", "blocks": 2, "preserved_bytes": 40960,
+            "ranges": [["0x08000000", "0x08004000"], ["0x08010000", "0x08020000"]]}
+    assert _step_text("erase", used, 0) == \
+        "erase ok: 2 units 0x08000000..0x08004000, 0x08010000..0x08020000; kept 40.0 KiB " \
+        "around the images"
+    adjacent = {"scope": "used", "blocks": 2,
+                "ranges": [["0x08000000", "0x08000400"], ["0x08000400", "0x08000800"]]}
+    assert _step_text("erase", adjacent, 0) == "erase ok: 2 units 0x08000000..0x08000800"
+    assert _step_text("erase", {"scope": "mass"}, 0) == "erase ok: the whole flash"

@@ -107,6 +107,10 @@ def test_a_plugin_kind_is_rehearsed_through_the_endpoints_it_declares(site: Path
     run = flashrunner(site, "run", str(path), "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert '"outcome": "ok"' in run.stdout
+    on_hardware = manifest(tmp_path, "{kind: memchip}", name="real.yaml")
+    run = flashrunner(site, "run", str(on_hardware), cwd=tmp_path)
+    assert run.returncode == 1   # no memory port exists outside a rehearsal
+    assert "link fixture is of kind memchip, which only exists in simulation" in run.stderr
 
 
 def test_a_typo_in_a_plugin_option_is_located(site: Path, tmp_path: Path) -> None:
