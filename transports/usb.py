@@ -62,8 +62,7 @@ UDEV_HINT = (f"install flashrunner's udev rules (they grant access to ST-Link pr
              f"control --reload-rules && sudo udevadm trigger, then replug the device")
 #: The programs that usually hold an ST-Link or a ROM DFU device (EBUSY on claim).
 LIKELY_HOLDERS = "OpenOCD / STM32CubeProgrammer / st-util (or dfu-util, pyOCD)"
-BUSY_HINT = ("close the program that holds it (only one program can own a USB interface) and "
-             "run again")
+BUSY_HINT = "close the program that holds it and run again: one program at a time owns a device"
 
 _LIBUSB_ERROR_NO_DEVICE = -4
 _LIBUSB_ERROR_BUSY = -6

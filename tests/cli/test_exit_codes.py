@@ -157,3 +157,22 @@ def test_run_json_into_head_exits_promptly_with_a_complete_audit_log(tmp_path: P
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert records[-1]["event"] == "run.finished" and records[-1]["exit_code"] == 0
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+
+
+def test_no_permission_on_the_usb_probe_exits_3_pointing_at_the_udev_rules(
+        tmp_path: Path) -> None:
+    from runner.launch import execute
+    from runner.oneline import OneLine, parse_link, prepare
+    from transports.sim import SimulationWorld
+    from transports.sim.stlink import attach_probe
+
+    request = OneLine(command="erase", part="stm32f103c8", link=parse_link("stlink"),
+                      steps=({"erase": {"scope": "mass"}},), simulate=True)
+    plan = prepare(request, log_file=tmp_path / "erase.jsonl")
+    (device,) = plan.devices
+    with SimulationWorld(time_scale=0) as world:
+        attach_probe(world, device.device, device.chip, key=device.resource).accessible = False
+        result = execute(plan, world=world)
+    assert result.exit_code == 3
+    (failed,) = result.devices
+    assert failed.error_category == "environment" and "udev" in (failed.error or "")

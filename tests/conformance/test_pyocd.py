@@ -73,7 +73,12 @@ def test_pyocd_commander_reads_identity_flash_and_registers(tmp_path: Path, part
     assert "pc = 0x080001c0" in output and "sp = 0x20005000" in output
 
 
-@pytest.mark.parametrize("part,probe,target", TARGETS, ids=[t[1] for t in TARGETS])
+#: load also onto an H7 (Cortex-M7, 256-bit flash words, the algorithm in DTCM)
+LOAD_TARGETS = [*TARGETS, ("stm32h743zi", "v3", "stm32h743xx")]
+
+
+@pytest.mark.parametrize("part,probe,target", LOAD_TARGETS,
+                         ids=[f"{t[1]}-{t[0]}" for t in LOAD_TARGETS])
 def test_pyocd_load_programs_the_image_with_its_own_flash_algorithm(
         tmp_path: Path, part: str, probe: str, target: str) -> None:
     image = tmp_path / "app.bin"

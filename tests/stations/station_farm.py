@@ -137,14 +137,15 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def log_of(manifest: Path) -> Path:
     logs = sorted((manifest.parent / "logs").glob("*.jsonl"))
-    assert logs, f"no log beside {manifest}"
-    return logs[-1]
+    assert len(logs) == 1, f"one log expected beside {manifest}: {logs}"
+    return logs[0]
 
 
 class Background:
     """A host run in a thread (in process), for tests that act while it runs."""
 
-    def __init__(self, manifest: Path, log: Path) -> None:
+    def __init__(self, manifest: Path, log: Path,
+                 cancel: threading.Event | None = None) -> None:
         from runner.launch import run_manifest
 
         self.log = log
@@ -153,7 +154,7 @@ class Background:
 
         def target() -> None:
             try:
-                self.result = run_manifest(manifest, log_file=log)
+                self.result = run_manifest(manifest, log_file=log, cancel=cancel)
             except BaseException as error:   # surfaced by join()
                 self.error = error
 

@@ -294,14 +294,14 @@ def test_the_station_key_runs_station_actions_only(farm: Farm) -> None:
 def test_a_cached_file_that_changed_on_the_station_is_sent_again(farm: Farm) -> None:
     devices = {"a": {"station": "pi3", "transport": "pi3-1"}}
     manifest = farm.write("stale", devices, stations={"pi3": {}})
-    assert run_cli("run", str(manifest)).returncode == 0
-    first = read_log(log_of(manifest))
-    digest = first[0]["images"]["app"]
+    logs = manifest.parent / "first.jsonl", manifest.parent / "second.jsonl"
+    assert run_cli("run", str(manifest), "--log-file", str(logs[0])).returncode == 0
+    digest = read_log(logs[0])[0]["images"]["app"]
     cached = farm.stations["pi3"].home / ".flashrunner" / "cache" / digest
     cached.write_bytes(b"not the image")
-    done = run_cli("run", str(manifest))
+    done = run_cli("run", str(manifest), "--log-file", str(logs[1]))
     assert done.returncode == 0, done.stderr
-    staged = [r for r in read_log(log_of(manifest)) if r["event"] == "station.staged"]
+    staged = [r for r in read_log(logs[1]) if r["event"] == "station.staged"]
     assert [r["sent"] for r in staged] == [0, 1]   # refused by the station, then re-sent
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
 
@@ -330,3 +330,25 @@ def test_a_killed_host_leaves_a_valid_prefix_and_the_station_finishes(
     done = run_cli("collect", str(log))
     assert done.returncode == 0, done.stderr
     assert "a: ok" in done.stderr
+
+
+def test_cancelling_the_host_run_stops_the_stations_runs(farm: Farm) -> None:
+    import threading
+
+    devices = {"a": {"station": "pi1", "transport": "pi1-1"},
+               "b": {"station": "pi3", "transport": "pi3-1"}}
+    manifest = farm.write("cancelled", devices, time_scale=1.0, rate=1024,
+                          stations={"pi1": {}, "pi3": {}})
+    cancel = threading.Event()
+    run = Background(manifest, manifest.parent / "run.jsonl", cancel)
+    for device in ("a", "b"):
+        run.wait_for(lambda r, d=device: r["event"] == "step.started"
+                     and r.get("device") == d and r.get("action") == "write")
+    cancel.set()
+    result = run.join()
+    assert result.exit_code == 130
+    assert {d.outcome for d in result.devices} == {Outcome.INTERRUPTED}
+    records = run.records()
+    assert any(r["event"] == "run.interrupted" and "origin" not in r for r in records)
+    assert {r["station"] for r in records
+            if r["event"] == "run.interrupted" and "origin" in r} == {"pi1", "pi3"}

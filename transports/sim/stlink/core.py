@@ -301,7 +301,9 @@ class SimCortexM:
 
     def _bus_write(self, uc: Any, offset: int, size: int, value: int, base: int) -> None:
         address = base + offset
-        self._last_poll = None
+        controller = self.target.controller
+        if controller.owns(address) or self.target.chip.flash.contains(address):
+            self._last_poll = None  # a store to the flash interface: no longer just polling
         self._charge(uc, may_stop=False)
 
         def write() -> int:
@@ -314,8 +316,10 @@ class SimCortexM:
     def _fast_forward(self, uc: Any, address: int) -> None:
         """The same instruction reading a busy controller again: skip to its end."""
         controller = self.target.controller
+        if not controller.owns(address):
+            return  # other reads in the loop (a watchdog, RAM) do not end the poll
         poll = (int(uc.reg_read(arm.UC_ARM_REG_PC)), address)
-        if controller.owns(address) and controller.busy:
+        if controller.busy:
             if self._last_poll == poll:
                 controller.local_time = min(controller.busy_until, self._horizon)
                 if controller.local_time >= self._horizon:
