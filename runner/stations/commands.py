@@ -27,10 +27,14 @@ def register(commands: Any) -> None:
                                              "version, free cache space, links seen")
     check.add_argument("manifest", type=Path)
     check.add_argument("--json", action="store_true")
+    check.add_argument("--allow-path", type=Path, action="append", default=[], metavar="DIR",
+                       help="also read included and data files under DIR")
     check.set_defaults(handler=_cmd_check)
     local = actions.add_parser("serve-local", help="run a manifest's stations as OpenSSH "
                                                    "servers on 127.0.0.1 (a rehearsal)")
     local.add_argument("manifest", type=Path)
+    local.add_argument("--allow-path", type=Path, action="append", default=[], metavar="DIR",
+                       help="also read included and data files under DIR")
     local.add_argument("--folder", type=Path, metavar="DIR",
                        help="keys and station folders (default: the folder the stations' "
                             "identity-file is in)")
@@ -52,7 +56,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.stations.check import check_stations
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, allow=args.allow_path)
     reports = asyncio.run(check_stations(manifest))
     if args.json:
         json.dump(reports, sys.stdout, indent=2)
@@ -81,7 +85,7 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.stations.localsshd import start_station
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, allow=args.allow_path)
     if not manifest.stations:
         raise PlanError(f"{args.manifest} has no stations")
     folders = {station.identity_file.parent for station in manifest.stations.values()}

@@ -18,6 +18,7 @@ import pytest
 from executor_plans import device, plan
 
 from runner import executor as executor_module
+from runner.audit.verify import verify_log
 from runner.launch import execute
 from runner.logging import JsonlFileSink
 from runner.plan import Outcome, Plan, RunResult
@@ -90,6 +91,8 @@ def test_a_disk_filling_mid_run_stops_it_with_exit_3_and_a_valid_log_prefix(
     assert reported_ok <= recorded_ok        # nothing ok that the log could not record
     assert len(reported_ok) < 6
     assert any(d.outcome is Outcome.SKIPPED for d in result.devices)   # none started after
+    verdict = verify_log(tmp_path / "run.jsonl")     # cut short, not tampered with
+    assert verdict.status == "truncated", verdict.findings
 
 
 def test_a_disk_full_at_run_finished_is_exit_3_and_keeps_every_device_record(
