@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli_oneline import register as register_oneline
 
     register_oneline(commands)
+
+    from runner.cli_discover import register as register_discover
+
+    register_discover(commands)
     register_audit(commands)
 
     from runner.stations.commands import register as register_station_commands

@@ -229,8 +229,7 @@ class DeviceSession:
             if action.scope is EraseScope.NONE:
                 return {"scope": action.scope.value}
             blocks = MASS_ERASE if action.scope is EraseScope.MASS else action.blocks
-            backup = (self.context.kept_dir / f"{self.plan.device}.hex"
-                      if self.context.kept_dir is not None else None)
+            backup = self._kept_backup()
             kept = self.units.read_kept(transport, action.preserve, backup) \
                 if action.preserve else {}
             tracker = StepProgress(self.context, fields, max(1, len(blocks)))
@@ -304,6 +303,11 @@ class DeviceSession:
                 "ranges": hex_ranges(((action.address, action.address + len(data)),)),
                 "sha256": hashlib.sha256(data).hexdigest()}
 
+    def _kept_backup(self) -> Path | None:
+        """Where kept bytes are saved before an erase (beside the audit log), if anywhere."""
+        kept_dir = self.context.kept_dir
+        return kept_dir / f"{self.plan.device}.hex" if kept_dir is not None else None
+
     def _write_changed(self, transport: Transport, action: WriteAction,
                        fields: dict[str, Any]) -> dict[str, Any]:
         """A skip-unchanged write: compare each erase unit, rewrite whole those that differ.
@@ -313,9 +317,7 @@ class DeviceSession:
         """
         kept: dict[str, Any] = {}
         if action.keep:
-            backup = (self.context.kept_dir / f"{self.plan.device}.hex"
-                      if self.context.kept_dir is not None else None)
-            kept = self.units.read_kept(transport, action.keep, backup)
+            kept = self.units.read_kept(transport, action.keep, self._kept_backup())
         memory = self.units.write_map(action)
         comparison = compare_units(transport, memory, action.units,
                                    erased=self.plan.chip.flash.erased)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from runner import executor
 from runner.audit.attest import Signer
@@ -182,6 +183,24 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
         endpoints.plug(device=device.device, link=device.link, kind=device.kind,
                        chip=device.chip, options=device.options, resource=device.resource)
     return endpoints
+
+
+@contextmanager
+def usb_bench(plan: Plan | None) -> Iterator[Any]:
+    """The pyusb backend discovery walks: libusb (``None``), or ``plan``'s rehearsal bus.
+
+    A rehearsal's bus carries every device of ``plan`` plugged as a run would
+    plug them (:func:`compose_endpoints`), so ``discover`` and ``info`` find on
+    it what they would find on the bench. The world is closed afterwards.
+    """
+    if plan is None:
+        yield None
+        return
+    world = simulation_world(plan)
+    try:
+        yield compose_endpoints(plan, world).backend
+    finally:
+        world.close()
 
 
 def execute(plan: Plan, *, events: EventSink | None = None,

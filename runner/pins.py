@@ -12,8 +12,6 @@ a file it includes).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,11 @@ import yaml
 from runner.errors import ImageError
 from runner.inputs import IMAGE_LIMIT, MANIFEST_LIMIT, read_input
 from runner.manifest.paths import PathPolicy
+from runner.yamlsplice import Edit as _Edit
+from runner.yamlsplice import apply_edits as _apply
+from runner.yamlsplice import child as _child
+from runner.yamlsplice import last_index as _last_index
+from runner.yamlsplice import write_atomically as _write_atomically
 
 __all__ = ["PinChange", "check_pin", "update_pins"]
 
@@ -57,22 +60,6 @@ def check_pin(path: Path, expected: str, *, image: str = "") -> str:
     return actual
 
 
-@dataclass(frozen=True, slots=True)
-class _Edit:
-    start: int
-    end: int
-    text: str
-
-
-def _last_index(node: yaml.Node) -> int:
-    """Where ``node``'s text ends (block collections end at their last leaf)."""
-    if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
-        return _last_index(node.value[-1][1])
-    if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
-        return _last_index(node.value[-1])
-    return int(node.end_mark.index)
-
-
 def _replacement(node: yaml.ScalarNode, digest: str) -> str:
     if node.style in ("'", '"'):
         return f"{node.style}{digest}{node.style}"
@@ -97,14 +84,6 @@ def _insertion(text: str, mapping: yaml.MappingNode, digest: str) -> _Edit:
             return _Edit(len(text), len(text), f"{eol}{' ' * column}{entry}{eol}")
         position = newline + 1
     return _Edit(position, position, f"{' ' * column}{entry}{eol}")
-
-
-def _child(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
-    for key_node, value_node in mapping.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-            found: yaml.Node = value_node
-            return found
-    return None
 
 
 def _plan_file(path: Path, text: str) -> tuple[list[_Edit], list[PinChange], list[Path]]:
@@ -154,27 +133,6 @@ def _plan_file(path: Path, text: str) -> tuple[list[_Edit], list[PinChange], lis
         changes.append(PinChange(file=path, image=str(key_node.value), line=line, old=old,
                                  new=digest))
     return edits, changes, includes
-
-
-def _apply(text: str, edits: list[_Edit]) -> str:
-    for edit in sorted(edits, key=lambda e: e.start, reverse=True):
-        text = text[:edit.start] + edit.text + text[edit.end:]
-    return text
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def update_pins(manifest_path: Path, *, dry_run: bool = False) -> list[PinChange]:

@@ -127,15 +127,20 @@ def port_path(device: Any) -> str:
     return f"{device.bus}-{'.'.join(str(p) for p in ports)}" if ports else f"{device.bus}-?"
 
 
-def find_devices(backend: Any, *, vid: int, pid: int | None = None,
+def find_devices(backend: Any, *, vid: int | None = None, pid: int | None = None,
                  what: str) -> list[Any]:
-    """Every device with this VID (and PID) on ``backend`` (``None``: libusb).
+    """Every device with this VID (and PID; no VID: every device) on ``backend``.
+
+    ``backend`` ``None`` is pyusb's default, libusb.
 
     Raises:
         EnvironmentProblem: libusb is not installed.
     """
-    match: dict[str, int] = {"idVendor": vid} if pid is None else {"idVendor": vid,
-                                                                   "idProduct": pid}
+    match: dict[str, int] = {}
+    if vid is not None:
+        match["idVendor"] = vid
+    if pid is not None:
+        match["idProduct"] = pid
     try:
         return list(usb.core.find(find_all=True, backend=backend, **match) or ())
     except usb.core.NoBackendError as error:

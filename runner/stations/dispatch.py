@@ -42,7 +42,7 @@ from runner.events import EventSink
 from runner.executor import Dispatch
 from runner.model import Manifest
 from runner.plan import DeviceResult, Outcome, Plan, StepResult, TaskKind, UnitDataAction
-from runner.stations.errors import StationError, StationLost
+from runner.stations.errors import StationCommandError, StationError, StationLost
 from runner.stations.merge import forward
 from runner.stations.ssh import command_line, connect
 from runner.stations.staging import StationBundle, station_bundles, value_key
@@ -268,6 +268,7 @@ class StationFollower:
             process = await self.connection.create_process(command_line(argv))
         except (OSError, asyncssh.Error) as error:
             raise _Dropped(str(error)) from error
+        heard = False
         try:
             while True:
                 try:
@@ -279,7 +280,10 @@ class StationFollower:
                 if not line:
                     if self.ended:
                         return None
+                    if not heard:
+                        await self._not_run(process, argv)
                     raise _Dropped("the connection closed before the run ended")
+                heard = True
                 text = line.decode("utf-8", "replace").rstrip("\n") \
                     if isinstance(line, bytes) else str(line).rstrip("\n")
                 try:
@@ -296,6 +300,22 @@ class StationFollower:
                 self._record(text, record)
         finally:
             process.close()
+
+    async def _not_run(self, process: asyncssh.SSHClientProcess[Any], argv: list[str]) -> None:
+        """The station command ended without a word: raise why, if it says (exit status)."""
+        try:
+            done = await asyncio.wait_for(process.wait(), 2.0)
+        except (asyncio.TimeoutError, TimeoutError, OSError, asyncssh.Error):
+            return   # the connection went: a drop, not a refusal
+        if done.exit_status is None:
+            return
+        said = done.stderr.decode("utf-8", "replace") if isinstance(done.stderr, bytes) \
+            else str(done.stderr or "")
+        raise StationCommandError(
+            f"station {self.name}: {argv[0]} {argv[1]} {argv[2]} did not run (exit "
+            f"{done.exit_status}): {said.strip()[-300:] or 'no message'}", station=self.name,
+            hint="check `flashrunner:` in the station's entry and that flashrunner is "
+                 "installed there (`flashrunner stations check`)")
 
     def _control(self, line: dict[str, Any]) -> dict[str, Any] | None:
         what = line.get("station")
@@ -478,6 +498,14 @@ class _Run:
                      argv: list[str]) -> dict[str, Any] | None:
         try:
             return await follower.follow(argv)
+        except StationCommandError as error:   # nothing ran on the station
+            follower.close()
+            fields = error_fields(error)
+            follower.emit("station.failed", **fields)
+            follower.ended = True
+            follower.fail_rest(fields)
+            self._gates()
+            return None
         except _Dropped as error:
             follower.close()
             self.dropped[follower.name] = str(error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runner.errors import RunnerError
 
-__all__ = ["StationAuthError", "StationError", "StationHostKeyError",
+__all__ = ["StationAuthError", "StationCommandError", "StationError", "StationHostKeyError",
            "StationLost", "StationTimeout", "StationUnreachable"]
 
 
@@ -50,3 +50,9 @@ class StationLost(StationError):
 
     category = "station-lost"
 
+
+
+class StationCommandError(StationError):
+    """flashrunner did not run on the station (not installed there, wrong path)."""
+
+    category = "station-command"

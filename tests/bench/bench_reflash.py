@@ -37,7 +37,10 @@ from transports.sim import SimulationWorld  # noqa: E402
 SIZE = 256 * 1024
 
 LINKS = {
-    "ST-Link V2 (F411, register path)": ("stm32f411re", "{kind: stlink, serial: BENCH}"),
+    "ST-Link V2 (F411, register path)": ("stm32f411re",
+                                         "{kind: stlink, serial: BENCH, write-mode: fast}"),
+    "ST-Link V2 (F411, RAM loader)": ("stm32f411re",
+                                      "{kind: stlink, serial: BENCH, write-mode: loader}"),
     "ROM DFU (F411)": ("stm32f411re", "{kind: dfu}"),
     "USART 115200 (F103RC, read-back)": ("stm32f103rc", "{kind: uart, port: /dev/ttyBENCH}"),
     "USART 115200 (H743, Get Checksum)": ("stm32h743zi", "{kind: uart, port: /dev/ttyBENCH}"),

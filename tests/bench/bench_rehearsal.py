@@ -53,7 +53,8 @@ def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, int]:
     manifest = write_manifest(folder, kind, devices)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-m", "runner", "run", "--json", str(manifest),
-                           "--log-file", str(folder / "run.jsonl")], env=ENV, cwd=folder,
+                           "--log-file", str(folder / f"{kind}-{devices}.jsonl")],
+                          env=ENV, cwd=folder,
                           capture_output=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:

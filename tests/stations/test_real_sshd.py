@@ -169,7 +169,6 @@ def test_a_station_stopped_mid_run_fails_only_its_devices_and_collect_gets_them(
     assert outcomes["lost"]["error_category"] == "station-lost"
 
     # The write went on, detached, on the station; collect fetches it once sshd is back.
-    exit_file = next(doomed.home.glob(".flashrunner/runs/*/exit.json"), None)
     restarted = farm.start("pi4", doomed.port)
     assert restarted.port == doomed.port
     done = run_cli("collect", str(log))
@@ -178,7 +177,10 @@ def test_a_station_stopped_mid_run_fails_only_its_devices_and_collect_gets_them(
     collected = sorted(tmp_path.parent.glob("**/run.collect-*.jsonl"))
     assert collected and any(r["event"] == "device.finished" and r["device"] == "lost"
                              and r["outcome"] == "ok" for r in read_log(collected[-1]))
-    assert exit_file is None or exit_file.exists()
+    own = read_log(doomed.home / ".flashrunner" / "runs" / run.records()[0]["run_id"]
+                   / "events.jsonl")   # the station's own log: the write completed
+    assert any(r["event"] == "step.finished" and r["device"] == "lost"
+               and r["action"] == "write" and r["outcome"] == "ok" for r in own)
 
 
 def test_two_runs_on_one_station_serialise_on_a_shared_link(farm: Farm) -> None:
@@ -352,3 +354,15 @@ def test_cancelling_the_host_run_stops_the_stations_runs(farm: Farm) -> None:
     assert any(r["event"] == "run.interrupted" and "origin" not in r for r in records)
     assert {r["station"] for r in records
             if r["event"] == "run.interrupted" and "origin" in r} == {"pi1", "pi3"}
+
+
+def test_a_station_without_flashrunner_fails_its_devices_at_once(farm: Farm) -> None:
+    # A key without the forced command: the station runs the argv[0] it is sent.
+    farm.stations["pi5"] = start_station(farm.folder / "keys", "pi5", restricted=False)
+    manifest = farm.write("missing", {"a": {"station": "pi5", "transport": "pi5-1"}},
+                          stations={"pi5": {"flashrunner": "/nonexistent/flash runner"}})
+    done = run_cli("run", str(manifest))
+    assert done.returncode == 1
+    outcome = _outcomes(read_log(log_of(manifest)))["a"]
+    assert outcome["outcome"] == "failed" and outcome["error_category"] == "station-command"
+    assert "did not run (exit 127)" in outcome["error"]

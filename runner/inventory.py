@@ -1,0 +1,177 @@
+"""``discover --write FILE``: keep an inventory's ``transports:`` in step with the bench.
+
+Newly found probes and DFU boards (devices no link of FILE selects) are
+added as links, in a block marked with a comment after the last existing
+link; links whose device is gone get a ``# gone`` comment on their line, or
+are removed with ``prune``; a link whose device came back loses the comment.
+Everything else in the file is left byte for byte: the edits are text
+spliced at the YAML node marks (:mod:`runner.yamlsplice`), as
+``flashrunner pin`` does. A second run finds every device bound and every
+gone link marked, so it changes nothing.
+
+New links are named ``stlink-<last 6 of the serial>`` and select by serial;
+a probe whose serial is flagged (a clone pattern, or shared with another
+probe) and every DFU board (ROM serials collide) are named after and select
+by their port path instead: ``stlink-1-4-2``, ``dfu-1-2``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from runner.discover import Discovery, Found
+from runner.errors import PlanError
+from runner.inputs import MANIFEST_LIMIT, read_input
+from runner.yamlsplice import Edit, apply_edits, child, last_index, write_atomically
+
+__all__ = ["GONE", "InventoryChange", "new_links", "sync_inventory"]
+
+#: The comment that marks a link whose device was not attached.
+GONE = "# gone: not attached at the last discover"
+#: The comment that heads the block of links discover adds.
+ADDED = "# found by flashrunner discover"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InventoryChange:
+    """What ``--write`` did (or would do): the diff, and the links by name."""
+
+    path: Path
+    diff: str
+    added: tuple[str, ...] = ()
+    marked: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    written: bool = False
+
+
+def _slug(path: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "-", path).strip("-")
+
+
+def new_links(result: Discovery, taken: set[str]) -> list[tuple[str, str]]:
+    """``(name, flow mapping)`` for each probe or DFU board no link selects."""
+    flagged = {path for flag in result.flags for path in flag.port_paths}
+    entries: list[tuple[str, str]] = []
+    names = set(taken)
+    for found in result.devices:
+        if found.kind not in ("stlink", "dfu") or found.link is not None:
+            continue
+        name, body = _entry(found, by_path=found.kind == "dfu"
+                            or found.port_path in flagged or not found.serial)
+        base, number = name, 2
+        while name in names:
+            name, number = f"{base}-{number}", number + 1
+        names.add(name)
+        entries.append((name, body))
+    return entries
+
+
+def _entry(found: Found, *, by_path: bool) -> tuple[str, str]:
+    if by_path:
+        return f"{found.kind}-{_slug(found.port_path)}", \
+            f'{{kind: {found.kind}, port-path: "{found.port_path}"}}'
+    return f"{found.kind}-{found.serial[-6:].lower()}", \
+        f'{{kind: {found.kind}, serial: "{found.serial}"}}'
+
+
+def _line_end(text: str, position: int) -> int:
+    end = text.find("\n", position)
+    end = len(text) if end < 0 else end
+    return end - 1 if end > 0 and text[end - 1] == "\r" else end
+
+
+def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
+                   dry_run: bool = False) -> InventoryChange:
+    """Bring ``path``'s ``transports:`` in line with ``result`` (bound against ``path``).
+
+    Raises:
+        PlanError: the file is not YAML, or its ``transports`` is not a block mapping.
+    """
+    text = read_input(path, limit=MANIFEST_LIMIT).decode("utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise PlanError(f"{path}{where}: not valid YAML; nothing was written") from error
+    if root is not None and not isinstance(root, yaml.MappingNode):
+        raise PlanError(f"{path}: the top level is not a mapping; nothing was written")
+    section = child(root, "transports") if root is not None else None
+    if isinstance(section, yaml.ScalarNode) and section.tag.endswith(":null"):
+        section = yaml.MappingNode("tag:yaml.org,2002:map", [], section.start_mark,
+                                   section.end_mark, flow_style=True)
+    if section is not None and not isinstance(section, yaml.MappingNode):
+        raise PlanError(f"{path}:{section.start_mark.line + 1}: transports is not a mapping; "
+                        f"nothing was written")
+    if section is not None and section.flow_style and section.value:
+        raise PlanError(f"{path}:{section.start_mark.line + 1}: transports is written in flow "
+                        f"style ({{…}}); write it as a block mapping for --write to edit it")
+    eol = "\r\n" if "\r\n" in text else "\n"
+    edits: list[Edit] = []
+    marked: list[str] = []
+    removed: list[str] = []
+    gone = {link.name for link in result.missing}
+    taken: set[str] = set()
+    for key_node, value_node in section.value if section is not None else ():
+        name = str(key_node.value)
+        taken.add(name)
+        block = isinstance(value_node, yaml.MappingNode) and not value_node.flow_style
+        # The mark goes on the key's line for a block entry, else after the value.
+        end = _line_end(text, key_node.end_mark.index if block else last_index(value_node))
+        line = text[key_node.start_mark.index:end]
+        if name in gone and prune:
+            start = text.rfind("\n", 0, key_node.start_mark.index) + 1
+            stop = text.find("\n", last_index(value_node))
+            edits.append(Edit(start, len(text) if stop < 0 else stop + 1, ""))
+            removed.append(name)
+        elif name in gone and GONE not in line:
+            edits.append(Edit(end, end, f"  {GONE}"))
+            marked.append(name)
+        elif name not in gone and GONE in line:
+            at = key_node.start_mark.index + line.index(GONE)
+            while at > 0 and text[at - 1] == " ":
+                at -= 1
+            edits.append(Edit(at, end, ""))
+    additions = new_links(result, taken)
+    if additions:
+        edits.append(_additions(text, root, section, additions, eol))
+    new_text = apply_edits(text, edits)
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
+                                        fromfile=f"{path}", tofile=f"{path}"))
+    if diff and not diff.endswith("\n"):
+        diff += "\n"
+    written = bool(diff) and not dry_run
+    if written:
+        write_atomically(path, new_text)
+    return InventoryChange(path=path, diff=diff, added=tuple(name for name, _ in additions),
+                           marked=tuple(marked), removed=tuple(removed), written=written)
+
+
+def _additions(text: str, root: yaml.Node | None, section: yaml.MappingNode | None,
+               additions: list[tuple[str, str]], eol: str) -> Edit:
+    if section is None or not section.value:
+        block = "".join(f"  {name}: {body}{eol}" for name, body in additions)
+        if section is not None and root is not None:
+            # ``transports: {}`` or an empty value: replace it by the block.
+            assert isinstance(root, yaml.MappingNode)
+            key = next(k for k, v in root.value if v.start_mark.index == section.start_mark.index
+                       and k.value == "transports")
+            return Edit(key.end_mark.index, _line_end(text, section.end_mark.index),
+                        f":{eol}  {ADDED}{eol}{block.rstrip()}")
+        lead = "" if not text or text.endswith("\n") else eol
+        return Edit(len(text), len(text), f"{lead}transports:{eol}  {ADDED}{eol}{block}")
+    column = section.value[0][0].start_mark.column
+    indent = " " * column
+    position = last_index(section)
+    newline = text.find("\n", position)
+    lines = f"{indent}{ADDED}{eol}" + "".join(f"{indent}{name}: {body}{eol}"
+                                              for name, body in additions)
+    if newline < 0:
+        return Edit(len(text), len(text), f"{eol}{lines}")
+    return Edit(newline + 1, newline + 1, lines)
