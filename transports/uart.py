@@ -385,7 +385,7 @@ class UsartTransport(BootloaderSession):
 
     kind: ClassVar[str] = "uart"
     #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
-    simulation: ClassVar[frozenset[str]] = frozenset({"serial_port", "clock"})
+    simulation: ClassVar[frozenset[str]] = frozenset({"serial_port", "clock", "host_control"})
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
         Capability.RESET_HARDWARE}
     #: Get Checksum where the ROM lists it (the H7's); NRST where a line is wired.
