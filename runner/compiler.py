@@ -83,6 +83,7 @@ from runner.plan import (
 from runner.preserve import PreserveRange
 from runner.schedule import build_stages, find_cycle, simulate_schedule
 from runner.unitdata import rehearsal_source
+from runner.wiring import resolve_wiring
 from transports.base import (
     Capability,
     OptionBytesChange,
@@ -163,6 +164,7 @@ def _compile(manifest: Manifest, *, chips: ChipDatabase | None,
                                   for name in manifest.images if name in compiler.images}),
         warnings=warnings,
         not_selected=tuple(name for name in manifest.devices if name not in by_name),
+        power=manifest.power,
     )
 
 
@@ -304,7 +306,8 @@ class _Compiler:
         return DevicePlan(device=device.name, chip=chip, link=link.name, kind=link.kind,
                           resource=resource, options=options,
                           tasks=tasks, after=after, memory=layout.memory,
-                          images=layout.uses, location=device.location)
+                          images=layout.uses, location=device.location,
+                          wiring=resolve_wiring(device.wiring, options))
 
     def _class(self, kind: str) -> TransportClass:
         if kind not in self._classes:
@@ -317,7 +320,14 @@ class _Compiler:
                 raise PlanError(f"device {device.name}: recovery policy {name!r} is not "
                                 f"defined", hint=f"use one of "
                                 f"{', '.join(self.manifest.recovery) or 'none'}")
-        return self.manifest.recovery_for(device, step)
+        policy = self.manifest.recovery_for(device, step)
+        if policy is None or not any("|" in action for action in policy.actions):
+            return policy
+        # ``a|b``: the first action this device is wired for (validation made sure one is).
+        chosen = tuple(next((choice for choice in action.split("|")
+                             if device.wiring.offers(choice)), action.split("|")[-1])
+                       for action in policy.actions)
+        return replace(policy, actions=chosen)
 
     def _note(self, message: str, device: str) -> None:
         self._notes.setdefault(message, []).append(device)

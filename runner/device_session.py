@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,16 @@ from runner.tracelog import Tracing
 from runner.unchanged import compare_units, rewrite_units
 from runner.unitrun import UnitState
 from runner.verify import unit_pieces, verify_memory
+from runner.wiring import DeviceHardware, HardwareControl
 from transports.base import MASS_ERASE, ChipIdentity, LinkRequest, Progress, Transport
 from transports.chips import FlashBlock
 from transports.endpoints import HARDWARE, Endpoints
+from transports.errors import HardwareControlError
 from transports.registry import load_transport
 from transports.trace import NO_TRACE
+
+#: Links that reach the chip through its ROM bootloader (BOOT0 high selects it).
+_ROM_LINKS = frozenset({"dfu", "uart", "i2c", "can"})
 
 __all__ = ["DeviceSession", "RunContext", "StepProgress", "error_fields", "hex_ranges"]
 
@@ -68,6 +74,8 @@ class RunContext:
     kept_dir: Path | None = None
     #: Per-link OS locks taken while a device runs (``None``: no locking).
     locks: LinkLocks | None = None
+    #: Hub ports, sysfs and GPIO for the recovery actions (``None``: none on this run).
+    hardware: HardwareControl | None = None
     #: Where sessions report their protocol commands (``-v``); ``None``: nowhere.
     tracing: Tracing | None = None
 
@@ -144,6 +152,28 @@ class DeviceSession:
         self.proven: dict[tuple[int, int], str] = {}
         #: Bytes kept across a preserving erase, and per-unit values written.
         self.units = UnitState(plan.chip.flash)
+        self._hardware: DeviceHardware | None = None
+
+    def hardware(self) -> DeviceHardware:
+        """The device's power ports and BOOT0/NRST lines (opened on first use)."""
+        if self._hardware is None:
+            if self.plan.wiring is None or self.context.hardware is None:
+                raise HardwareControlError(f"{self.plan.device} has no wiring for hardware "
+                                           f"control", hint="add wiring: to the device")
+
+            def report(what: str, fields: Mapping[str, Any]) -> None:
+                self.emit(ev.HARDWARE_GPIO if what == "gpio" else ev.HARDWARE_POWER, dict(fields))
+
+            self._hardware = DeviceHardware(self.context.hardware, self.plan.device,
+                                            self.plan.wiring, report,
+                                            rom_link=self.plan.kind in _ROM_LINKS)
+        return self._hardware
+
+    def release_hardware(self) -> None:
+        """Hand the device's GPIO lines back (the end of its session, however it ended)."""
+        hardware, self._hardware = self._hardware, None
+        if hardware is not None:
+            hardware.close()
 
     @property
     def fields(self) -> dict[str, Any]:

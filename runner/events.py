@@ -44,12 +44,15 @@ __all__ = [
     "ENVELOPE",
     "EVENTS",
     "EVENT_TYPES",
+    "HARDWARE_GPIO",
+    "HARDWARE_POWER",
     "LINK_WAITING",
     "PLAN_WARNING",
     "RUN_FINISHED",
     "RUN_INTERRUPTED",
     "RUN_STARTED",
     "SESSION_CLOSE_FAILED",
+    "SLOT_QUARANTINED",
     "STATION_CONNECTED",
     "STATION_CONNECTION_LOST",
     "STATION_FAILED",
@@ -88,6 +91,9 @@ STEP_FINISHED = "step.finished"
 SESSION_CLOSE_FAILED = "session.close-failed"
 RUN_INTERRUPTED = "run.interrupted"
 RUN_FINISHED = "run.finished"
+HARDWARE_POWER = "hardware.power"
+HARDWARE_GPIO = "hardware.gpio"
+SLOT_QUARANTINED = "slot.quarantined"
 STATION_CONNECTED = "station.connected"
 STATION_STAGED = "station.staged"
 STATION_STARTED = "station.started"
@@ -260,13 +266,34 @@ _STEP_RETRIED = EventType(
     required={**_STEP, "attempt": _INT, "max": _INT, "delay_s": _NUM, "policy": _STR},
     optional=_ERROR,
 )
+#: What a hardware recovery action reports: the port or lines it used and how.
+_HARDWARE = {
+    "hub": _STR, "port": {"type": ["integer", "string"]}, "method": _STR,
+    "fallback_reason": _STR, "peer": _STR, "power_good_s": _NUM, "target": _STR,
+    "off_s": _NUM, "adapter": _STR, "mask": _STR, "argv": _STR_LIST, "line": _STR,
+    "pulse_ms": _NUM, "boot0": _STR, "nrst": _STR, "port_path": _STR}
+_HARDWARE_POWER = EventType(
+    name=HARDWARE_POWER, doc="A power port was switched (by a recovery action).",
+    required={**_DEVICE, "switch": _enum("off", "on"), "target": _STR},
+    optional={name: kind for name, kind in _HARDWARE.items() if name != "target"},
+)
+_HARDWARE_GPIO = EventType(
+    name=HARDWARE_GPIO, doc="A BOOT0 or NRST GPIO line changed (active = asserted).",
+    required={**_DEVICE, "line_role": _enum("nrst", "boot0"), "active": _BOOL, "line": _STR,
+              "t_ms": _NUM},
+)
+_SLOT_QUARANTINED = EventType(
+    name=SLOT_QUARANTINED, doc="A slot (link) failed devices in a row and is out of service "
+                               "for the rest of the run.",
+    required={"slot": _STR, "failures": _INT, "devices": _STR_LIST},
+)
 _STEP_RECOVERY = EventType(
     name=STEP_RECOVERY, doc="A recovery action ran before a retry.",
     required={**_DEVICE, "step": _STR, "attempt": _INT,
               "recovery": _STR, "outcome": _enum("ok", "failed", "unsupported"),
               "policy": _STR},
     optional={**_ERROR, "action": _STR, "mode": _STR, "ranges": _RANGES, "blocks": _INT,
-              "rewritten_bytes": _INT},
+              "rewritten_bytes": _INT, **_HARDWARE},
 )
 _IMAGES_WRITTEN: dict[str, Any] = {"type": "array", "items": {
     "type": "object", "additionalProperties": False, "required": ["name", "sha256"],
@@ -356,8 +383,8 @@ _STATION_EVENTS = (
 EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
     _RUN_STARTED, _PLAN_WARNING, _LINK_WAITING, _DEVICE_STARTED, _DEVICE_IDENTIFIED, _STEP_STARTED,
     _STEP_PROGRESS, _STEP_RETRIED, _STEP_RECOVERY, _STEP_FINISHED, _DEVICE_FINISHED,
-    _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _RUN_INTERRUPTED, _RUN_FINISHED,
-    *_STATION_EVENTS)}
+    _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _HARDWARE_POWER, _HARDWARE_GPIO, _SLOT_QUARANTINED,
+    _RUN_INTERRUPTED, _RUN_FINISHED, *_STATION_EVENTS)}
 
 #: Every event name, in the order a run emits them.
 EVENTS: tuple[str, ...] = tuple(EVENT_TYPES)

@@ -51,6 +51,7 @@ from runner.logging import AuditLog, JsonlFileSink, RecordOutput, log_path, new_
 from runner.plan import DevicePlan, DeviceResult, Outcome, Plan, RunResult, StepResult
 from runner.recovery import run_step
 from runner.tracelog import Tracing
+from runner.wiring import HardwareControl
 from transports.base import simulated_endpoints
 from transports.endpoints import HARDWARE, Endpoints
 from transports.registry import load_transport
@@ -84,6 +85,13 @@ def _operator() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _hardware_control(plan: Plan, endpoints: Endpoints) -> HardwareControl | None:
+    """Hub ports, sysfs and GPIO for the plan's wired devices (``None`` when none is)."""
+    if not any(device.wiring is not None for device in plan.devices):
+        return None
+    return HardwareControl.of(endpoints.host_control(), plan.power)
 
 
 @contextmanager
@@ -142,6 +150,7 @@ def run_device(session: DeviceSession) -> DeviceResult:
                 break
     finally:
         session.close()
+        session.release_hardware()
     duration = time.monotonic() - started
     nbytes = sum(step.bytes for step in steps)
     session.emit(ev.DEVICE_FINISHED, failure, outcome=outcome.value,
@@ -152,6 +161,10 @@ def run_device(session: DeviceSession) -> DeviceResult:
         error=failure.get("error"), error_type=failure.get("error_type"),
         error_category=failure.get("error_category"),
         reason="interrupted" if outcome is Outcome.INTERRUPTED else None)
+
+
+#: Error categories that say the slot (link, fixture) failed rather than the chip.
+_LINK_CATEGORIES = frozenset({"connect", "link-lost", "timeout", "fault", "hardware-control"})
 
 
 class _Scheduler:
@@ -170,6 +183,10 @@ class _Scheduler:
         self.done: queue.Queue[DeviceResult] = queue.Queue()
         self.stopping_reason: str | None = None
         self.names = {device.device for device in plan.devices}
+        #: Per slot (a link's resource): the devices that failed on it in a row with link
+        #: errors, and the slots taken out of service (``execution.quarantine-after``).
+        self.streaks: dict[str, list[str]] = {}
+        self.quarantined: set[str] = set()
 
     def emit(self, event: str, **fields: Any) -> None:
         self.context.events.emit(event, **fields)
@@ -249,6 +266,11 @@ class _Scheduler:
                     continue
                 if self.stopping_reason is not None:
                     continue
+                if device.resource in self.quarantined:
+                    self._skip(device, Outcome.SKIPPED, f"slot {device.resource} is "
+                                                        f"quarantined")
+                    progressed = True
+                    continue
                 waiting = [n for n in device.after if n in self.names
                            and (n not in self.results
                                 or self.results[n].outcome is not Outcome.OK)]
@@ -274,13 +296,34 @@ class _Scheduler:
 
     def _settle(self, result: DeviceResult) -> None:
         self.running.pop(result.device).join()
-        self.busy.discard(self.plan.device(result.device).resource)
+        resource = self.plan.device(result.device).resource
+        self.busy.discard(resource)
         self.results[result.device] = result
+        self._count_slot(resource, result)
         if result.error_type in _STOPPING and self.stop is not None:
             self.stop.environment(RuntimeError(result.error or "the environment failed"))
         if result.outcome is Outcome.FAILED and self.plan.execution.fail_fast \
                 and self.stopping_reason is None:
             self.stopping_reason = "fail-fast"
+
+    def _count_slot(self, slot: str, result: DeviceResult) -> None:
+        """A slot that failed ``quarantine-after`` devices in a row on link errors is retired.
+
+        A broken fixture (a dead hub port, a cable) then does not eat a tray of boards;
+        any other outcome on the slot starts the count again.
+        """
+        limit = self.plan.execution.quarantine_after
+        if limit is None:
+            return
+        streak = self.streaks.setdefault(slot, [])
+        if result.outcome is Outcome.FAILED and result.error_category in _LINK_CATEGORIES:
+            streak.append(result.device)
+        else:
+            streak.clear()
+        if len(streak) >= limit and slot not in self.quarantined:
+            self.quarantined.add(slot)
+            self.emit(ev.SLOT_QUARANTINED, slot=slot, failures=len(streak),
+                      devices=list(streak))
 
     def _interrupt(self, reason: str) -> None:
         if self.stopping_reason not in ("interrupted", "stopped"):
@@ -424,7 +467,8 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
             sink.emit(ev.PLAN_WARNING, message=warning)
         kept_dir = log_file.with_name(log_file.name + ".kept") if log_file else None
         context = RunContext(events=sink, cancel=cancel, endpoints=endpoints, run_id=run_id,
-                             kept_dir=kept_dir, locks=locks, tracing=tracing)
+                             kept_dir=kept_dir, locks=locks, tracing=tracing,
+                             hardware=_hardware_control(plan, endpoints))
         if dispatch is not None:
             results, interrupted = dispatch(plan, context)
         else:

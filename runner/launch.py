@@ -179,10 +179,38 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
     from transports.sim.endpoints import SimulatedEndpoints
 
     endpoints = SimulatedEndpoints.of(world)
+    _simulate_hardware(plan, world)
     for device in plan.devices:
         endpoints.plug(device=device.device, link=device.link, kind=device.kind,
                        chip=device.chip, options=device.options, resource=device.resource)
     return endpoints
+
+
+def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:
+    """The hubs and GPIO lines the wiring names, simulated and wired to the boards.
+
+    Hubs take their settings from ``simulation.hubs`` (per-port switching by
+    default); each device's NRST and BOOT0 lines are wired to its simulated board
+    as the board is plugged.
+    """
+    wired = [device for device in plan.devices if device.wiring is not None]
+    if not wired:
+        return
+    from transports.sim.control import sim_hardware
+
+    hardware = sim_hardware(world)
+    hubs = {supply.hub for supply in plan.power.values() if supply.hub}
+    for device in wired:
+        assert device.wiring is not None
+        for ref in (device.wiring.power, device.wiring.probe_power):
+            if ref is not None and ref.supply and ref.supply.startswith("@"):
+                hubs.add(ref.supply[1:])
+        for role, line in (("nrst", device.wiring.nrst), ("boot0", device.wiring.boot0)):
+            if line is not None:
+                hardware.pin(device.device, role, chip=line.chip, line=line.line,
+                             active_low=line.active_low)
+    for path in sorted(hubs):
+        hardware.hub(path, plan.simulation.hubs.get(path))
 
 
 @contextmanager

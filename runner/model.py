@@ -30,12 +30,15 @@ __all__ = [
     "EraseScope",
     "EraseStep",
     "Execution",
+    "GpioLine",
     "ImageSpec",
     "LinkSpec",
     "Location",
     "LogSpec",
     "Manifest",
     "OptionBytesStep",
+    "PowerRef",
+    "PowerSupply",
     "ReadStep",
     "Recipe",
     "RecoveryPolicy",
@@ -47,6 +50,7 @@ __all__ = [
     "UnitDataStep",
     "VerifyMethod",
     "VerifyStep",
+    "Wiring",
     "WriteStep",
     "frozen_map",
 ]
@@ -270,6 +274,61 @@ class RecoveryPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PowerSupply:
+    """``power.<name>``: a USB hub that switches port power, or a command-driven adapter."""
+
+    name: str
+    kind: str  # usb-hub | command
+    hub: str | None = None
+    ganged: bool = False
+    off: tuple[str, ...] = ()
+    on: tuple[str, ...] = ()
+    state: tuple[str, ...] = ()
+    timeout_s: float = 10.0
+    location: Location = NOWHERE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PowerRef:
+    """One port of a supply; ``supply`` ``None`` means ``auto`` (the link's own port)."""
+
+    supply: str | None = None
+    port: int | str = 0
+
+    @property
+    def auto(self) -> bool:
+        return self.supply is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpioLine:
+    """A BOOT0 or NRST line: chip by label or path, line by name or offset."""
+
+    chip: str
+    line: str | int
+    active_low: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wiring:
+    """``devices.<name>.wiring``: power and pins the recovery actions can use."""
+
+    power: PowerRef | None = None
+    probe_power: PowerRef | None = None
+    nrst: GpioLine | None = None
+    boot0: GpioLine | None = None
+    off_time_s: float = 1.0
+    location: Location = NOWHERE
+
+    def offers(self, action: str) -> bool:
+        """Whether the recovery action ``action`` can run on this wiring."""
+        return {"nrst-pulse": self.nrst is not None,
+                "boot-entry": self.nrst is not None and self.boot0 is not None,
+                "power-cycle": self.power is not None,
+                "probe-power-cycle": self.probe_power is not None}.get(action, True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Device:
     """``devices.<name>``: one chip on one link, flashed by one recipe."""
 
@@ -281,6 +340,7 @@ class Device:
     after: tuple[str, ...] = ()
     #: The station holding the link (``None``: a link of this host).
     station: str | None = None
+    wiring: Wiring = field(default_factory=Wiring)
     location: Location = NOWHERE
 
 
@@ -288,6 +348,9 @@ class Device:
 class Execution:
     max_parallel: int = 8
     fail_fast: bool = False
+    #: Take a slot out of service after this many devices in a row failed on it with
+    #: link errors (``None``: never).
+    quarantine_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,6 +381,8 @@ class SimulationSpec:
     time_scale: float = 1.0
     seed: str | None = None
     devices: Mapping[str, SimulatedDevice] = field(default_factory=frozen_map)
+    #: ``simulation.hubs``: how simulated hubs behave, by port path.
+    hubs: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +405,7 @@ class Manifest:
     images: Mapping[str, ImageSpec] = field(default_factory=frozen_map)
     links: Mapping[str, LinkSpec] = field(default_factory=frozen_map)
     stations: Mapping[str, StationSpec] = field(default_factory=frozen_map)
+    power: Mapping[str, PowerSupply] = field(default_factory=frozen_map)
     recipes: Mapping[str, Recipe] = field(default_factory=frozen_map)
     recovery: Mapping[str, RecoveryPolicy] = field(default_factory=frozen_map)
     devices: Mapping[str, Device] = field(default_factory=frozen_map)

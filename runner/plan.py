@@ -30,9 +30,11 @@ from runner.model import (
     Execution,
     Location,
     LogSpec,
+    PowerSupply,
     RecoveryPolicy,
     SimulationSpec,
     VerifyMethod,
+    Wiring,
     frozen_map,
 )
 from runner.preserve import PreserveRange
@@ -217,6 +219,8 @@ class DevicePlan:
     memory: MemoryMap = field(default_factory=MemoryMap)
     images: tuple[ImageUse, ...] = ()
     location: Location = NOWHERE
+    #: Power and BOOT0/NRST lines the recovery actions use (``auto`` resolved).
+    wiring: Wiring | None = None
 
     @property
     def estimate_s(self) -> float:
@@ -258,6 +262,8 @@ class Plan:
     warnings: tuple[str, ...] = ()
     #: Manifest devices left out by ``only=`` (``--only``), in manifest order.
     not_selected: tuple[str, ...] = ()
+    #: ``power:`` supplies the devices' wiring names.
+    power: Mapping[str, PowerSupply] = field(default_factory=frozen_map)
 
     def device(self, name: str) -> DevicePlan:
         for device in self.devices:

@@ -6,7 +6,13 @@ meet ``policy.on`` is retried up to ``policy.retries`` times after
 ``actions[i-1]`` runs (the last repeats; none means a plain retry):
 ``reconnect`` closes the session, opens a new one and re-identifies the chip
 (it must be the same UID); ``reset`` resets the chip the way the link can,
-then reconnects. A recovery action that fails counts as that attempt.
+then reconnects; ``nrst-pulse`` pulses NRST on its GPIO line, ``boot-entry``
+holds BOOT0 high across that pulse (the ROM bootloader starts),
+``power-cycle`` cuts the target's supply and ``probe-power-cycle`` the probe's
+own port for the wiring's off time — each then waits for a USB link to come
+back at its port path and reconnects. ``a|b`` in a policy was resolved by the
+compiler to the first action the device is wired for. A recovery action that
+fails counts as that attempt.
 
 Retrying a write (of images or of a unit-data value) must not program over
 programmed flash (NOR refuses, like PGERR), so before a write is retried the
@@ -62,10 +68,60 @@ def _reset(session: DeviceSession, task: Task) -> dict[str, Any]:
     return {"mode": mode.value}
 
 
-#: Recovery actions by their manifest name.
+#: Seconds a USB board or probe gets to show up again after its power came back.
+_REENUMERATE_S = 5.0
+
+
+def _back_on_the_bus(session: DeviceSession) -> dict[str, Any]:
+    """After a power cut or reset of a USB link: wait for it at its port path, reconnect."""
+    path = session.plan.options.get("port-path")
+    fields: dict[str, Any] = {}
+    control = session.context.hardware
+    if path and session.plan.kind in ("dfu", "stlink") and control is not None:
+        control.wait_enumerated(str(path), _REENUMERATE_S)
+        fields["port_path"] = str(path)
+    session.connect()
+    return fields
+
+
+def _nrst_pulse(session: DeviceSession, task: Task) -> dict[str, Any]:
+    """Pulse NRST on its GPIO line: the chip restarts (in the mode BOOT0 selects)."""
+    session.close()
+    fields = session.hardware().pins().pulse_reset()
+    return {**fields, **_back_on_the_bus(session)}
+
+
+def _boot_entry(session: DeviceSession, task: Task) -> dict[str, Any]:
+    """BOOT0 high, NRST pulse: the chip restarts in its ROM bootloader, then reconnect."""
+    session.close()
+    fields = session.hardware().pins().boot(True)
+    return {**fields, **_back_on_the_bus(session)}
+
+
+def _power_cycle(session: DeviceSession, task: Task) -> dict[str, Any]:
+    """Cut the target's supply for the wiring's off time, restore it, reconnect."""
+    session.close()
+    hardware = session.hardware()
+    fields = hardware.power_cycle(hardware.wiring.power, "target")
+    return {**fields, **_back_on_the_bus(session)}
+
+
+def _probe_power_cycle(session: DeviceSession, task: Task) -> dict[str, Any]:
+    """Cut the probe's (or adapter's) own port, restore it, reconnect."""
+    session.close()
+    hardware = session.hardware()
+    fields = hardware.power_cycle(hardware.wiring.probe_power, "probe")
+    return {**fields, **_back_on_the_bus(session)}
+
+
+#: Recovery actions by their manifest name (docs/architecture.md, "Recovery ladder").
 RECOVERY_ACTIONS: dict[str, Callable[[DeviceSession, Task], dict[str, Any]]] = {
     "reconnect": _reconnect,
     "reset": _reset,
+    "nrst-pulse": _nrst_pulse,
+    "boot-entry": _boot_entry,
+    "power-cycle": _power_cycle,
+    "probe-power-cycle": _probe_power_cycle,
 }
 
 

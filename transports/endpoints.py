@@ -22,6 +22,7 @@ This module imports the wire libraries lazily: a missing optional package
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from transports.errors import ConnectError
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
 
     from transports.base import LinkRequest
     from transports.chips import FlashBlock
+    from transports.gpio import GpioBackend
+    from transports.power.sysfs import Sysfs
 
-__all__ = ["HARDWARE", "WALL_CLOCK", "Clock", "Endpoints", "HardwareEndpoints", "I2cAdapter",
-           "MemoryPort", "WallClock"]
+__all__ = ["HARDWARE", "WALL_CLOCK", "Clock", "Endpoints", "HardwareEndpoints", "HostControl",
+           "I2cAdapter", "MemoryPort", "WallClock"]
 
 
 class Clock(Protocol):
@@ -115,6 +118,23 @@ class MemoryPort(Protocol):
     def set_rdp_level(self, level: int) -> None: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostControl:
+    """What the station controls beside its links: hub ports, sysfs, GPIO chips.
+
+    Attributes:
+        usb_backend: the pyusb backend hubs are found through (``None``: libusb).
+        sysfs: the station's sysfs (hub ports' ``disable`` files).
+        gpio: the GPIO backend (``None``: libgpiod, opened on first use).
+        clock: the timebase power-good and pulse times are waited on.
+    """
+
+    usb_backend: Any
+    sysfs: Sysfs
+    gpio: GpioBackend | None
+    clock: Clock
+
+
 class Endpoints(Protocol):
     """Everything a session may reach outside the process. One provider per run."""
 
@@ -148,6 +168,10 @@ class Endpoints(Protocol):
         """The far end of a ``kind: sim`` link (simulation only)."""
         ...
 
+    def host_control(self) -> HostControl:
+        """Hub port power, sysfs and GPIO (docs/architecture.md, "Hardware control")."""
+        ...
+
 
 class HardwareEndpoints:
     """The real far ends: serial ports, i2c-dev, python-can, libusb, the host clock."""
@@ -176,6 +200,11 @@ class HardwareEndpoints:
 
     def usb_backend(self, request: LinkRequest) -> Any:
         return None
+
+    def host_control(self) -> HostControl:
+        from transports.power.sysfs import HostSysfs
+
+        return HostControl(usb_backend=None, sysfs=HostSysfs(), gpio=None, clock=WALL_CLOCK)
 
     def memory_port(self, request: LinkRequest) -> MemoryPort:
         raise ConnectError(f"link {request.link} is of kind {request.kind}, which only "

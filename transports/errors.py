@@ -34,6 +34,7 @@ __all__ = [
     "EnvironmentProblem",
     "EraseError",
     "FlashError",
+    "HardwareControlError",
     "LinkLost",
     "LinkTimeout",
     "PlanError",
@@ -211,6 +212,18 @@ class ReadProtected(TransportError, PermissionError):
     """The chip refuses the operation because readout protection is active."""
 
     category = "protected"
+
+
+class HardwareControlError(TransportError):
+    """A hub port, GPIO line or power adapter could not be switched as asked.
+
+    Raised by the recovery actions that cut power or drive BOOT0/NRST: a ganged
+    hub (switching one port would cut every board on it), a ``disable`` file the
+    user may not write, a hub that re-powers a port by itself, a GPIO line that
+    is not there, a power command that failed.
+    """
+
+    category = "hardware-control"
 
 
 class FlashError(TransportError):

@@ -15,7 +15,8 @@ from typing import Any
 
 __all__ = ["FAULT_KINDS", "FAULT_OPS", "Fault"]
 
-FAULT_KINDS = frozenset({"timeout", "nack", "link-lost", "corrupt", "brownout"})
+FAULT_KINDS = frozenset({"timeout", "nack", "link-lost", "corrupt", "brownout", "wedged",
+                         "no-enumerate"})
 FAULT_OPS = frozenset({"connect", "erase", "write", "read", "any"})
 
 
@@ -26,7 +27,10 @@ class Fault:
     Attributes:
         kind: ``timeout`` (no answer), ``nack`` (refusal), ``link-lost``
             (the link drops), ``corrupt`` (a programmed byte comes out wrong),
-            ``brownout`` (power lost: the operation is cut short, link drops).
+            ``brownout`` (power lost: the operation is cut short, link drops),
+            ``wedged`` (the device stops answering until its power is cut),
+            ``no-enumerate`` (a USB board does not show up after a reset or
+            power-up, ``times`` resets in a row).
         op: which operation it hits; ``any`` matches all.
         at_byte: fires once this many bytes of ``op`` have passed (0 = at once).
         times: how often it fires before clearing; ``None`` = permanent.

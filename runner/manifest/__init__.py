@@ -32,6 +32,7 @@ from runner.manifest.references import check_references
 from runner.manifest.sources import read_sources
 from runner.manifest.stations import check_stations
 from runner.manifest.targets import check_targets
+from runner.manifest.wiring import check_wiring
 from runner.model import Manifest
 from transports.chips import ChipDatabase, chip_database
 
@@ -63,6 +64,7 @@ def _load(display: str, chips: ChipDatabase | None,
     if sources.data and not sources.incomplete:
         check_references(checker)
         check_stations(checker)
+        check_wiring(checker)
         check_targets(checker, chips if chips is not None else chip_database(), folders,
                       policy)
         issues.extend(checker.issues)

@@ -22,12 +22,15 @@ from runner.model import (
     EraseScope,
     EraseStep,
     Execution,
+    GpioLine,
     ImageSpec,
     LinkSpec,
     Location,
     LogSpec,
     Manifest,
     OptionBytesStep,
+    PowerRef,
+    PowerSupply,
     ReadStep,
     Recipe,
     RecoveryPolicy,
@@ -39,6 +42,7 @@ from runner.model import (
     UnitDataStep,
     VerifyMethod,
     VerifyStep,
+    Wiring,
     WriteStep,
     frozen_map,
 )
@@ -106,6 +110,8 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
             link=DeviceLink(link=link, options=_frozen(options)),
             recipe=device["recipe"], recovery=device.get("recovery"),
             after=tuple(device.get("after", ())), station=device.get("station"),
+            wiring=_wiring(device.get("wiring"), at(("devices", name, "wiring"))
+                           if "wiring" in device else at(("devices", name))),
             location=at(("devices", name)))
     execution = data.get("execution", {})
     top = sources.files[0]
@@ -118,7 +124,10 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         stations=frozen_map(_stations(data, marks, at, folders)), recipes=frozen_map(recipes),
         recovery=frozen_map(recovery), devices=frozen_map(devices),
         execution=Execution(max_parallel=execution.get("max-parallel", 8),
-                            fail_fast=execution.get("fail-fast", False)),
+                            fail_fast=execution.get("fail-fast", False),
+                            quarantine_after=execution.get("quarantine-after")),
+        power=frozen_map({name: _power_supply(name, entry, at(("power", name)))
+                          for name, entry in entries(data, "power").items()}),
         log=_log(data.get("log", {}), top.path), warnings=warnings,
     )
 
@@ -131,6 +140,37 @@ def _log(data: Any, manifest: Path) -> LogSpec:
         if not sign_key.is_absolute():
             sign_key = manifest.resolve().parent / sign_key
     return LogSpec(file=data.get("file"), sign_key=sign_key)
+
+
+def _power_supply(name: str, entry: Mapping[str, Any], location: Location) -> PowerSupply:
+    return PowerSupply(name=name, kind=entry["kind"], hub=entry.get("hub"),
+                       ganged=bool(entry.get("ganged", False)), off=tuple(entry.get("off", ())),
+                       on=tuple(entry.get("on", ())), state=tuple(entry.get("state", ())),
+                       timeout_s=float(entry.get("timeout", 10.0)), location=location)
+
+
+def _power_ref(value: Any) -> PowerRef | None:
+    if value is None:
+        return None
+    if value == "auto":
+        return PowerRef()
+    return PowerRef(supply=value["use"], port=value["port"])
+
+
+def _gpio_line(value: Any, *, active_low: bool) -> GpioLine | None:
+    if value is None:
+        return None
+    return GpioLine(chip=value["chip"], line=value["line"],
+                    active_low=bool(value.get("active-low", active_low)))
+
+
+def _wiring(value: Mapping[str, Any] | None, location: Location) -> Wiring:
+    value = value or {}
+    return Wiring(power=_power_ref(value.get("power")),
+                  probe_power=_power_ref(value.get("probe-power")),
+                  nrst=_gpio_line(value.get("nrst"), active_low=True),  # NRST is active-low
+                  boot0=_gpio_line(value.get("boot0"), active_low=False),
+                  off_time_s=float(value.get("off-time", 1.0)), location=location)
 
 
 def _stations(data: Any, marks: Marks, at: Any,
@@ -210,4 +250,6 @@ def _simulation(spec: Mapping[str, Any]) -> SimulationSpec:
         for name, device in (spec.get("devices") or {}).items()
     }
     return SimulationSpec(time_scale=float(spec.get("time-scale", 1.0)), seed=spec.get("seed"),
-                          devices=frozen_map(devices))
+                          devices=frozen_map(devices),
+                          hubs=frozen_map({path: _frozen(hub) for path, hub
+                                           in (spec.get("hubs") or {}).items()}))

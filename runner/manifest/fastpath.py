@@ -21,9 +21,10 @@ from schemas import load_schema
 
 __all__ = ["PlainDevices", "plain_devices"]
 
-#: The device definition this check mirrors: key → "text" (non-empty), "name" or "names".
+#: The device definition this check mirrors: key → "text" (non-empty), "name" or "names";
+#: "full" keys (a device's wiring) always go through the full validator.
 _KNOWN = {"chip": "text", "transport": "text", "recipe": "name", "station": "name",
-          "recovery": "name", "after": "names"}
+          "recovery": "name", "after": "names", "wiring": "full"}
 _REQUIRED = frozenset({"chip", "transport", "recipe"})
 
 
@@ -45,7 +46,7 @@ class PlainDevices:
             return False
         for key, value in entry.items():
             kind = _KNOWN.get(key)
-            if kind is None:
+            if kind is None or kind == "full":
                 return False
             if kind == "names":
                 if not isinstance(value, list) or len(set(value)) != len(value) \

@@ -194,6 +194,8 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
     if kind == "const":
         return [(path, False, f"must be {error.validator_value!r}, got {_describe(value)}")]
     if kind == "pattern":
+        if len(path) >= 2 and path[-2] == "actions" and isinstance(value, str):
+            return [(path, False, _recovery_action_problem(value))]
         return [(path, False, f"{_describe(value)} is not a valid "
                               f"{_pattern_name(path)}")]
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -214,6 +216,20 @@ def phrase(error: ValidationError, subject: str = "") -> list[tuple[Path, bool, 
     if kind in ("oneOf", "anyOf"):
         return _phrase_alternatives(error, path, subject)
     return [(path, False, error.message)]
+
+
+_RECOVERY_ACTIONS = ("reconnect", "reset", "nrst-pulse", "boot-entry", "power-cycle",
+                     "probe-power-cycle")
+
+
+def _recovery_action_problem(value: str) -> str:
+    """A recovery action (or ``a|b`` choice) that is not one: which part, and what to use."""
+    for part in value.split("|"):
+        if part not in _RECOVERY_ACTIONS:
+            return (f"{_describe(part)} is not allowed here; use one of "
+                    f"{', '.join(_RECOVERY_ACTIONS)} (or a|b for the first one the device is "
+                    f"wired for){did_you_mean(part, list(_RECOVERY_ACTIONS))}")
+    return f"{_describe(value)} is not a recovery action"
 
 
 def _pattern_name(path: Path) -> str:

@@ -55,6 +55,7 @@ import usb.core
 
 from transports.chips import Chip
 from transports.sim.chip import SimChip, SimFlashFault
+from transports.sim.control import sim_hardware
 from transports.sim.faults import InjectedFault
 from transports.sim.usb import (
     ConfigurationInfo,
@@ -197,6 +198,13 @@ class SimDfuBoard:
         self.enumerations = 0
         self.application: int | None = None  # where the application started, once it did
         self.device: SimRomDfu | None = None
+        #: BOOT0 as the board's strap or GPIO line holds it (high: the ROM starts).
+        self.boot0_high = True
+        self.powered = True
+        self.in_reset = False
+        #: A ``wedged`` fault fired: nothing answers until the power is cut.
+        self.wedged = False
+        self.power_cycles = 0
         self.enumerate()
 
     @property
@@ -212,9 +220,49 @@ class SimDfuBoard:
         self.application = None
         if self.sim.rdp_level == 2:
             return None  # RM0090 §3.6.3: level 2 disables booting from system memory
+        if self.sim.faults.take("no-enumerate"):
+            return None  # the injected fault: this start does not show up on USB
         self.device = SimRomDfu(self)
         self.backend.plug(self.device)
         return self.device
+
+    @property
+    def present(self) -> bool:
+        return self.device is not None
+
+    def _start(self) -> None:
+        """The chip leaves reset: BOOT0 is sampled (RM0090 §2.4) — ROM DFU or application."""
+        if self.boot0_high:
+            self.enumerate()
+            return
+        self.disconnect()
+        self.sim.reset()
+        self.application = self.sim.chip.flash.base
+
+    def power_off(self) -> None:
+        """The hub port's power is cut: off the bus, and a wedged chip is revived."""
+        self.disconnect()
+        self.powered = False
+        self.wedged = False
+
+    def power_on(self) -> None:
+        self.powered = True
+        self.power_cycles += 1
+        if not self.in_reset:
+            self._start()
+
+    def set_nrst(self, level: bool) -> None:
+        """The NRST pin's level (low holds the chip in reset; release samples BOOT0)."""
+        if not level and not self.in_reset:
+            self.in_reset = True
+            self.disconnect()
+        elif level and self.in_reset:
+            self.in_reset = False
+            if self.powered:
+                self._start()
+
+    def set_boot0(self, level: bool) -> None:
+        self.boot0_high = level
 
     def disconnect(self) -> None:
         """The device leaves the bus (reset, cable pulled, power lost)."""
@@ -294,6 +342,9 @@ class SimRomDfu(SimUsbDevice):
         except InjectedFault as fault:
             if fault.kind == "timeout":
                 raise UsbTimeout from fault
+            if fault.kind == "wedged":
+                self.board.wedged = True
+                raise UsbTimeout from fault
             if fault.kind in ("link-lost", "brownout"):
                 if fault.kind == "brownout" and self.pending and self.pending.kind == "write":
                     half = self.pending.data[:len(self.pending.data) // 2]
@@ -306,6 +357,8 @@ class SimRomDfu(SimUsbDevice):
 
     def control(self, request: ControlRequest) -> bytes | None:
         self.sim.clock.advance(control_transfer_seconds(len(request.data) or request.length))
+        if self.board.wedged:
+            raise UsbTimeout  # a wedged chip answers nothing until its power is cut
         if request.kind != 1 or request.request_type & 0x1F != 1:
             raise UsbStall
         handlers = {_DNLOAD: self._dnload, _UPLOAD: self._upload, _GETSTATUS: self._getstatus,
@@ -601,6 +654,7 @@ def plug_rom_dfu(world: SimulationWorld, backend: SimUsbBackend, device: str, ch
         board = SimDfuBoard(sim, backend, serial=chosen_serial, bus=bus, ports=ports,
                             quirks=quirks)
         boards[device] = board
+        sim_hardware(world).attach(device, board)  # its hub port and GPIO lines, if wired
         return board
 
     return world.shared(f"dfu-board:{device}", build)

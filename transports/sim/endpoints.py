@@ -33,6 +33,7 @@ from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile
 from transports.sim.bootloader_stream import StreamBootloader
 from transports.sim.canbus import CanBootloaderNode, node_on
 from transports.sim.clock import SimTimebase
+from transports.sim.control import sim_hardware
 from transports.sim.dfu import plug_rom_dfu
 from transports.sim.memory_port import SimMemoryPort
 from transports.sim.smbus import SimI2cBus
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     import can
 
     from transports.base import LinkRequest
-    from transports.endpoints import Clock, I2cAdapter, MemoryPort
+    from transports.endpoints import Clock, HostControl, I2cAdapter, MemoryPort
 
 __all__ = ["SimulatedEndpoints", "can_channel_name", "can_node", "simulated_request",
            "usart_key"]
@@ -161,6 +162,13 @@ class SimulatedEndpoints:
             attach_probe(self.world, request.device, request.chip,
                          request.options.get("serial"), key=key)
         return self.backend
+
+    def host_control(self) -> HostControl:
+        from transports.endpoints import HostControl
+
+        hardware = sim_hardware(self.world)
+        return HostControl(usb_backend=hardware.backend, sysfs=hardware.sysfs,
+                           gpio=hardware.gpio, clock=SimTimebase(hardware.clock))
 
     def memory_port(self, request: LinkRequest) -> MemoryPort:
         return SimMemoryPort(self.world.chip(request.device, request.chip),

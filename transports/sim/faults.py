@@ -18,6 +18,9 @@ from transports.faults import FAULT_KINDS, FAULT_OPS, Fault
 
 __all__ = ["FAULT_KINDS", "FAULT_OPS", "Fault", "FaultPlan", "InjectedFault"]
 
+#: Faults that change a board's state rather than hit an operation (see :meth:`FaultPlan.take`).
+_STATE_KINDS = frozenset({"no-enumerate"})
+
 
 class InjectedFault(Exception):
     """Raised inside a simulator when a planned fault fires."""
@@ -63,7 +66,7 @@ class FaultPlan:
             end = start + length
             for index, fault in enumerate(self._faults):
                 remaining = self._remaining[index]
-                if remaining == 0 or fault.op not in (op, "any"):
+                if remaining == 0 or fault.op not in (op, "any") or fault.kind in _STATE_KINDS:
                     continue
                 if start <= fault.at_byte < max(end, start + 1) or (
                         fault.at_byte < start and remaining is None):
@@ -73,6 +76,22 @@ class FaultPlan:
                     self.fired.append((fault, offset))
                     raise InjectedFault(fault, offset)
             self._counters[op] = end
+
+    def take(self, kind: str) -> bool:
+        """Consume one firing of a ``kind`` fault that acts on a board's state, not a byte.
+
+        Used for ``no-enumerate``: each (re-)enumeration takes one; True while one is due.
+        """
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                remaining = self._remaining[index]
+                if fault.kind != kind or remaining == 0:
+                    continue
+                if remaining is not None:
+                    self._remaining[index] = remaining - 1
+                self.fired.append((fault, 0))
+                return True
+        return False
 
     def reset_counters(self) -> None:
         """Start counting bytes afresh (a new session)."""
