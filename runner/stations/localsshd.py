@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import EnvironmentProblem
@@ -38,6 +38,7 @@ SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 _PRIVSEP = Path("/run/sshd")
 _created_privsep = False
+_running = 0
 
 
 def free_port() -> int:
@@ -88,7 +89,7 @@ class LocalStation:
     folder: Path
     process: subprocess.Popen[bytes]
     host_key: Path
-    extra_pids: list[int] = field(default_factory=list)
+    stopped: bool = False
 
     @property
     def home(self) -> Path:
@@ -118,7 +119,10 @@ class LocalStation:
             _kill(pid)
 
     def stop(self) -> None:
-        """Stop the listener and its sessions, by pid."""
+        """Stop the listener and its sessions, by pid (once)."""
+        if self.stopped:
+            return
+        self.stopped = True
         sessions = self.session_pids()
         _kill(self.pid)
         for pid in sessions:
@@ -128,6 +132,19 @@ class LocalStation:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        _stopped()
+
+
+def _stopped() -> None:
+    """One station fewer; the last one removes the privilege-separation folder we made."""
+    global _running, _created_privsep
+    _running -= 1
+    if _running <= 0 and _created_privsep:
+        try:
+            _PRIVSEP.rmdir()
+        except OSError:
+            return   # not empty, or someone else's by now: leave it
+        _created_privsep = False
 
 
 def _kill(pid: int) -> None:
@@ -214,6 +231,8 @@ def start_station(folder: Path, name: str, port: int | None = None, *,
             raise EnvironmentProblem(f"sshd for station {name} did not start: "
                                      f"{(own / 'sshd.log').read_text()[-500:]}")
         time.sleep(0.02)
+    global _running
+    _running += 1
     return LocalStation(name=name, port=port, folder=own, process=process, host_key=host_key)
 
 

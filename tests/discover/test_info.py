@@ -1,0 +1,127 @@
+"""``flashrunner info`` on simulated chips: every field, RDP 1, and a chip that is not the part."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from runner.compiler import compile_plan
+from runner.info import ChipInfo, chip_info, plan_endpoints
+from runner.launch import simulation_world
+from runner.manifest import load_manifest
+from transports.chips import chip_database
+from transports.sim.chip import SimChip
+
+DATA = Path(__file__).resolve().parent / "data"
+BENCH = DATA / "bench.yaml"
+
+
+def info_json(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> dict[str, object]:
+    assert main(["info", "--json", *args]) == code
+    reports = json.loads(capsys.readouterr().out)
+    assert len(reports) == 1
+    report: dict[str, object] = reports[0]
+    return report
+
+
+@pytest.mark.parametrize("link, part, dev_id, version_key", [
+    ("stlink", "stm32f411re", "0x431", "probe"),
+    ("dfu", "stm32f411re", "0x431", "bootloader_version"),
+    ("uart,/dev/ttyUSB0,boot0=rts,reset=dtr", "stm32f103rb", "0x410", "bootloader_version"),
+])
+def test_info_identifies_the_chip_on_each_link(capsys: pytest.CaptureFixture[str], link: str,
+                                               part: str, dev_id: str, version_key: str) -> None:
+    report = info_json(capsys, "--link", link, "--chip", part, "--simulate")
+    identity = report["identity"]
+    assert isinstance(identity, dict)
+    assert identity["dev_id"] == dev_id
+    assert len(str(identity["uid"])) == 24
+    assert identity["flash_size"] == chip_database().part(part).flash.size
+    assert identity["rdp_level"] == 0
+    assert identity[version_key]
+    assert report["parts"] and report["parts"][0] == part  # type: ignore[index]
+    assert report["mismatch"] is None
+    assert report["option_bytes"]["rdp_level"] == 0  # type: ignore[index]
+
+
+def test_info_of_a_manifest_device_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(BENCH), "a", "--simulate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("a on link probe-a (stlink, expected stm32f411re)\n")
+    assert "  chip            STM32F411RE, " in out
+    assert "(DEV_ID 0x431, family f4)" in out
+    assert "  rdp             level 0" in out
+    assert "  option bytes    EDAAFF0F (user=0x7, bor_lev=0x3, nwrp=0xFFF)" in out
+    assert "probe port      1-4.1" in out
+
+
+def rdp1_manifest(tmp_path: Path, link: str) -> Path:
+    text = (DATA / "one.yaml").read_text().replace("LINK", link)
+    path = tmp_path / "rdp1.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("link", ["{kind: uart, port: /dev/ttyUSB0}", "{kind: dfu}",
+                                  "{kind: stlink}"])
+def test_an_rdp1_chip_reports_what_it_can(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          link: str) -> None:
+    report = info_json(capsys, str(rdp1_manifest(tmp_path, link)), "board")
+    identity = report["identity"]
+    assert isinstance(identity, dict)
+    assert identity["dev_id"] == "0x431" and identity["rdp_level"] == 1
+    assert any("readout protection level 1" in str(n) for n in report["notes"])  # type: ignore[attr-defined]
+
+
+def substituted(manifest: Path, device: str, part: str) -> ChipInfo:
+    plan = compile_plan(load_manifest(manifest), simulate=True)
+    world = simulation_world(plan)
+    world.substitute(device, SimChip(chip_database().part(part)))
+    try:
+        with plan_endpoints(plan, world) as endpoints:
+            return chip_info(next(d for d in plan.devices if d.device == device), endpoints)
+    finally:
+        world.close()
+
+
+def test_a_chip_other_than_the_manifest_part_is_flagged_and_named(tmp_path: Path) -> None:
+    report = substituted(rdp1_manifest(tmp_path, "{kind: uart, port: /dev/ttyUSB0}")
+                         .with_name("rdp1.yaml"), "board", "stm32g071rb")
+    assert report.mismatch is not None
+    assert "names stm32f411re (DEV_ID 0x431) but the chip reports DEV_ID 0x460" in report.mismatch
+    assert "stm32g071rb" in report.parts
+    assert report.identity is not None and report.identity.dev_id == 0x460
+    # Read again as the part it is: the UID comes from the G0's address.
+    assert len(report.identity.uid) == 24
+
+
+def test_a_stlink_chip_of_another_line_is_found_and_flagged(tmp_path: Path) -> None:
+    report = substituted(rdp1_manifest(tmp_path, "{kind: stlink}"), "board", "stm32g071rb")
+    assert report.mismatch is not None and "0x460" in report.mismatch
+    assert report.family == "g0"
+
+
+def test_a_dfu_chip_the_link_refuses_is_flagged_not_an_error(tmp_path: Path) -> None:
+    report = substituted(rdp1_manifest(tmp_path, "{kind: dfu}"), "board", "stm32f405rg")
+    assert report.mismatch is not None and "1024 KiB" in report.mismatch
+
+
+def test_mismatch_exit_code_and_flag_line(tmp_path: Path) -> None:
+    report = substituted(rdp1_manifest(tmp_path, "{kind: stlink}"), "board", "stm32f405rg")
+    from runner.info import render_text
+
+    text = render_text(report)
+    assert "! chip differs: the manifest names stm32f411re" in text
+    assert "STM32F405" in text
+
+
+def test_info_without_target_or_link_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 2
+    assert "info needs MANIFEST DEVICE, or --link" in capsys.readouterr().err
+    assert main(["info", "--link", "stlink", "--simulate"]) == 2
+    assert "needs --chip" in capsys.readouterr().err
+    assert main(["info", str(BENCH), "nope", "--simulate"]) == 2
+    assert "no device nope (devices: a, b, c, d, e)" in capsys.readouterr().err
