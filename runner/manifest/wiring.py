@@ -75,7 +75,8 @@ def _policies_of(checker: Checker, spec: dict[str, Any], policies: dict[str, Any
     own = spec.get("recovery")
     names = [own] if isinstance(own, str) else (["default"] if "default" in policies else [])
     recipes = checker.data.get("recipes") if isinstance(checker.data, dict) else None
-    recipe = recipes.get(spec.get("recipe")) if isinstance(recipes, dict) else None
+    name = spec.get("recipe")
+    recipe = recipes.get(name) if isinstance(recipes, dict) and isinstance(name, str) else None
     for _, _, _, step in steps(recipe):
         if isinstance(step.get("recovery"), str):
             names.append(step["recovery"])
