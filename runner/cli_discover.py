@@ -71,8 +71,8 @@ def _cmd_discover(args: argparse.Namespace) -> int:
         raise PlanError("--dry-run and --prune go with --write FILE")
     inventory = args.write or args.manifest
     links = inventory_links(inventory) if inventory is not None else []
-    with usb_bench(_rehearsal(args.simulate)) as backend:
-        result = discover(backend, links=links, read_firmware=not args.no_firmware)
+    with usb_bench(_rehearsal(args.simulate)) as control:
+        result = discover(control.usb_backend, links=links, read_firmware=not args.no_firmware)
     if args.write is not None:
         from runner.inventory import sync_inventory
 

@@ -137,7 +137,8 @@ class ConsoleRenderer:
             return
         out = self._clear() + self._paint(text, style) + "\n"
         self._dirty = True
-        if self.live and time.monotonic() - self._last_draw >= self.refresh_s:
+        if self.live and not self._stop.is_set() \
+                and time.monotonic() - self._last_draw >= self.refresh_s:
             out += self._block()
         self._write(out)
 
@@ -181,6 +182,9 @@ class ConsoleRenderer:
     def refresh(self, *, force: bool = False) -> None:
         """Redraw the live block if something changed (or ``force``)."""
         with self._lock:
+            # Once the summary is out (the run finished), the block never comes back.
+            if self._stop.is_set():
+                return
             if self.live and (self._dirty or force) and self.run.devices:
                 self._write(self._clear() + self._block())
 

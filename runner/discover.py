@@ -20,7 +20,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from transports import usb as shared
 from transports.dfu.layout import parse_layout
 from transports.dfu.usb import read_description
 from transports.endpoints import WALL_CLOCK
+from transports.power.usbhub import read_descriptor
 from transports.stlink.protocol import StLink
 from transports.stlink.usb import PROBE_KINDS, ST_VID, BulkFraming, UsbPipe, normalise_serial
 from transports.stlink.usb import ProbeCandidate as _ProbeCandidate
@@ -82,6 +83,9 @@ class Found:
     regions: tuple[Region, ...] = ()
     #: Hubs: how they switch port power ("per-port", "ganged", "none"), when known.
     power_switching: str | None = None
+    hub_ports: int | None = None
+    #: How the hub this device hangs off switches port power (when that hub was found).
+    hub_power_switching: str | None = None
     #: The inventory link bound to this device (by port path, else by serial).
     link: str | None = None
     #: What could not be read (permission, a device that did not answer).
@@ -137,6 +141,9 @@ def discover(backend: Any, *, links: Sequence[InventoryLink] = (),
         if item is not None:
             found.append(item)
     found.sort(key=lambda f: _path_key(f.port_path))
+    switching = {f.port_path: f.power_switching for f in found if f.kind == "hub"}
+    found = [replace(f, hub_power_switching=switching[f.hub]) if switching.get(f.hub) else f
+             for f in found]
     bound, missing = _bind(found, links)
     return Discovery(devices=tuple(bound), flags=tuple(_flags(bound)), missing=tuple(missing))
 
@@ -152,9 +159,23 @@ def _classify(device: Any, *, read_firmware: bool) -> Found | None:
     if vid == ST_VID and pid == DFU_PID:
         return _dfu(device, base)
     if int(getattr(device, "bDeviceClass", 0)) == HUB_CLASS:
-        serial, product, problems = _strings(device)
-        return Found(kind="hub", serial=serial, product=product, problems=problems, **base)
+        return _hub(device, base)
     return None
+
+
+def _hub(device: Any, base: dict[str, Any]) -> Found:
+    import usb.core
+
+    serial, product, problems = _strings(device)
+    switching: str | None = None
+    ports: int | None = None
+    try:
+        descriptor = read_descriptor(device)
+        switching, ports = descriptor.switching, descriptor.ports
+    except (usb.core.USBError, RunnerError) as error:
+        problems = (*problems, f"hub descriptor not read: {error}")
+    return Found(kind="hub", serial=serial, product=product, power_switching=switching,
+                 hub_ports=ports, problems=problems, **base)
 
 
 def _strings(device: Any) -> tuple[str, str, tuple[str, ...]]:
@@ -260,11 +281,7 @@ def _bind(found: list[Found], links: Sequence[InventoryLink]
 
 
 def _with_link(found: Found, link: str | None) -> Found:
-    if link is None:
-        return found
-    from dataclasses import replace
-
-    return replace(found, link=link)
+    return found if link is None else replace(found, link=link)
 
 
 # ------------------------------------------------------------------------------ flags
@@ -370,6 +387,8 @@ def _details(item: Found) -> str:
         parts.extend(str(region) for region in item.regions)
     else:
         parts.append(item.product or "hub")
+        if item.hub_ports is not None:
+            parts.append(f"{item.hub_ports} ports")
         if item.power_switching:
             parts.append(f"power switching {item.power_switching}")
     parts.extend(item.problems)
@@ -384,6 +403,8 @@ def render_table(result: Discovery) -> str:
         rows = [("PORT", "KIND", "VID:PID", "SERIAL", "HUB", "LINK", "DETAILS")]
         for item in result.devices:
             hub = item.hub if item.hub_port is None else f"{item.hub} port {item.hub_port}"
+            if item.hub_power_switching:
+                hub += f" ({item.hub_power_switching})"
             rows.append((item.port_path, item.kind, item.usb_id, item.serial or "-", hub,
                          item.link or "-", _details(item)))
         widths = [max(len(row[i]) for row in rows) for i in range(6)]
@@ -403,7 +424,8 @@ def as_json(result: Discovery) -> dict[str, Any]:
         data: dict[str, Any] = {
             "kind": item.kind, "port_path": item.port_path, "usb_id": item.usb_id,
             "serial": item.serial, "product": item.product, "hub": item.hub,
-            "hub_port": item.hub_port, "link": item.link, "problems": list(item.problems)}
+            "hub_port": item.hub_port, "hub_power_switching": item.hub_power_switching,
+            "link": item.link, "problems": list(item.problems)}
         if item.kind == "stlink":
             data.update(model=item.model, firmware=item.firmware,
                         target_voltage=item.target_voltage)
@@ -412,7 +434,7 @@ def as_json(result: Discovery) -> dict[str, Any]:
                                 "start": f"0x{r.start:08X}", "size": r.size,
                                 "sectors": r.sectors} for r in item.regions]
         if item.kind == "hub":
-            data["power_switching"] = item.power_switching
+            data.update(power_switching=item.power_switching, ports=item.hub_ports)
         return data
 
     return {"discover": JSON_VERSION,

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from runner import executor
 from runner.audit.attest import Signer
@@ -37,7 +37,7 @@ from runner.manifest import load_manifest
 from runner.model import LogSpec
 from runner.plan import Plan, RunResult
 from runner.tracelog import Tracing
-from transports.endpoints import HARDWARE, Endpoints
+from transports.endpoints import HARDWARE, Endpoints, HostControl
 
 if TYPE_CHECKING:
     # The simulator is imported only by a run that needs it (~45 ms of a hardware run).
@@ -194,12 +194,15 @@ def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:
     as the board is plugged.
     """
     wired = [device for device in plan.devices if device.wiring is not None]
-    if not wired:
+    if not wired and not plan.simulation.hubs:
         return
     from transports.sim.control import sim_hardware
 
     hardware = sim_hardware(world)
-    hubs = {supply.hub for supply in plan.power.values() if supply.hub}
+    # Hubs under simulation.hubs are on the bench even when no wiring names them
+    # (a rehearsal's `discover` lists them).
+    hubs = {supply.hub for supply in plan.power.values() if supply.hub} | \
+        set(plan.simulation.hubs)
     for device in wired:
         assert device.wiring is not None
         for ref in (device.wiring.power, device.wiring.probe_power):
@@ -214,19 +217,19 @@ def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:
 
 
 @contextmanager
-def usb_bench(plan: Plan | None) -> Iterator[Any]:
-    """The pyusb backend discovery walks: libusb (``None``), or ``plan``'s rehearsal bus.
+def usb_bench(plan: Plan | None) -> Iterator[HostControl]:
+    """What discovery walks: the host's (libusb, /sys), or ``plan``'s rehearsal bench.
 
-    A rehearsal's bus carries every device of ``plan`` plugged as a run would
-    plug them (:func:`compose_endpoints`), so ``discover`` and ``info`` find on
-    it what they would find on the bench. The world is closed afterwards.
+    A rehearsal's bench carries every device of ``plan`` plugged as a run would
+    plug them, and its hubs (:func:`compose_endpoints`), so ``discover`` finds
+    on it what it would find on the bench. The world is closed afterwards.
     """
     if plan is None:
-        yield None
+        yield HARDWARE.host_control()
         return
     world = simulation_world(plan)
     try:
-        yield compose_endpoints(plan, world).backend
+        yield compose_endpoints(plan, world).host_control()
     finally:
         world.close()
 

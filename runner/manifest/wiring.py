@@ -75,8 +75,10 @@ def _policies_of(checker: Checker, spec: dict[str, Any], policies: dict[str, Any
     own = spec.get("recovery")
     names = [own] if isinstance(own, str) else (["default"] if "default" in policies else [])
     recipes = checker.data.get("recipes") if isinstance(checker.data, dict) else None
-    name = spec.get("recipe")
-    recipe = recipes.get(name) if isinstance(recipes, dict) and isinstance(name, str) else None
+    recipe_name = spec.get("recipe")
+    # Any shape may stand here in a manifest being validated: the schema reports it.
+    recipe = recipes.get(recipe_name) if isinstance(recipes, dict) \
+        and isinstance(recipe_name, str) else None
     for _, _, _, step in steps(recipe):
         if isinstance(step.get("recovery"), str):
             names.append(step["recovery"])

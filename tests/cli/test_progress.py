@@ -197,3 +197,15 @@ def test_quiet_keeps_the_final_line_only() -> None:
     renderer.emit(ev.RUN_FINISHED, devices=[{"device": "d0", "outcome": "ok"}],
                   counts={"ok": 1}, duration_ms=1500, exit_code=0)
     assert out.getvalue() == "1 ok in 1.50 s; exit code 0\n"
+
+
+def test_no_block_is_drawn_after_the_summary() -> None:
+    out = _Terminal()
+    renderer = ConsoleRenderer(out, live=True, colour=False, width=80, ticker=False)
+    _events(renderer, devices=2)
+    renderer.emit(ev.RUN_FINISHED, devices=[{"device": "d0", "outcome": "ok"}],
+                  counts={"ok": 1}, duration_ms=10, exit_code=0)
+    finished = out.getvalue()
+    renderer.refresh(force=True)   # a late tick (the ticker thread) draws nothing
+    renderer.note("late trace line")
+    assert out.getvalue() == finished + "late trace line\n"

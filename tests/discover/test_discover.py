@@ -21,8 +21,8 @@ GOLDEN = DATA / "bench.discover.json"
 def walk(manifest: Path = BENCH, *, bind: bool = True) -> Discovery:
     plan = compile_plan(load_manifest(manifest), simulate=True)
     links = inventory_links(manifest) if bind else []
-    with usb_bench(plan) as backend:
-        return discover(backend, links=links)
+    with usb_bench(plan) as control:
+        return discover(control.usb_backend, links=links)
 
 
 def by_path(result: Discovery) -> dict[str, Found]:
@@ -39,6 +39,15 @@ def test_probes_behind_a_hub_are_keyed_by_port_path() -> None:
     assert first.model == "ST-Link/V2-1"
     assert first.firmware == "V2J40M27"
     assert first.target_voltage == pytest.approx(3.3, abs=0.01)
+
+
+def test_hubs_report_their_power_switching_and_devices_their_hub() -> None:
+    found = by_path(walk())
+    hub, ganged = found["1-4"], found["1-5"]
+    assert (hub.kind, hub.power_switching, hub.hub_ports) == ("hub", "per-port", 4)
+    assert (ganged.kind, ganged.power_switching) == ("hub", "ganged")
+    assert found["1-4.2"].hub_power_switching == "per-port"
+    assert found["1-2"].hub_power_switching is None  # a root port
 
 
 def test_binary_v2_serial_is_normalised_as_the_link_compares_it() -> None:
@@ -114,7 +123,8 @@ def test_table_lists_devices_flags_and_missing_links(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["PORT", "KIND", "VID:PID", "SERIAL", "HUB", "LINK",
                                            "DETAILS"]
-    assert "1-4.1  stlink  0483:374b  066DFF485550755187121723" in out
+    assert "1-4.1  stlink  0483:374b  066DFF485550755187121723  1-4 port 1 (per-port)" in out
+    assert "USB hub; 4 ports; power switching per-port" in out
     assert "! 2 DFU devices share serial 2059346B5744 (at 1-2, 1-3)" in out
     assert "? link probe-gone (stlink, serial 0671FF3833554B3043164817): no such device" in out
 

@@ -84,8 +84,8 @@ def test_a_link_whose_device_returns_loses_its_mark(tmp_path: Path) -> None:
     path.write_text("transports:\n"
                     f"  probe-a: {{kind: stlink, serial: \"066DFF485550755187121723\"}}  {GONE}\n")
     plan = compile_plan(load_manifest(BENCH), simulate=True)
-    with usb_bench(plan) as backend:
-        result = discover(backend, links=inventory_links(path))
+    with usb_bench(plan) as control:
+        result = discover(control.usb_backend, links=inventory_links(path))
     change = sync_inventory(path, result)
     assert GONE not in path.read_text()
     assert change.written

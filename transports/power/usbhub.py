@@ -24,7 +24,7 @@ from typing import Any
 from transports.errors import HardwareControlError
 from transports.power.sysfs import Sysfs, port_dir
 
-__all__ = ["HubDescriptor", "UsbHubPort", "find_hub", "parse_hub_path"]
+__all__ = ["HubDescriptor", "UsbHubPort", "find_hub", "parse_hub_path", "read_descriptor"]
 
 # USB 2.0 §11.24.2 hub class requests (bmRequestType, bRequest).
 _GET_HUB_DESCRIPTOR = (0xA0, 0x06)
@@ -69,6 +69,24 @@ class HubDescriptor:
         """``per-port``, ``ganged`` or ``none`` (wHubCharacteristics bits 1:0)."""
         mode = self.characteristics & 0x3
         return {0: "ganged", 1: "per-port"}.get(mode, "none")
+
+
+def _descriptor_request(device: Any) -> tuple[int, int]:
+    """(wValue, wLength) of GET_HUB_DESCRIPTOR for ``device`` (USB 2 or SuperSpeed)."""
+    superspeed = int(getattr(device, "bcdUSB", 0x200)) >= 0x300
+    return ((_SS_HUB_DESCRIPTOR if superspeed else _HUB_DESCRIPTOR) << 8,
+            12 if superspeed else 9)
+
+
+def read_descriptor(device: Any) -> HubDescriptor:
+    """The hub descriptor of the pyusb hub ``device`` (discovery reports its switching).
+
+    Raises:
+        usb.core.USBError: the hub did not answer; HardwareControlError: malformed.
+    """
+    value, length = _descriptor_request(device)
+    return HubDescriptor(bytes(device.ctrl_transfer(*_GET_HUB_DESCRIPTOR, value, 0, length,
+                                                    timeout=_TIMEOUT_MS)))
 
 
 def find_hub(backend: Any, path: str) -> Any:
@@ -121,11 +139,8 @@ class UsbHubPort:
     def descriptor(self) -> HubDescriptor:
         """Read (once) and check the hub descriptor: per-port switching, port number."""
         if self._descriptor is None:
-            device = self._hub()
-            superspeed = int(getattr(device, "bcdUSB", 0x200)) >= 0x300
-            kind = _SS_HUB_DESCRIPTOR if superspeed else _HUB_DESCRIPTOR
-            raw = bytes(self._control(_GET_HUB_DESCRIPTOR, kind << 8, 0, 12 if superspeed
-                                      else 9))
+            value, length = _descriptor_request(self._hub())
+            raw = bytes(self._control(_GET_HUB_DESCRIPTOR, value, 0, length))
             descriptor = HubDescriptor(raw)
             if descriptor.switching == "none":
                 raise HardwareControlError(f"the hub at {self.hub} cannot switch port power",
