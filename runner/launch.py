@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -194,11 +194,21 @@ def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:
     as the board is plugged.
     """
     wired = [device for device in plan.devices if device.wiring is not None]
-    if not wired and not plan.simulation.hubs:
+    pinned = [device for device in plan.devices if device.kind == "uart"
+              and any(isinstance(device.options.get(name), Mapping) for name in ("boot0",
+                                                                                  "reset"))]
+    if not wired and not pinned and not plan.simulation.hubs:
         return
     from transports.sim.control import sim_hardware
 
     hardware = sim_hardware(world)
+    for device in pinned:  # a USART fixture with BOOT0/NRST on GPIO lines
+        for option, role, active_low in (("boot0", "boot0", False), ("reset", "nrst", True)):
+            value = device.options.get(option)
+            if isinstance(value, Mapping):
+                line = value["gpio"]
+                hardware.pin(device.device, role, chip=str(line["chip"]), line=line["line"],
+                             active_low=bool(line.get("active-low", active_low)))
     # Hubs under simulation.hubs are on the bench even when no wiring names them
     # (a rehearsal's `discover` lists them).
     hubs = {supply.hub for supply in plan.power.values() if supply.hub} | \

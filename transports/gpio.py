@@ -186,6 +186,11 @@ class TargetPins:
         if request is not None:
             request.release()
 
+    def set_line(self, role: str, active: bool) -> None:
+        """Drive ``nrst`` (active: held in reset) or ``boot0`` (active: high)."""
+        self._need(role, f"driving {role.upper()}")
+        self._set(role, active)
+
     def _set(self, role: str, active: bool) -> None:
         self.open()
         assert self._request is not None

@@ -27,6 +27,7 @@ from transports.base import Capability, LinkRequest, SpeedModel
 from transports.chips import Chip
 from transports.endpoints import WALL_CLOCK, Clock
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
+from transports.gpio import GpioBackend, GpiodBackend, LineSpec, TargetPins
 from transports.sysboot.framing import (
     ACK,
     NACK,
@@ -53,7 +54,19 @@ except ImportError:  # pragma: no cover - not POSIX
     _SETTINGS_ERRORS = (ValueError,)
 _PORT_ERRORS = (serial.SerialException, OSError, *_SETTINGS_ERRORS)
 
-_SEQUENCE = r"^(-?(rts|dtr|brk))?([,&](-?(rts|dtr|brk))?)*$"
+_SEQUENCE = r"^(-?(rts|dtr|brk|boot0|nrst))?([,&](-?(rts|dtr|brk|boot0|nrst))?)*$"
+_SIGNALS = ("rts", "dtr", "brk", "boot0", "nrst")
+#: A BOOT0 or NRST line on a GPIO chip (docs/architecture.md, "Hardware control").
+_GPIO_LINE: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["gpio"],
+    "properties": {"gpio": {
+        "type": "object", "additionalProperties": False, "required": ["chip", "line"],
+        "properties": {
+            "chip": {"type": "string", "minLength": 1,
+                     "description": "gpiochip label (pinctrl-rp1) or path (/dev/gpiochip0)"},
+            "line": {"oneOf": [{"type": "string", "minLength": 1},
+                               {"type": "integer", "minimum": 0, "maximum": 1023}]},
+            "active-low": {"type": "boolean"}}}}}
 _SYNC_TIMEOUT = 0.5   # stm32flash's serial read timeout
 _SHORT = 1.0
 _PULSE = 0.1          # reset pulse and stm32flash's ',' delay
@@ -64,7 +77,12 @@ Signal = tuple[str, bool, float]
 
 
 def parse_sequence(text: str) -> tuple[Signal, ...]:
-    """Parse an stm32flash ``-i`` style sequence of ``rts``/``dtr``/``brk`` signals."""
+    """Parse an stm32flash ``-i`` style sequence of ``rts``/``dtr``/``brk`` signals.
+
+    ``boot0`` (high) and ``nrst`` (held in reset) name the target's pins
+    whatever drives them, a modem line or a GPIO line, so one sequence serves
+    both kinds of fixture.
+    """
     signals: list[Signal] = []
     token = ""
     for char in text + "&":
@@ -72,8 +90,9 @@ def parse_sequence(text: str) -> tuple[Signal, ...]:
             delay = _PULSE if char == "," else 0.0
             if token:
                 line = token.lstrip("-")
-                if line not in ("rts", "dtr", "brk"):
-                    raise ValueError(f"unknown signal {token!r} (use rts, dtr or brk)")
+                if line not in _SIGNALS:
+                    raise ValueError(f"unknown signal {token!r} (use rts, dtr, brk, boot0 "
+                                     f"or nrst)")
                 signals.append((line, not token.startswith("-"), delay))
             else:
                 signals.append(("", False, delay))
@@ -85,6 +104,29 @@ def parse_sequence(text: str) -> tuple[Signal, ...]:
     return tuple(signals)
 
 
+def _uses_gpio(options: Mapping[str, Any]) -> bool:
+    return any(isinstance(options.get(name), Mapping) for name in ("boot0", "reset"))
+
+
+def _gpio_pins(options: Mapping[str, Any], backend: GpioBackend | None, consumer: str,
+               clock: Clock) -> TargetPins | None:
+    """BOOT0/NRST given as ``{gpio: …}``: one line request, on ``backend`` (else libgpiod)."""
+    specs: dict[str, LineSpec] = {}
+    for name, role, active_low, open_drain in (("boot0", "boot0", False, False),
+                                              ("reset", "nrst", True, True)):
+        value = options.get(name)
+        if isinstance(value, Mapping):
+            line = value["gpio"]
+            specs[role] = LineSpec(chip=str(line["chip"]), line=line["line"],
+                                   active_low=bool(line.get("active-low", active_low)),
+                                   open_drain=open_drain)
+    if not specs:
+        return None
+    return TargetPins(backend if backend is not None else GpiodBackend(), consumer,
+                      nrst=specs.get("nrst"), boot0=specs.get("boot0"), sleep=clock.sleep,
+                      monotonic=clock.monotonic, pulse_s=_PULSE, settle_s=_SETTLE)
+
+
 class UsartFraming:
     """AN3155 framing on a pyserial port, plus BOOT0/NRST handling."""
 
@@ -92,7 +134,8 @@ class UsartFraming:
     read_data_acked = False
 
     def __init__(self, port: serial.SerialBase, *, name: str, options: Mapping[str, Any],
-                 clock: Clock = WALL_CLOCK, double_ack: bool = False) -> None:
+                 clock: Clock = WALL_CLOCK, double_ack: bool = False,
+                 gpio: GpioBackend | None = None, consumer: str = "flashrunner") -> None:
         self.port = port
         #: Raw transfers go here with ``-vv`` (the sysboot transport sets it).
         self.trace: Trace = NO_TRACE
@@ -103,6 +146,8 @@ class UsartFraming:
         self.sleep = clock.sleep
         self.boot0 = _line(options.get("boot0", "none"))
         self.reset_line = _line(options.get("reset", "none"))
+        #: BOOT0/NRST on GPIO lines, held for the session (``None``: modem lines only).
+        self.pins = _gpio_pins(options, gpio, consumer, clock)
         self.invert_boot0 = bool(options.get("invert-boot0", False))
         self.invert_reset = bool(options.get("invert-reset", False))
         self.entry = parse_sequence(options["entry-sequence"]) \
@@ -242,7 +287,9 @@ class UsartFraming:
     # ------------------------------------------------------------------ lines
 
     def _drive(self, line: str, asserted: bool) -> None:
-        if line == "rts":
+        if line in ("boot0", "nrst"):
+            self._pin(line, asserted)
+        elif line == "rts":
             self._io(lambda: setattr(self.port, "rts", asserted))
         elif line == "dtr":
             self._io(lambda: setattr(self.port, "dtr", asserted))
@@ -256,22 +303,42 @@ class UsartFraming:
             if delay:
                 self.sleep(delay)
 
+    def _pin(self, role: str, active: bool) -> None:
+        """Drive the target's BOOT0 (active: high) or NRST (active: in reset)."""
+        pins = self.pins
+        if pins is not None and role in pins.specs:
+            pins.set_line(role, active)
+        elif role == "boot0" and self.boot0:
+            # Asserted drives the pin low: BOOT0 high means the line released.
+            self._drive(self.boot0, (not active) != self.invert_boot0)
+        elif role == "nrst" and self.reset_line:
+            self._drive(self.reset_line, active != self.invert_reset)
+
+    @property
+    def _has_reset(self) -> bool:
+        return bool(self.reset_line) or (self.pins is not None and self.pins.has_nrst)
+
+    @property
+    def _has_boot0(self) -> bool:
+        return bool(self.boot0) or (self.pins is not None and self.pins.has_boot0)
+
     def idle_lines(self) -> None:
         """Before the port opens: NRST released, BOOT0 low (the board runs as usual)."""
         if self.reset_line:
             setattr(self.port, self.reset_line, self.invert_reset)
         if self.boot0:
             setattr(self.port, self.boot0, not self.invert_boot0)
+        if self.pins is not None:
+            self.pins.open()  # one request for the session: NRST released, BOOT0 low
 
     def _pulse_reset(self, boot0_high: bool) -> bool:
-        if self.boot0:
-            # Asserted drives the pin low: BOOT0 high means the line released.
-            self._drive(self.boot0, (not boot0_high) != self.invert_boot0)
-        if not self.reset_line:
+        if self._has_boot0:
+            self._pin("boot0", boot0_high)
+        if not self._has_reset:
             return False
-        self._drive(self.reset_line, not self.invert_reset)
+        self._pin("nrst", True)
         self.sleep(_PULSE)
-        self._drive(self.reset_line, self.invert_reset)
+        self._pin("nrst", False)  # BOOT0 is sampled here (RM0008 §3.4)
         self.sleep(_SETTLE)
         return True
 
@@ -285,7 +352,7 @@ class UsartFraming:
         # Wait for the chip to finish and reboot (a pulse now could cut an erase short);
         # BOOT0 still selects the ROM, but the entry sequence makes sure of it.
         self.sleep(settle)
-        if self.entry is not None or self.reset_line:
+        if self.entry is not None or self._has_reset:
             self._enter()
         self._handshake()
 
@@ -296,14 +363,18 @@ class UsartFraming:
         return self._pulse_reset(boot0_high=False)
 
     def close(self) -> None:
+        pins, self.pins = self.pins, None
+        if pins is not None:
+            pins.close()  # the lines go back to their defaults with the request
         try:
             self.port.close()
         except (serial.SerialException, OSError):
             pass
 
 
-def _line(value: str) -> str | None:
-    return None if value == "none" else value
+def _line(value: Any) -> str | None:
+    """A modem line's name; ``None`` for none, or a pin on a GPIO line."""
+    return None if value == "none" or not isinstance(value, str) else value
 
 
 _PARITY = {"even": serial.PARITY_EVEN, "none": serial.PARITY_NONE, "odd": serial.PARITY_ODD}
@@ -314,7 +385,7 @@ class UsartTransport(BootloaderSession):
 
     kind: ClassVar[str] = "uart"
     #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
-    simulation: ClassVar[frozenset[str]] = frozenset({"serial_port", "clock"})
+    simulation: ClassVar[frozenset[str]] = frozenset({"serial_port", "clock", "host_control"})
     capabilities_base: ClassVar[frozenset[Capability]] = BASE_CAPABILITIES | {
         Capability.RESET_HARDWARE}
     #: Get Checksum where the ROM lists it (the H7's); NRST where a line is wired.
@@ -332,10 +403,14 @@ class UsartTransport(BootloaderSession):
             "baud": {"type": "integer", "minimum": 1200, "maximum": 4000000, "default": 115200},
             "parity": {"enum": ["even", "none", "odd"], "default": "even",
                        "description": "AN3155 uses even parity; none for odd ROMs."},
-            "boot0": {"enum": ["rts", "dtr", "none"], "default": "none",
-                      "description": "Modem line wired to BOOT0 (asserted = pin low)."},
-            "reset": {"enum": ["dtr", "rts", "none"], "default": "none",
-                      "description": "Modem line wired to NRST (asserted = in reset)."},
+            "boot0": {"oneOf": [{"enum": ["rts", "dtr", "none"]}, _GPIO_LINE],
+                      "default": "none",
+                      "description": "Modem line wired to BOOT0 (asserted = pin low), or "
+                                     "{gpio: {chip, line}}."},
+            "reset": {"oneOf": [{"enum": ["dtr", "rts", "none"]}, _GPIO_LINE],
+                      "default": "none",
+                      "description": "Modem line wired to NRST (asserted = in reset), or "
+                                     "{gpio: {chip, line}} (driven open-drain, active-low)."},
             "invert-boot0": {"type": "boolean", "default": False},
             "invert-reset": {"type": "boolean", "default": False},
             "entry-sequence": {"type": "string", "pattern": _SEQUENCE,
@@ -387,9 +462,11 @@ class UsartTransport(BootloaderSession):
             port.stopbits = serial.STOPBITS_ONE
             port.timeout = _SYNC_TIMEOUT
             port.rtscts = port.xonxoff = False
+            gpio = request.endpoints.host_control().gpio if _uses_gpio(options) else None
             framing = UsartFraming(port, name=f"USART {options['port']}", options=options,
                                    clock=request.endpoints.clock(request),
-                                   double_ack=request.chip.bootloader.usart_double_ack)
+                                   double_ack=request.chip.bootloader.usart_double_ack,
+                                   gpio=gpio, consumer=f"flashrunner:{request.device}")
             framing.idle_lines()
             port.open()
         except _PORT_ERRORS as error:

@@ -49,8 +49,9 @@ class PlainDevices:
             if kind is None or kind == "full":
                 return False
             if kind == "names":
-                if not isinstance(value, list) or len(set(value)) != len(value) \
-                        or not all(type(item) is str for item in value):
+                if not isinstance(value, list) \
+                        or not all(type(item) is str for item in value) \
+                        or len(set(value)) != len(value):
                     return False
             elif type(value) is not str or (kind == "text" and not value):
                 return False

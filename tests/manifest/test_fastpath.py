@@ -16,6 +16,7 @@ _DEVICE = strict_validator({"$defs": _SCHEMA["$defs"], "$ref": "#/$defs/devices"
 
 _values = st.one_of(st.text(max_size=4), st.integers(), st.none(), st.booleans(),
                     st.lists(st.text(max_size=3), max_size=3),
+                    st.lists(st.lists(st.integers(), max_size=1), max_size=2),
                     st.lists(st.integers(), max_size=2),
                     st.dictionaries(st.sampled_from(["use", "address"]), st.text(max_size=3),
                                     max_size=2))
@@ -44,6 +45,8 @@ def test_a_usual_entry_takes_the_quick_path() -> None:
     assert plain.plainly_valid("dev-7", {"chip": "stm32f103cb", "transport": "bus-1",
                                          "recipe": "std", "after": ["dev-6"]})
     assert not plain.plainly_valid("dev-7", {"chip": "stm32f103cb", "transport": "bus-1"})
+    assert not plain.plainly_valid("dev-7", {"chip": "c", "transport": "t", "recipe": "r",
+                                             "after": [[]]})
 
 
 @settings(max_examples=300)

@@ -219,8 +219,8 @@ class SimChip:
     def is_erased(self, address: int, length: int) -> bool:
         with self.lock:
             offset = self._offset(address, length)
-            erased = self.geometry.erased
-            return all(b == erased for b in self._flash[offset:offset + length])
+            chunk = self._flash[offset:offset + length]
+            return chunk.count(self.geometry.erased) == len(chunk)
 
     def program(self, address: int, data: bytes, *, require_erased: bool = False,
                 zero_overwrite: bool = False, timed: bool = True) -> None:
@@ -244,22 +244,23 @@ class SimChip:
                 unit = self.geometry.write_unit
                 erased = self.geometry.erased
                 start = offset - offset % unit
+                blank = bytes([erased]) * unit
                 for unit_start in range(start, offset + len(data), unit):
                     chunk = self._flash[unit_start:unit_start + unit]
-                    if all(b == erased for b in chunk):
+                    if chunk == blank[:len(chunk)]:
                         continue
                     lo, hi = max(unit_start, offset), min(unit_start + unit, offset + len(data))
                     if zero_overwrite and not any(data[lo - offset:hi - offset]):
                         continue
                     raise SimFlashFault("not-erased", self.geometry.base + unit_start)
-            erased = self.geometry.erased
-            if erased == 0xFF:
-                for i, byte in enumerate(data):
-                    self._flash[offset + i] &= byte
-            else:  # L0/L1: erased reads 0x00 and programming sets bits
-                for i, byte in enumerate(data):
-                    self._flash[offset + i] |= byte
-            self.stats.bytes_programmed += len(data)
+            # NOR: programming only clears bits (L0/L1, erased reading 0x00, only set them);
+            # done on whole integers, not byte by byte.
+            size = len(data)
+            current = int.from_bytes(self._flash[offset:offset + size], "little")
+            wanted = int.from_bytes(data, "little")
+            result = current & wanted if self.geometry.erased == 0xFF else current | wanted
+            self._flash[offset:offset + size] = result.to_bytes(size, "little")
+            self.stats.bytes_programmed += size
         if timed:
             self.clock.advance(self.chip.timing.program_seconds(len(data),
                                                                 self.geometry.write_unit))

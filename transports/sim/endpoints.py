@@ -105,8 +105,10 @@ class SimulatedEndpoints:
         def factory() -> str:
             options = {**dict(request.options), **dict(world.profile(request.device).quirks)}
             stream = StreamBootloader(_bootloader_core(world, request, Link.USART), Link.USART)
-            url = register_endpoint(key, UsartEndpoint(stream, _wiring(options)))
+            board = UsartEndpoint(stream, _wiring(options))
+            url = register_endpoint(key, board)
             world.on_close(lambda: unregister_endpoint(key))
+            sim_hardware(world).attach(request.device, board)  # BOOT0/NRST on GPIO, if wired
             return url
 
         url: str = world.shared(f"usart:{request.link}:{request.device}", factory)
@@ -189,8 +191,8 @@ def _bootloader_core(world: SimulationWorld, request: LinkRequest, link: Link) -
 
 def _wiring(options: Mapping[str, Any]) -> Wiring:
     def line(name: str) -> str | None:
-        value = options.get(name, "none")
-        return None if value == "none" else str(value)
+        value = options.get(name, "none")  # a {gpio: …} pin is wired through SimHardware
+        return None if value == "none" or not isinstance(value, str) else value
     return Wiring(boot0=line("boot0"), reset=line("reset"),
                   invert_boot0=bool(options.get("invert-boot0", False)),
                   invert_reset=bool(options.get("invert-reset", False)))

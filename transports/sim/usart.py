@@ -113,6 +113,32 @@ class UsartEndpoint:
                 low = self._asserted(self.wiring.boot0, self.wiring.invert_boot0)
                 self.stream.hardware_reset(boot0=not low if low is not None else True)
 
+    # ------------------------------------------------------------------ pins on GPIO
+
+    port_path = ""  # not on a USB hub of its own (the adapter is)
+    present = True
+    boot0_level = True  # BOOT0 as strapped until a GPIO line drives it
+
+    def set_boot0(self, level: bool) -> None:
+        """BOOT0 on a GPIO line: its level (sampled when NRST is released)."""
+        self.boot0_level = level
+
+    def set_nrst(self, level: bool) -> None:
+        """NRST on a GPIO line: low holds the chip in reset; release samples BOOT0."""
+        with self.stream.lock:
+            if not level and not self.in_reset:
+                self.in_reset = True
+                self.stream.core.active = False
+            elif level and self.in_reset:
+                self.in_reset = False
+                self.stream.hardware_reset(boot0=self.boot0_level)
+
+    def power_off(self) -> None:
+        self.set_nrst(False)
+
+    def power_on(self) -> None:
+        self.set_nrst(True)
+
     def write(self, data: bytes) -> None:
         if not self.in_reset:
             self.stream.feed(reframe(data, self.framing, CHIP_FRAMING))
