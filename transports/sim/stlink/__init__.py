@@ -77,6 +77,14 @@ def attach_probe(world: SimulationWorld, device: str, chip: Chip,
     by_device: dict[str, SimStLinkProbe] = world.shared("stlink-probes-by-device", dict)
     with world_lock(world):
         probe = probes.get(key or f"device:{device}")
+        if probe is None and port_path:
+            # One probe per USB port: a link naming the port finds the one plugged there.
+            probe = next((p for p in probes.values() if p.port_path == port_path), None)
+            if probe is not None:
+                probes[key or f"device:{device}"] = probe
+                if probe.device != device:
+                    probe.target = make_target(world, device, chip)
+                    probe.device = device
         if probe is None:
             probe = _build_probe(world, backend, device, chip, serial, port_path)
             probes[key or f"device:{device}"] = probe
