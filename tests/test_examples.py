@@ -36,6 +36,12 @@ def test_example_manifest_validates_and_compiles(path: Path) -> None:
     assert plan.devices, f"{path.name} flashes no device"
 
 
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_no_shipped_example_carries_a_data_loss_warning(path: Path) -> None:
+    plan = compile_plan(load_manifest(path))
+    assert [w for w in plan.warnings if "lost" in w] == []
+
+
 def test_demo_line_runs_and_every_chip_holds_its_images(tmp_path: Path) -> None:
     manifest = load_manifest(DEMO)
     assert len(manifest.devices) >= 8

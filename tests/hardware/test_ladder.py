@@ -161,3 +161,41 @@ simulation:
     skipped = [r for r in records if r["event"] == "device.skipped"]
     assert {r["device"] for r in skipped} == {"bad-3", "bad-4"}
     assert all("quarantined" in r["reason"] for r in skipped)
+
+
+def test_a_wedged_probe_is_recovered_by_cycling_its_own_hub_port(tmp_path: Path) -> None:
+    (tmp_path / "app.bin").write_bytes(APP[:16384])
+    manifest = tmp_path / "probe.yaml"
+    manifest.write_text("""manifest: 1
+name: probe-ladder
+simulate: true
+images:
+  app: {file: app.bin, address: 0x08000000}
+power:
+  bench-hub: {kind: usb-hub, hub: "1-2"}
+transports:
+  probe: {kind: stlink, port-path: "1-2.3"}
+recipes:
+  flash: [{erase: {scope: used}}, {write: [app]}, {verify: {}}]
+recovery:
+  default: {retries: 2, on: [timeout, link-lost, connect], actions: [reconnect, probe-power-cycle]}
+devices:
+  board: {chip: stm32f103cb, transport: probe, recipe: flash, wiring: {probe-power: auto}}
+simulation:
+  time-scale: 0
+  devices:
+    board: {faults: [{kind: wedged, op: write, at-byte: 4096}]}
+""")
+    log = tmp_path / "run.jsonl"
+    plan = _plan(manifest, log)
+    with simulation_world(plan) as world:
+        result = execute(plan, world=world)
+        assert result.exit_code == 0, result.devices
+        assert world.chips["board"].flash[:16384] == APP[:16384]
+    records = _records(log)
+    recoveries = [(r["recovery"], r["outcome"]) for r in records
+                  if r["event"] == "step.recovery" and r["recovery"] != "re-erase"]
+    assert recoveries == [("reconnect", "failed"), ("probe-power-cycle", "ok")]
+    power = [(r["switch"], r["target"], r["hub"], r["port"]) for r in records
+             if r["event"] == "hardware.power"]
+    assert power == [("off", "probe", "1-2", 3), ("on", "probe", "1-2", 3)]

@@ -24,14 +24,18 @@ from transports.sim.usbhub import PoweredBoard, SimUsbHub
 if TYPE_CHECKING:
     from transports.sim.world import SimulationWorld
 
-__all__ = ["PinnedBoard", "SimHardware", "sim_hardware"]
+__all__ = ["PinnedBoard", "PortBoard", "SimHardware", "sim_hardware"]
 
 
-class PinnedBoard(PoweredBoard, Protocol):
-    """A board with NRST and BOOT0 pins (and a USB port path when it has one)."""
+class PortBoard(PoweredBoard, Protocol):
+    """Something on a USB port path (``""``: not on a simulated hub)."""
 
     @property
     def port_path(self) -> str: ...
+
+
+class PinnedBoard(PortBoard, Protocol):
+    """A board with NRST and BOOT0 pins (and a USB port path when it has one)."""
 
     def set_nrst(self, level: bool) -> None: ...
 
@@ -59,7 +63,7 @@ class SimHardware:
         self.sysfs = SimSysfs()
         self.gpio = SimGpioBackend([], clock)
         self._pins: dict[str, dict[str, _Line]] = {}
-        self._boards: dict[str, PinnedBoard] = {}
+        self._boards: dict[str, PortBoard] = {}
         self._lock = threading.RLock()
 
     def hub(self, path: str, settings: Mapping[str, Any] | None = None) -> SimUsbHub:
@@ -120,7 +124,13 @@ class SimHardware:
                 if role == "boot0":
                     board.set_boot0(True)  # pulled to the strapped level until driven
 
-    def _plug(self, device: str, board: PinnedBoard) -> None:
+    def attach_powered(self, name: str, board: PortBoard) -> None:
+        """Something without pins (a probe) was created: plug it into its hub port."""
+        with self._lock:
+            self._boards[name] = board
+            self._plug(name, board)
+
+    def _plug(self, device: str, board: PortBoard) -> None:
         parent = _parent(board.port_path)
         if parent is None or parent[0] not in self.hubs:
             return

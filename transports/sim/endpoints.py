@@ -90,7 +90,8 @@ class SimulatedEndpoints:
                          serial=options.get("serial"), port_path=options.get("port-path"))
         elif kind == "stlink":
             key = resource or f"device:{device}"
-            attach_probe(self.world, device, chip, options.get("serial"), key=key)
+            attach_probe(self.world, device, chip, options.get("serial"), key=key,
+                         port_path=options.get("port-path"))
             self._probes[device] = key
 
     # ------------------------------------------------------------------ Endpoints

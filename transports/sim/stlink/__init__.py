@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from transports.chips import Chip
+from transports.sim.control import sim_hardware
 from transports.sim.stlink.bot import SimStLinkV1
 from transports.sim.stlink.controller import SimFlashController
 from transports.sim.stlink.flash_f1 import SimF1Controller
@@ -62,7 +63,8 @@ def make_target(world: SimulationWorld, device: str, chip: Chip) -> SimSwdTarget
 
 
 def attach_probe(world: SimulationWorld, device: str, chip: Chip,
-                 serial: str | None = None, key: str | None = None) -> SimStLinkProbe:
+                 serial: str | None = None, key: str | None = None,
+                 port_path: str | None = None) -> SimStLinkProbe:
     """Plug the simulated probe that reaches ``device``, or move an existing one to it.
 
     ``key`` names the physical probe (the session's resource key: its serial, port
@@ -75,9 +77,19 @@ def attach_probe(world: SimulationWorld, device: str, chip: Chip,
     by_device: dict[str, SimStLinkProbe] = world.shared("stlink-probes-by-device", dict)
     with world_lock(world):
         probe = probes.get(key or f"device:{device}")
+        if probe is None and port_path:
+            # One probe per USB port: a link naming the port finds the one plugged there.
+            probe = next((p for p in probes.values() if p.port_path == port_path), None)
+            if probe is not None:
+                probes[key or f"device:{device}"] = probe
+                if probe.device != device:
+                    probe.target = make_target(world, device, chip)
+                    probe.device = device
         if probe is None:
-            probe = _build_probe(world, backend, device, chip, serial)
+            probe = _build_probe(world, backend, device, chip, serial, port_path)
             probes[key or f"device:{device}"] = probe
+            probe.backend = backend
+            sim_hardware(world).attach_powered(f"probe:{key or device}", probe)  # its hub port
         elif probe.device != device:
             probe.target = make_target(world, device, chip)
             probe.device = device
@@ -100,14 +112,15 @@ def world_lock(world: SimulationWorld) -> threading.Lock:
 
 
 def _build_probe(world: SimulationWorld, backend: SimUsbBackend, device: str, chip: Chip,
-                 serial: str | None) -> SimStLinkProbe:
+                 serial: str | None, port_path: str | None = None) -> SimStLinkProbe:
     quirks: dict[str, Any] = dict(world.profile(device).quirks)
     target = make_target(world, device, chip)
     number = sum(isinstance(d, SimStLinkProbe) for d in backend.devices) + 1
     bus = 1
     ports: tuple[int, ...] = (4, number)
-    if "port-path" in quirks:
-        bus_text, _, port_text = str(quirks["port-path"]).partition("-")
+    path = quirks.get("port-path") or port_path
+    if path:
+        bus_text, _, port_text = str(path).partition("-")
         bus, ports = int(bus_text), tuple(int(p) for p in port_text.split("."))
     name = quirks.get("serial") or serial or derive_probe_serial(f"{world.seed}:{device}")
     voltage = float(quirks.get("target-voltage", 3.3))

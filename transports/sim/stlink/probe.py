@@ -18,6 +18,7 @@ import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from transports.sim.chip import SimChip, SimFlashFault
 from transports.sim.faults import InjectedFault
@@ -153,7 +154,34 @@ class SimStLinkProbe(SimUsbDevice):
 
     # -- bulk endpoints (V2/V3 framing; V1 overrides) ---------------------------------------
 
+    # -- power, as a hub port gives it -----------------------------------------------------
+
+    wedged = False
+    backend: Any = None  # the pyusb backend it is plugged into (set when attached)
+
+    @property
+    def port_path(self) -> str:
+        return f"{self.info.bus}-{'.'.join(str(p) for p in self.info.port_numbers)}"
+
+    @property
+    def present(self) -> bool:
+        return self.plugged and not self.dropped
+
+    def power_off(self) -> None:
+        """Its port lost power: off the bus; a wedged firmware starts afresh next time."""
+        self.wedged = False
+        self.dropped = True
+        if self.backend is not None:
+            self.backend.unplug(self)
+
+    def power_on(self) -> None:
+        self.reenumerate()
+        if self.backend is not None:
+            self.backend.plug(self)
+
     def bulk_out(self, endpoint: int, data: bytes) -> None:
+        if self.wedged:
+            raise UsbTimeout
         self._charge(len(data))
         if endpoint != self.model.out_ep:
             raise UsbStall
@@ -167,6 +195,8 @@ class SimStLinkProbe(SimUsbDevice):
         self.reply = self.execute(data)
 
     def bulk_in(self, endpoint: int, length: int) -> bytes:
+        if self.wedged:
+            raise UsbTimeout
         self._charge(min(length, len(self.reply)))
         if endpoint != 0x81:
             raise UsbStall
@@ -450,6 +480,9 @@ class SimStLinkProbe(SimUsbDevice):
         connect the firmware answers ``nack`` or ``corrupt`` (a refusal, a garbled byte).
         """
         if fault.kind == "timeout":
+            raise UsbTimeout
+        if fault.kind == "wedged":
+            self.wedged = True  # silent from now on, until its USB port's power is cut
             raise UsbTimeout
         if fault.kind in ("link-lost", "brownout"):
             # The probe drops off the bus; it is back (re-enumerated, in its
