@@ -119,11 +119,14 @@ def test_a_port_the_kernel_powers_back_on_is_reported_not_retried(
 
 
 def test_the_sysfs_path_is_immune_to_the_kernel_repowering(hardware: SimHardware) -> None:
-    hardware.hub("1-6", {"repowers-after": 0.5})
+    hub = hardware.hub("1-6", {"repowers-after": 0.5})
     switch = port(hardware, "1-6", 1)
-    switch.off()
+    assert switch.off()["method"] == "sysfs"
     hardware.clock.advance(1.0)
-    switch.still_off()
+    switch.still_off()  # raises if the port came back on
+    assert switch.is_on() is False
+    assert hub.powered[1] is False
+    assert all(how != "kernel" for _, _, _, how in hub.switches)
 
 
 def test_a_board_vanishes_and_returns_under_the_same_port_path(hardware: SimHardware) -> None:
