@@ -23,6 +23,8 @@ from transports.power import PortPower
 from transports.power.command import CommandPower
 from transports.power.sysfs import Sysfs
 from transports.power.usbhub import UsbHubPort
+from transports.usb import find_devices
+from transports.usb import port_path as usb_port_path
 
 __all__ = ["DeviceHardware", "HardwareControl", "resolve_wiring"]
 
@@ -100,15 +102,11 @@ class HardwareControl:
 
     def wait_enumerated(self, port_path: str, timeout_s: float) -> None:
         """Wait until a USB device shows up at ``port_path`` again (else link-lost)."""
-        import usb.core
-
-        bus, _, ports = port_path.partition("-")
-        wanted = (int(bus), tuple(int(p) for p in ports.split(".")))
         deadline = self.monotonic() + timeout_s
         while True:
-            for device in usb.core.find(find_all=True, backend=self.usb_backend):
-                if (device.bus, tuple(device.port_numbers or ())) == wanted:
-                    return
+            if any(usb_port_path(device) == port_path
+                   for device in find_devices(self.usb_backend, what="USB device")):
+                return
             if self.monotonic() >= deadline:
                 raise LinkLost(f"nothing enumerated at USB port {port_path} within "
                                f"{timeout_s:g} s after its power came back",

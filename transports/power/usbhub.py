@@ -23,6 +23,7 @@ from typing import Any
 
 from transports.errors import HardwareControlError
 from transports.power.sysfs import Sysfs, port_dir
+from transports.usb import find_devices, port_path
 
 __all__ = ["HubDescriptor", "UsbHubPort", "find_hub", "parse_hub_path", "read_descriptor"]
 
@@ -91,13 +92,9 @@ def read_descriptor(device: Any) -> HubDescriptor:
 
 def find_hub(backend: Any, path: str) -> Any:
     """The pyusb device of the hub at ``path`` (``None`` when there is none)."""
-    import usb.core
-
-    bus, ports = parse_hub_path(path)
-    for device in usb.core.find(find_all=True, backend=backend, bDeviceClass=9):
-        if device.bus == bus and tuple(device.port_numbers or ()) == ports:
-            return device
-    return None
+    parse_hub_path(path)
+    return next((device for device in find_devices(backend, what="USB hub")
+                 if device.bDeviceClass == 9 and port_path(device) == path), None)
 
 
 class UsbHubPort:
