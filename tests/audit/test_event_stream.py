@@ -17,7 +17,7 @@ from audit_runs import ROOT, demo_copy, records, run_demo
 
 from runner.audit.schema import render_schema
 from runner.events import EVENT_TYPES, CapturingSink, EventContractError, FanOutSink
-from runner.logging import AuditLog, JsonlFileSink
+from runner.logging import AuditLog, JsonlFileSink, render_record
 from runner.plan import Outcome, RunResult
 from schemas import load_schema
 
@@ -166,3 +166,51 @@ def test_a_run_leaves_the_host_applications_structlog_configuration_alone(
         assert run.exit_code == 0
     finally:
         structlog.reset_defaults()
+
+
+def _structlog_line(record: dict[str, Any]) -> str:
+    """The line structlog's renderer made of ``record`` (how the audit log was first written)."""
+    lines: list[str] = []
+
+    class Catcher:
+        def msg(self, message: str) -> None:
+            lines.append(message)
+
+        info = msg
+
+    def audit_order(logger: Any, method: str, event_dict: Any) -> Any:
+        ordered = {key: event_dict.pop(key) for key in ("ts", "seq", "run_id", "event")
+                   if key in event_dict}
+        prev = event_dict.pop("prev", None)
+        ordered.update(event_dict)
+        if prev is not None:
+            ordered["prev"] = prev
+        return ordered
+
+    logger = structlog.wrap_logger(
+        Catcher(), processors=[audit_order, structlog.processors.JSONRenderer(
+            sort_keys=False, ensure_ascii=False)],
+        wrapper_class=structlog.BoundLogger, context_class=dict,
+        cache_logger_on_first_use=False)
+    body = {key: value for key, value in record.items() if key != "event"}
+    logger.info(record["event"], **body)
+    return lines[0]
+
+
+@pytest.mark.parametrize("record", [
+    {"ts": "2026-12-03T12:00:00.000Z", "seq": 1, "run_id": "r", "event": "run.started",
+     "manifest": "line", "images": {"app": "ab" * 32}, "devices": 2, "simulate": False,
+     "estimate_s": 1.25, "prev": "00" * 32},
+    {"ts": "t", "seq": 7, "run_id": "r", "event": "step.finished", "device": "dut-ü",
+     "message": "Grüße — ✓ \"quoted\" \n\t", "units": [1, 2, 3], "error": None,
+     "nested": {"b": [True, {"c": 1.5e-7}], "a": []}, "prev": "ff" * 32},
+    {"ts": "t", "seq": 2, "run_id": "r", "event": "plan.warning",
+     "prev_field_first": 1, "value": complex(1, 2), "prev": "aa"},
+    {"event": "x", "seq": 3, "ts": "t", "run_id": "r", "big": 2**70, "nan": float("inf"),
+     "prev": "bb"},
+])
+def test_audit_lines_are_byte_for_byte_the_structlog_renderers(record: dict[str, Any]) \
+        -> None:
+    # The log's lines were first rendered by structlog; hashes chain over these bytes,
+    # so the direct renderer must produce the very same ones.
+    assert render_record(record) == _structlog_line(dict(record))
