@@ -20,7 +20,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ from transports.stlink.usb import PROBE_KINDS, ST_VID, BulkFraming, UsbPipe, nor
 from transports.stlink.usb import ProbeCandidate as _ProbeCandidate
 
 __all__ = ["DFU_PID", "Discovery", "Flag", "Found", "InventoryLink", "Region",
-           "clone_pattern", "discover", "inventory_links", "render_json", "render_table"]
+           "as_json", "clone_pattern", "discover", "from_json", "inventory_links", "render_json",
+           "render_table"]
 
 #: The ST ROM bootloader's DFU identity (AN3156).
 DFU_PID = 0xDF11
@@ -444,6 +445,36 @@ def as_json(result: Discovery) -> dict[str, Any]:
                       for f in result.flags],
             "missing": [{"link": link.name, "kind": link.kind, "serial": link.serial,
                          "port_path": link.port_path} for link in result.missing]}
+
+
+def from_json(document: Mapping[str, Any]) -> Discovery:
+    """The :class:`Discovery` an :func:`as_json` document describes (a station's report).
+
+    Device fields are taken by their name in :class:`Found` (the JSON names
+    are the field names, but for those :func:`as_json` renames).
+    """
+    names = {f.name for f in fields(Found)}
+    devices = []
+    for entry in document.get("devices", ()):
+        values = {k: v for k, v in entry.items() if k in names}
+        vid, _, pid = str(entry["usb_id"]).partition(":")
+        values.update(vid=int(vid, 16), pid=int(pid, 16),
+                      problems=tuple(entry.get("problems", ())),
+                      regions=tuple(Region(alternate=r["alternate"], name=r["name"],
+                                           start=int(r["start"], 16), size=r["size"],
+                                           sectors=r["sectors"])
+                                    for r in entry.get("regions", ())))
+        if entry.get("kind") == "hub":
+            values["hub_ports"] = entry.get("ports")
+        devices.append(Found(**values))
+    return Discovery(
+        devices=tuple(devices),
+        flags=tuple(Flag(problem=f["problem"], serial=f["serial"],
+                         port_paths=tuple(f["port_paths"]), message=f["message"])
+                    for f in document.get("flags", ())),
+        missing=tuple(InventoryLink(name=m["link"], kind=m["kind"], serial=m.get("serial"),
+                                    port_path=m.get("port_path"))
+                      for m in document.get("missing", ())))
 
 
 def render_json(result: Discovery) -> str:
