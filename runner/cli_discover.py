@@ -24,7 +24,8 @@ EXIT_FLAGGED = 1
 def register(commands: Any) -> None:
     """Add ``discover`` to the CLI's sub-commands."""
     discover = commands.add_parser(
-        "discover", help="list attached ST-Link probes, ROM DFU devices and hubs by port path")
+        "discover", help="list attached ST-Link probes, ROM DFU devices, hubs and serial/I2C/CAN "
+                         "adapters by port path")
     discover.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     discover.add_argument("--manifest", type=Path, metavar="MANIFEST",
                           help="name each device after the link of MANIFEST (or an include's "
@@ -61,7 +62,7 @@ def register(commands: Any) -> None:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from runner.discover import discover, inventory_links, render_json, render_table
+    from runner.discover import discover_host, inventory_links, render_json, render_table
     from runner.launch import usb_bench
 
     if args.station:
@@ -72,7 +73,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     inventory = args.write or args.manifest
     links = inventory_links(inventory) if inventory is not None else []
     with usb_bench(_rehearsal(args.simulate)) as control:
-        result = discover(control.usb_backend, links=links, read_firmware=not args.no_firmware)
+        result = discover_host(control, links=links, read_firmware=not args.no_firmware)
     if args.write is not None:
         from runner.inventory import sync_inventory
 
