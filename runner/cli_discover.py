@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import PlanError
+
+if TYPE_CHECKING:
+    from runner.discover import Discovery
 
 __all__ = ["register"]
 
@@ -40,7 +43,11 @@ def register(commands: Any) -> None:
     discover.add_argument("--prune", action="store_true",
                           help="with --write: remove the links whose device is gone")
     discover.add_argument("--station", nargs="+", metavar="NAME",
-                          help="run on these stations over SSH (not available yet)")
+                          help="run discover on these stations of the --manifest (or "
+                               "--simulate) manifest over SSH, and report per station")
+    discover.add_argument("--allow-path", type=Path, action="append", default=[],
+                          metavar="DIR", help="with --station: also read included files "
+                                              "under DIR")
     discover.add_argument("--no-firmware", action="store_true",
                           help="do not open probes to read their firmware version")
     discover.set_defaults(handler=_cmd_discover)
@@ -62,18 +69,14 @@ def register(commands: Any) -> None:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from runner.discover import discover_host, inventory_links, render_json, render_table
-    from runner.launch import usb_bench
+    from runner.discover import render_json, render_table
 
-    if args.station:
-        raise PlanError("discover --station is not available yet: run discover on the "
-                        "station itself (ssh STATION flashrunner discover --json)")
     if (args.dry_run or args.prune) and args.write is None:
         raise PlanError("--dry-run and --prune go with --write FILE")
-    inventory = args.write or args.manifest
-    links = inventory_links(inventory) if inventory is not None else []
-    with usb_bench(_rehearsal(args.simulate)) as control:
-        result = discover_host(control, links=links, read_firmware=not args.no_firmware)
+    if args.station:
+        return _discover_stations(args)
+    result = discover_here(args.write or args.manifest, args.simulate,
+                           read_firmware=not args.no_firmware)
     if args.write is not None:
         from runner.inventory import sync_inventory
 
@@ -82,6 +85,65 @@ def _cmd_discover(args: argparse.Namespace) -> int:
         return EXIT_OK
     sys.stdout.write(render_json(result) if args.json else render_table(result))
     return EXIT_FLAGGED if result.flags else EXIT_OK
+
+
+def _discover_stations(args: argparse.Namespace) -> int:
+    """``--station NAME…``: discover on each station over SSH, reported per station."""
+    import asyncio
+    import json
+
+    from runner.manifest import load_manifest
+    from runner.stations.discovery import (
+        discover_on_stations,
+        pick_stations,
+        render_station_tables,
+        station_scans,
+        stations_json,
+    )
+
+    if args.manifest is not None and args.simulate is not None:
+        raise PlanError("with --station, give the manifest once: --manifest M (the stations' "
+                        "own buses) or --simulate M (their rehearsal benches)")
+    source = args.manifest or args.simulate
+    if source is None:
+        raise PlanError("--station needs the manifest that defines the stations: "
+                        "--manifest M (or --simulate M for a rehearsal)",
+                        hint="flashrunner discover --station pi1 --manifest product.yaml")
+    manifest = load_manifest(source, allow=args.allow_path)
+    stations = pick_stations(manifest, args.station)
+    scans = station_scans(manifest, stations, simulate=args.simulate is not None)
+    reports = asyncio.run(discover_on_stations(scans, simulate=args.simulate is not None,
+                                               read_firmware=not args.no_firmware))
+    failed = [r for r in reports if r.result is None]
+    flagged = any(r.result.flags for r in reports if r.result is not None)
+    if args.write is not None:
+        from runner.inventory import sync_stations
+
+        answered = {r.station.name: r.result for r in reports if r.result is not None}
+        change = sync_stations(args.write, answered, prune=args.prune, dry_run=args.dry_run)
+        for report in failed:
+            sys.stderr.write(f"station {report.station.name}: not reached, its section of "
+                             f"{args.write} is left as it is: {report.problem}\n")
+        if answered:
+            sys.stdout.write(change.diff or f"{args.write}: already in sync, nothing to "
+                                            f"change\n")
+        return EXIT_FLAGGED if failed else EXIT_OK
+    if args.json:
+        sys.stdout.write(json.dumps(stations_json(reports), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_station_tables(reports))
+    return EXIT_FLAGGED if failed or flagged else EXIT_OK
+
+
+def discover_here(inventory: Path | None, rehearsal: Path | None, *,
+                  read_firmware: bool) -> Discovery:
+    """Walk this host's USB bus (or ``rehearsal``'s bench), bound to ``inventory``'s links."""
+    from runner.discover import discover_host, inventory_links
+    from runner.launch import usb_bench
+
+    links = inventory_links(inventory) if inventory is not None else []
+    with usb_bench(_rehearsal(rehearsal)) as control:
+        return discover_host(control, links=links, read_firmware=read_firmware)
 
 
 def _rehearsal(path: Path | None) -> Any:

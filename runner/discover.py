@@ -32,7 +32,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from runner.bindings import bind, inventory_links
-from runner.discover_render import JSON_VERSION, as_json, render_json, render_table
+from runner.discover_render import JSON_VERSION, as_json, from_json, render_json, render_table
 from runner.errors import RunnerError
 from runner.found import Discovery, Flag, Found, InventoryLink, Region, parent_hub
 from runner.sysdevices import can_interfaces, i2c_adapters, serial_adapters
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from transports.power.sysfs import Sysfs
 
 __all__ = ["DFU_PID", "JSON_VERSION", "Discovery", "Flag", "Found", "InventoryLink", "Region",
-           "as_json", "clone_pattern", "discover", "discover_host", "inventory_links",
-           "render_json", "render_table"]
+           "as_json", "clone_pattern", "discover", "discover_host", "from_json",
+           "inventory_links", "render_json", "render_table"]
 
 #: The ST ROM bootloader's DFU identity (AN3156).
 DFU_PID = 0xDF11

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-from runner.found import Discovery, Found, InventoryLink
+from runner.found import Discovery, Flag, Found, InventoryLink, Region
 
-__all__ = ["JSON_VERSION", "as_json", "render_json", "render_table"]
+__all__ = ["JSON_VERSION", "as_json", "from_json", "render_json", "render_table"]
 
 #: Bumped when a field of ``--json`` changes meaning or goes away (new fields and
 #: new kinds do not bump it).
@@ -140,6 +142,43 @@ def as_json(result: Discovery) -> dict[str, Any]:
             "missing": [{"link": link.name, "kind": link.kind, "device": link.device,
                          "serial": link.serial, "port_path": link.port_path, "node": link.node}
                         for link in result.missing]}
+
+
+#: JSON names :func:`as_json` gives fields of :class:`Found` under another name.
+_RENAMED = {"ports": "hub_ports", "name": "adapter_name"}
+
+
+def _found(entry: Mapping[str, Any]) -> Found:
+    names = {f.name for f in fields(Found)}
+    values = {_RENAMED.get(k, k): v for k, v in entry.items() if _RENAMED.get(k, k) in names}
+    vid, _, pid = str(entry.get("usb_id") or "0:0").partition(":")
+    functionality = entry.get("functionality")
+    values.update(vid=int(vid, 16), pid=int(pid, 16),
+                  port_path=entry.get("port_path") or "", hub=entry.get("hub") or "",
+                  problems=tuple(entry.get("problems", ())),
+                  functionality=None if functionality is None else int(functionality, 16),
+                  regions=tuple(Region(alternate=r["alternate"], name=r["name"],
+                                       start=int(r["start"], 16), size=r["size"],
+                                       sectors=r["sectors"])
+                                for r in entry.get("regions", ())))
+    return Found(**values)
+
+
+def from_json(document: Mapping[str, Any]) -> Discovery:
+    """The :class:`Discovery` an :func:`as_json` document describes (a station's report).
+
+    Device fields are taken by their name in :class:`Found` (the JSON names
+    are the field names, but for those :func:`as_json` renames or formats).
+    """
+    return Discovery(
+        devices=tuple(_found(entry) for entry in document.get("devices", ())),
+        flags=tuple(Flag(problem=f["problem"], serial=f["serial"], node=f.get("node"),
+                         port_paths=tuple(f["port_paths"]), message=f["message"])
+                    for f in document.get("flags", ())),
+        missing=tuple(InventoryLink(name=m["link"], kind=m["kind"], serial=m.get("serial"),
+                                    port_path=m.get("port_path"), node=m.get("node"),
+                                    device=m.get("device"))
+                      for m in document.get("missing", ())))
 
 
 def render_json(result: Discovery) -> str:

@@ -191,7 +191,8 @@ class _Scheduler:
     def emit(self, event: str, **fields: Any) -> None:
         self.context.events.emit(event, **fields)
 
-    def _worker(self, device: DevicePlan) -> None:
+    def _worker(self, device: DevicePlan, release: threading.Event) -> None:
+        release.wait()
         result = DeviceResult(device=device.device, outcome=Outcome.FAILED,
                               error="internal error: the device's worker stopped",
                               error_category="internal")
@@ -251,7 +252,20 @@ class _Scheduler:
         return None
 
     def _schedule(self) -> None:
-        """Start or settle every device that can be, in plan order."""
+        """Start or settle every device that can be, in plan order.
+
+        The workers started here wait for ``release`` until every one is
+        started: a worker already at work would compete with this thread for
+        the interpreter, and each start would wait its turn, so a large line
+        would begin over a third of a second instead of at once.
+        """
+        release = threading.Event()
+        try:
+            self._start_ready(release)
+        finally:
+            release.set()
+
+    def _start_ready(self, release: threading.Event) -> None:
         progressed = True
         while progressed:
             progressed = False
@@ -289,7 +303,7 @@ class _Scheduler:
                         or len(self.running) >= max(1, self.plan.execution.max_parallel):
                     continue
                 self.busy.add(device.resource)
-                thread = threading.Thread(target=self._worker, args=(device,),
+                thread = threading.Thread(target=self._worker, args=(device, release),
                                           name=f"flashrunner-{name}", daemon=True)
                 self.running[name] = thread
                 thread.start()

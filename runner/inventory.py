@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from runner.errors import PlanError
 from runner.inputs import MANIFEST_LIMIT, read_input
 from runner.yamlsplice import Edit, apply_edits, child, last_index, write_atomically
 
-__all__ = ["GONE", "InventoryChange", "new_links", "sync_inventory"]
+__all__ = ["GONE", "InventoryChange", "new_links", "sync_inventory", "sync_stations"]
 
 #: The comment that marks a link whose device was not attached.
 GONE = "# gone: not attached at the last discover"
@@ -53,7 +54,8 @@ def _slug(path: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "-", path).strip("-")
 
 
-def new_links(result: Discovery, taken: set[str]) -> list[tuple[str, str]]:
+def new_links(result: Discovery, taken: set[str], *,
+              prefix: str = "") -> list[tuple[str, str]]:
     """``(name, flow mapping)`` for each probe or DFU board no link selects."""
     flagged = {path for flag in result.flags for path in flag.port_paths}
     entries: list[tuple[str, str]] = []
@@ -63,6 +65,7 @@ def new_links(result: Discovery, taken: set[str]) -> list[tuple[str, str]]:
             continue
         name, body = _entry(found, by_path=found.kind == "dfu"
                             or found.port_path in flagged or not found.serial)
+        name = prefix + name
         base, number = name, 2
         while name in names:
             name, number = f"{base}-{number}", number + 1
@@ -92,7 +95,50 @@ def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
     Raises:
         PlanError: the file is not YAML, or its ``transports`` is not a block mapping.
     """
+    return _sync(path, [(None, result)], prune=prune, dry_run=dry_run)
+
+
+def sync_stations(path: Path, results: Mapping[str, Discovery], *, prune: bool = False,
+                  dry_run: bool = False) -> InventoryChange:
+    """Bring each station's section of the inventory ``path`` in line with its ``result``.
+
+    A station's section is its ``links:`` list and those links' entries under
+    ``transports:``: only they are marked gone (or pruned, from both places);
+    new links are added to both, named ``<station>-<pattern>`` (one
+    ``transports:`` holds every station's links).
+
+    Raises:
+        PlanError: ``path`` does not list the station, or one of its links is
+            defined in another file (which would leave the edit ambiguous).
+    """
+    return _sync(path, list(results.items()), prune=prune, dry_run=dry_run)
+
+
+def _sync(path: Path, parts: list[tuple[str | None, Discovery]], *, prune: bool,
+          dry_run: bool) -> InventoryChange:
     text = read_input(path, limit=MANIFEST_LIMIT).decode("utf-8")
+    new_text = text
+    added: list[str] = []
+    marked: list[str] = []
+    removed: list[str] = []
+    for station, result in parts:
+        new_text, change = _edit(path, new_text, result, prune=prune, station=station)
+        added += change.added
+        marked += change.marked
+        removed += change.removed
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
+                                        fromfile=f"{path}", tofile=f"{path}"))
+    if diff and not diff.endswith("\n"):
+        diff += "\n"
+    written = bool(diff) and not dry_run
+    if written:
+        write_atomically(path, new_text)
+    return InventoryChange(path=path, diff=diff, added=tuple(added), marked=tuple(marked),
+                           removed=tuple(removed), written=written)
+
+
+def _compose(path: Path, text: str) -> yaml.MappingNode | None:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError) as error:
@@ -101,6 +147,12 @@ def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
         raise PlanError(f"{path}{where}: not valid YAML; nothing was written") from error
     if root is not None and not isinstance(root, yaml.MappingNode):
         raise PlanError(f"{path}: the top level is not a mapping; nothing was written")
+    return root
+
+
+def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
+          station: str | None) -> tuple[str, InventoryChange]:
+    root = _compose(path, text)
     section = child(root, "transports") if root is not None else None
     if isinstance(section, yaml.ScalarNode) and section.tag.endswith(":null"):
         section = yaml.MappingNode("tag:yaml.org,2002:map", [], section.start_mark,
@@ -111,6 +163,7 @@ def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
     if section is not None and section.flow_style and section.value:
         raise PlanError(f"{path}:{section.start_mark.line + 1}: transports is written in flow "
                         f"style ({{…}}); write it as a block mapping for --write to edit it")
+    links = _station_links(path, root, section, station) if station is not None else None
     eol = "\r\n" if "\r\n" in text else "\n"
     edits: list[Edit] = []
     marked: list[str] = []
@@ -120,6 +173,8 @@ def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
     for key_node, value_node in section.value if section is not None else ():
         name = str(key_node.value)
         taken.add(name)
+        if links is not None and name not in links.names:
+            continue   # another station's link
         block = isinstance(value_node, yaml.MappingNode) and not value_node.flow_style
         # The mark goes on the key's line for a block entry, else after the value.
         end = _line_end(text, key_node.end_mark.index if block else last_index(value_node))
@@ -137,24 +192,86 @@ def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
             while at > 0 and text[at - 1] == " ":
                 at -= 1
             edits.append(Edit(at, end, ""))
-    additions = new_links(result, taken)
+    additions = new_links(result, taken, prefix="" if station is None else f"{station}-")
     if additions:
-        edits.append(_additions(text, root, section, additions, eol))
-    new_text = apply_edits(text, edits)
-    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
-                                        new_text.splitlines(keepends=True),
-                                        fromfile=f"{path}", tofile=f"{path}"))
-    if diff and not diff.endswith("\n"):
-        diff += "\n"
-    written = bool(diff) and not dry_run
-    if written:
-        write_atomically(path, new_text)
-    return InventoryChange(path=path, diff=diff, added=tuple(name for name, _ in additions),
-                           marked=tuple(marked), removed=tuple(removed), written=written)
+        heading = ADDED if station is None else f"{ADDED} on station {station}"
+        edits.append(_additions(text, root, section, additions, eol, heading))
+    if links is not None:
+        edits.extend(links.edits(text, add=[name for name, _ in additions], remove=removed,
+                                 eol=eol))
+    change = InventoryChange(path=path, diff="", added=tuple(name for name, _ in additions),
+                             marked=tuple(marked), removed=tuple(removed))
+    return apply_edits(text, edits), change
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _LinkList:
+    """A station's ``links:`` sequence in the file, and how to add to it or take from it."""
+
+    node: yaml.SequenceNode
+
+    @property
+    def names(self) -> list[str]:
+        return [str(item.value) for item in self.node.value]
+
+    def edits(self, text: str, *, add: list[str], remove: list[str], eol: str) -> list[Edit]:
+        if not add and not remove:
+            return []
+        node = self.node
+        if node.flow_style or not node.value:
+            if not remove:
+                at = int(node.end_mark.index) - 1   # the closing bracket
+                lead = ", " if node.value else ""
+                return [Edit(at, at, lead + ", ".join(add))]
+            kept = [n for n in self.names if n not in remove]
+            return [Edit(node.start_mark.index, node.end_mark.index,
+                         "[" + ", ".join(kept + add) + "]")]
+        edits = []
+        for item in node.value:
+            if str(item.value) in remove:
+                start = text.rfind("\n", 0, item.start_mark.index) + 1
+                stop = text.find("\n", item.end_mark.index)
+                edits.append(Edit(start, len(text) if stop < 0 else stop + 1, ""))
+        last = node.value[-1]
+        dash = text.rfind("-", 0, last.start_mark.index)
+        indent = " " * (dash - text.rfind("\n", 0, dash) - 1)
+        stop = text.find("\n", last.end_mark.index)
+        lines = "".join(f"{indent}- {name}{eol}" for name in add)
+        if stop < 0:
+            edits.append(Edit(len(text), len(text), eol + lines))
+        elif lines:
+            edits.append(Edit(stop + 1, stop + 1, lines))
+        return edits
+
+
+def _station_links(path: Path, root: yaml.MappingNode | None,
+                   section: yaml.MappingNode | None, station: str) -> _LinkList:
+    stations = child(root, "stations") if root is not None else None
+    entry = child(stations, station) if isinstance(stations, yaml.MappingNode) else None
+    if not isinstance(entry, yaml.MappingNode):
+        raise PlanError(f"{path}: station {station} is not listed here (no stations.{station}); "
+                        f"--write with --station edits the file that holds the station's "
+                        f"links: and their transports:; nothing was written")
+    links = child(entry, "links")
+    if not isinstance(links, yaml.SequenceNode) or not all(
+            isinstance(item, yaml.ScalarNode) for item in links.value):
+        line = (links or entry).start_mark.line + 1
+        raise PlanError(f"{path}:{line}: stations.{station}.links is not a list of link names; "
+                        f"nothing was written")
+    listed = _LinkList(node=links)
+    defined = {str(k.value) for k, _ in section.value} if section is not None else set()
+    elsewhere = [name for name in listed.names if name not in defined]
+    if elsewhere:
+        raise PlanError(f"{path}:{links.start_mark.line + 1}: station {station}'s links "
+                        f"{', '.join(elsewhere)} are not defined in this file's transports:; "
+                        f"which file to edit is ambiguous, so nothing was written",
+                        hint="keep a station's links: and their transports: entries in one "
+                             "inventory file")
+    return listed
 
 
 def _additions(text: str, root: yaml.Node | None, section: yaml.MappingNode | None,
-               additions: list[tuple[str, str]], eol: str) -> Edit:
+               additions: list[tuple[str, str]], eol: str, heading: str) -> Edit:
     if section is None or not section.value:
         block = "".join(f"  {name}: {body}{eol}" for name, body in additions)
         if section is not None and root is not None:
@@ -163,14 +280,14 @@ def _additions(text: str, root: yaml.Node | None, section: yaml.MappingNode | No
             key = next(k for k, v in root.value if v.start_mark.index == section.start_mark.index
                        and k.value == "transports")
             return Edit(key.end_mark.index, _line_end(text, section.end_mark.index),
-                        f":{eol}  {ADDED}{eol}{block.rstrip()}")
+                        f":{eol}  {heading}{eol}{block.rstrip()}")
         lead = "" if not text or text.endswith("\n") else eol
-        return Edit(len(text), len(text), f"{lead}transports:{eol}  {ADDED}{eol}{block}")
+        return Edit(len(text), len(text), f"{lead}transports:{eol}  {heading}{eol}{block}")
     column = section.value[0][0].start_mark.column
     indent = " " * column
     position = last_index(section)
     newline = text.find("\n", position)
-    lines = f"{indent}{ADDED}{eol}" + "".join(f"{indent}{name}: {body}{eol}"
+    lines = f"{indent}{heading}{eol}" + "".join(f"{indent}{name}: {body}{eol}"
                                               for name, body in additions)
     if newline < 0:
         return Edit(len(text), len(text), f"{eol}{lines}")

@@ -197,7 +197,13 @@ def iso_timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+#: Values JSON takes as they are (exact types: an enum deriving from str is converted).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _json_ready(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, enum.Enum):

@@ -31,7 +31,6 @@ import os
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -45,7 +44,7 @@ from runner.plan import DeviceResult, Outcome, Plan, StepResult, TaskKind, UnitD
 from runner.stations.errors import StationCommandError, StationError, StationLost
 from runner.stations.merge import forward
 from runner.stations.ssh import command_line, connect
-from runner.stations.staging import StationBundle, station_bundles, value_key
+from runner.stations.staging import StationBundle, put_files, station_bundles, value_key
 from runner.unitdata import UnitValue, compute_unit_value
 
 __all__ = ["StationFollower", "device_result", "station_dispatch"]
@@ -157,23 +156,7 @@ class StationFollower:
         assert self.sftp is not None
         cache = f"{self.bundle.station.work_dir}/cache"
         try:
-            await self.sftp.makedirs(cache, exist_ok=True)
-            sent = 0
-            size = 0
-            for digest, source in self.bundle.files.items():
-                target = f"{cache}/{digest}"
-                if digest not in force and await self.sftp.exists(target):
-                    continue
-                part = f"{cache}/.{digest}.{secrets.token_hex(4)}.part"
-                if isinstance(source, bytes):
-                    async with self.sftp.open(part, "wb") as handle:
-                        await handle.write(source)
-                    size += len(source)
-                else:
-                    await self.sftp.put(os.fspath(source), part)
-                    size += Path(source).stat().st_size
-                await self.sftp.posix_rename(part, target)
-                sent += 1
+            sent, size = await put_files(self.sftp, cache, self.bundle.files, force=force)
         except (OSError, asyncssh.Error) as error:
             raise _Dropped(f"staging failed: {error}") from error
         self.emit("station.staged", files=len(self.bundle.files), sent=sent, bytes=size,

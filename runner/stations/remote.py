@@ -43,6 +43,8 @@ EXIT_STALE = 4
 EXIT_LOST = 5
 
 _POLL_S = 0.05
+#: What ``station serve-ssh`` lets the station's key run (besides SFTP).
+_STATION_ACTIONS = ("run", "tail", "info", "discover")
 _RUN_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.")
 
 
@@ -307,6 +309,29 @@ def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_discover(args: argparse.Namespace, out: TextIO) -> int:
+    """``discover --json`` on this station, bound to (or rehearsing) the staged inventory."""
+    from runner.cli_discover import discover_here
+    from runner.device_session import error_fields
+    from runner.discover import as_json
+    from runner.errors import RunnerError
+
+    cache = cache_of(args.work_dir)
+    stale = stale_files(cache, [args.inventory, *(args.image or ())])
+    if stale:
+        _emit(out, {"station": "stale", "files": stale})
+        return EXIT_STALE
+    inventory = cache / args.inventory
+    try:
+        result = discover_here(inventory, inventory if args.simulate else None,
+                               read_firmware=not args.no_firmware)
+    except RunnerError as error:
+        _emit(out, {"station": "error", **error_fields(error)})
+        return 2
+    _emit(out, as_json(result))
+    return 0
+
+
 def add_station_parser(commands: Any) -> None:
     """``flashrunner station …`` (what the host runs on a station over SSH)."""
     station = commands.add_parser("station", help="the station side of a run on stations "
@@ -341,6 +366,16 @@ def add_station_parser(commands: Any) -> None:
     common(info)
     info.set_defaults(handler=_station_handler(_cmd_info))
 
+    discover = actions.add_parser("discover", help="discover --json here, against a staged "
+                                                   "inventory (JSON)")
+    common(discover)
+    discover.add_argument("--inventory", required=True, metavar="SHA256")
+    discover.add_argument("--image", action="append", metavar="SHA256")
+    discover.add_argument("--simulate", action="store_true",
+                          help="walk the staged inventory's rehearsal bench")
+    discover.add_argument("--no-firmware", action="store_true")
+    discover.set_defaults(handler=_station_handler(_cmd_discover))
+
     serve = actions.add_parser("serve-ssh", help="an SSH forced command: run only station "
                                                  "actions and SFTP")
     serve.add_argument("--sftp-server", default="/usr/lib/openssh/sftp-server")
@@ -357,7 +392,7 @@ def _serve_ssh(args: argparse.Namespace) -> int:
     """``command="flashrunner station serve-ssh"`` in authorized_keys: the key can do no more.
 
     OpenSSH puts what the client asked for in ``SSH_ORIGINAL_COMMAND``; only
-    ``flashrunner station run|tail|info …`` (argv[0] is ignored, this very
+    ``flashrunner station run|tail|info|discover …`` (argv[0] is ignored, this very
     program runs it) and the SFTP subsystem pass.
     """
     import shlex
@@ -369,7 +404,7 @@ def _serve_ssh(args: argparse.Namespace) -> int:
         argv = []
     if argv and argv[0] == args.sftp_server:   # the sshd's sftp subsystem, as configured
         os.execv(args.sftp_server, argv)
-    if len(argv) < 3 or argv[1] != "station" or argv[2] not in ("run", "tail", "info"):
+    if len(argv) < 3 or argv[1] != "station" or argv[2] not in _STATION_ACTIONS:
         print(f"flashrunner: this key may only run station actions, not {asked!r}",
               file=sys.stderr)
         return 2

@@ -24,11 +24,14 @@ gate (:mod:`.dispatch`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import os
+import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import yaml
 
 from runner.errors import PlanError
@@ -38,7 +41,7 @@ from runner.model import Manifest, StationSpec
 from runner.plan import Plan
 from runner.unitdata import source_from_mapping, unit_size
 
-__all__ = ["StationBundle", "share_parallel", "station_bundles", "value_key"]
+__all__ = ["StationBundle", "put_files", "share_parallel", "station_bundles", "value_key"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +62,37 @@ class StationBundle:
     def files(self) -> dict[str, Path | bytes]:
         """Everything to stage: digest → a file on the host, or the bytes themselves."""
         return {self.manifest_sha256: self.manifest, **self.images}
+
+
+async def put_files(sftp: asyncssh.SFTPClient, cache: str, files: Mapping[str, Path | bytes], *,
+                    force: frozenset[str] = frozenset()) -> tuple[int, int]:
+    """Stage ``files`` (digest → host file or bytes) into the station's ``cache`` by SFTP.
+
+    Each file is written under a temporary name and renamed to its digest, so
+    a reader never sees half a file; a digest already there is not sent again
+    unless it is in ``force`` (the station found it differs). Returns the
+    number of files and bytes sent.
+
+    Raises:
+        OSError, asyncssh.Error: the transfer failed (the caller classifies it).
+    """
+    await sftp.makedirs(cache, exist_ok=True)
+    sent = size = 0
+    for digest, source in files.items():
+        target = f"{cache}/{digest}"
+        if digest not in force and await sftp.exists(target):
+            continue
+        part = f"{cache}/.{digest}.{secrets.token_hex(4)}.part"
+        if isinstance(source, bytes):
+            async with sftp.open(part, "wb") as handle:
+                await handle.write(source)
+            size += len(source)
+        else:
+            await sftp.put(os.fspath(source), part)
+            size += Path(source).stat().st_size
+        await sftp.posix_rename(part, target)
+        sent += 1
+    return sent, size
 
 
 def share_parallel(wanted: Mapping[str, int], bound: int) -> dict[str, int]:
@@ -82,15 +116,16 @@ def share_parallel(wanted: Mapping[str, int], bound: int) -> dict[str, int]:
     return share
 
 
-def station_bundles(manifest: Manifest, plan: Plan, run_id: str) -> dict[str, StationBundle]:
-    """Each station's bundle, for the devices of ``plan``.
+def station_bundles(manifest: Manifest, plan: Plan, run_id: str, *,
+                    stations: Iterable[str] = ()) -> dict[str, StationBundle]:
+    """Each station's bundle, for the devices of ``plan`` (and ``stations``, even without).
 
     Raises:
         PlanError: a device needs something that cannot travel to its station yet.
     """
     data = read_sources(manifest.path, str(manifest.path)).data
     selected = [d.device for d in plan.devices]
-    by_station: dict[str, list[str]] = {}
+    by_station: dict[str, list[str]] = {station: [] for station in stations}
     for name in selected:
         station = manifest.devices[name].station
         assert station is not None

@@ -9,10 +9,11 @@ device on its own link and all at once (``max-parallel`` = devices):
   probe and flash controller), 8 KiB each: 1, 16 and 64 devices;
 * ``kind: sim`` devices (no protocol, 16 kB/s), 8 KiB each: 1 and 256.
 
-The bound is one device's own duration (T): N devices on N links could
-finish in T. Printed: the run's duration (from its summary), its ratio to T,
-the child's CPU seconds and the console output's size. Targets: 64 ST-Link
-devices within 1.5 T, 256 sim devices within 1.2 T.
+The bound is one device's own duration (T, the one-device run of the same
+kind): N devices on N links could finish in T. Printed per size: the run's
+duration (from its summary), T, their ratio beside the target, the child's
+CPU seconds and wall seconds (start-up included) and the console output's
+size. Targets: 64 ST-Link devices within 1.5 T, 256 sim devices within 1.2 T.
 
 Run: python tests/bench/bench_rehearsal.py
 """
@@ -25,6 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,14 +50,23 @@ def write_manifest(folder: Path, kind: str, devices: int) -> Path:
     return path
 
 
-def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, int]:
-    """The run's duration (s), the child's CPU (s) and the console's bytes."""
+#: (link kind, devices) → the ratio to T the run must stay within
+TARGETS = {("stlink", 64): 1.5, ("sim", 256): 1.2}
+
+
+def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, float, int]:
+    """The run's duration (s), the child's CPU and wall time (s) and the console's bytes."""
     manifest = write_manifest(folder, kind, devices)
+    log = folder / f"{kind}-{devices}.jsonl"
+    for old in folder.glob(f"{log.name}*"):
+        old.unlink()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "runner", "run", "--json", str(manifest),
-                           "--log-file", str(folder / f"{kind}-{devices}.jsonl")],
+                           "--log-file", str(log)],
                           env=ENV, cwd=folder,
                           capture_output=True, check=False)
+    wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{kind} x{devices}: the rehearsal failed (exit {done.returncode}):\n"
@@ -63,24 +74,28 @@ def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, int]:
     finished = [json.loads(line) for line in done.stdout.decode().splitlines()
                 if '"run.finished"' in line]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return finished[-1]["duration_ms"] / 1000, cpu, len(done.stderr)
+    return finished[-1]["duration_ms"] / 1000, cpu, wall, len(done.stderr)
 
 
 def main() -> None:
     print(f"rehearsals at time scale 1; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'link':<22} {'devices':>7} {'duration':>9} {'ratio to T':>10} {'CPU':>7} "
-          f"{'console':>10}")
+    print(f"{'link':<8} {'devices':>7} {'duration':>9} {'T':>7} {'ratio':>6} {'target':>7} "
+          f"{'met':>4} {'CPU':>7} {'wall':>7} {'console':>10}")
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         (folder / "app.bin").write_bytes(os.urandom(8 * 1024))
         for kind, counts in (("stlink", (1, 16, 64)), ("sim", (1, 256))):
             single = 0.0
             for devices in counts:
-                duration, cpu, console = rehearse(folder, kind, devices)
+                duration, cpu, wall, console = rehearse(folder, kind, devices)
                 single = single or duration
-                print(f"{kind:<22} {devices:>7} {duration:>8.2f}s {duration / single:>10.2f} "
-                      f"{cpu:>6.2f}s {console:>8} B")
+                ratio = duration / single
+                target = TARGETS.get((kind, devices))
+                bound = f"{target:.1f}" if target else "-"
+                met = ("yes" if ratio <= target else "no") if target else ""
+                print(f"{kind:<8} {devices:>7} {duration:>8.2f}s {single:>6.2f}s {ratio:>6.2f} "
+                      f"{bound:>7} {met:>4} {cpu:>6.2f}s {wall:>6.2f}s {console:>8} B")
 
 
 if __name__ == "__main__":

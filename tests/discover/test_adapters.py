@@ -10,7 +10,7 @@ import pytest
 
 from runner.cli import main
 from runner.compiler import compile_plan
-from runner.discover import Discovery, Found, discover_host, inventory_links
+from runner.discover import Discovery, Found, discover_host, from_json, inventory_links, render_json
 from runner.errors import PlanError
 from runner.launch import usb_bench
 from runner.manifest import load_manifest
@@ -284,3 +284,8 @@ def test_simulated_adapters_are_checked_by_the_schema(tmp_path: Path,
     assert main(["discover", "--simulate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "adapters.yaml:7:15: simulation.serial.ttyUSB0.baud" in err
+
+
+def test_a_stations_json_report_reads_back_with_its_adapters() -> None:
+    result = walk()
+    assert from_json(json.loads(render_json(result))) == result

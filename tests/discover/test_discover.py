@@ -136,6 +136,7 @@ def test_table_lists_devices_flags_and_missing_links(capsys: pytest.CaptureFixtu
     assert "? link probe-gone (stlink, serial 0671FF3833554B3043164817): no such device" in out
 
 
-def test_station_option_is_refused_with_a_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_station_the_manifest_does_not_define_is_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["discover", "--station", "st-1", "--simulate", str(BENCH)]) == 2
-    assert "discover --station is not available" in capsys.readouterr().err
+    assert "--station st-1: no such station in" in capsys.readouterr().err

@@ -218,9 +218,11 @@ class SimChip:
 
     def is_erased(self, address: int, length: int) -> bool:
         with self.lock:
-            offset = self._offset(address, length)
-            chunk = self._flash[offset:offset + length]
-            return chunk.count(self.geometry.erased) == len(chunk)
+            return self._erased_at(self._offset(address, length), length)
+
+    def _erased_at(self, offset: int, length: int) -> bool:
+        """Every byte of the array from ``offset`` reads erased (lock held)."""
+        return self._flash.count(self.geometry.erased, offset, offset + length) == length
 
     def program(self, address: int, data: bytes, *, require_erased: bool = False,
                 zero_overwrite: bool = False, timed: bool = True) -> None:
@@ -240,7 +242,7 @@ class SimChip:
             for block in self.geometry.blocks_covering(address, len(data)):
                 if block.index in self._write_protected:
                     raise SimFlashFault("write-protected", block.address)
-            if require_erased:
+            if require_erased and not self._erased_at(offset, len(data)):
                 unit = self.geometry.write_unit
                 erased = self.geometry.erased
                 start = offset - offset % unit

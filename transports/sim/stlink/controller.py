@@ -146,6 +146,33 @@ class SimFlashController:
         """One bus write of ``len(data)`` bytes (1, 2 or 4) into the flash array."""
         raise BusFault(address, "flash is not writable")
 
+    def write_flash_run(self, address: int, data: bytes, width: int) -> None:
+        """Consecutive ``width``-byte bus writes into the flash array, in address order.
+
+        As the bus issues them: one :meth:`write_flash` per cycle, so a fault
+        leaves the cycles before it done. Families override this to take a
+        run whole where every cycle would behave alike.
+        """
+        for offset in range(0, len(data), width):
+            self.write_flash(address + offset, data[offset:offset + width])
+
+    def stall_through_run(self, cycles: int, seconds_each: float) -> None:
+        """``cycles`` writes programmed back to back, the bus held while each waits.
+
+        With stalling writes, cycle *k* waits for cycle *k-1*'s programming to
+        end, so a run of ``n`` ends ``n-1`` program times after its first write
+        was taken, and the last one's programming is still under way
+        (:meth:`occupy` has counted all ``n``). One clock step stands for the
+        ``n-1`` stalls.
+        """
+        if cycles <= 1:
+            return
+        held = (cycles - 1) * seconds_each
+        if self.local_time is not None:
+            self.local_time += held
+        else:
+            self.sim.clock.advance(held)
+
     def read_option_area(self, address: int, length: int) -> bytes | None:
         """What the option-byte area reads; ``None`` lets the chip answer."""
         return None

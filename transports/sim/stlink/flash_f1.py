@@ -155,6 +155,36 @@ class SimF1Controller(SimFlashController):
             raise BusFault(address, f"{len(data) * 8}-bit writes to flash are a bus error")
         self._program_half_word(address, data)
 
+    def write_flash_run(self, address: int, data: bytes, width: int) -> None:
+        """A run of half-word writes, taken whole when every cycle would program.
+
+        That is a stalling controller (genuine F1), one bank, PG set, the
+        range erased and unprotected: then each cycle would stall for the one
+        before and program, so the run is one program of the whole range, one
+        busy period of every half-word's time and one clock step for the
+        stalls. Anything else (PGERR or WRPRTERR on some cycle, dropped writes
+        on a clone, a run across banks, widths the bus refuses) goes cycle by
+        cycle, with exactly those outcomes.
+        """
+        cycles = len(data) // 2
+        bank = self._bank_for(address)
+        if (width != 2 or cycles < 2 or self.writes_during_busy != "stall"
+                or self._bank_for(address + len(data) - 1) is not bank
+                or bank.keys.locked or not bank.cr & CR_PG
+                or not self.sim.is_erased(address, len(data))
+                or self._touches_protected(address, len(data))):
+            super().write_flash_run(address, data, width)
+            return
+        self.accept_write_while_busy()
+        bank.finish(self.program_array(address, data, require_erased=False))
+        self.stall_through_run(cycles, self.program_time(2))
+
+    def _touches_protected(self, address: int, length: int) -> bool:
+        protected = self.sim.write_protected
+        return bool(protected) and any(
+            block.index in protected
+            for block in self.chip.flash.blocks_covering(address, length))
+
     def _program_half_word(self, address: int, half: bytes) -> None:
         bank = self._bank_for(address)
         if bank.keys.locked or not bank.cr & CR_PG:

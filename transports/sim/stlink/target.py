@@ -383,13 +383,18 @@ class SimSwdTarget:
             if self.core.live:
                 self.core.write_ram(address, data)
             return
+        if len(data) > width and self._in_flash(address, len(data)):
+            # A run of bus writes into the array: the controller takes it whole
+            # (one program and one stall per run, cycle by cycle where it must).
+            self._refuse_flash_write_if_protected(address)
+            self.controller.write_flash_run(address, data, width)
+            return
         for offset in range(0, len(data), width):
             self._write_cycle(address + offset, data[offset:offset + width])
 
     def _write_cycle(self, address: int, data: bytes) -> None:
         if self._in_flash(address, len(data)):
-            if self.sim.rdp_level >= 1 and self.debug_locked_out():
-                raise BusFault(address, "flash write refused: readout protection")
+            self._refuse_flash_write_if_protected(address)
             self.controller.write_flash(address, data)
             return
         if self._in_options(address, len(data)):
@@ -406,6 +411,10 @@ class SimSwdTarget:
         offset = address - aligned
         current[offset:offset + len(data)] = data
         self._write_word(aligned, int.from_bytes(current, "little"))
+
+    def _refuse_flash_write_if_protected(self, address: int) -> None:
+        if self.sim.rdp_level >= 1 and self.debug_locked_out():
+            raise BusFault(address, "flash write refused: readout protection")
 
     def debug_locked_out(self) -> bool:
         """RDP 1: the debugger may not touch flash (RM0008 §2.5, RM0090 §3.7.3)."""
