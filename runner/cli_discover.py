@@ -27,7 +27,8 @@ EXIT_FLAGGED = 1
 def register(commands: Any) -> None:
     """Add ``discover`` to the CLI's sub-commands."""
     discover = commands.add_parser(
-        "discover", help="list attached ST-Link probes, ROM DFU devices and hubs by port path")
+        "discover", help="list attached ST-Link probes, ROM DFU devices, hubs and serial/I2C/CAN "
+                         "adapters by port path")
     discover.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     discover.add_argument("--manifest", type=Path, metavar="MANIFEST",
                           help="name each device after the link of MANIFEST (or an include's "
@@ -177,12 +178,12 @@ def _discover_stations(args: argparse.Namespace, prompter: Any) -> int:
 def discover_here(inventory: Path | None, rehearsal: Path | None, *,
                   read_firmware: bool) -> Discovery:
     """Walk this host's USB bus (or ``rehearsal``'s bench), bound to ``inventory``'s links."""
-    from runner.discover import discover, inventory_links
+    from runner.discover import discover_host, inventory_links
     from runner.launch import usb_bench
 
     links = inventory_links(inventory) if inventory is not None else []
     with usb_bench(_rehearsal(rehearsal)) as control:
-        return discover(control.usb_backend, links=links, read_firmware=read_firmware)
+        return discover_host(control, links=links, read_firmware=read_firmware)
 
 
 def _rehearsal(path: Path | None) -> Any:

@@ -266,4 +266,6 @@ def _simulation(spec: Mapping[str, Any]) -> SimulationSpec:
     return SimulationSpec(time_scale=float(spec.get("time-scale", 1.0)), seed=spec.get("seed"),
                           devices=frozen_map(devices),
                           hubs=frozen_map({path: _frozen(hub) for path, hub
-                                           in (spec.get("hubs") or {}).items()}))
+                                           in (spec.get("hubs") or {}).items()}),
+                          adapters=frozen_map({kind: _frozen(spec[kind]) for kind
+                                               in ("serial", "i2c", "can") if spec.get(kind)}))

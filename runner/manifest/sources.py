@@ -29,10 +29,11 @@ from typing import Any
 
 from runner.errors import ManifestIssue
 from runner.inputs import MANIFEST_LIMIT, read_input
+from runner.manifest.marks import NO_MARK, Mark, Marks, format_path
+from runner.manifest.marks import Path as DataPath
 from runner.manifest.paths import PathPolicy
 from runner.manifest.structure import validate_file
-from runner.manifest.yamlmarks import Mark, Marks, format_path, load_marked
-from runner.manifest.yamlmarks import Path as DataPath
+from runner.manifest.yamlmarks import load_marked
 from schemas import load_schema
 
 __all__ = ["INCLUDABLE", "MERGED_BY_NAME", "Source", "Sources", "read_sources"]
@@ -81,6 +82,7 @@ def read_sources(path: Path, display: str, policy: PathPolicy | None = None) -> 
     ``policy`` says where included files may lie (default: under ``path``'s folder).
     """
     sources = Sources()
+    sources.marks.data = sources.data
     _read(sources, path, display, chain=(), include_mark=None,
           policy=policy or PathPolicy.for_manifest(path))
     return sources
@@ -124,7 +126,8 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
             file=display, line=1, column=1, where="",
             message=f"not UTF-8 text (byte {error.start}); save the file as UTF-8"))
         return
-    data, marks, issues = load_marked(text, display)
+    data, marks, issues = load_marked(text, display, table=sources.marks.table)
+    del text   # the largest transient of a long line: not kept while the rest is built
     refusal = _not_a_manifest(data, top) if data is not None else None
     if refusal is not None:
         # Say nothing of what the file holds: it may be any file the user can read.
@@ -154,7 +157,8 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
         # Keys an included file may not carry were reported by the schema; keep them out.
         data = {k: v for k, v in data.items() if k in INCLUDABLE}
     _merge(sources, data, marks, ())
-    sources.marks.values.setdefault((), marks.value(()))
+    if sources.marks.root == NO_MARK:
+        sources.marks.root = marks.root
     included = data.get("include")
     if not isinstance(included, list):
         return
@@ -200,11 +204,10 @@ def _merge(sources: Sources, data: dict[str, Any], marks: Marks, prefix: DataPat
             continue
         path = (*prefix, key)
         if key not in target or (target[key] is None and path in MERGED_BY_NAME):
+            raw = marks.entry(path)
+            assert raw is not None
+            sources.marks.put(prefix, target, key, raw)
             target[key] = value
-            for sub in marks.under(path):
-                sources.marks.values[sub] = marks.values[sub]
-                if sub in marks.keys:
-                    sources.marks.keys[sub] = marks.keys[sub]
             continue
         if path in MERGED_BY_NAME and isinstance(target[key], dict) and isinstance(value, dict):
             _merge(sources, value, marks, path)
