@@ -11,12 +11,12 @@ same line goes to every :class:`RecordOutput` (the JSONL file, ``--json`` on
 stdout) and the same record to every listening sink (the console): one stream,
 one ``seq`` and ``ts`` everywhere.
 
-Rendering is the standard library's JSON encoder, called directly: the
-lines are the ones a structlog ``JSONRenderer`` wrote before (the test suite
-holds the two to the same bytes), without importing structlog and asyncio
-on every start (~45 ms before the first byte reaches a chip). Nothing global
-is configured, so an application that uses flashrunner as a library keeps its
-own logging.
+Rendering is the standard library's JSON encoder, called on the record
+already in audit order (envelope first, ``prev`` last): the lines are the ones
+structlog's ``JSONRenderer`` wrote before (the test suite holds the two to the
+same bytes), without importing structlog and asyncio on every start (~45 ms
+before the first byte reaches a chip). Nothing global is configured, so an
+application that uses flashrunner as a library keeps its own logging.
 
 A station's records join the host's log through :meth:`AuditLog.append_foreign`:
 they get the host's ``seq``, ``ts`` and ``prev`` and keep their own in ``origin``.
@@ -31,6 +31,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,9 +56,8 @@ __all__ = [
     "iso_timestamp",
     "log_path",
     "new_run_id",
+    "render_record",
 ]
-
-_LEADING_KEYS = ("ts", "seq", "run_id", "event")
 
 
 class RecordOutput(Protocol):
@@ -181,8 +181,24 @@ def _silence(stream: TextIO) -> None:
 
 def iso_timestamp(moment: datetime | None = None) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``: ``2026-11-22T02:37:28.123Z``."""
-    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    if moment is None:
+        return _now_timestamp()
+    moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+#: The current second and its formatted ``YYYY-MM-DDTHH:MM:SS.`` (records come many a second).
+_second: tuple[int, str] = (-1, "")
+
+
+def _now_timestamp() -> str:
+    global _second
+    now = time.time()
+    second = int(now)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{cached[1]}{int((now - second) * 1000):03d}Z"
 
 
 #: Values JSON takes as they are (exact types: an enum deriving from str is converted).
@@ -215,14 +231,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=_fallback)
 
 
 def render_record(record: Mapping[str, Any]) -> str:
-    """One audit line: the envelope first (``ts``, ``seq``, ``run_id``, ``event``),
-    the fields in the order given, ``prev`` last."""
-    ordered = {key: record[key] for key in _LEADING_KEYS if key in record}
-    ordered.update((key, value) for key, value in record.items()
-                   if key not in ordered and key != "prev")
-    if "prev" in record:
-        ordered["prev"] = record["prev"]
-    return _ENCODER.encode(ordered)
+    """A record (a dict in audit order: envelope first, ``prev`` last) as its JSON line."""
+    return _ENCODER.encode(record)
 
 
 class AuditLog:
@@ -282,9 +292,9 @@ class AuditLog:
             record: dict[str, Any] = {"ts": self._ts, "seq": self._seq, "run_id": self.run_id,
                                       "event": event}
             record.update((key, _json_ready(value)) for key, value in fields.items())
+            record.pop("prev", None)
             record["prev"] = self._head
             line = render_record(record)
-            body = {k: v for k, v in record.items() if k != "event"}
             try:
                 for output in self.outputs:
                     output.write_record(line)
@@ -296,8 +306,10 @@ class AuditLog:
                     self.on_failure(error)
                 return
             self._head = line_hash(line)
-            for listener in self.listeners:
-                listener.emit(event, **body)
+            if self.listeners:
+                del record["event"]
+                for listener in self.listeners:
+                    listener.emit(event, **record)
 
     def append_foreign(self, record: Mapping[str, Any] | str, *, station: str) -> None:
         """Merge a record of ``station``'s own log into this one.
