@@ -117,3 +117,21 @@ def test_a_routine_that_fails_during_the_compare_leaves_the_verify_to_read_back(
     verify = finished(sink, "verify")
     assert verify["method"] == "readback" and verify["planned_method"] == "checksum"
     assert world.chips["board"].flash[:len(data)] == data
+
+
+def test_the_flash_command_prints_the_fallback_as_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.cli import main
+
+    broken = patched(LOOP, UDF)
+    monkeypatch.setattr("transports.stlink.loaders.crc.crc_routine", lambda: broken)
+    image = tmp_path / "fw.bin"
+    image.write_bytes(os.urandom(2048))
+    assert main(["flash", f"{image}@0x08000000", "--chip", "stm32f411re", "--link", "stlink",
+                 "--simulate", "--time-scale", "0",
+                 "--log-file", str(tmp_path / "{run_id}.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "the on-target CRC is not used, read-back instead" in err
+    log = next(tmp_path.glob("*.jsonl")).read_text()
+    assert '"event": "link.fallback"' in log or '"event":"link.fallback"' in log
