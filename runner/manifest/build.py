@@ -6,7 +6,7 @@ value here has its documented shape.
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ from runner.manifest.sources import Sources
 from runner.manifest.targets import image_spec
 from runner.manifest.yamlmarks import Marks
 from runner.manifest.yamlmarks import Path as DataPath
-from runner.model import Device as DeviceSpec
 from runner.model import (
+    NOWHERE,
     DeviceLink,
     EraseScope,
     EraseStep,
@@ -46,10 +46,15 @@ from runner.model import (
     WriteStep,
     frozen_map,
 )
+from runner.model import Device as DeviceSpec
 from runner.unitdata import source_from_mapping, unit_size
 from transports.faults import Fault
 
 __all__ = ["build_manifest"]
+
+_NO_OPTIONS = frozen_map()
+#: The wiring of a device without ``wiring:`` (nothing wired; written nowhere).
+_NO_WIRING = Wiring(location=NOWHERE)
 
 
 def _frozen(value: Any) -> Any:
@@ -69,9 +74,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         mark = marks.key(path)
         return Location(file=mark.file, line=mark.line, column=mark.column)
 
-    digest = hashlib.sha256()
-    for source in sources.files:
-        digest.update(source.content)
+    digest = sources.digest
 
     images: dict[str, ImageSpec] = {}
     for name, entry in entries(data, "images").items():
@@ -102,17 +105,29 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         for name, policy in entries(data, "recovery").items()
     }
     devices = {}
-    for name, device in entries(data, "devices").items():
+    # A line has thousands of devices alike: what they share is built once, and each
+    # entry of the document is let go once its device is built (the document is not
+    # used after this), so a long line is never held twice.
+    shared_links: dict[str, DeviceLink] = {}
+    document = data.get("devices") or {}
+    for name, mark in marks.child_keys(("devices",)):
+        device = document[name]
         link, options, _ = device_link(device)
         assert link is not None
+        if options:
+            device_link_spec = DeviceLink(link=link, options=_frozen(options))
+        else:
+            device_link_spec = shared_links.get(link) or \
+                shared_links.setdefault(link, DeviceLink(link=link, options=_NO_OPTIONS))
+        after = device.get("after")
         devices[name] = DeviceSpec(
-            name=name, chip=device["chip"].lower(),
-            link=DeviceLink(link=link, options=_frozen(options)),
+            name=name, chip=sys.intern(device["chip"].lower()), link=device_link_spec,
             recipe=device["recipe"], recovery=device.get("recovery"),
-            after=tuple(device.get("after", ())), station=device.get("station"),
-            wiring=_wiring(device.get("wiring"), at(("devices", name, "wiring"))
-                           if "wiring" in device else at(("devices", name))),
-            location=at(("devices", name)))
+            after=tuple(after) if after else (), station=device.get("station"),
+            wiring=_wiring(device["wiring"], at(("devices", name, "wiring")))
+            if "wiring" in device else _NO_WIRING,
+            location=Location(file=mark.file, line=mark.line, column=mark.column))
+        document[name] = None
     execution = data.get("execution", {})
     top = sources.files[0]
     return Manifest(
