@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from runner import executor
 from runner.audit.attest import Signer
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from transports.sim.world import SimulationWorld
 
 __all__ = ["DEFAULT_LOG_TEMPLATE", "compose_endpoints", "execute", "needs_simulation",
-           "resolve_log", "run_manifest", "run_plan", "simulation_world"]
+           "resolve_log", "run_manifest", "run_plan", "simulated_adapters", "simulation_world"]
 
 #: Where the audit log goes when the manifest says nothing: beside the manifest.
 DEFAULT_LOG_TEMPLATE = "logs/{name}-{run_id}.jsonl"
@@ -183,7 +184,46 @@ def compose_endpoints(plan: Plan, world: SimulationWorld) -> SimulatedEndpoints:
     for device in plan.devices:
         endpoints.plug(device=device.device, link=device.link, kind=device.kind,
                        chip=device.chip, options=device.options, resource=device.resource)
+    adapters = simulated_adapters(plan)
+    if any(adapters.values()):
+        from transports.sim.adapters import simulate_adapters
+
+        simulate_adapters(world, adapters)  # after the probes: a VCP hangs off its probe
     return endpoints
+
+
+_USB_TTY = re.compile(r"^/dev/(tty(?:USB|ACM)\d+)$")
+
+
+def simulated_adapters(plan: Plan) -> dict[str, dict[str, dict[str, Any]]]:
+    """The host adapters of a rehearsal: each uart/i2c/socketcan link's, then ``simulation``'s.
+
+    A device on a ``/dev/ttyUSB*``/``ttyACM*`` port gets its USB-serial adapter, an
+    i2c device its bus (SMBus-only when its profile says ``smbus-only``), a socketcan
+    device its interface; the ``simulation`` section's entries add adapters (with
+    nothing attached, a VCP, …) and override what was derived.
+    """
+    section: dict[str, dict[str, dict[str, Any]]] = {"serial": {}, "i2c": {}, "can": {}}
+    for device in plan.devices:
+        options = device.options
+        profile = plan.simulation.devices.get(device.device)
+        quirks = profile.quirks if profile is not None else {}
+        if device.kind == "uart":
+            match = _USB_TTY.match(str(options.get("port", "")))
+            if match:
+                section["serial"].setdefault(match[1], {})
+        elif device.kind == "i2c":
+            bus = str(options.get("bus", "")).rpartition("-")[2]
+            if bus.isdigit():
+                section["i2c"].setdefault(str(int(bus)), {
+                    "smbus-only": bool(quirks.get("smbus-only", False)),
+                    "clock": int(options.get("clock", 100_000))})
+        elif device.kind == "can" and options.get("interface") == "socketcan":
+            section["can"].setdefault(str(options.get("channel")), {})
+    for kind, entries in plan.simulation.adapters.items():
+        for name, settings in entries.items():
+            section[kind][str(name)] = {**section[kind].get(str(name), {}), **settings}
+    return section
 
 
 def _simulate_hardware(plan: Plan, world: SimulationWorld) -> None:

@@ -383,6 +383,8 @@ class SimulationSpec:
     devices: Mapping[str, SimulatedDevice] = field(default_factory=frozen_map)
     #: ``simulation.hubs``: how simulated hubs behave, by port path.
     hubs: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_map)
+    #: ``simulation.serial``/``i2c``/``can``: the host's simulated adapters, by kind and name.
+    adapters: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,7 @@ This module imports the wire libraries lazily: a missing optional package
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from transports.power.sysfs import Sysfs
 
 __all__ = ["HARDWARE", "WALL_CLOCK", "Clock", "Endpoints", "HardwareEndpoints", "HostControl",
-           "I2cAdapter", "MemoryPort", "WallClock"]
+           "I2cAdapter", "MemoryPort", "WallClock", "open_i2c_adapter"]
 
 
 class Clock(Protocol):
@@ -81,6 +82,18 @@ class I2cAdapter(Protocol):
     def i2c_rdwr(self, *messages: i2c_msg) -> None: ...
 
     def close(self) -> None: ...
+
+
+def open_i2c_adapter(bus: int | str) -> I2cAdapter:
+    """``/dev/i2c-<bus>`` (or the path ``bus``) opened with smbus2 (``funcs``: I2C_FUNCS).
+
+    Raises:
+        OSError: no such adapter (ENOENT), or no permission to open it.
+    """
+    from smbus2 import SMBus
+
+    adapter: I2cAdapter = SMBus(bus)
+    return adapter
 
 
 class MemoryPort(Protocol):
@@ -127,12 +140,15 @@ class HostControl:
         sysfs: the station's sysfs (hub ports' ``disable`` files).
         gpio: the GPIO backend (``None``: libgpiod, opened on first use).
         clock: the timebase power-good and pulse times are waited on.
+        i2c_adapter: opens ``/dev/i2c-<bus>`` as the I2C link's endpoint does, so
+            discovery reads an adapter's functionality from the adapter itself.
     """
 
     usb_backend: Any
     sysfs: Sysfs
     gpio: GpioBackend | None
     clock: Clock
+    i2c_adapter: Callable[[int], I2cAdapter] = open_i2c_adapter
 
 
 class Endpoints(Protocol):
@@ -186,10 +202,7 @@ class HardwareEndpoints:
 
     def i2c_adapter(self, request: LinkRequest, bus: int | str, *, address: int,
                     clock_hz: int) -> I2cAdapter:
-        from smbus2 import SMBus
-
-        adapter: I2cAdapter = SMBus(bus)
-        return adapter
+        return open_i2c_adapter(bus)
 
     def can_bus(self, request: LinkRequest, *, interface: str, channel: str,
                 bitrate: int | None) -> can.BusABC:

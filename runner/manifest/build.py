@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.manifest.checks import device_link, entries, steps, write_images
+from runner.manifest.checks import (
+    LINK_KEYS,
+    device_link,
+    device_wiring,
+    entries,
+    steps,
+    write_images,
+)
 from runner.manifest.sources import Sources
 from runner.manifest.targets import image_spec
 from runner.manifest.yamlmarks import Marks
@@ -85,7 +92,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
 
     links = {
         name: LinkSpec(name=name, kind=link["kind"],
-                       options=_frozen({k: v for k, v in link.items() if k != "kind"}),
+                       options=_frozen({k: v for k, v in link.items() if k not in LINK_KEYS}),
                        location=at(("transports", name)))
         for name, link in entries(data, "transports").items()
     }
@@ -109,6 +116,8 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
     # entry of the document is let go once its device is built (the document is not
     # used after this), so a long line is never held twice.
     shared_links: dict[str, DeviceLink] = {}
+    shared_wiring: dict[DataPath, Wiring] = {}
+    transports = entries(data, "transports")
     document = data.get("devices") or {}
     for name, mark in marks.child_keys(("devices",)):
         device = document[name]
@@ -124,8 +133,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
             name=name, chip=sys.intern(device["chip"].lower()), link=device_link_spec,
             recipe=device["recipe"], recovery=device.get("recovery"),
             after=tuple(after) if after else (), station=device.get("station"),
-            wiring=_wiring(device["wiring"], at(("devices", name, "wiring")))
-            if "wiring" in device else _NO_WIRING,
+            wiring=_device_wiring(name, device, transports, at, shared_wiring),
             location=Location(file=mark.file, line=mark.line, column=mark.column))
         document[name] = None
     execution = data.get("execution", {})
@@ -177,6 +185,23 @@ def _gpio_line(value: Any, *, active_low: bool) -> GpioLine | None:
         return None
     return GpioLine(chip=value["chip"], line=value["line"],
                     active_low=bool(value.get("active-low", active_low)))
+
+
+def _device_wiring(name: str, device: dict[str, Any], transports: dict[str, dict[str, Any]],
+                   at: Any, shared: dict[DataPath, Wiring]) -> Wiring:
+    """The device's own wiring, else its link's (the station's cabling at that link).
+
+    A link's wiring is built once and shared by the devices on it.
+    """
+    value, path = device_wiring(name, device, transports)
+    if value is None:
+        return _NO_WIRING
+    if path[0] != "transports":
+        return _wiring(value, at(path))
+    known = shared.get(path)
+    if known is None:
+        known = shared[path] = _wiring(value, at(path))
+    return known
 
 
 def _wiring(value: Mapping[str, Any] | None, location: Location) -> Wiring:
@@ -267,4 +292,6 @@ def _simulation(spec: Mapping[str, Any]) -> SimulationSpec:
     return SimulationSpec(time_scale=float(spec.get("time-scale", 1.0)), seed=spec.get("seed"),
                           devices=frozen_map(devices),
                           hubs=frozen_map({path: _frozen(hub) for path, hub
-                                           in (spec.get("hubs") or {}).items()}))
+                                           in (spec.get("hubs") or {}).items()}),
+                          adapters=frozen_map({kind: _frozen(spec[kind]) for kind
+                                               in ("serial", "i2c", "can") if spec.get(kind)}))

@@ -9,7 +9,7 @@ import pytest
 
 from runner.cli import main
 from runner.compiler import compile_plan
-from runner.discover import Discovery, Found, clone_pattern, discover, inventory_links
+from runner.discover import Discovery, Found, clone_pattern, discover_host, inventory_links
 from runner.launch import usb_bench
 from runner.manifest import load_manifest
 
@@ -22,11 +22,18 @@ def walk(manifest: Path = BENCH, *, bind: bool = True) -> Discovery:
     plan = compile_plan(load_manifest(manifest), simulate=True)
     links = inventory_links(manifest) if bind else []
     with usb_bench(plan) as control:
-        return discover(control.usb_backend, links=links)
+        return discover_host(control, links=links)
 
 
 def by_path(result: Discovery) -> dict[str, Found]:
-    return {found.port_path: found for found in result.devices}
+    """The USB devices (not the adapters on their interfaces) by port path."""
+    return {found.port_path: found for found in result.devices
+            if found.kind in ("stlink", "dfu", "hub")}
+
+
+def by_node(result: Discovery) -> dict[str, Found]:
+    """The adapters by node (``/dev/ttyACM0``, ``/dev/i2c-1``, ``can0``)."""
+    return {found.node: found for found in result.devices if found.node}
 
 
 def test_probes_behind_a_hub_are_keyed_by_port_path() -> None:

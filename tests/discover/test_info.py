@@ -124,4 +124,16 @@ def test_info_without_target_or_link_exits_2(capsys: pytest.CaptureFixture[str])
     assert main(["info", "--link", "stlink", "--simulate"]) == 2
     assert "needs --chip" in capsys.readouterr().err
     assert main(["info", str(BENCH), "nope", "--simulate"]) == 2
-    assert "no device nope (devices: a, b, c, d, e)" in capsys.readouterr().err
+    assert "no device nope (devices: a, b, c, d, e, f, g, h)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, link, part", [("f", "serial-f (uart", "STM32F103RB"),
+                                                ("g", "i2c-g (i2c", "STM32G071RB"),
+                                                ("h", "can-h (can", "STM32F446RE")])
+def test_info_works_on_the_benchs_uart_i2c_and_can_links(
+        capsys: pytest.CaptureFixture[str], device: str, link: str, part: str) -> None:
+    # The bench also simulates these links' adapters (discover lists them): info is unchanged.
+    assert main(["info", str(BENCH), device, "--simulate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{device} on link {link}, expected {part.lower()})\n")
+    assert f"  chip                 {part}, " in out

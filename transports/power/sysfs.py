@@ -2,8 +2,9 @@
 
 :class:`Sysfs` names paths relative to a root (``/sys`` on a real host, a
 temporary tree in a rehearsal) so the driver code is the same in both. Only
-what :mod:`transports.power.usbhub` needs is here: whether a file exists and
-may be written, reading and writing its text, and resolving a symlink.
+what :mod:`transports.power.usbhub` and discovery (:mod:`runner.sysdevices`)
+need is here: whether a file exists and may be written, reading and writing
+its text, resolving a symlink, and listing a directory.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Sysfs(Protocol):
 
     def resolve(self, path: str) -> str | None:
         """The target of a symlink, relative to the root; ``None`` when there is none."""
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path``, sorted; none when it does not exist."""
 
 
 class HostSysfs:
@@ -70,6 +74,12 @@ class HostSysfs:
             return str(resolved.relative_to(self.root.resolve()))
         except ValueError:
             return None
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._path(path)))
+        except OSError:
+            return []
 
 
 def port_dir(hub: str, port: int, config: int = 1) -> str:

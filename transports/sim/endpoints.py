@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import serial
 
 from transports.chips import Chip
+from transports.sim.adapters import laid_out_i2c
 from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile
 from transports.sim.bootloader_stream import StreamBootloader
 from transports.sim.canbus import CanBootloaderNode, node_on
@@ -171,7 +172,15 @@ class SimulatedEndpoints:
 
         hardware = sim_hardware(self.world)
         return HostControl(usb_backend=hardware.backend, sysfs=hardware.sysfs,
-                           gpio=hardware.gpio, clock=SimTimebase(hardware.clock))
+                           gpio=hardware.gpio, clock=SimTimebase(hardware.clock),
+                           i2c_adapter=self._i2c_adapter_of)
+
+    def _i2c_adapter_of(self, bus: int) -> I2cAdapter:
+        """The simulated adapter ``bus`` as the host opens it: absent unless laid out."""
+        if bus not in laid_out_i2c(self.world):
+            raise FileNotFoundError(2, "No such file or directory", f"/dev/i2c-{bus}")
+        adapter: SimI2cBus = self.world.shared(f"i2c:{bus}", SimI2cBus)
+        return adapter
 
     def memory_port(self, request: LinkRequest) -> MemoryPort:
         return SimMemoryPort(self.world.chip(request.device, request.chip),
