@@ -132,7 +132,8 @@ def test_a_bitrate_the_tree_shows_is_reported_and_a_virtual_interface_has_no_usb
 
 def test_a_links_adapters_are_simulated_without_yaml_and_others_with_nothing_attached(
         tmp_path: Path) -> None:
-    path = manifest(tmp_path, simulation="  serial:\n    ttyUSB1: {}\n  i2c:\n    \"7\": {}\n",
+    path = manifest(tmp_path, simulation="  serial:\n    ttyUSB1: {}\n  i2c:\n    \"7\": {}\n"
+                                         "    \"8\": {port-path: \"1-5.1\"}\n",
                     transports="  uart: {kind: uart, port: /dev/ttyUSB3}\n"
                                "  bus: {kind: i2c, bus: /dev/i2c-2}",
                     devices="  x: {chip: stm32f103rb, transport: uart, recipe: check}\n"
@@ -143,6 +144,9 @@ def test_a_links_adapters_are_simulated_without_yaml_and_others_with_nothing_att
     assert spare.link is None and spare.port_path != uart.port_path
     assert node(result, "/dev/i2c-2").link == "bus"
     assert node(result, "/dev/i2c-7").plain_i2c is True
+    bridge = node(result, "/dev/i2c-8")  # a USB-to-I2C bridge: on USB, its interface the parent
+    assert (bridge.usb_id, bridge.port_path, bridge.hub, bridge.parent) == (
+        "10c4:ea90", "1-5.1", "1-5", "1-5.1:1.0")
     assert result.missing == () and result.flags == ()
 
 
