@@ -105,6 +105,7 @@ class ConsoleRenderer:
             ev.RUN_STARTED: self._on_run_started, ev.PLAN_WARNING: self._on_plan_warning,
             ev.DEVICE_STARTED: self._on_device_started,
             ev.DEVICE_IDENTIFIED: self._on_device_identified,
+            ev.LINK_FALLBACK: self._on_link_fallback,
             ev.STEP_STARTED: self._on_step_started, ev.STEP_PROGRESS: self._on_step_progress,
             ev.STEP_RETRIED: self._on_step_retried, ev.STEP_RECOVERY: self._on_step_recovery,
             ev.STEP_FINISHED: self._on_step_finished,
@@ -231,6 +232,9 @@ class ConsoleRenderer:
         if "does not verify it" in message:
             self._unverified.append(message)   # repeated under the summary
         self._say(f"warning: {message}", "retry")
+
+    def _on_link_fallback(self, f: dict[str, Any]) -> None:
+        self._say(f"warning: {f.get('message')}", "retry")
 
     def _on_device_started(self, f: dict[str, Any]) -> None:
         line = self._line(f)

@@ -150,6 +150,10 @@ class DeviceSession:
         #: Erase units a skip-unchanged write compared equal and left untouched, with the
         #: method (``checksum``/``readback``); cleared by any task or recovery but a verify.
         self.proven: dict[tuple[int, int], str] = {}
+        #: Why the session left a faster path (``link.fallback``), and whether the link's
+        #: on-target checksum may still decide comparisons (not once proven wrong).
+        self.fallbacks: list[str] = []
+        self.checksums_trusted = True
         #: Bytes kept across a preserving erase, and per-unit values written.
         self.units = UnitState(plan.chip.flash)
         self._hardware: DeviceHardware | None = None
@@ -198,8 +202,25 @@ class DeviceSession:
                 endpoints=self.context.endpoints,
                 trace=self.context.tracing.trace_for(self.plan.device, self.plan.link,
                                                      self.plan.kind)
-                if self.context.tracing is not None else NO_TRACE))
+                if self.context.tracing is not None else NO_TRACE,
+                fallback=self._fell_back))
         return self.transport
+
+    def _fell_back(self, feature: str, instead: str, why: str) -> None:
+        """The transport left a faster path: log it and warn; distrust what it decided."""
+        self.fallbacks.append(why)
+        if instead == "read-back":
+            for unit in [unit for unit, how in self.proven.items() if how == "checksum"]:
+                del self.proven[unit]   # the final verify must not rest on it
+        self.emit(ev.LINK_FALLBACK, feature=feature, instead=instead, reason=why,
+                  message=f"{self.plan.device}: {feature} is not used, {instead} "
+                          f"instead: {why}")
+
+    def _checksum_disproved(self, piece: Segment) -> None:
+        self.checksums_trusted = False
+        self._fell_back("the on-target checksum", "read-back",
+                        f"its checksum of 0x{piece.address:08X}..0x{piece.end:08X} disagreed "
+                        f"with the flash, which read back as the image")
 
     def connect(self, expected_dev_id: int | None = None) -> ChipIdentity:
         """Connect and identify; the chip must be the manifest's (and the same one as before)."""
@@ -296,7 +317,9 @@ class DeviceSession:
             flash = self.plan.chip.flash
             method = verify_memory(transport, action, erased=flash.erased,
                                    link=self.plan.link, device=self.plan.device,
-                                   advance=tracker, geometry=flash, proven=self.proven)
+                                   advance=tracker, geometry=flash, proven=self.proven,
+                                   checksums=self.checksums_trusted,
+                                   disproved=self._checksum_disproved)
             compared = {"units_proven_by_write": sum(
                 1 for piece in unit_pieces(action.memory, flash)
                 if any(a <= piece.address and piece.end <= b for a, b in self.proven))} \
@@ -350,7 +373,8 @@ class DeviceSession:
             kept = self.units.read_kept(transport, action.keep, self._kept_backup())
         memory = self.units.write_map(action)
         comparison = compare_units(transport, memory, action.units,
-                                   erased=self.plan.chip.flash.erased)
+                                   erased=self.plan.chip.flash.erased,
+                                   checksums=self.checksums_trusted)
         tracker = StepProgress(self.context, fields, memory.size)
         written = rewrite_units(transport, memory, comparison, tracker)
         self.written.extend(memory)
@@ -384,9 +408,11 @@ class DeviceSession:
             return {}
         part = self.plan.chip.part
         offered = "no" if planned == "checksum" else "an"
+        why = f"its on-target checksum fell back: {self.fallbacks[-1]}" if self.fallbacks \
+            and planned == "checksum" else \
+            f"its {self.plan.kind} session offered {offered} on-target checksum, contrary " \
+            f"to the chip database's entry for {part}"
         self.emit(ev.PLAN_WARNING, step=task.id, action=task.kind.value, planned=planned,
-                  method=method,
-                  message=f"{task.id} was planned as {planned} but done as {method}: its "
-                          f"{self.plan.kind} session offered {offered} on-target checksum, "
-                          f"contrary to the chip database's entry for {part}")
+                  method=method, message=f"{task.id} was planned as {planned} but done as "
+                                         f"{method}: {why}")
         return {"planned_method": planned}

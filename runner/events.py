@@ -46,6 +46,7 @@ __all__ = [
     "EVENT_TYPES",
     "HARDWARE_GPIO",
     "HARDWARE_POWER",
+    "LINK_FALLBACK",
     "LINK_WAITING",
     "PLAN_WARNING",
     "RUN_FINISHED",
@@ -83,6 +84,7 @@ DEVICE_IDENTIFIED = "device.identified"
 DEVICE_FINISHED = "device.finished"
 DEVICE_SKIPPED = "device.skipped"
 LINK_WAITING = "link.waiting"
+LINK_FALLBACK = "link.fallback"
 STEP_STARTED = "step.started"
 STEP_PROGRESS = "step.progress"
 STEP_RETRIED = "step.retried"
@@ -253,6 +255,14 @@ _LINK_WAITING = EventType(
               "held_by": {"type": "object", "description": "what the holder wrote: run_id, "
                                                            "device, operator, host, pid, since"}},
 )
+_LINK_FALLBACK = EventType(
+    name=LINK_FALLBACK,
+    doc="A device's session left a faster path for a slower, safe one (the RAM flash loader "
+        "for the register path, the on-target CRC for read-back): feature, instead, reason; "
+        "the console prints message as a warning.",
+    required={**_DEVICE, "feature": _STR, "instead": _STR, "reason": _STR, "message": _STR},
+    optional={"step": _STR, "action": _STR},
+)
 _STEP_STARTED = EventType(
     name=STEP_STARTED, doc="A step begins.",
     required={**_STEP, "bytes": _INT, "estimate_s": _NUM},
@@ -381,7 +391,8 @@ _STATION_EVENTS = (
 
 #: Every event, by name, in the order a run emits them.
 EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (
-    _RUN_STARTED, _PLAN_WARNING, _LINK_WAITING, _DEVICE_STARTED, _DEVICE_IDENTIFIED, _STEP_STARTED,
+    _RUN_STARTED, _PLAN_WARNING, _LINK_WAITING, _DEVICE_STARTED, _LINK_FALLBACK,
+    _DEVICE_IDENTIFIED, _STEP_STARTED,
     _STEP_PROGRESS, _STEP_RETRIED, _STEP_RECOVERY, _STEP_FINISHED, _DEVICE_FINISHED,
     _DEVICE_SKIPPED, _SESSION_CLOSE_FAILED, _HARDWARE_POWER, _HARDWARE_GPIO, _SLOT_QUARANTINED,
     _RUN_INTERRUPTED, _RUN_FINISHED, *_STATION_EVENTS)}

@@ -5,7 +5,10 @@ the memory when the session offers :attr:`Capability.CHECKSUM` (cheap: a few
 bytes on the wire) and reads back only the units that disagree; ``readback``
 reads everything back. A
 mismatch is a :class:`VerifyError` naming the first differing address with the
-expected and actual bytes there.
+expected and actual bytes there. A checksum that disagrees with a unit whose
+bytes then read back right (whole words: no padding involved) proves the
+on-target checksum wrong: the rest of the verify reads back, and the caller is
+told (``disproved``) so the run warns and stops trusting it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ _MISMATCH_CONTEXT = 16
 Advance = Callable[[int], None]
 #: Erase units ``(start, end)`` already compared equal, and how (``checksum``/``readback``).
 Proven = dict[tuple[int, int], str]
+#: Told of a piece whose on-target checksum disagreed with its (right) bytes.
+Disproved = Callable[[Segment], None]
 
 
 def unit_pieces(memory: MemoryMap, geometry: FlashGeometry | None) -> list[Segment]:
@@ -50,7 +55,8 @@ def unit_pieces(memory: MemoryMap, geometry: FlashGeometry | None) -> list[Segme
 
 def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, link: str,
                   device: str, advance: Advance, geometry: FlashGeometry | None = None,
-                  proven: Proven | None = None) -> str:
+                  proven: Proven | None = None, checksums: bool = True,
+                  disproved: Disproved | None = None) -> str:
     """Check flash against ``action.memory``; return the method actually used.
 
     With ``geometry`` the checksums are taken per erase unit (each unit's share
@@ -59,13 +65,14 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
     compared whole against this very content and left untouched, with the
     method it used: a piece inside one is not compared again when that method
     is the one this verify would use or a read-back (``verify: {method:
-    readback}`` after a checksum comparison reads back).
+    readback}`` after a checksum comparison reads back). ``checksums`` false:
+    the link's checksum is not trusted (an earlier one was proven wrong).
 
     Raises:
         VerifyError: the flash differs (first mismatching address and bytes).
         PlanError: ``checksum`` was asked of a link that cannot compute one.
     """
-    has_checksum = Capability.CHECKSUM in transport.capabilities
+    has_checksum = checksums and Capability.CHECKSUM in transport.capabilities
     if action.method is VerifyMethod.CHECKSUM and not has_checksum:
         raise PlanError(f"link {link} cannot compute checksums on the target, so {device} "
                         f"cannot be verified by checksum",
@@ -76,7 +83,7 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
     pieces = unit_pieces(action.memory, geometry) \
         if use_checksum or proven else list(action.memory)
     for segment in pieces:
-        if proven and _is_proven(segment, proven, method):
+        if proven and _is_proven(segment, proven, "checksum" if use_checksum else "readback"):
             done += len(segment)
             advance(done)
             continue
@@ -88,6 +95,10 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
             method = "checksum+readback"
         _read_back(transport, segment, link=link, device=device,
                    advance=_shifted(advance, done))
+        if use_checksum and segment.address % 4 == 0 and len(segment) % 4 == 0:
+            use_checksum = False   # the bytes are right, so the checksum was wrong
+            if disproved is not None:
+                disproved(segment)
         done += len(segment)
         advance(done)
     return method

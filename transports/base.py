@@ -37,6 +37,7 @@ __all__ = [
     "Capability",
     "Checksum",
     "ChipIdentity",
+    "Fallback",
     "LinkRequest",
     "OptionBytes",
     "OptionBytesChange",
@@ -46,6 +47,7 @@ __all__ = [
     "StaticCapabilities",
     "Transport",
     "TransportClass",
+    "no_fallback",
     "no_progress",
     "planned_capabilities",
     "simulated_endpoints",
@@ -172,6 +174,16 @@ class SpeedModel:
     erase_overhead_s: float = 0.0
 
 
+#: ``(feature, instead, why)``: a session gave up a faster path for a slower, safe one
+#: (the RAM loader for the register path, the on-target CRC for read-back). The run
+#: logs it and warns; it is never silent.
+Fallback = Callable[[str, str, str], None]
+
+
+def no_fallback(feature: str, instead: str, why: str) -> None:
+    """A session opened outside a run: nobody to tell (its identity still says so)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LinkRequest:
     """Everything a transport needs to open a session with one device's chip.
@@ -182,6 +194,7 @@ class LinkRequest:
     hardware, or a rehearsal's simulated far ends. The transport runs the very
     same code with either. ``trace`` receives each protocol command and reply
     (``-v``) and the raw transfers (``-vv``); it is off unless asked for.
+    ``fallback`` is told whenever the session leaves a faster path for a safe one.
     """
 
     device: str
@@ -191,6 +204,7 @@ class LinkRequest:
     chip: Chip
     endpoints: Endpoints = HARDWARE
     trace: Trace = NO_TRACE
+    fallback: Fallback = no_fallback
 
 
 @runtime_checkable

@@ -21,7 +21,9 @@ EXCERPTS: dict[str, tuple[str, tuple[str, ...]]] = {
         "READ_IDCODES → OK",
         "WRITEMEM_32BIT 0x08000000 512 B → sent",
         "GETLASTRWSTATUS2 → OK",
-        "READMEM_32BIT 0x08000000 512 B → 512 B",
+        # the verify: the on-target CRC routine's parameters in, its result out
+        "WRITEMEM_32BIT 0x20000050 16 B → sent",
+        "READMEM_32BIT 0x20000060 12 B → 12 B",
     )),
     "uart,/dev/ttyUSB0": ("stm32f103cb", (
         "Get Version (0x01) → ACK v2.2",

@@ -43,11 +43,14 @@ def test_devices_on_one_probe_share_a_resource() -> None:
     assert key("a", {"port-path": "1-2"}) == "stlink:1-2"
 
 
-def test_the_checksum_is_claimed_only_with_the_loader(chips: ChipDatabase) -> None:
+def test_the_checksum_is_claimed_on_every_write_path_unless_turned_off(
+        chips: ChipDatabase) -> None:
     f411 = chips.part("stm32f411re")
-    assert Capability.CHECKSUM not in StLinkTransport.planned_capabilities({}, f411)
-    assert Capability.CHECKSUM in StLinkTransport.planned_capabilities(
-        {"write-mode": "loader"}, f411)
+    for mode in ("auto", "loader", "fast", "safe"):
+        assert Capability.CHECKSUM in StLinkTransport.planned_capabilities(
+            {"write-mode": mode}, f411)
+        assert Capability.CHECKSUM not in StLinkTransport.planned_capabilities(
+            {"write-mode": mode, "on-target-crc": False}, f411)
     assert {Capability.OPTION_BYTES, Capability.UID, Capability.ERASE_PAGES,
             Capability.CHECKSUM} <= StLinkTransport.capabilities
 

@@ -37,7 +37,8 @@ from transports.errors import (
     TransportError,
 )
 from transports.stlink.flash import FlashDriver, driver_for
-from transports.stlink.loaders import LoaderError, RamLoader
+from transports.stlink.loaders import CrcRoutine, LoaderError, RamLoader
+from transports.stlink.oncrc import OnTargetCrc, crc_planned, crc_unavailable
 from transports.stlink.protocol import MemoryFault, StLink
 from transports.stlink.target import CLONE_SIGNS, Target, TargetInfo
 from transports.stlink.usb import (
@@ -52,7 +53,6 @@ from transports.stlink.writemode import (
     WRITE_MODES,
     choose_write_mode,
     fallback_mode,
-    loader_possible,
 )
 from transports.usb import LinkNames
 
@@ -68,7 +68,8 @@ class StLinkTransport:
     kind: ClassVar[str] = "stlink"
     #: Endpoints a rehearsal reaches through the endpoint seam (docs/architecture.md).
     simulation: ClassVar[frozenset[str]] = frozenset({"usb_backend", "clock"})
-    #: What every session offers; the RAM loader adds the on-target checksum.
+    #: What every session offers; the on-target CRC (the CRC routine, or the RAM
+    #: loader's) adds the checksum.
     capabilities_base: ClassVar[frozenset[Capability]] = frozenset({
         Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
         Capability.RESET_HARDWARE, Capability.RESET_SOFTWARE, Capability.OPTION_BYTES,
@@ -99,6 +100,10 @@ class StLinkTransport:
                                           "genuine parts and one unit at a time on clones; "
                                           "loader (with an on-target CRC), fast, safe force "
                                           "one path."},
+            "on-target-crc": {"type": "boolean", "default": True,
+                              "description": "Compare (verify, skip-unchanged) by a CRC-32 "
+                                             "the target computes in SRAM; false: read "
+                                             "flash back."},
             "min-voltage": {"type": "number", "minimum": 0, "maximum": 5, "default": 0,
                             "description": "Refuse to flash below this target VDD (volts)."},
         },
@@ -120,6 +125,9 @@ class StLinkTransport:
         self.write_mode = "safe"
         #: why the loader is not used although auto would have chosen it
         self.loader_note: str | None = None
+        #: what computes the checksums on the target; None: read-back (``crc_note`` why)
+        self.crc: OnTargetCrc | None = None
+        self.crc_note: str | None = None
         self._identity: ChipIdentity | None = None
 
     # ------------------------------------------------------------------ class side
@@ -145,8 +153,8 @@ class StLinkTransport:
     @classmethod
     def planned_capabilities(cls, options: Mapping[str, Any],
                              chip: Chip) -> frozenset[Capability]:
-        """The on-target checksum comes with the RAM loader (its CRC-32 routine)."""
-        if options.get("write-mode") == "loader" and loader_possible(chip):
+        """The on-target checksum wherever the CRC routine (or the loader) fits in SRAM."""
+        if crc_planned(options, chip):
             return cls.capabilities_base | {Capability.CHECKSUM}
         return cls.capabilities_base
 
@@ -270,11 +278,36 @@ class StLinkTransport:
                 # The register path is the verified fallback; the log says why.
                 self.loader_note = str(error)
                 self.write_mode, loader = fallback, None
+                self.request.fallback("the RAM flash loader",
+                                      f"the register path (write-mode {fallback})",
+                                      self.loader_note)
         self.driver = kind(link, self.chip, fast=self.write_mode == "fast",
                            voltage=self.voltage)
         self.driver.loader = loader
+        self.crc = self._on_target_crc(link, loader)
         self.capabilities = self.capabilities_base | (  # type: ignore[misc]
-            {Capability.CHECKSUM} if loader is not None else set())
+            {Capability.CHECKSUM} if self.crc is not None else set())
+
+    def _on_target_crc(self, link: StLink, loader: RamLoader | None) -> OnTargetCrc | None:
+        """The loader's CRC, else the CRC routine once it passed its self-check, else None."""
+        self.crc_note = crc_unavailable(self.options, self.chip)
+        if self.crc_note is not None:
+            return None
+        if loader is not None:
+            return loader  # it passed its own self-check as it loaded
+        routine = CrcRoutine(link, self.chip)
+        try:
+            routine.load()
+        except LoaderError as error:
+            self._crc_failed(error)
+            return None
+        return routine
+
+    def _crc_failed(self, error: LoaderError) -> None:
+        """Read back from now on, and say so: an event and a warning, never silently."""
+        self.crc, self.crc_note = None, str(error)
+        self.capabilities = self.capabilities - {Capability.CHECKSUM}  # type: ignore[misc]
+        self.request.fallback("the on-target CRC", "read-back", self.crc_note)
 
     def identify(self) -> ChipIdentity:
         with self._errors():
@@ -294,6 +327,11 @@ class StLinkTransport:
                 "write_mode": self.write_mode}
             if self.loader_note:
                 details["loader_fallback"] = self.loader_note
+            details["checksum"] = "read-back" if self.crc is None else \
+                "on-target CRC (RAM loader)" if self.crc is driver.loader else \
+                "on-target CRC (CRC routine)"
+            if self.crc_note:
+                details["checksum_note"] = self.crc_note
             if info.clone:
                 details["clone"] = info.clone
                 details["clone_evidence"] = CLONE_SIGNS.get(info.clone, "")
@@ -374,26 +412,28 @@ class StLinkTransport:
                 raise
 
     def checksum(self, address: int, length: int) -> Checksum:
-        """STM32 CRC-32 of a flash range, computed by the RAM loader on the target.
+        """STM32 CRC-32 of a flash range, computed on the target.
 
-        The words are summed on the core; an unaligned tail is read back and
-        padded with erased bytes, as the runner pads it. Without the loader
-        (it failed its check at connect) the whole range is read back and
-        summed here: slower, never wrong.
+        The words are summed on the core (the CRC routine, or the RAM loader's
+        CRC); an unaligned tail is read back and padded with erased bytes, as
+        the runner pads it. Without an on-target CRC (it failed, or this very
+        call made it fail) the range is read back and summed here: slower,
+        never wrong.
         """
         with self._errors():
-            link, _target, driver = self._require()
+            link, _target, _driver = self._require()
             erased = bytes([self.chip.flash.erased])
-            whole = length - length % 4 if address % 4 == 0 and driver.loader else 0
+            whole = length - length % 4 if address % 4 == 0 and self.crc else 0
             try:
-                if whole:
-                    crc = driver.loader.crc32(address, whole) if driver.loader else 0
-                    tail = link.read_memory(address + whole, length - whole)
-                    value = stm32_crc32(tail + erased * (-len(tail) % 4), crc) \
-                        if tail else crc
-                else:
-                    data = link.read_memory(address, length)
-                    value = stm32_crc32(data + erased * (-len(data) % 4))
+                crc = 0xFFFFFFFF
+                if whole and self.crc is not None:
+                    try:
+                        crc = self.crc.crc32(address, whole)
+                    except LoaderError as error:
+                        self._crc_failed(error)
+                        whole = 0
+                rest = link.read_memory(address + whole, length - whole)
+                value = stm32_crc32(rest + erased * (-len(rest) % 4), crc) if rest else crc
             except MemoryFault as error:
                 protected = self._protected(error, error.address)
                 if protected is not None:
@@ -404,6 +444,7 @@ class StLinkTransport:
     def reset(self, mode: ResetMode) -> None:
         with self._errors():
             link, target, _driver = self._require()
+            self._sram_reclaimed()
             if mode is ResetMode.HALT:
                 target.reset(halt=True)
             elif mode is ResetMode.HARDWARE and link.version.hardware >= 2:
@@ -420,9 +461,17 @@ class StLinkTransport:
         with self._errors():
             _link, target, driver = self._require()
             driver.write_option_bytes(change)
+            self._sram_reclaimed()
             # Options load at the next reset (F0/F1/F3) or have reset the part (OBL_LAUNCH).
             target.reset(halt=True)
             self._identity = None
+
+    def _sram_reclaimed(self) -> None:
+        """After a reset the part's own code may run and overwrite SRAM: load again."""
+        if self.driver is not None and self.driver.loader is not None:
+            self.driver.loader.loaded = False
+        if isinstance(self.crc, CrcRoutine):
+            self.crc.loaded = False
 
     def close(self) -> None:
         link, self.link = self.link, None

@@ -187,6 +187,9 @@ class SimCortexM:
         uc = self._emulator()
         for start, end in self.target.ram_regions:
             uc.mem_write(start, self.target.load_ram(start, end))
+        # The host may have loaded other code since the last run: SRAM has no
+        # instruction cache, so nothing translated from the old code may run.
+        uc.ctl_flush_tb()
         for regsel, reg in _REGSEL.items():
             if regsel not in (13, 15, 16):
                 uc.reg_write(reg, self.registers[regsel])

@@ -433,7 +433,8 @@ class SimStLinkProbe(SimUsbDevice):
         out = bytearray()
         self.last_status = OK
         try:
-            if self.sim is not None:
+            # Like writes, a read fault counts flash bytes (not the host's SRAM reads).
+            if self.sim is not None and self.target.chip.flash.contains(address, length):
                 self.sim.faults.check("read", length)
             for at, size in self._segments(address, length):
                 out += self.target.read(at, size, width)

@@ -25,20 +25,13 @@ from dataclasses import dataclass, field
 from transports.base import Progress, no_progress
 from transports.checksums import stm32_crc32
 from transports.chips import Chip
-from transports.errors import TransportError, WriteError
+from transports.errors import WriteError
 from transports.stlink.loaders.image import LoaderImage, flash_loader
+from transports.stlink.loaders.run import CoreRunner, LoaderError
 from transports.stlink.protocol import StLink
 
 __all__ = ["LoaderError", "LoaderSpan", "RamLoader", "loader_fits"]
 
-DHCSR, DCRSR, DCRDR, DFSR, DEMCR = 0xE000EDF0, 0xE000EDF4, 0xE000EDF8, 0xE000ED30, 0xE000EDFC
-DHCSR_KEY = 0xA05F0000
-C_DEBUGEN, C_HALT, C_MASKINTS = 0x1, 0x2, 0x8
-S_HALT, S_LOCKUP = 1 << 17, 1 << 19
-DFSR_VCATCH = 1 << 3
-REGWNR = 1 << 16
-#: DEMCR: keep TRCENA and catch hard and bus faults (a faulting loader halts).
-DEMCR_CATCH = 0x01000500
 MISMATCH = 0x80000000
 #: The smallest block worth a loader run; below it the register path is used.
 MIN_BLOCK = 256
@@ -53,12 +46,6 @@ RESET_CLOCK_HZ = {
 #: Cycles of the loader's own work per program unit (copy, barrier, poll, check) and
 #: per word summed by the CRC routine; the host waits that long before it polls.
 PROGRAM_CYCLES_PER_UNIT, CRC_CYCLES_PER_WORD = 40, 40
-
-
-class LoaderError(TransportError):
-    """The RAM loader did not run as it should (timeout, fault, lockup, bad result)."""
-
-    category = "write"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,27 +102,17 @@ class RamLoader:
         self.block = (size - self.image.header) & ~0x1F
         self.clock_hz = RESET_CLOCK_HZ.get(chip.controller, 2.0e6)
         self.loaded = False
-        self.runs = 0
+        self.core = CoreRunner(link, self.base)
 
-    # -- run control ---------------------------------------------------------------
-
-    def _write_register(self, regsel: int, value: int) -> None:
-        self.link.write_word(DCRDR, value)
-        self.link.write_word(DCRSR, regsel | REGWNR)
-
-    def _read_register(self, regsel: int) -> int:
-        self.link.write_word(DCRSR, regsel)
-        return self.link.read_word(DCRDR)
+    @property
+    def runs(self) -> int:
+        return self.core.runs
 
     def load(self) -> None:
         """Upload the image and check that it runs: a CRC of itself, computed on the core."""
-        link = self.link
-        link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_HALT)
-        link.write_word(DEMCR, DEMCR_CATCH)
-        link.write_word(DFSR, 0x1F)
+        self.core.prepare()
         code = self.image.code + b"\0" * (-len(self.image.code) % 4)
-        link.write_memory(self.base, code, width=4)
-        self._write_register(16, 1 << 24)  # xPSR: Thumb state (ARMv7-M B1.4.2)
+        self.link.write_memory(self.base, code, width=4)
         self.loaded = True
         expected = stm32_crc32(code)
         got = self._crc_run(self.base, len(code), 0xFFFFFFFF)
@@ -145,49 +122,21 @@ class RamLoader:
                               f"0x{expected:08X}: the core does not run it correctly",
                               hint="use write-mode: fast or safe for this target")
 
-    def _start(self, entry: int, arguments: Sequence[int]) -> float:
-        """Set the arguments and PC, resume; returns when it started running."""
-        for regsel, value in enumerate(arguments):
-            self._write_register(regsel, value)
-        self._write_register(15, self.base + entry)
-        self.link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_MASKINTS)
-        self.runs += 1
-        return self.link.timebase.monotonic()
-
     def _wait(self, expected_s: float, what: str, since: float) -> int:
-        """Wait for the core to halt at the loader's bkpt; r0 is the result.
-
-        ``since`` is when the run started: the time spent meanwhile (sending the
-        next block) counts towards the expected duration.
-        """
-        timebase = self.link.timebase
-        deadline = since + max(expected_s * 10, 0.5)
-        remaining = since + expected_s - timebase.monotonic()
-        if remaining > 0.0005:
-            timebase.sleep(remaining)
-        step = max(expected_s / 32, 0.0002)
-        while True:
-            status = self.link.read_word(DHCSR)
-            if status & S_HALT:
-                break
-            if status & S_LOCKUP or timebase.monotonic() > deadline:
-                self.link.write_word(DHCSR, DHCSR_KEY | C_DEBUGEN | C_HALT)
-                why = "locked up" if status & S_LOCKUP else "did not finish in time"
-                raise LoaderError(f"the flash loader's {what} {why}",
-                                  hint="the register path (write-mode: fast or safe) avoids "
-                                       "the loader; reset the target first")
-            timebase.sleep(step)
-        if self.link.read_word(DFSR) & DFSR_VCATCH:
-            self.link.write_word(DFSR, 0x1F)
+        """Wait for the core to halt at the loader's bkpt; r0 is the result."""
+        self.core.wait(expected_s, f"flash loader's {what}", since,
+                       hint="the register path (write-mode: fast or safe) avoids the "
+                            "loader; reset the target first")
+        if self.core.faulted():
             raise LoaderError(f"the flash loader's {what} faulted (hard-fault vector catch)",
                               hint="the register path (write-mode: fast or safe) avoids the "
                                    "loader; report this part")
-        return self._read_register(0)
+        return self.core.read_register(0)
 
     # -- CRC ---------------------------------------------------------------------------
 
     def _crc_run(self, address: int, length: int, crc: int) -> int:
-        started = self._start(self.image.crc_entry, (address, length, crc))
+        started = self.core.start(self.image.crc_entry, (address, length, crc))
         expected = length // 4 * CRC_CYCLES_PER_WORD / self.clock_hz
         return self._wait(expected, "CRC", started)
 
@@ -234,7 +183,7 @@ class RamLoader:
                     self._registers(current.teardown)
                 self._registers(span.setup)
                 current = span
-            started = self._start(self.image.program_entry, (buffer,))
+            started = self.core.start(self.image.program_entry, (buffer,))
             running = (span, at, chunk, started)
         if running is not None:
             done += self._finish(running)
@@ -253,7 +202,7 @@ class RamLoader:
         result = self._wait(expected, f"program run at 0x{at:08X}", started)
         if result == 0:
             return len(chunk)
-        stopped = self._read_register(1)
+        stopped = self.core.read_register(1)
         if result == MISMATCH:
             raise WriteError(f"flash at 0x{stopped:08X} reads back different from what the "
                              f"loader programmed", address=stopped,
