@@ -42,6 +42,9 @@ def register(commands: Any) -> None:
                           help="with --write: print the diff, change nothing")
     discover.add_argument("--prune", action="store_true",
                           help="with --write: remove the links whose device is gone")
+    discover.add_argument("--interactive", action="store_true",
+                          help="with --write: ask each new link's name, hub port and "
+                               "BOOT0/NRST wiring, show the diff, and ask before writing")
     discover.add_argument("--station", nargs="+", metavar="NAME",
                           help="run discover on these stations of the --manifest (or "
                                "--simulate) manifest over SSH, and report per station")
@@ -71,23 +74,59 @@ def register(commands: Any) -> None:
 def _cmd_discover(args: argparse.Namespace) -> int:
     from runner.discover import render_json, render_table
 
-    if (args.dry_run or args.prune) and args.write is None:
-        raise PlanError("--dry-run and --prune go with --write FILE")
+    if (args.dry_run or args.prune or args.interactive) and args.write is None:
+        raise PlanError("--dry-run, --prune and --interactive go with --write FILE")
+    prompter = _prompter() if args.interactive else None
     if args.station:
-        return _discover_stations(args)
+        return _discover_stations(args, prompter)
     result = discover_here(args.write or args.manifest, args.simulate,
                            read_firmware=not args.no_firmware)
     if args.write is not None:
         from runner.inventory import sync_inventory
 
-        change = sync_inventory(args.write, result, prune=args.prune, dry_run=args.dry_run)
-        sys.stdout.write(change.diff or f"{args.write}: already in sync, nothing to change\n")
+        change = sync_inventory(args.write, result, prune=args.prune,
+                                dry_run=args.dry_run or prompter is not None,
+                                namer=_namer(prompter))
+        _show_and_write(args, change, prompter)
         return EXIT_OK
     sys.stdout.write(render_json(result) if args.json else render_table(result))
     return EXIT_FLAGGED if result.flags else EXIT_OK
 
 
-def _discover_stations(args: argparse.Namespace) -> int:
+def _prompter() -> Any:
+    """The terminal's questions for --interactive; refused without a terminal."""
+    from runner.interactive import Prompter
+
+    if not sys.stdin.isatty():
+        raise PlanError("--interactive asks on a terminal, and stdin is not one; nothing "
+                        "was written", hint="run it in a terminal, or leave out "
+                                            "--interactive to name new links by the pattern")
+    return Prompter(source=sys.stdin, output=sys.stdout)
+
+
+def _namer(prompter: Any) -> Any:
+    if prompter is None:
+        return None
+    from runner.interactive import name_links
+
+    return name_links(prompter)
+
+
+def _show_and_write(args: argparse.Namespace, change: Any, prompter: Any) -> None:
+    """Print the diff; with --interactive, write only once the operator says yes."""
+    from runner.inventory import commit
+
+    sys.stdout.write(change.diff or f"{args.write}: already in sync, nothing to change\n")
+    if prompter is None or not change.diff or args.dry_run:
+        return
+    if prompter.confirm(f"write these changes to {args.write}?"):
+        commit(change)
+        prompter.say(f"{args.write}: written")
+    else:
+        prompter.say(f"{args.write}: nothing written")
+
+
+def _discover_stations(args: argparse.Namespace, prompter: Any) -> int:
     """``--station NAME…``: discover on each station over SSH, reported per station."""
     import asyncio
     import json
@@ -120,13 +159,14 @@ def _discover_stations(args: argparse.Namespace) -> int:
         from runner.inventory import sync_stations
 
         answered = {r.station.name: r.result for r in reports if r.result is not None}
-        change = sync_stations(args.write, answered, prune=args.prune, dry_run=args.dry_run)
         for report in failed:
             sys.stderr.write(f"station {report.station.name}: not reached, its section of "
                              f"{args.write} is left as it is: {report.problem}\n")
         if answered:
-            sys.stdout.write(change.diff or f"{args.write}: already in sync, nothing to "
-                                            f"change\n")
+            change = sync_stations(args.write, answered, prune=args.prune,
+                                   dry_run=args.dry_run or prompter is not None,
+                                   namer=_namer(prompter))
+            _show_and_write(args, change, prompter)
         return EXIT_FLAGGED if failed else EXIT_OK
     if args.json:
         sys.stdout.write(json.dumps(stations_json(reports), indent=2) + "\n")

@@ -18,10 +18,12 @@ by their port path instead: ``stlink-1-4-2``, ``dfu-1-2``.
 from __future__ import annotations
 
 import difflib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,7 +32,8 @@ from runner.errors import PlanError
 from runner.inputs import MANIFEST_LIMIT, read_input
 from runner.yamlsplice import Edit, apply_edits, child, last_index, write_atomically
 
-__all__ = ["GONE", "InventoryChange", "new_links", "sync_inventory", "sync_stations"]
+__all__ = ["GONE", "InventoryChange", "Namer", "NewLink", "NewSupply", "Proposal", "commit",
+           "new_links", "sync_inventory", "sync_stations"]
 
 #: The comment that marks a link whose device was not attached.
 GONE = "# gone: not attached at the last discover"
@@ -48,38 +51,115 @@ class InventoryChange:
     marked: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     written: bool = False
+    #: The file's text before and after the change.
+    before: str = ""
+    after: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewLink:
+    """A link ``--write`` adds for a device no link selects."""
+
+    name: str
+    found: Found
+    #: The entry's options: ``kind`` and what selects the device (serial or port-path).
+    options: Mapping[str, str]
+    #: The station's cabling at the link (the manifest's wiring grammar), if any.
+    wiring: Mapping[str, Any] | None = None
+
+    @property
+    def by_path(self) -> bool:
+        return "port-path" in self.options
+
+    def body(self) -> str:
+        """The entry as a one-line flow mapping."""
+        values: dict[str, Any] = dict(self.options)
+        if self.wiring:
+            values["wiring"] = self.wiring
+        return _flow(values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSupply:
+    """A ``power:`` entry for a hub the wiring of a new link names."""
+
+    name: str
+    hub: str
+    ganged: bool = False
+
+    def body(self) -> str:
+        return _flow({"kind": "usb-hub", "hub": self.hub, **({"ganged": True}
+                                                              if self.ganged else {})})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """The links one ``--write`` would add, and what naming them needs to know."""
+
+    links: tuple[NewLink, ...]
+    #: Names already used under ``transports:`` / ``power:`` of the file.
+    taken: frozenset[str]
+    supply_names: frozenset[str]
+    #: Hub port path → the name of the file's ``usb-hub`` supply for it.
+    supplies: Mapping[str, str]
+    #: The hubs found, by port path.
+    hubs: Mapping[str, Found]
+    station: str | None = None
+
+
+#: Names the links (and any hubs their wiring needs) instead of the pattern.
+Namer = Callable[[Proposal], tuple[list[NewLink], list[NewSupply]]]
+
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_./-]*$")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+#: Always quoted: a serial of digits, or a port path, would otherwise not stay a string.
+_QUOTED = frozenset({"serial", "port-path", "hub"})
+
+
+def _flow(values: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{name}: {_flow_value(name, value)}"
+                           for name, value in values.items()) + "}"
+
+
+def _flow_value(name: str, value: Any) -> str:
+    if isinstance(value, Mapping):
+        return _flow(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    plain = name not in _QUOTED and _PLAIN.match(str(value)) is not None \
+        and str(value).lower() not in _YAML_WORDS
+    return str(value) if isinstance(value, int) or plain else json.dumps(str(value))
 
 
 def _slug(path: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "-", path).strip("-")
 
 
-def new_links(result: Discovery, taken: set[str], *,
-              prefix: str = "") -> list[tuple[str, str]]:
-    """``(name, flow mapping)`` for each probe or DFU board no link selects."""
+def new_links(result: Discovery, taken: set[str], *, prefix: str = "") -> list[NewLink]:
+    """A link for each probe or DFU board no link selects, named by the pattern."""
     flagged = {path for flag in result.flags for path in flag.port_paths}
-    entries: list[tuple[str, str]] = []
+    entries: list[NewLink] = []
     names = set(taken)
     for found in result.devices:
         if found.kind not in ("stlink", "dfu") or found.link is not None:
             continue
-        name, body = _entry(found, by_path=found.kind == "dfu"
-                            or found.port_path in flagged or not found.serial)
+        name, options = _entry(found, by_path=found.kind == "dfu"
+                               or found.port_path in flagged or not found.serial)
         name = prefix + name
         base, number = name, 2
         while name in names:
             name, number = f"{base}-{number}", number + 1
         names.add(name)
-        entries.append((name, body))
+        entries.append(NewLink(name=name, found=found, options=options))
     return entries
 
 
-def _entry(found: Found, *, by_path: bool) -> tuple[str, str]:
+def _entry(found: Found, *, by_path: bool) -> tuple[str, dict[str, str]]:
     if by_path:
         return f"{found.kind}-{_slug(found.port_path)}", \
-            f'{{kind: {found.kind}, port-path: "{found.port_path}"}}'
+            {"kind": found.kind, "port-path": found.port_path}
     return f"{found.kind}-{found.serial[-6:].lower()}", \
-        f'{{kind: {found.kind}, serial: "{found.serial}"}}'
+        {"kind": found.kind, "serial": found.serial}
 
 
 def _line_end(text: str, position: int) -> int:
@@ -89,17 +169,17 @@ def _line_end(text: str, position: int) -> int:
 
 
 def sync_inventory(path: Path, result: Discovery, *, prune: bool = False,
-                   dry_run: bool = False) -> InventoryChange:
+                   dry_run: bool = False, namer: Namer | None = None) -> InventoryChange:
     """Bring ``path``'s ``transports:`` in line with ``result`` (bound against ``path``).
 
     Raises:
         PlanError: the file is not YAML, or its ``transports`` is not a block mapping.
     """
-    return _sync(path, [(None, result)], prune=prune, dry_run=dry_run)
+    return _sync(path, [(None, result)], prune=prune, dry_run=dry_run, namer=namer)
 
 
 def sync_stations(path: Path, results: Mapping[str, Discovery], *, prune: bool = False,
-                  dry_run: bool = False) -> InventoryChange:
+                  dry_run: bool = False, namer: Namer | None = None) -> InventoryChange:
     """Bring each station's section of the inventory ``path`` in line with its ``result``.
 
     A station's section is its ``links:`` list and those links' entries under
@@ -111,18 +191,19 @@ def sync_stations(path: Path, results: Mapping[str, Discovery], *, prune: bool =
         PlanError: ``path`` does not list the station, or one of its links is
             defined in another file (which would leave the edit ambiguous).
     """
-    return _sync(path, list(results.items()), prune=prune, dry_run=dry_run)
+    return _sync(path, list(results.items()), prune=prune, dry_run=dry_run, namer=namer)
 
 
 def _sync(path: Path, parts: list[tuple[str | None, Discovery]], *, prune: bool,
-          dry_run: bool) -> InventoryChange:
+          dry_run: bool, namer: Namer | None) -> InventoryChange:
     text = read_input(path, limit=MANIFEST_LIMIT).decode("utf-8")
     new_text = text
     added: list[str] = []
     marked: list[str] = []
     removed: list[str] = []
     for station, result in parts:
-        new_text, change = _edit(path, new_text, result, prune=prune, station=station)
+        new_text, change = _edit(path, new_text, result, prune=prune, station=station,
+                                 namer=namer)
         added += change.added
         marked += change.marked
         removed += change.removed
@@ -135,7 +216,21 @@ def _sync(path: Path, parts: list[tuple[str | None, Discovery]], *, prune: bool,
     if written:
         write_atomically(path, new_text)
     return InventoryChange(path=path, diff=diff, added=tuple(added), marked=tuple(marked),
-                           removed=tuple(removed), written=written)
+                           removed=tuple(removed), written=written, before=text,
+                           after=new_text)
+
+
+def commit(change: InventoryChange) -> None:
+    """Write ``change`` (made with ``dry_run``) after all, if the file is still as it was.
+
+    Raises:
+        PlanError: the file changed since the change was made.
+    """
+    now = read_input(change.path, limit=MANIFEST_LIMIT).decode("utf-8")
+    if now != change.before:
+        raise PlanError(f"{change.path} changed while the questions were asked; nothing "
+                        f"was written", hint="run discover --write again")
+    write_atomically(change.path, change.after)
 
 
 def _compose(path: Path, text: str) -> yaml.MappingNode | None:
@@ -151,7 +246,7 @@ def _compose(path: Path, text: str) -> yaml.MappingNode | None:
 
 
 def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
-          station: str | None) -> tuple[str, InventoryChange]:
+          station: str | None, namer: Namer | None) -> tuple[str, InventoryChange]:
     root = _compose(path, text)
     section = child(root, "transports") if root is not None else None
     if isinstance(section, yaml.ScalarNode) and section.tag.endswith(":null"):
@@ -192,10 +287,21 @@ def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
             while at > 0 and text[at - 1] == " ":
                 at -= 1
             edits.append(Edit(at, end, ""))
-    additions = new_links(result, taken, prefix="" if station is None else f"{station}-")
+    proposed = new_links(result, taken, prefix="" if station is None else f"{station}-")
+    supplies: list[NewSupply] = []
+    if namer is not None and proposed:
+        power = child(root, "power") if root is not None else None
+        proposed, supplies = namer(Proposal(
+            links=tuple(proposed), taken=frozenset(taken), station=station,
+            supply_names=frozenset(_names(power)), supplies=_hub_supplies(text),
+            hubs={f.port_path: f for f in result.devices if f.kind == "hub"}))
+        if supplies:
+            edits.append(_additions(text, root, "power", power,
+                                    [(s.name, s.body()) for s in supplies], eol, ADDED))
+    additions = [(link.name, link.body()) for link in proposed]
     if additions:
         heading = ADDED if station is None else f"{ADDED} on station {station}"
-        edits.append(_additions(text, root, section, additions, eol, heading))
+        edits.append(_additions(text, root, "transports", section, additions, eol, heading))
     if links is not None:
         edits.extend(links.edits(text, add=[name for name, _ in additions], remove=removed,
                                  eol=eol))
@@ -270,25 +376,52 @@ def _station_links(path: Path, root: yaml.MappingNode | None,
     return listed
 
 
-def _additions(text: str, root: yaml.Node | None, section: yaml.MappingNode | None,
+def _names(section: yaml.Node | None) -> list[str]:
+    if not isinstance(section, yaml.MappingNode):
+        return []
+    return [str(key.value) for key, _ in section.value]
+
+
+def _hub_supplies(text: str) -> dict[str, str]:
+    """Hub port path → name of each ``usb-hub`` entry under the file's ``power:``."""
+    data = yaml.safe_load(text) or {}
+    power = data.get("power") if isinstance(data, Mapping) else None
+    if not isinstance(power, Mapping):
+        return {}
+    return {str(spec["hub"]): str(name) for name, spec in power.items()
+            if isinstance(spec, Mapping) and spec.get("kind") == "usb-hub" and "hub" in spec}
+
+
+def _additions(text: str, root: yaml.Node | None, key: str, section: yaml.Node | None,
                additions: list[tuple[str, str]], eol: str, heading: str) -> Edit:
+    """Entries added at the end of the top-level mapping ``key`` (made if missing)."""
+    if isinstance(section, yaml.ScalarNode) and section.tag.endswith(":null"):
+        section = yaml.MappingNode("tag:yaml.org,2002:map", [], section.start_mark,
+                                   section.end_mark, flow_style=True)
+    if section is not None and not isinstance(section, yaml.MappingNode):
+        raise PlanError(f"{key} is not a mapping (line {section.start_mark.line + 1}); "
+                        f"nothing was written")
+    if section is not None and section.flow_style and section.value:
+        raise PlanError(f"{key} is written in flow style ({{…}}) at line "
+                        f"{section.start_mark.line + 1}; write it as a block mapping for "
+                        f"--write to edit it")
     if section is None or not section.value:
         block = "".join(f"  {name}: {body}{eol}" for name, body in additions)
         if section is not None and root is not None:
-            # ``transports: {}`` or an empty value: replace it by the block.
+            # ``key: {}`` or an empty value: replace it by the block.
             assert isinstance(root, yaml.MappingNode)
-            key = next(k for k, v in root.value if v.start_mark.index == section.start_mark.index
-                       and k.value == "transports")
-            return Edit(key.end_mark.index, _line_end(text, section.end_mark.index),
+            node = next(k for k, v in root.value if v.start_mark.index == section.start_mark.index
+                        and k.value == key)
+            return Edit(node.end_mark.index, _line_end(text, section.end_mark.index),
                         f":{eol}  {heading}{eol}{block.rstrip()}")
         lead = "" if not text or text.endswith("\n") else eol
-        return Edit(len(text), len(text), f"{lead}transports:{eol}  {heading}{eol}{block}")
+        return Edit(len(text), len(text), f"{lead}{key}:{eol}  {heading}{eol}{block}")
     column = section.value[0][0].start_mark.column
     indent = " " * column
     position = last_index(section)
     newline = text.find("\n", position)
     lines = f"{indent}{heading}{eol}" + "".join(f"{indent}{name}: {body}{eol}"
-                                              for name, body in additions)
+                                                for name, body in additions)
     if newline < 0:
         return Edit(len(text), len(text), f"{eol}{lines}")
     return Edit(newline + 1, newline + 1, lines)

@@ -11,10 +11,11 @@ same line goes to every :class:`RecordOutput` (the JSONL file, ``--json`` on
 stdout) and the same record to every listening sink (the console): one stream,
 one ``seq`` and ``ts`` everywhere.
 
-Rendering uses a structlog logger built for this log alone
-(``structlog.wrap_logger`` with its own processors): flashrunner never touches
-structlog's global configuration, so an application that uses flashrunner as
-a library keeps its own logging.
+Rendering is structlog's JSON renderer, called as a processor on the record
+already in audit order (envelope first, ``prev`` last): no bound logger and no
+processor chain per record, and flashrunner never touches structlog's global
+configuration, so an application that uses flashrunner as a library keeps its
+own logging.
 
 A station's records join the host's log through :meth:`AuditLog.append_foreign`:
 they get the host's ``seq``, ``ts`` and ``prev`` and keep their own in ``origin``.
@@ -29,7 +30,8 @@ import os
 import secrets
 import sys
 import threading
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
@@ -56,8 +58,6 @@ __all__ = [
     "log_path",
     "new_run_id",
 ]
-
-_LEADING_KEYS = ("ts", "seq", "run_id", "event")
 
 
 class RecordOutput(Protocol):
@@ -179,22 +179,26 @@ def _silence(stream: TextIO) -> None:
         pass   # not a file descriptor (a test's StringIO): nothing more is written to it
 
 
-class _LineCatcher:
-    """The logger at the end of the structlog chain: keeps the rendered line."""
-
-    def __init__(self) -> None:
-        self.line = ""
-
-    def msg(self, message: str) -> None:
-        self.line = message
-
-    info = msg
-
-
 def iso_timestamp(moment: datetime | None = None) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``: ``2026-11-22T02:37:28.123Z``."""
-    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    if moment is None:
+        return _now_timestamp()
+    moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+#: The current second and its formatted ``YYYY-MM-DDTHH:MM:SS.`` (records come many a second).
+_second: tuple[int, str] = (-1, "")
+
+
+def _now_timestamp() -> str:
+    global _second
+    now = time.time()
+    second = int(now)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{cached[1]}{int((now - second) * 1000):03d}Z"
 
 
 #: Values JSON takes as they are (exact types: an enum deriving from str is converted).
@@ -218,25 +222,8 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _audit_order(logger: Any, method: str, event_dict: MutableMapping[str, Any]) \
-        -> MutableMapping[str, Any]:
-    """The envelope first (``ts``, ``seq``, ``run_id``, ``event``), ``prev`` last."""
-    ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
-    prev = event_dict.pop("prev", None)
-    ordered.update(event_dict)
-    if prev is not None:
-        ordered["prev"] = prev
-    return ordered
-
-
-def _renderer(catcher: _LineCatcher) -> Any:
-    """A structlog logger of our own: no global configuration is read or changed."""
-    return structlog.wrap_logger(
-        catcher,
-        processors=[_audit_order,
-                    structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)],
-        wrapper_class=structlog.BoundLogger, context_class=dict,
-        cache_logger_on_first_use=False)
+#: Renders a record (a dict in audit order) as its JSON line.
+_RENDER = structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)
 
 
 class AuditLog:
@@ -259,8 +246,6 @@ class AuditLog:
         self.outputs = tuple(outputs)
         self.listeners = tuple(listeners)
         self.strict = strict_events() if strict is None else strict
-        self._catcher = _LineCatcher()
-        self._logger = _renderer(self._catcher)
         self._seq = 0
         self._ts = ""
         self._head = genesis(run_id)
@@ -298,10 +283,9 @@ class AuditLog:
             record: dict[str, Any] = {"ts": self._ts, "seq": self._seq, "run_id": self.run_id,
                                       "event": event}
             record.update((key, _json_ready(value)) for key, value in fields.items())
+            record.pop("prev", None)
             record["prev"] = self._head
-            body = {k: v for k, v in record.items() if k != "event"}
-            self._logger.info(event, **body)
-            line = self._catcher.line
+            line = str(_RENDER(None, "info", record))
             try:
                 for output in self.outputs:
                     output.write_record(line)
@@ -313,8 +297,10 @@ class AuditLog:
                     self.on_failure(error)
                 return
             self._head = line_hash(line)
-            for listener in self.listeners:
-                listener.emit(event, **body)
+            if self.listeners:
+                del record["event"]
+                for listener in self.listeners:
+                    listener.emit(event, **record)
 
     def append_foreign(self, record: Mapping[str, Any] | str, *, station: str) -> None:
         """Merge a record of ``station``'s own log into this one.

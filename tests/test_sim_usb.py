@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 
 import pytest
@@ -112,3 +113,15 @@ def test_permission_denied_is_eacces() -> None:
     with pytest.raises(usb.core.USBError) as info:
         dev.write(0x02, b"x")
     assert info.value.errno == errno.EACCES
+
+
+def test_a_device_that_changes_what_it_describes_is_enumerated_as_it_is_now(
+        backend: SimUsbBackend) -> None:
+    echo = backend.devices[0]
+    assert usb.core.find(backend=backend, port_numbers=(1, 2)).serial_number == "SER-A"
+    # A re-enumeration with another identity (as a probe whose firmware was updated).
+    echo.info = dataclasses.replace(echo.info, serial="SER-A2", product="Echo II",
+                                    product_id=0x374B)
+    found = usb.core.find(backend=backend, port_numbers=(1, 2))
+    assert (found.serial_number, found.product, found.idProduct) == ("SER-A2", "Echo II",
+                                                                     0x374B)

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.manifest.checks import device_link, entries, steps, write_images
+from runner.manifest.checks import (
+    LINK_KEYS,
+    device_link,
+    device_wiring,
+    entries,
+    steps,
+    write_images,
+)
 from runner.manifest.sources import Sources
 from runner.manifest.targets import image_spec
 from runner.manifest.yamlmarks import Marks
@@ -82,7 +89,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
 
     links = {
         name: LinkSpec(name=name, kind=link["kind"],
-                       options=_frozen({k: v for k, v in link.items() if k != "kind"}),
+                       options=_frozen({k: v for k, v in link.items() if k not in LINK_KEYS}),
                        location=at(("transports", name)))
         for name, link in entries(data, "transports").items()
     }
@@ -102,6 +109,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         for name, policy in entries(data, "recovery").items()
     }
     devices = {}
+    transports = entries(data, "transports")
     for name, device in entries(data, "devices").items():
         link, options, _ = device_link(device)
         assert link is not None
@@ -110,8 +118,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
             link=DeviceLink(link=link, options=_frozen(options)),
             recipe=device["recipe"], recovery=device.get("recovery"),
             after=tuple(device.get("after", ())), station=device.get("station"),
-            wiring=_wiring(device.get("wiring"), at(("devices", name, "wiring"))
-                           if "wiring" in device else at(("devices", name))),
+            wiring=_device_wiring(name, device, transports, at),
             location=at(("devices", name)))
     execution = data.get("execution", {})
     top = sources.files[0]
@@ -162,6 +169,13 @@ def _gpio_line(value: Any, *, active_low: bool) -> GpioLine | None:
         return None
     return GpioLine(chip=value["chip"], line=value["line"],
                     active_low=bool(value.get("active-low", active_low)))
+
+
+def _device_wiring(name: str, device: dict[str, Any],
+                   transports: dict[str, dict[str, Any]], at: Any) -> Wiring:
+    """The device's own wiring, else its link's (the station's cabling at that link)."""
+    value, path = device_wiring(name, device, transports)
+    return _wiring(value, at(path) if value is not None else at(("devices", name)))
 
 
 def _wiring(value: Mapping[str, Any] | None, location: Location) -> Wiring:

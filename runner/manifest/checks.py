@@ -16,8 +16,8 @@ from runner.errors import ManifestIssue
 from runner.manifest.structure import did_you_mean
 from runner.manifest.yamlmarks import Marks, Path, format_path
 
-__all__ = ["STEP_KINDS", "Checker", "device_link", "entries", "steps", "write_images",
-           "write_images_path"]
+__all__ = ["LINK_KEYS", "STEP_KINDS", "Checker", "device_link", "device_wiring", "entries",
+           "steps", "write_images", "write_images_path"]
 
 STEP_KINDS = ("erase", "write", "verify", "option-bytes", "reset", "unit-data", "read")
 
@@ -40,6 +40,26 @@ def steps(recipe: Any) -> Iterator[tuple[int, str, Any, dict[str, Any]]]:
         kinds = [k for k in STEP_KINDS if k in step]
         if len(kinds) == 1:
             yield index, kinds[0], step[kinds[0]], step
+
+
+#: The keys of a ``transports:`` entry that are not options of its transport.
+LINK_KEYS = frozenset({"kind", "wiring"})
+
+
+def device_wiring(name: str, device: dict[str, Any],
+                  links: dict[str, dict[str, Any]]) -> tuple[Any, Path]:
+    """Device ``name``'s ``wiring`` (its own, else its link's) and where it is written.
+
+    The path is ``devices.<name>.wiring`` or ``transports.<link>.wiring``;
+    ``(None, ("devices", name, "wiring"))`` for no wiring at all.
+    """
+    if "wiring" in device:
+        return device["wiring"], ("devices", name, "wiring")
+    link, _, _ = device_link(device)
+    spec = links.get(link) if isinstance(link, str) else None
+    if isinstance(link, str) and isinstance(spec, dict) and "wiring" in spec:
+        return spec["wiring"], ("transports", link, "wiring")
+    return None, ("devices", name, "wiring")
 
 
 def device_link(device: dict[str, Any]) -> tuple[str | None, dict[str, Any], Path]:

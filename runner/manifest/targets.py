@@ -30,7 +30,14 @@ from typing import Any
 from runner.capabilities import device_capabilities, instead, missing
 from runner.errors import EnvironmentProblem, ImageError, PlanError, UnitDataError
 from runner.images import FORMATS, LoadedImage, load_image
-from runner.manifest.checks import Checker, device_link, entries, steps, write_images
+from runner.manifest.checks import (
+    LINK_KEYS,
+    Checker,
+    device_link,
+    entries,
+    steps,
+    write_images,
+)
 from runner.manifest.paths import PathPolicy
 from runner.manifest.simulated import check_simulated_devices
 from runner.manifest.structure import phrase, strict_validator
@@ -335,7 +342,8 @@ def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any
 
 
 def _link_options(checker: Checker, link: str) -> dict[str, Any]:
-    return {k: v for k, v in entries(checker.data, "transports")[link].items() if k != "kind"}
+    return {k: v for k, v in entries(checker.data, "transports")[link].items()
+            if k not in LINK_KEYS}
 
 
 def _capabilities(checker: Checker, device: str, link: str, recipe_name: Any, recipe: Any,

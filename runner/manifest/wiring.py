@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.manifest.checks import Checker, device_link, entries, steps
+from runner.manifest.checks import Checker, device_link, device_wiring, entries, steps
+from runner.manifest.yamlmarks import Path as DataPath
 from transports.power.command import check_template
 
 __all__ = ["check_wiring"]
@@ -39,22 +40,21 @@ def check_wiring(checker: Checker) -> None:
     transports = entries(checker.data, "transports")
     policies = entries(checker.data, "recovery")
     for name, device in entries(checker.data, "devices").items():
-        wiring = device.get("wiring")
+        wiring, at = device_wiring(name, device, transports)
         wiring = wiring if isinstance(wiring, dict) else {}
         link, options, _ = device_link(device)
         link_spec = transports.get(link, {}) if isinstance(link, str) else {}
         for key in ("power", "probe-power"):
-            _power(checker, name, key, wiring.get(key), {**link_spec, **options})
+            _power(checker, name, (*at, key), wiring.get(key), {**link_spec, **options})
         nrst, boot0 = wiring.get("nrst"), wiring.get("boot0")
         if isinstance(nrst, dict) and isinstance(boot0, dict) and \
                 (nrst.get("chip"), nrst.get("line")) == (boot0.get("chip"), boot0.get("line")):
-            checker.at(("devices", name, "wiring", "boot0"),
-                       "BOOT0 and NRST are on the same GPIO line")
+            checker.at((*at, "boot0"), "BOOT0 and NRST are on the same GPIO line")
         _ladders(checker, name, device, wiring, policies)
 
 
-def _power(checker: Checker, device: str, key: str, ref: Any, link: dict[str, Any]) -> None:
-    at = ("devices", device, "wiring", key)
+def _power(checker: Checker, device: str, at: DataPath, ref: Any, link: dict[str, Any]) -> None:
+    key = str(at[-1])
     if ref == "auto":
         if not link.get("port-path"):
             checker.at(at, f"{key}: auto takes the hub port from the link's port-path, and "

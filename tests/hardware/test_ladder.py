@@ -199,3 +199,30 @@ simulation:
     power = [(r["switch"], r["target"], r["hub"], r["port"]) for r in records
              if r["event"] == "hardware.power"]
     assert power == [("off", "probe", "1-2", 3), ("on", "probe", "1-2", 3)]
+
+
+def test_wiring_on_the_link_serves_the_device_on_it(line: Path, tmp_path: Path) -> None:
+    """The station's cabling written on its link (as discover --interactive writes it)."""
+    station = line.parent / "recovery" / "station.yaml"
+    text = station.read_text()
+    own = ("    transport: {use: dfu, port-path: \"1-1.3\"}\n    recipe: flash\n"
+           "    wiring:\n      power: auto\n      nrst: {chip: pinctrl-rp1, line: GPIO22}\n"
+           "      boot0: {chip: pinctrl-rp1, line: GPIO23}\n")
+    assert own in text
+    text = text.replace(own, "    transport: tray-3\n    recipe: flash\n").replace(
+        "  dfu: {kind: dfu}\n",
+        "  dfu: {kind: dfu}\n  tray-3: {kind: dfu, port-path: \"1-1.3\", wiring: {power: auto, "
+        "nrst: {chip: pinctrl-rp1, line: GPIO22}, boot0: {chip: pinctrl-rp1, line: GPIO23}}}\n")
+    station.write_text(text)
+    log = tmp_path / "run.jsonl"
+    plan = _plan(line, log)
+    assert next(d for d in plan.devices if d.device == "tray-3").options["port-path"] == "1-1.3"
+    with simulation_world(plan) as world:
+        assert execute(plan, world=world).exit_code == 0
+    records = _records(log)
+    assert ("tray-3", "nrst-pulse", "ok") in [
+        (r["device"], r["recovery"], r["outcome"]) for r in records
+        if r["event"] == "step.recovery"]
+    assert ("nrst", True, "pinctrl-rp1:GPIO22") in [
+        (r["line_role"], r["active"], r["line"]) for r in records
+        if r["event"] == "hardware.gpio" and r["device"] == "tray-3"]

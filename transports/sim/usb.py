@@ -187,6 +187,11 @@ class SimUsbDevice:
         self.configuration_value = 0
         self.alternates: dict[int, int] = {}
         self.claimed: set[int] = set()
+        #: What the descriptors were built from (``info``, ``configurations``) and
+        #: the string table and device descriptor built from it: a device is
+        #: enumerated by every host that looks for one, so they are built once.
+        self._described: tuple[object, object, tuple[str | bytes, ...], _Descriptor] | None \
+            = None
 
     # -- handlers ------------------------------------------------------------------
 
@@ -224,10 +229,41 @@ class SimUsbDevice:
                     table.append(interface.name)
         return table
 
+    def string_table(self) -> tuple[str | bytes, ...]:
+        """:meth:`strings` as of the current ``info`` and ``configurations``."""
+        return self._description()[2]
+
     def string_index(self, value: str | bytes | None) -> int:
         if value is None:
             return 0
-        return self.strings().index(value)
+        return self.string_table().index(value)
+
+    def device_descriptor(self) -> _Descriptor:
+        """The device descriptor as libusb caches it at enumeration."""
+        return self._description()[3]
+
+    def _description(self) -> tuple[object, object, tuple[str | bytes, ...], _Descriptor]:
+        described = self._described
+        if described is None or described[0] is not self.info \
+                or described[1] is not self.configurations:
+            info, configurations = self.info, self.configurations
+            table = tuple(self.strings())
+
+            def index(value: str | bytes | None) -> int:
+                return 0 if value is None else table.index(value)
+
+            descriptor = _Descriptor(
+                bLength=18, bDescriptorType=_DESC_DEVICE, bcdUSB=info.bcd_usb,
+                bDeviceClass=info.device_class, bDeviceSubClass=info.subclass,
+                bDeviceProtocol=info.protocol, bMaxPacketSize0=info.max_packet_size0,
+                idVendor=info.vendor_id, idProduct=info.product_id, bcdDevice=info.bcd_device,
+                iManufacturer=index(info.manufacturer), iProduct=index(info.product),
+                iSerialNumber=index(info.serial), bNumConfigurations=len(configurations),
+                address=info.address, bus=info.bus,
+                port_number=info.port_numbers[-1] if info.port_numbers else None,
+                port_numbers=info.port_numbers, speed=info.speed)
+            described = self._described = (info, configurations, table, descriptor)
+        return described
 
     def configuration_blob(self, index: int) -> bytes:
         """The full configuration descriptor as the device sends it on the wire."""
@@ -340,17 +376,7 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
             return [d for d in self.devices if d.plugged]
 
     def get_device_descriptor(self, dev: SimUsbDevice) -> _Descriptor:
-        info = dev.info
-        return _Descriptor(
-            bLength=18, bDescriptorType=_DESC_DEVICE, bcdUSB=info.bcd_usb,
-            bDeviceClass=info.device_class, bDeviceSubClass=info.subclass,
-            bDeviceProtocol=info.protocol, bMaxPacketSize0=info.max_packet_size0,
-            idVendor=info.vendor_id, idProduct=info.product_id, bcdDevice=info.bcd_device,
-            iManufacturer=dev.string_index(info.manufacturer),
-            iProduct=dev.string_index(info.product), iSerialNumber=dev.string_index(info.serial),
-            bNumConfigurations=len(dev.configurations), address=info.address, bus=info.bus,
-            port_number=info.port_numbers[-1] if info.port_numbers else None,
-            port_numbers=info.port_numbers, speed=info.speed)
+        return dev.device_descriptor()
 
     def get_configuration_descriptor(self, dev: SimUsbDevice, config: int) -> _Descriptor:
         if config >= len(dev.configurations):
@@ -570,7 +596,7 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
     def _string_descriptor(device: SimUsbDevice, index: int) -> bytes:
         if index == 0:
             return struct.pack("<BBH", 4, _DESC_STRING, _LANGID_EN_US)
-        table = device.strings()
+        table = device.string_table()
         if index >= len(table):
             raise UsbStall
         value = table[index]
