@@ -248,16 +248,7 @@ def _compose(path: Path, text: str) -> yaml.MappingNode | None:
 def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
           station: str | None, namer: Namer | None) -> tuple[str, InventoryChange]:
     root = _compose(path, text)
-    section = child(root, "transports") if root is not None else None
-    if isinstance(section, yaml.ScalarNode) and section.tag.endswith(":null"):
-        section = yaml.MappingNode("tag:yaml.org,2002:map", [], section.start_mark,
-                                   section.end_mark, flow_style=True)
-    if section is not None and not isinstance(section, yaml.MappingNode):
-        raise PlanError(f"{path}:{section.start_mark.line + 1}: transports is not a mapping; "
-                        f"nothing was written")
-    if section is not None and section.flow_style and section.value:
-        raise PlanError(f"{path}:{section.start_mark.line + 1}: transports is written in flow "
-                        f"style ({{…}}); write it as a block mapping for --write to edit it")
+    section = _section(path, root, "transports")
     links = _station_links(path, root, section, station) if station is not None else None
     eol = "\r\n" if "\r\n" in text else "\n"
     edits: list[Edit] = []
@@ -296,7 +287,7 @@ def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
             supply_names=frozenset(_names(power)), supplies=_hub_supplies(text),
             hubs={f.port_path: f for f in result.devices if f.kind == "hub"}))
         if supplies:
-            edits.append(_additions(text, root, "power", power,
+            edits.append(_additions(text, root, "power", _section(path, root, "power"),
                                     [(s.name, s.body()) for s in supplies], eol, ADDED))
     additions = [(link.name, link.body()) for link in proposed]
     if additions:
@@ -392,19 +383,28 @@ def _hub_supplies(text: str) -> dict[str, str]:
             if isinstance(spec, Mapping) and spec.get("kind") == "usb-hub" and "hub" in spec}
 
 
-def _additions(text: str, root: yaml.Node | None, key: str, section: yaml.Node | None,
-               additions: list[tuple[str, str]], eol: str, heading: str) -> Edit:
-    """Entries added at the end of the top-level mapping ``key`` (made if missing)."""
+def _section(path: Path, root: yaml.MappingNode | None, key: str) -> yaml.MappingNode | None:
+    """The top-level mapping ``key`` as --write can edit it (empty for ``key:``).
+
+    Raises:
+        PlanError: it is not a mapping, or a non-empty flow mapping.
+    """
+    section = child(root, key) if root is not None else None
     if isinstance(section, yaml.ScalarNode) and section.tag.endswith(":null"):
         section = yaml.MappingNode("tag:yaml.org,2002:map", [], section.start_mark,
                                    section.end_mark, flow_style=True)
     if section is not None and not isinstance(section, yaml.MappingNode):
-        raise PlanError(f"{key} is not a mapping (line {section.start_mark.line + 1}); "
+        raise PlanError(f"{path}:{section.start_mark.line + 1}: {key} is not a mapping; "
                         f"nothing was written")
     if section is not None and section.flow_style and section.value:
-        raise PlanError(f"{key} is written in flow style ({{…}}) at line "
-                        f"{section.start_mark.line + 1}; write it as a block mapping for "
-                        f"--write to edit it")
+        raise PlanError(f"{path}:{section.start_mark.line + 1}: {key} is written in flow "
+                        f"style ({{…}}); write it as a block mapping for --write to edit it")
+    return section
+
+
+def _additions(text: str, root: yaml.Node | None, key: str, section: yaml.MappingNode | None,
+               additions: list[tuple[str, str]], eol: str, heading: str) -> Edit:
+    """Entries added at the end of the top-level mapping ``key`` (made if missing)."""
     if section is None or not section.value:
         block = "".join(f"  {name}: {body}{eol}" for name, body in additions)
         if section is not None and root is not None:

@@ -235,9 +235,7 @@ def render_station_tables(reports: Sequence[StationReport]) -> str:
         name = report.station.name
         result = report.result
         if result is None:
-            hint = report.error.get("hint")
-            parts.append(f"== station {name} ({_where(report)}): FAILED {report.problem}\n"
-                         + (f"   hint: {hint}\n" if hint else ""))
+            parts.append(f"== station {name} ({_where(report)}): FAILED {report.problem}\n")
             continue
         parts.append(f"== station {name} ({_where(report)})\n" + render_table(result))
     return "\n".join(parts)

@@ -23,6 +23,7 @@ from runner.interactive import Prompter, name_links
 from runner.inventory import sync_inventory
 from runner.launch import usb_bench
 from runner.manifest import load_manifest
+from runner.stations.localsshd import SSHD, start_station
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -209,3 +210,70 @@ def test_the_answers_are_read_by_the_prompt_itself(inventory: Path) -> None:
     assert text.count("! hub 1-4 does not switch port power") == 1
     assert "new stlink at 1-4.3" in text
     assert inventory.read_text() == (DATA / "station.yaml").read_text()
+
+
+STATION = """\
+stations:
+  pi1:
+    host: 127.0.0.1
+    port: {port}
+    user: {user}
+    identity-file: {keys}/id_ed25519
+    known-hosts: {keys}/known_hosts
+    connect-timeout: 5
+    links: [pi1-probe-a, pi1-any]
+transports:
+  pi1-probe-a: {{kind: stlink, serial: "066DFF485550755187121723"}}
+  pi1-any: {{kind: stlink}}
+"""
+
+STATION_PRODUCT = """\
+manifest: 1
+name: one-station
+include: [stations.yaml]
+simulate: true
+simulation:
+  time-scale: 0
+  hubs:
+    "1-4": {ports: 4}
+  devices:
+    a: {quirks: {port-path: "1-4.1"}}
+    b: {quirks: {serial: "483F6E066772574857351967", port-path: "1-4.2"}}
+recipes:
+  check:
+    - erase: {scope: mass}
+devices:
+  a: {chip: stm32f411re, station: pi1, transport: pi1-probe-a, recipe: check}
+  b: {chip: stm32f411re, station: pi1, transport: pi1-any, recipe: check}
+"""
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="openssh-server is not installed")
+def test_interactive_on_a_station_names_its_link_into_its_section(tmp_path: Path) -> None:
+    import getpass
+
+    station = start_station(tmp_path / "keys", "pi1")
+    try:
+        (tmp_path / "stations.yaml").write_text(STATION.format(
+            port=station.port, user=getpass.getuser(), keys=tmp_path / "keys"))
+        (tmp_path / "product.yaml").write_text(STATION_PRODUCT)
+        inventory = tmp_path / "stations.yaml"
+        term = Terminal("discover", "--station", "pi1", "--simulate",
+                        str(tmp_path / "product.yaml"), "--write", str(inventory),
+                        "--interactive", "--no-firmware")
+        assert "station pi1: new stlink at 1-4.2" in \
+            term.answer("link name [pi1-stlink-351967]: ", "pi1-bench-left")
+        term.answer("hub port that powers it (probe-power), or none [1-4.2]: ", "")
+        term.answer("NRST line", "pinctrl-rp1:GPIO27")
+        term.answer("BOOT0 line", "")
+        term.answer("write these changes to", "y")
+        assert term.finish() == 0, term.screen
+    finally:
+        station.stop()
+    after = inventory.read_text()
+    assert "    links: [pi1-probe-a, pi1-any, pi1-bench-left]\n" in after
+    assert '  pi1-bench-left: {kind: stlink, serial: "483F6E066772574857351967", wiring: ' \
+           '{probe-power: {use: hub-1-4, port: 2}, nrst: {chip: pinctrl-rp1, line: GPIO27}}}' \
+           in after
+    assert 'power:\n  # found by flashrunner discover\n  hub-1-4: {kind: usb-hub, hub: "1-4"}\n' \
+        in after

@@ -194,3 +194,17 @@ def test_the_loader_mode_sums_with_the_loaders_own_crc(session_on: Open) -> None
     session = session_on("stm32f411re", options={"write-mode": "loader"})
     assert session.identify().details["checksum"] == "on-target CRC (RAM loader)"
     assert session.driver is not None and session.crc is session.driver.loader
+
+
+def test_a_hot_plug_connect_leaves_the_running_programs_sram_alone(
+        session_on: Open, world: SimulationWorld, reported: Fallbacks) -> None:
+    chip = chip_database().part("stm32f411re")
+    assert Capability.CHECKSUM not in StLinkTransport.planned_capabilities(
+        {"connect": "hot-plug"}, chip)
+    session = session_on(chip, options={"connect": "hot-plug"})
+    assert session.crc is None and "hot-plug" in session.identify().details["checksum_note"]
+    marker = os.urandom(2048)
+    world.chips["board"].write_ram(chip.ram[0], marker)
+    assert session.checksum(0x08000000, 64).value == stm32_crc32(b"\xff" * 64)
+    assert world.chips["board"].read_memory(chip.ram[0], 2048) == marker
+    assert reported == []

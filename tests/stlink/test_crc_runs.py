@@ -75,3 +75,20 @@ def test_a_fallback_is_a_warning_line_on_the_console() -> None:
                  message="board: the on-target CRC is not used, read-back instead: it faulted")
     assert "warning: board: the on-target CRC is not used, read-back instead: it faulted" \
         in out.getvalue()
+
+
+def test_pyocd_1983_shape_on_the_register_path_rewrites_the_whole_sector(
+        tmp_path: Path) -> None:
+    """A change in the last 4 KiB of a 16 KiB F411 sector: the sector is rewritten whole."""
+    world = SimulationWorld()
+    first = bytearray(os.urandom(48 * 1024))
+    assert run(tmp_path, world, bytes(first), options="serial: A")[0] == 0
+    second = bytearray(first)
+    second[0x4000 + 0x3000 + 17] ^= 0xFF
+    status, sink = run(tmp_path, world, bytes(second), options="serial: A")
+    assert status == 0
+    write = finished(sink, "write")
+    assert write["compare_method"] == "checksum"
+    assert write["rewritten"] == [["0x08004000", "0x08008000"]]
+    assert write["units_skipped"] == 2 and write["bytes_written"] == 0x4000
+    assert world.chips["board"].flash[:len(second)] == second

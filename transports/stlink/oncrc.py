@@ -8,9 +8,10 @@ target (a few bytes on the wire instead of the unit's bytes):
 * ``write-mode: fast``, ``safe`` (the register path, and ``auto`` where it takes
   it): the read-only CRC routine (:mod:`transports.stlink.loaders.crc`).
 
-Read-back instead when the link says ``on-target-crc: false`` or the part's
-SRAM cannot hold the routine (a note in the device's identity; the plan
-already says read-back), and, with a warning, whenever the CRC fails at run
+Read-back instead when the link says ``on-target-crc: false``, connects with
+``connect: hot-plug`` on the register path (the running program's SRAM and
+registers are left alone), or the part's SRAM cannot hold the routine (a note in the device's
+identity; the plan already says read-back), and, with a warning, whenever the CRC fails at run
 time (its self-check at connect, a timeout, a fault, a result that cannot be
 right).
 """
@@ -41,6 +42,8 @@ def crc_unavailable(options: Mapping[str, Any], chip: Chip) -> str | None:
         return "on-target-crc: false"
     if options.get("write-mode") == "loader":
         return None if loader_possible(chip) else "the RAM flash loader cannot be used"
+    if options.get("connect") == "hot-plug":
+        return "connect: hot-plug leaves the running program's SRAM alone"
     if not crc_routine_fits(chip):
         return (f"{chip.part}'s {chip.ram[1] - chip.ram[0]} bytes of SRAM cannot hold the "
                 f"on-target CRC routine")

@@ -38,6 +38,8 @@ from transports.errors import (
 )
 from transports.stlink.flash import FlashDriver, driver_for
 from transports.stlink.loaders import CrcRoutine, LoaderError, RamLoader
+from transports.stlink.loaders.crc import CRC_CYCLES_PER_WORD
+from transports.stlink.loaders.ram import RESET_CLOCK_HZ
 from transports.stlink.oncrc import OnTargetCrc, crc_planned, crc_unavailable
 from transports.stlink.protocol import MemoryFault, StLink
 from transports.stlink.target import CLONE_SIGNS, Target, TargetInfo
@@ -147,8 +149,12 @@ class StLinkTransport:
             swd_per_kib = 512 * 46 / (khz * 1000)
             write = 1024 / (usb_per_kib + max(swd_per_kib, program_per_kib))
         read = 1024 / (transfer_s + 1024 * wire_s_per_byte + 256 * 46 / (khz * 1000))
+        # The on-target CRC: its loop at the part's reset clock (the transfers per unit are
+        # few); None when the session reads back.
+        checksum = RESET_CLOCK_HZ.get(chip.controller, 2.0e6) / CRC_CYCLES_PER_WORD * 4 \
+            if crc_planned(options, chip) else None
         return SpeedModel(connect_s=0.3, write_bytes_per_s=write, read_bytes_per_s=read,
-                          erase_overhead_s=0.002)
+                          checksum_bytes_per_s=checksum, erase_overhead_s=0.002)
 
     @classmethod
     def planned_capabilities(cls, options: Mapping[str, Any],
