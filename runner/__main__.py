@@ -16,8 +16,8 @@ def _interrupted(signum: int, frame: object) -> None:
 
 signal.signal(signal.SIGTERM, _interrupted)
 try:
-    from runner.cli import main
+    from runner.cli import entry
 except KeyboardInterrupt:
     sys.exit(130)
 
-sys.exit(main())
+entry()

@@ -20,11 +20,10 @@ from transports.endpoints import HostControl
 from transports.errors import HardwareControlError, LinkLost
 from transports.gpio import GpioBackend, LineSpec, TargetPins
 from transports.power import PortPower
-from transports.power.command import CommandPower
 from transports.power.sysfs import Sysfs
-from transports.power.usbhub import UsbHubPort
-from transports.usb import find_devices
-from transports.usb import port_path as usb_port_path
+
+# Hubs, power commands and pyusb are imported by the runs that switch power: a run
+# without wiring does not pay for them before its first byte (docs/architecture.md).
 
 __all__ = ["DeviceHardware", "HardwareControl", "resolve_wiring"]
 
@@ -83,6 +82,9 @@ class HardwareControl:
 
     def port(self, ref: PowerRef) -> PortPower:
         """The switch behind ``ref`` (``@<hub>`` is a hub found from a port path)."""
+        from transports.power.command import CommandPower
+        from transports.power.usbhub import UsbHubPort
+
         name = ref.supply or ""
         if name.startswith("@"):
             return UsbHubPort(name[1:], int(ref.port), usb_backend=self.usb_backend,
@@ -102,6 +104,9 @@ class HardwareControl:
 
     def wait_enumerated(self, port_path: str, timeout_s: float) -> None:
         """Wait until a USB device shows up at ``port_path`` again (else link-lost)."""
+        from transports.usb import find_devices
+        from transports.usb import port_path as usb_port_path
+
         deadline = self.monotonic() + timeout_s
         while True:
             if any(usb_port_path(device) == port_path

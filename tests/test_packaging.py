@@ -27,6 +27,13 @@ def test_the_licence_file_matches_the_metadata() -> None:
     assert "http://www.apache.org/licenses/LICENSE-2.0" in text
 
 
+def test_the_version_the_runs_record_is_the_packages() -> None:
+    # Runs record runner.__version__ (no metadata lookup at start): it must be the release's.
+    from runner import __version__
+
+    assert PYPROJECT["project"]["version"] == __version__
+
+
 def test_every_example_file_is_package_data() -> None:
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["runner"]
     shipped = [path for path in (ROOT / "manifests").rglob("*")

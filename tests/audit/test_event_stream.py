@@ -17,7 +17,7 @@ from audit_runs import ROOT, demo_copy, records, run_demo
 
 from runner.audit.schema import render_schema
 from runner.events import EVENT_TYPES, CapturingSink, EventContractError, FanOutSink
-from runner.logging import AuditLog, JsonlFileSink
+from runner.logging import AuditLog, JsonlFileSink, render_record
 from runner.plan import Outcome, RunResult
 from schemas import load_schema
 
@@ -166,3 +166,43 @@ def test_a_run_leaves_the_host_applications_structlog_configuration_alone(
         assert run.exit_code == 0
     finally:
         structlog.reset_defaults()
+
+
+def _structlog_line(record: dict[str, Any]) -> str:
+    """The line structlog's JSON renderer made of a record in audit order."""
+    return str(structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)(
+        None, "info", record))
+
+
+@pytest.mark.parametrize("record", [
+    {"ts": "2026-12-03T12:00:00.000Z", "seq": 1, "run_id": "r", "event": "run.started",
+     "manifest": "line", "images": {"app": "ab" * 32}, "devices": 2, "simulate": False,
+     "estimate_s": 1.25, "prev": "00" * 32},
+    {"ts": "t", "seq": 7, "run_id": "r", "event": "step.finished", "device": "dut-ü",
+     "message": "Grüße — ✓ \"quoted\" \n\t", "units": [1, 2, 3], "error": None,
+     "nested": {"b": [True, {"c": 1.5e-7}], "a": []}, "prev": "ff" * 32},
+    {"ts": "t", "seq": 2, "run_id": "r", "event": "plan.warning", "value": complex(1, 2),
+     "big": 2**70, "inf": float("inf"), "prev": "aa"},
+])
+def test_audit_lines_are_byte_for_byte_the_structlog_renderers(record: dict[str, Any]) \
+        -> None:
+    # The log's lines were first rendered by structlog; hashes chain over these bytes,
+    # so the direct renderer must produce the very same ones.
+    assert render_record(record) == _structlog_line(dict(record))
+
+
+def test_a_record_with_envelope_named_fields_keeps_the_audit_order(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    class Lines:
+        def write_record(self, line: str) -> None:
+            lines.append(line)
+
+        def close(self) -> None:
+            pass
+
+    log = AuditLog("run-1", [Lines()], strict=False)
+    log.emit("plan.warning", message="m", prev="forged", seq=99)
+    keys = list(json.loads(lines[0]))
+    assert keys[:4] == ["ts", "seq", "run_id", "event"] and keys[-1] == "prev"
+    assert json.loads(lines[0])["prev"] != "forged"

@@ -37,6 +37,17 @@ def test_version_names_the_tool(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("flashrunner 0.")
 
 
+def test_the_process_leaves_with_all_its_output_and_its_exit_code(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The process skips the interpreter's teardown (runner.cli.entry): nothing may be lost.
+    assert main(["chips"]) == 0
+    listed = capsys.readouterr().out
+    result = run_cli("chips")
+    assert result.returncode == 0 and result.stdout == listed and len(listed) > 8000
+    invalid = run_cli("validate", "tests/cli/three-mistakes.yaml")
+    assert invalid.returncode == 2 and invalid.stderr.rstrip().endswith("fix them")
+
+
 def test_bad_command_line_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["run"])
