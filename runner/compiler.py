@@ -29,8 +29,9 @@ compares nothing (an empty memory map) and is warned about.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from runner.capabilities import (
     RESET_NEEDS,
@@ -50,6 +51,7 @@ from runner.model import (
     Device,
     EraseScope,
     EraseStep,
+    LinkSpec,
     Location,
     Manifest,
     OptionBytesStep,
@@ -61,21 +63,24 @@ from runner.model import (
     UnitDataStep,
     VerifyMethod,
     VerifyStep,
+    Wiring,
     WriteStep,
     frozen_map,
 )
 from runner.plan import (
     ConnectAction,
     DevicePlan,
+    DeviceTasks,
     EraseAction,
     ImageUse,
     OptionBytesAction,
     Plan,
     ReadAction,
     ResetAction,
-    Task,
     TaskAction,
+    TaskGroup,
     TaskKind,
+    TaskTemplate,
     UnitDataAction,
     VerifyAction,
     WriteAction,
@@ -148,22 +153,29 @@ def _compile(manifest: Manifest, *, chips: ChipDatabase | None,
     _check_after(manifest)
     selected = _select(manifest, only)
     is_simulated = manifest.simulate if simulate is None else simulate
+    every = len(selected) == len(manifest.devices)
     compiler = _Compiler(manifest, chips if chips is not None else chip_database(),
-                         frozenset(selected), rehearsal=is_simulated)
+                         None if every else frozenset(selected), rehearsal=is_simulated)
     devices = tuple(compiler.device(manifest.devices[name]) for name in selected)
+    del selected
     timeline = simulate_schedule(devices, execution.max_parallel)
-    by_name = {device.device: device for device in devices}
-    critical = tuple(task.id for name in timeline.critical for task in by_name[name].tasks)
+    makespan, on_path = timeline.makespan, timeline.critical
+    del timeline   # its tables are as long as the line: gone before the stages are built
+    deciding = set(on_path)
+    by_name = {device.device: device for device in devices if device.device in deciding}
+    critical = tuple(task.id for name in on_path for task in by_name[name].tasks)
     warnings = (*manifest.warnings, *compiler.warnings(simulated=is_simulated))
     return Plan(
         name=manifest.name, manifest_path=manifest.path, manifest_sha256=manifest.sha256,
         simulate=is_simulated, simulation=manifest.simulation, execution=execution,
         log=manifest.log, devices=devices, stages=build_stages(devices),
-        critical_path=critical, estimate_s=timeline.makespan,
+        critical_path=critical, estimate_s=makespan,
         image_digests=frozen_map({name: compiler.images[name].sha256
                                   for name in manifest.images if name in compiler.images}),
         warnings=warnings,
-        not_selected=tuple(name for name in manifest.devices if name not in by_name),
+        not_selected=() if every else
+        tuple(name for name in manifest.devices
+              if compiler.selected is not None and name not in compiler.selected),
         power=manifest.power,
     )
 
@@ -225,6 +237,18 @@ class _Prepared:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Alike:
+    """What devices alike share in the plan (see :meth:`_Compiler.device`)."""
+
+    options: Mapping[str, Any]
+    resource: str
+    group: TaskGroup
+    layout: Layout
+    notes: tuple[str, ...]
+    wiring: Wiring | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Recipe:
     """A recipe prepared for one part and link kind: its steps and its warnings."""
 
@@ -236,9 +260,10 @@ class _Compiler:
     """One compilation: caches images, transport classes and laid-out recipes."""
 
     def __init__(self, manifest: Manifest, chips: ChipDatabase,
-                 selected: frozenset[str], *, rehearsal: bool = False) -> None:
+                 selected: frozenset[str] | None, *, rehearsal: bool = False) -> None:
         self.manifest = manifest
         self.chips = chips
+        #: The devices compiled (``None``: all of them).
         self.selected = selected
         #: A simulated run draws serials and CSV rows from rehearsal state files.
         self.rehearsal = rehearsal
@@ -249,6 +274,7 @@ class _Compiler:
         self._recipes: dict[tuple[str, str, _Link], _Recipe] = {}
         self._notes: dict[str, list[str]] = {}   # warning → devices it concerns
         self._sim_links: set[str] = set()
+        self._alike: dict[tuple[object, ...], _Alike] = {}
 
     # ------------------------------------------------------------------ per device
 
@@ -279,35 +305,51 @@ class _Compiler:
                                  "with a link kind that supports simulation")
         if link.kind == "sim":
             self._sim_links.add(link.name)
-        options = frozen_map({**link.options, **device.link.options})
+        # A line's devices alike (same link settings, station, chip, recipe, policy and
+        # wiring) share everything but their name: computed once per combination.
+        key = None if device.link.options else \
+            (link.name, device.station, chip.part, recipe.name, device.recovery, device.wiring)
+        alike = self._alike.get(key) if key is not None else None
+        if alike is None:
+            alike = self._alike_devices(device, link, cls, chip, recipe)
+            if key is not None:
+                self._alike[key] = alike
+        for message in alike.notes:
+            self._note(message, device.name)
+        after = device.after
+        if self.selected is not None and any(name not in self.selected for name in after):
+            after = tuple(name for name in device.after if name in self.selected)
+            for name in device.after:
+                if name not in self.selected:
+                    self._note(f"comes after {name}, which is not selected: it starts "
+                               f"without waiting", device.name)
+        return DevicePlan(device=device.name, chip=chip, link=link.name, kind=link.kind,
+                          resource=alike.resource, options=alike.options,
+                          tasks=DeviceTasks(device.name, device.location, alike.group),
+                          after=after, memory=alike.layout.memory, images=alike.layout.uses,
+                          location=device.location, wiring=alike.wiring)
+
+    def _alike_devices(self, device: Device, link: LinkSpec, cls: TransportClass, chip: Chip,
+                       recipe: Recipe) -> _Alike:
+        options = frozen_map({**link.options, **device.link.options}) \
+            if device.link.options else link.options
         speed = cls.speed_model(options, chip)
         offers = _Link(kind=link.kind, part=chip.part,
                        offered=device_capabilities(cls, options, chip),
                        every=frozenset(cls.capabilities))
         prepared = self._prepare(recipe, chip, offers, device)
         layout = self._layout(recipe, chip, device)
-        for message in prepared.notes:
-            self._note(message, device.name)
-        tasks = tuple(
-            Task(id=f"{device.name}/{index}-{item.kind.value}", device=device.name,
-                 index=index, kind=item.kind, action=item.action, bytes=item.bytes,
-                 estimate_s=item.estimate(speed),
-                 recovery=self._recovery(device, item.step),
-                 location=item.step.location if item.step else device.location)
-            for index, item in enumerate(prepared.items))
-        after = tuple(name for name in device.after if name in self.selected)
-        for name in device.after:
-            if name not in self.selected:
-                self._note(f"comes after {name}, which is not selected: it starts "
-                           f"without waiting", device.name)
+        group = TaskGroup.of(tuple(
+            TaskTemplate(index=index, kind=item.kind, action=item.action, bytes=item.bytes,
+                         estimate_s=item.estimate(speed),
+                         recovery=self._recovery(device, item.step),
+                         location=item.step.location if item.step else None)
+            for index, item in enumerate(prepared.items)))
         resource = cls.resource_key(link.name, options)
         if device.station is not None:   # a probe is exclusive on the station holding it
             resource = f"{device.station}/{resource}"
-        return DevicePlan(device=device.name, chip=chip, link=link.name, kind=link.kind,
-                          resource=resource, options=options,
-                          tasks=tasks, after=after, memory=layout.memory,
-                          images=layout.uses, location=device.location,
-                          wiring=resolve_wiring(device.wiring, options))
+        return _Alike(options=options, resource=resource, group=group, layout=layout,
+                      notes=prepared.notes, wiring=resolve_wiring(device.wiring, options))
 
     def _class(self, kind: str) -> TransportClass:
         if kind not in self._classes:

@@ -18,10 +18,10 @@ continue", a failed step is an outcome.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from runner.memmap import MemoryMap
 from runner.model import (
@@ -46,6 +46,7 @@ __all__ = [
     "ConnectAction",
     "DevicePlan",
     "DeviceResult",
+    "DeviceTasks",
     "EraseAction",
     "ImageUse",
     "OptionBytesAction",
@@ -58,7 +59,9 @@ __all__ = [
     "StepResult",
     "Task",
     "TaskAction",
+    "TaskGroup",
     "TaskKind",
+    "TaskTemplate",
     "UnitDataAction",
     "VerifyAction",
     "WriteAction",
@@ -205,6 +208,86 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskTemplate:
+    """One task as compiled for every device alike (same recipe, chip, link and policy).
+
+    ``location`` ``None``: the device's own (the connect task has no step).
+    """
+
+    index: int
+    kind: TaskKind
+    action: TaskAction
+    bytes: int = 0
+    estimate_s: float = 0.0
+    recovery: RecoveryPolicy | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroup:
+    """The templates of devices alike, with their totals (computed once)."""
+
+    templates: tuple[TaskTemplate, ...]
+    estimate_s: float
+    bytes: int
+
+    @classmethod
+    def of(cls, templates: tuple[TaskTemplate, ...]) -> TaskGroup:
+        return cls(templates, sum(t.estimate_s for t in templates),
+                   sum(t.bytes for t in templates))
+
+
+class DeviceTasks(Sequence[Task]):
+    """A device's tasks, made from its group's shared templates when read.
+
+    A line of 50,000 devices alike keeps one small object per device here
+    instead of a tuple of tasks each; reading gives equal :class:`Task` values.
+    """
+
+    __slots__ = ("device", "group", "location")
+
+    def __init__(self, device: str, location: Location, group: TaskGroup) -> None:
+        self.device = device
+        self.location = location
+        self.group = group
+
+    def _task(self, template: TaskTemplate) -> Task:
+        return Task(id=f"{self.device}/{template.index}-{template.kind.value}",
+                    device=self.device, index=template.index, kind=template.kind,
+                    action=template.action, bytes=template.bytes,
+                    estimate_s=template.estimate_s, recovery=template.recovery,
+                    location=template.location or self.location)
+
+    def __len__(self) -> int:
+        return len(self.group.templates)
+
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Task, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Task | tuple[Task, ...]:
+        if isinstance(index, slice):
+            return tuple(self._task(t) for t in self.group.templates[index])
+        return self._task(self.group.templates[index])
+
+    def __iter__(self) -> Iterator[Task]:
+        return (self._task(template) for template in self.group.templates)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DeviceTasks):
+            return (self.device, self.location, self.group) \
+                == (other.device, other.location, other.group) or tuple(self) == tuple(other)
+        return isinstance(other, (tuple, list)) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DevicePlan:
     """Everything about one device's part of the run."""
 
@@ -214,7 +297,8 @@ class DevicePlan:
     kind: str
     resource: str
     options: Mapping[str, Any] = field(default_factory=frozen_map)
-    tasks: tuple[Task, ...] = ()
+    #: A tuple, or (compiled) :class:`DeviceTasks` made from templates shared with others.
+    tasks: Sequence[Task] = ()
     after: tuple[str, ...] = ()
     memory: MemoryMap = field(default_factory=MemoryMap)
     images: tuple[ImageUse, ...] = ()
@@ -224,10 +308,14 @@ class DevicePlan:
 
     @property
     def estimate_s(self) -> float:
+        if isinstance(self.tasks, DeviceTasks):
+            return self.tasks.group.estimate_s
         return sum(task.estimate_s for task in self.tasks)
 
     @property
     def bytes(self) -> int:
+        if isinstance(self.tasks, DeviceTasks):
+            return self.tasks.group.bytes
         return sum(task.bytes for task in self.tasks)
 
 

@@ -6,7 +6,7 @@ value here has its documented shape.
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from runner.manifest.sources import Sources
 from runner.manifest.targets import image_spec
 from runner.manifest.yamlmarks import Marks
 from runner.manifest.yamlmarks import Path as DataPath
-from runner.model import Device as DeviceSpec
 from runner.model import (
+    NOWHERE,
     DeviceLink,
     EraseScope,
     EraseStep,
@@ -53,10 +53,15 @@ from runner.model import (
     WriteStep,
     frozen_map,
 )
+from runner.model import Device as DeviceSpec
 from runner.unitdata import source_from_mapping, unit_size
 from transports.faults import Fault
 
 __all__ = ["build_manifest"]
+
+_NO_OPTIONS = frozen_map()
+#: The wiring of a device without ``wiring:`` (nothing wired; written nowhere).
+_NO_WIRING = Wiring(location=NOWHERE)
 
 
 def _frozen(value: Any) -> Any:
@@ -76,9 +81,7 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         mark = marks.key(path)
         return Location(file=mark.file, line=mark.line, column=mark.column)
 
-    digest = hashlib.sha256()
-    for source in sources.files:
-        digest.update(source.content)
+    digest = sources.digest
 
     images: dict[str, ImageSpec] = {}
     for name, entry in entries(data, "images").items():
@@ -109,17 +112,30 @@ def build_manifest(sources: Sources, folders: Mapping[str, Path], *,
         for name, policy in entries(data, "recovery").items()
     }
     devices = {}
+    # A line has thousands of devices alike: what they share is built once, and each
+    # entry of the document is let go once its device is built (the document is not
+    # used after this), so a long line is never held twice.
+    shared_links: dict[str, DeviceLink] = {}
+    shared_wiring: dict[DataPath, Wiring] = {}
     transports = entries(data, "transports")
-    for name, device in entries(data, "devices").items():
+    document = data.get("devices") or {}
+    for name, mark in marks.child_keys(("devices",)):
+        device = document[name]
         link, options, _ = device_link(device)
         assert link is not None
+        if options:
+            device_link_spec = DeviceLink(link=link, options=_frozen(options))
+        else:
+            device_link_spec = shared_links.get(link) or \
+                shared_links.setdefault(link, DeviceLink(link=link, options=_NO_OPTIONS))
+        after = device.get("after")
         devices[name] = DeviceSpec(
-            name=name, chip=device["chip"].lower(),
-            link=DeviceLink(link=link, options=_frozen(options)),
+            name=name, chip=sys.intern(device["chip"].lower()), link=device_link_spec,
             recipe=device["recipe"], recovery=device.get("recovery"),
-            after=tuple(device.get("after", ())), station=device.get("station"),
-            wiring=_device_wiring(name, device, transports, at),
-            location=at(("devices", name)))
+            after=tuple(after) if after else (), station=device.get("station"),
+            wiring=_device_wiring(name, device, transports, at, shared_wiring),
+            location=Location(file=mark.file, line=mark.line, column=mark.column))
+        document[name] = None
     execution = data.get("execution", {})
     top = sources.files[0]
     return Manifest(
@@ -171,11 +187,21 @@ def _gpio_line(value: Any, *, active_low: bool) -> GpioLine | None:
                     active_low=bool(value.get("active-low", active_low)))
 
 
-def _device_wiring(name: str, device: dict[str, Any],
-                   transports: dict[str, dict[str, Any]], at: Any) -> Wiring:
-    """The device's own wiring, else its link's (the station's cabling at that link)."""
+def _device_wiring(name: str, device: dict[str, Any], transports: dict[str, dict[str, Any]],
+                   at: Any, shared: dict[DataPath, Wiring]) -> Wiring:
+    """The device's own wiring, else its link's (the station's cabling at that link).
+
+    A link's wiring is built once and shared by the devices on it.
+    """
     value, path = device_wiring(name, device, transports)
-    return _wiring(value, at(path) if value is not None else at(("devices", name)))
+    if value is None:
+        return _NO_WIRING
+    if path[0] != "transports":
+        return _wiring(value, at(path))
+    known = shared.get(path)
+    if known is None:
+        known = shared[path] = _wiring(value, at(path))
+    return known
 
 
 def _wiring(value: Mapping[str, Any] | None, location: Location) -> Wiring:

@@ -22,6 +22,7 @@ key) is reported as such, without showing anything it contains.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,11 +54,10 @@ TOP_LEVEL = frozenset(load_schema("manifest")["properties"])
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One file read: how it is shown in messages, where it is, its bytes."""
+    """One file read: how it is shown in messages, and where it is."""
 
     display: str
     path: Path
-    content: bytes
 
 
 @dataclass(slots=True)
@@ -70,6 +70,8 @@ class Sources:
     issues: list[ManifestIssue] = field(default_factory=list)
     #: A file could not be read or parsed: references into it would all look dangling.
     incomplete: bool = False
+    #: SHA-256 of every file's bytes, in the order read (the files are not kept).
+    digest: Any = field(default_factory=hashlib.sha256)
 
     def issue(self, mark: Mark, where: DataPath, message: str) -> None:
         self.issues.append(ManifestIssue(file=mark.file, line=mark.line, column=mark.column,
@@ -116,18 +118,19 @@ def _read(sources: Sources, path: Path, display: str, *, chain: tuple[Source, ..
             sources.issue(mark, where, f"cannot read included file {display}: {reason}; "
                                        f"paths are relative to the including file")
         return
-    source = Source(display, path, content)
+    source = Source(display, path)
     sources.files.append(source)
+    sources.digest.update(content)
     try:
-        text = content.decode("utf-8")
+        content.decode("utf-8")   # only checked: the parser reads the bytes, uncopied
     except UnicodeDecodeError as error:
         sources.incomplete = True
         sources.issues.append(ManifestIssue(
             file=display, line=1, column=1, where="",
             message=f"not UTF-8 text (byte {error.start}); save the file as UTF-8"))
         return
-    data, marks, issues = load_marked(text, display, table=sources.marks.table)
-    del text   # the largest transient of a long line: not kept while the rest is built
+    data, marks, issues = load_marked(content, display, table=sources.marks.table)
+    del content   # the file's bytes are hashed; not kept while the rest is built
     refusal = _not_a_manifest(data, top) if data is not None else None
     if refusal is not None:
         # Say nothing of what the file holds: it may be any file the user can read.

@@ -101,10 +101,10 @@ _MAYBE_TYPED = frozenset(first for first, resolvers in PureLoader.yaml_implicit_
                          if resolvers)
 
 
-def load_marked(text: str, file: str, *, table: MarkTable | None = None,
+def load_marked(text: str | bytes, file: str, *, table: MarkTable | None = None,
                 loader: type[PureLoader] | None = None,
                 ) -> tuple[Any, Marks, list[ManifestIssue]]:
-    """Parse ``text`` (the content of ``file``) into plain data and its marks.
+    """Parse ``text`` (the content of ``file``, as text or UTF-8) into plain data and marks.
 
     ``table`` is where the marks are kept (one per manifest, shared by its
     files); ``loader`` the YAML loader class (default :data:`DEFAULT_LOADER`).
