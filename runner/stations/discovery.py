@@ -91,8 +91,9 @@ def pick_stations(manifest: Manifest, names: Sequence[str]) -> list[StationSpec]
         station = manifest.stations.get(name)
         if station is None:
             known = ", ".join(manifest.stations) or "none"
-            where = ", ".join(dict.fromkeys(str(s.location.file) for s in
-                                            manifest.stations.values())) or str(manifest.path)
+            first = next(iter(manifest.stations.values()), None)
+            where = f"{first.location.file}:{first.location.line}" if first is not None \
+                else str(manifest.path)
             raise PlanError(f"--station {name}: no such station in {where} (stations: "
                             f"{known}){did_you_mean(name, manifest.stations)}")
         picked.append(station)

@@ -141,8 +141,8 @@ def test_the_table_is_grouped_by_station(line: Path) -> None:
 def test_an_unknown_station_is_refused_with_the_close_name(line: Path) -> None:
     done = run_cli("discover", "--station", "pi1", "pi3", "--manifest", str(line))
     assert done.returncode == 2
-    assert "--station pi3: no such station in" in done.stderr
-    assert "stations.yaml" in done.stderr and "pi1, pi2, pi9" in done.stderr
+    assert f"--station pi3: no such station in {line.parent / 'stations.yaml'}:3 " \
+        "(stations: pi1, pi2, pi9)" in done.stderr
     assert "did you mean 'pi1'?" in done.stderr or "did you mean 'pi9'?" in done.stderr
     assert done.stdout == ""
 
@@ -206,3 +206,21 @@ def test_write_refuses_a_file_that_does_not_hold_the_station(line: Path,
     assert done.returncode == 2
     assert "station pi1 is not listed here" in done.stderr
     assert other.read_text() == text
+
+
+def test_a_station_whose_host_key_is_not_trusted_is_refused_before_anything_is_sent(
+        line: Path, tmp_path: Path) -> None:
+    inventory = line.parent / "stations.yaml"
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    text = inventory.read_text()
+    pi2 = text.index("  pi2:")
+    trusted = text[pi2:].split("known-hosts: ", 1)[1].split("\n", 1)[0]
+    inventory.write_text(text[:pi2] + text[pi2:].replace(trusted, str(empty), 1))
+    done = run_cli("discover", "--station", "pi1", "pi2", "--simulate", str(line), "--json",
+                   "--no-firmware")
+    assert done.returncode == 1, done.stderr
+    stations = _stations(json.loads(done.stdout))
+    assert stations["pi1"]["ok"]
+    assert stations["pi2"]["error"]["error_category"] == "host-key"
+    assert "nothing was sent" in stations["pi2"]["error"]["hint"]

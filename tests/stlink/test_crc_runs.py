@@ -13,7 +13,7 @@ from runner.console import ConsoleRenderer
 from tests.stlink.test_crc_routine import LOOP, UDF, patched
 from tests.stlink.test_loader_runs import finished, run
 from transports.sim import SimulationWorld
-from transports.stlink.loaders import CrcRoutine
+from transports.stlink.loaders import CrcRoutine, LoaderError
 
 
 def test_a_reflash_on_the_register_path_is_decided_by_on_target_crc(tmp_path: Path) -> None:
@@ -92,3 +92,46 @@ def test_pyocd_1983_shape_on_the_register_path_rewrites_the_whole_sector(
     assert write["rewritten"] == [["0x08004000", "0x08008000"]]
     assert write["units_skipped"] == 2 and write["bytes_written"] == 0x4000
     assert world.chips["board"].flash[:len(second)] == second
+
+
+def test_a_routine_that_fails_during_the_compare_leaves_the_verify_to_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = SimulationWorld()
+    data = os.urandom(48 * 1024)
+    assert run(tmp_path, world, data, options="serial: A")[0] == 0
+    honest = CrcRoutine.crc32
+    calls: list[int] = []
+
+    def fails_on_the_third(self: CrcRoutine, address: int, length: int) -> int:
+        calls.append(address)
+        if len(calls) == 3:
+            raise LoaderError("the on-target CRC routine's run did not finish in time")
+        return honest(self, address, length)
+
+    monkeypatch.setattr(CrcRoutine, "crc32", fails_on_the_third)
+    status, sink = run(tmp_path, world, data, options="serial: A")
+    assert status == 0 and len(calls) == 3
+    [fallback] = sink.named(ev.LINK_FALLBACK)
+    assert "did not finish in time" in fallback["reason"]
+    assert finished(sink, "write")["units_rewritten"] == 0
+    verify = finished(sink, "verify")
+    assert verify["method"] == "readback" and verify["planned_method"] == "checksum"
+    assert world.chips["board"].flash[:len(data)] == data
+
+
+def test_the_flash_command_prints_the_fallback_as_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from runner.cli import main
+
+    broken = patched(LOOP, UDF)
+    monkeypatch.setattr("transports.stlink.loaders.crc.crc_routine", lambda: broken)
+    image = tmp_path / "fw.bin"
+    image.write_bytes(os.urandom(2048))
+    assert main(["flash", f"{image}@0x08000000", "--chip", "stm32f411re", "--link", "stlink",
+                 "--simulate", "--time-scale", "0",
+                 "--log-file", str(tmp_path / "{run_id}.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "the on-target CRC is not used, read-back instead" in err
+    log = next(tmp_path.glob("*.jsonl")).read_text()
+    assert '"event": "link.fallback"' in log or '"event":"link.fallback"' in log

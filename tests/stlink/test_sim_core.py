@@ -167,3 +167,49 @@ def test_f4_eop_is_set_only_when_eopie_is_enabled(open_session: Open,
             link.timebase.sleep(0.01)
         assert bool(link.read_word(sr) & 1) == bool(eopie)
     assert probe_of(world).target is not None
+
+
+#: ldr r0, [r1] ; bkpt #0
+LOAD = bytes.fromhex("0868 00be".replace(" ", ""))
+FLASH = 0x08000000
+
+
+def test_the_core_reads_the_flash_array_as_programmed(open_session: Open) -> None:
+    session = open_session("stm32f103c8")
+    link = session.link
+    assert link is not None
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(FLASH, struct.pack("<II", 0x12345678, 0x9ABCDEF0))
+    assert run(link, LOAD, r1=FLASH + 4) & S_HALT
+    assert get_register(link, 0) == 0x9ABCDEF0
+
+
+def test_a_core_read_of_flash_waits_for_an_erase_under_way(open_session: Open,
+                                                          world: SimulationWorld) -> None:
+    session = open_session("stm32f103c8")
+    link = session.link
+    assert link is not None
+    target = probe_of(world).target
+    assert target is not None
+    link.write_word(0x40022004, 0x45670123)
+    link.write_word(0x40022004, 0xCDEF89AB)
+    link.write_word(0x40022010, 0x2)          # CR.PER
+    link.write_word(0x40022014, FLASH)        # AR: page 0
+    link.write_word(0x40022010, 0x42)         # PER | STRT
+    busy_until = target.controller.busy_until
+    assert run(link, LOAD, r1=FLASH) & S_HALT
+    assert get_register(link, 0) == 0xFFFFFFFF
+    assert target.core.time >= busy_until     # the load was held until the erase ended
+
+
+def test_a_core_read_of_protected_flash_is_a_bus_fault(open_session: Open,
+                                                      world: SimulationWorld) -> None:
+    session = open_session("stm32f103c8")
+    link = session.link
+    target = probe_of(world).target
+    assert link is not None and target is not None
+    target.sim.set_rdp_level(1, erase_on_regression=False)
+    link.write_word(DEMCR, 0)
+    status = run(link, LOAD, r1=FLASH)
+    assert status & S_LOCKUP
+    assert target.core.fault is not None and "readout protection" in target.core.fault

@@ -216,6 +216,13 @@ class SimChip:
             self.stats.bytes_read += length
             return bytes(self._flash[offset:offset + length])
 
+    def peek_flash(self, address: int, size: int) -> int:
+        """A bus read of ``size`` bytes inside the array, little-endian, as
+        :meth:`read_flash` without protection (for the core's own loads)."""
+        offset = address - self.geometry.base
+        self.stats.bytes_read += size
+        return int.from_bytes(self._flash[offset:offset + size], "little")
+
     def is_erased(self, address: int, length: int) -> bool:
         with self.lock:
             return self._erased_at(self._offset(address, length), length)

@@ -94,15 +94,24 @@ class SimMemoryPort:
         self._guard("erase", block.size, lambda: self.sim.erase_block(block))
 
     def program(self, address: int, data: bytes) -> None:
-        def action() -> None:
-            self._wire(len(data))
-            self.sim.program(address, data, require_erased=True)
+        self._guard("write", len(data), lambda: self._program(address, data),
+                    lambda: self._program(address, bytes([data[0] ^ 0x01]) + data[1:]))
 
-        def corrupted() -> None:
-            self._wire(len(data))
-            self.sim.program(address, bytes([data[0] ^ 0x01]) + data[1:], require_erased=True)
+    def _program(self, address: int, data: bytes) -> None:
+        """The chunk crosses the wire, then the chip programs it: one clock step for both.
 
-        self._guard("write", len(data), action, corrupted)
+        A refused chunk has still crossed the wire; a programmed one also
+        took the chip's program time. (One step instead of two halves the
+        sleeps a paced rehearsal makes; the simulated time is the same.)
+        """
+        wire = len(data) / self.rate
+        try:
+            self.sim.program(address, data, require_erased=True, timed=False)
+        except SimFlashFault:
+            self.sim.clock.advance(wire)
+            raise
+        self.sim.clock.advance(wire + self.sim.chip.timing.program_seconds(
+            len(data), self.sim.geometry.write_unit))
 
     def read(self, address: int, length: int) -> bytes:
         def action() -> bytes:
