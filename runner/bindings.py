@@ -5,7 +5,8 @@ its ``include:`` files, resolved as the manifest loader resolves them
 (:func:`runner.manifest.sources.read_sources`: relative to the including
 file, under its folder), so a split inventory binds as one. Each link gives
 its selectors — an ST-Link or DFU link its ``port-path`` or ``serial``, a
-uart link its ``port`` (a tty or a ``/dev/serial/by-path`` name), an i2c link
+uart link its ``port`` (a USB tty, or its ``/dev/serial/by-path`` or ``by-id``
+name; an on-board UART or a pyserial URL is not discovered), an i2c link
 its ``bus``, a socketcan link its ``channel`` — and so does each device that
 names its link with selectors of its own (``transport: {use: probe, port-path:
 "1-4.2"}``): such a device binds the device found there to that link.
@@ -13,6 +14,7 @@ names its link with selectors of its own (``transport: {use: probe, port-path:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +27,8 @@ __all__ = ["FOUND_KIND", "bind", "inventory_links", "link_selectors"]
 
 #: What a link of each kind selects: the kind of device found.
 FOUND_KIND = {"stlink": "stlink", "dfu": "dfu", "uart": "serial", "i2c": "i2c", "can": "can"}
+#: The serial ports of USB adapters, as the kernel and udev name them.
+_USB_PORT = re.compile(r"^/dev/(tty(USB|ACM)\d+|serial/by-(path|id)/.+)$")
 #: The option keys that select a device, per link kind.
 _SELECTORS = {"stlink": ("serial", "port-path"), "dfu": ("serial", "port-path"),
               "uart": ("port",), "i2c": ("bus",), "can": ("channel", "interface")}
@@ -39,8 +43,9 @@ def link_selectors(name: str, kind: str, options: Mapping[str, Any], *,
     port_path = options.get("port-path") if kind in ("stlink", "dfu") else None
     node: str | None = None
     if kind == "uart":
+        # Only ports discovery lists: an on-board UART or a URL is neither bound nor missing.
         port = str(options.get("port", ""))
-        node = port if port.startswith("/") else None  # a pyserial URL is not local
+        node = port if _USB_PORT.match(port) else None
     elif kind == "i2c" and options.get("bus") is not None:
         bus = str(options["bus"])
         node = bus if bus.startswith("/dev/") else f"/dev/i2c-{bus}"
@@ -113,7 +118,7 @@ def bind(found: list[Found], links: Sequence[InventoryLink]
         if link.port_path:
             hits = [i for i, f in same if f.port_path == link.port_path]
         elif link.node:
-            hits = [i for i, f in same if link.node in (f.node, f.by_path)]
+            hits = [i for i, f in same if link.node in (f.node, f.by_path, f.by_id)]
         elif link.serial:
             hits = [i for i, f in same if f.serial.upper() == link.serial.upper()]
         else:

@@ -119,8 +119,8 @@ def _device(item: Found) -> dict[str, Any]:
     elif item.kind == "hub":
         data.update(power_switching=item.power_switching, ports=item.hub_ports)
     elif item.kind == "serial":
-        data.update(node=item.node, by_path=item.by_path, interface=item.interface,
-                    vcp_of=item.vcp_of)
+        data.update(node=item.node, by_path=item.by_path, by_id=item.by_id,
+                    interface=item.interface, vcp_of=item.vcp_of)
     elif item.kind == "i2c":
         data.update(node=item.node, name=item.adapter_name, parent=item.parent,
                     plain_i2c=item.plain_i2c,

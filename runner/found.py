@@ -75,8 +75,9 @@ class Found:
     problems: tuple[str, ...] = ()
     #: Adapters: the host's name for it (``/dev/ttyACM0``, ``/dev/i2c-1``, ``can0``).
     node: str | None = None
-    #: USB-serial: udev's ``/dev/serial/by-path`` name, and the USB interface number.
+    #: USB-serial: udev's ``/dev/serial/by-path`` and ``by-id`` names, the USB interface.
     by_path: str | None = None
+    by_id: str | None = None
     interface: int | None = None
     #: An ST-Link's virtual COM port (on the probe), and the probe's serial (on the tty).
     vcp: str | None = None

@@ -254,7 +254,8 @@ def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
     edits: list[Edit] = []
     marked: list[str] = []
     removed: list[str] = []
-    gone = {link.name for link in result.missing}
+    # A device's own selectors finding nothing leave the link itself (its other devices').
+    gone = {link.name for link in result.missing if link.device is None}
     taken: set[str] = set()
     for key_node, value_node in section.value if section is not None else ():
         name = str(key_node.value)

@@ -6,9 +6,10 @@ host, the simulated tree in a rehearsal; docs/architecture.md, "Discovery"):
 
 * ``class/tty/*/device`` followed up to the USB interface and device: the
   node, vid:pid, serial, product, port path, interface number, and udev's
-  ``/dev/serial/by-path`` name, derived as 60-serial.rules does from
-  ``path_id`` (``pci-0000:00:14.0-usb-0:4.4:1.0``, ``-port<N>`` for a
-  usb-serial converter's port);
+  ``/dev/serial/by-path`` and ``by-id`` names, derived as 60-serial.rules
+  does from ``path_id`` (``pci-0000:00:14.0-usb-0:4.4:1.0``) and usb_id
+  (``usb-FTDI_FT232R_USB_UART_A10K3XYZ-if00``), ``-port<N>`` for a
+  usb-serial converter's port;
 * ``class/i2c-dev/i2c-N``: the adapter's name and parent device, and whether
   it offers plain I2C transfers (I2C_FUNC_I2C, the combined transfers the ROM
   bootloader needs, AN4221) or only SMBus — read from the adapter itself
@@ -31,7 +32,7 @@ from runner.found import Found, parent_hub
 from transports.endpoints import I2cAdapter
 from transports.power.sysfs import Sysfs
 
-__all__ = ["ARPHRD_CAN", "I2C_FUNC_I2C", "can_interfaces", "i2c_adapters", "id_path",
+__all__ = ["ARPHRD_CAN", "I2C_FUNC_I2C", "by_id", "can_interfaces", "i2c_adapters", "id_path",
            "serial_adapters"]
 
 #: linux/if_arp.h: a CAN netdev's ``type``.
@@ -52,6 +53,7 @@ class _Usb:
     pid: int
     serial: str
     product: str
+    manufacturer: str
     interface: int | None
 
 
@@ -82,6 +84,7 @@ def _usb_of(sysfs: Sysfs, device_dir: str) -> _Usb | None:
                         pid=_hex(_attr(sysfs, f"{device}/idProduct")),
                         serial=_attr(sysfs, f"{device}/serial"),
                         product=_attr(sysfs, f"{device}/product"),
+                        manufacturer=_attr(sysfs, f"{device}/manufacturer"),
                         interface=_hex(number) if number else None)
     return None
 
@@ -121,6 +124,27 @@ def id_path(sysfs: Sysfs, interface_dir: str) -> str | None:
     return "-".join(pieces)
 
 
+_UNSAFE = re.compile(r"[^0-9A-Za-z#+\-.:=@_\u0080-\U0010ffff]")
+
+
+def _id_text(text: str) -> str:
+    """udev's whitespace and character replacement of a USB string (usb_id)."""
+    return _UNSAFE.sub("_", "_".join(text.split()))
+
+
+def by_id(usb: _Usb, port: str | None) -> str:
+    """60-serial.rules' ``/dev/serial/by-id`` name: ``usb-<vendor>_<model>_<serial>-if<NN>``.
+
+    Vendor and model are the manufacturer and product strings (the ids in hex
+    when a string is absent), spaces and unsafe characters replaced as usb_id does.
+    """
+    vendor = _id_text(usb.manufacturer) or f"{usb.vid:04x}"
+    model = _id_text(usb.product) or f"{usb.pid:04x}"
+    serial = "_".join(p for p in (vendor, model, _id_text(usb.serial)) if p)
+    interface = f"{usb.interface or 0:02x}"
+    return f"/dev/serial/by-id/usb-{serial}-if{interface}" + (f"-port{port}" if port else "")
+
+
 def _usb_fields(usb: _Usb | None) -> dict[str, Any]:
     if usb is None:
         return {"port_path": "", "vid": 0, "pid": 0, "serial": "", "product": "", "hub": "",
@@ -146,7 +170,8 @@ def serial_adapters(sysfs: Sysfs) -> list[Found]:
         if path is not None:
             by_path = f"/dev/serial/by-path/{path}" + (f"-port{port}" if port else "")
         found.append(Found(kind="serial", node=f"/dev/{name}", by_path=by_path,
-                           interface=usb.interface, **_usb_fields(usb)))
+                           by_id=by_id(usb, port), interface=usb.interface,
+                           **_usb_fields(usb)))
     return found
 
 

@@ -74,6 +74,8 @@ def test_a_probe_and_its_virtual_com_port_name_each_other() -> None:
     assert (vcp.kind, vcp.port_path, vcp.usb_id, vcp.interface) == ("serial", "1-4.1",
                                                                      "0483:374b", 2)
     assert vcp.by_path == "/dev/serial/by-path/pci-0000:00:14.0-usb-0:4.1:1.2"
+    assert vcp.by_id == \
+        "/dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_066DFF485550755187121723-if02"
     # The other probes have no VCP (a V2 has none; the V3's is not connected here).
     assert probe(result, "1-4.2").vcp is None
 
@@ -93,6 +95,7 @@ def test_a_usb_serial_adapter_behind_a_hub_has_its_by_path_name() -> None:
     assert (adapter.usb_id, adapter.serial, adapter.product) == ("0403:6001", "A10K3XYZ",
                                                                  "FT232R USB UART")
     assert adapter.by_path == "/dev/serial/by-path/pci-0000:00:14.0-usb-0:4.4:1.0-port0"
+    assert adapter.by_id == "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K3XYZ-if00-port0"
     assert adapter.vcp_of is None
 
 
@@ -132,7 +135,8 @@ def test_a_bitrate_the_tree_shows_is_reported_and_a_virtual_interface_has_no_usb
 
 def test_a_links_adapters_are_simulated_without_yaml_and_others_with_nothing_attached(
         tmp_path: Path) -> None:
-    path = manifest(tmp_path, simulation="  serial:\n    ttyUSB1: {}\n  i2c:\n    \"7\": {}\n",
+    path = manifest(tmp_path, simulation="  serial:\n    ttyUSB1: {}\n  i2c:\n    \"7\": {}\n"
+                                         "    \"8\": {port-path: \"1-5.1\"}\n",
                     transports="  uart: {kind: uart, port: /dev/ttyUSB3}\n"
                                "  bus: {kind: i2c, bus: /dev/i2c-2}",
                     devices="  x: {chip: stm32f103rb, transport: uart, recipe: check}\n"
@@ -143,6 +147,9 @@ def test_a_links_adapters_are_simulated_without_yaml_and_others_with_nothing_att
     assert spare.link is None and spare.port_path != uart.port_path
     assert node(result, "/dev/i2c-2").link == "bus"
     assert node(result, "/dev/i2c-7").plain_i2c is True
+    bridge = node(result, "/dev/i2c-8")  # a USB-to-I2C bridge: on USB, its interface the parent
+    assert (bridge.usb_id, bridge.port_path, bridge.hub, bridge.parent) == (
+        "10c4:ea90", "1-5.1", "1-5", "1-5.1:1.0")
     assert result.missing == () and result.flags == ()
 
 
@@ -165,6 +172,19 @@ def test_uart_i2c_and_can_links_bind_by_node_and_by_path_name() -> None:
     assert node(result, "/dev/i2c-5").link is None
     assert node(result, "can0").link == "can-h"
     assert node(result, "/dev/ttyACM0").link is None
+
+
+def test_a_uart_link_binds_by_its_by_id_name_and_an_on_board_uart_is_not_missing(
+        tmp_path: Path) -> None:
+    inventory = manifest(tmp_path, transports=(
+        "  vcp: {kind: uart, port: /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_"
+        "066DFF485550755187121723-if02}\n"
+        "  header: {kind: uart, port: /dev/ttyAMA0}\n"
+        "  remote: {kind: uart, port: \"rfc2217://10.0.0.5:4000\"}"),
+        devices="  x: {chip: stm32f103rb, transport: vcp, recipe: check}")
+    result = walk(BENCH, inventory)
+    assert node(result, "/dev/ttyACM0").link == "vcp"
+    assert result.missing == ()  # discovery lists USB adapters only: the others are unknown
 
 
 def test_a_devices_own_selectors_bind_across_the_inventorys_includes(tmp_path: Path) -> None:
@@ -289,3 +309,14 @@ def test_simulated_adapters_are_checked_by_the_schema(tmp_path: Path,
 def test_a_stations_json_report_reads_back_with_its_adapters() -> None:
     result = walk()
     assert from_json(json.loads(render_json(result))) == result
+
+
+def test_a_device_selector_finding_nothing_does_not_mark_its_link_gone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = manifest(tmp_path, transports="  probe: {kind: stlink}",
+                         devices="  right: {chip: stm32f411re, transport: {use: probe, "
+                                 "port-path: \"1-4.9\"}, recipe: check}")
+    assert main(["discover", "--simulate", str(BENCH), "--write", str(inventory), "--prune",
+                 "--dry-run", "--no-firmware"]) in (0, 1)
+    diff = capsys.readouterr().out
+    assert "-  probe: {kind: stlink}" not in diff and "gone" not in diff

@@ -113,13 +113,13 @@ class _Builder:
 
     def i2c(self, bus: int, settings: Mapping[str, Any]) -> None:
         smbus_only = bool(settings.get("smbus-only", False))
-        parent: str | None = None
         if "port-path" in settings or "usb-id" in settings:
             path, identity, _ = self._usb(settings, _CP2112, f"i2c-{bus}")
             self.sysfs.usb_device(path, identity)
             parent = self.sysfs.usb_interface(path, 0, interface_class=0x03)
             name = str(settings.get("name", f"CP2112 SMBus Bridge on hidraw{bus}"))
         else:
+            parent = self.sysfs.controller(str(settings.get("parent", f"i2c_designware.{bus}")))
             name = str(settings.get("name", "Synopsys DesignWare I2C adapter"))
         self.sysfs.i2c_adapter(bus, name, parent)
         clock = int(settings.get("clock", 100_000))

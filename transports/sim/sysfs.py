@@ -46,6 +46,7 @@ USB_CONTROLLER = "devices/pci0000:00/0000:00:14.0"
 #: ARPHRD_CAN (linux/if_arp.h): the ``type`` of a socketcan netdev.
 ARPHRD_CAN = 280
 
+_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _DISABLE = re.compile(r"bus/usb/devices/(?P<hub>[\d.-]+):1\.0/(?P=hub)-port(?P<port>\d+)/disable$")
 
 
@@ -155,10 +156,15 @@ class SimSysfs:
         self._dir("class/tty")
         self._link(f"class/tty/{name}", node)
 
-    def i2c_adapter(self, bus: int, name: str, parent: str | None) -> None:
-        """``class/i2c-dev/i2c-<bus>`` under ``parent`` (a directory), else a platform device."""
-        if parent is None:
-            parent = self._dir(f"devices/platform/i2c_designware.{bus}", "bus/platform")
+    def controller(self, name: str) -> str:
+        """The directory of a host controller: a PCI function (``0000:00:1f.4``) or a platform
+        device (``fe804000.i2c``)."""
+        if _PCI_ADDRESS.match(name):
+            return self._dir(f"devices/pci0000:00/{name}", "bus/pci")
+        return self._dir(f"devices/platform/{name}", "bus/platform")
+
+    def i2c_adapter(self, bus: int, name: str, parent: str) -> None:
+        """``class/i2c-dev/i2c-<bus>`` under ``parent`` (a directory)."""
         adapter = self._dir(f"{parent}/i2c-{bus}", "bus/i2c")
         self._file(f"{adapter}/name", name)
         node = self._dir(f"{adapter}/i2c-dev/i2c-{bus}", "class/i2c-dev")
