@@ -16,6 +16,8 @@ from runner.errors import PlanError
 
 if TYPE_CHECKING:
     from runner.discover import Discovery
+    from runner.interactive import Prompter
+    from runner.inventory import InventoryChange, Namer
 
 __all__ = ["register"]
 
@@ -93,7 +95,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     return EXIT_FLAGGED if result.flags else EXIT_OK
 
 
-def _prompter() -> Any:
+def _prompter() -> Prompter:
     """The terminal's questions for --interactive; refused without a terminal."""
     from runner.interactive import Prompter
 
@@ -104,7 +106,7 @@ def _prompter() -> Any:
     return Prompter(source=sys.stdin, output=sys.stdout)
 
 
-def _namer(prompter: Any) -> Any:
+def _namer(prompter: Prompter | None) -> Namer | None:
     if prompter is None:
         return None
     from runner.interactive import name_links
@@ -112,7 +114,8 @@ def _namer(prompter: Any) -> Any:
     return name_links(prompter)
 
 
-def _show_and_write(args: argparse.Namespace, change: Any, prompter: Any) -> None:
+def _show_and_write(args: argparse.Namespace, change: InventoryChange,
+                    prompter: Prompter | None) -> None:
     """Print the diff; with --interactive, write only once the operator says yes."""
     from runner.inventory import commit
 
@@ -126,7 +129,7 @@ def _show_and_write(args: argparse.Namespace, change: Any, prompter: Any) -> Non
         prompter.say(f"{args.write}: nothing written")
 
 
-def _discover_stations(args: argparse.Namespace, prompter: Any) -> int:
+def _discover_stations(args: argparse.Namespace, prompter: Prompter | None) -> int:
     """``--station NAME…``: discover on each station over SSH, reported per station."""
     import asyncio
     import json

@@ -15,6 +15,7 @@ used, and a ``plan.warning`` names the device and step.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
@@ -28,7 +29,7 @@ from runner.capabilities import planned_for, verify_via
 from runner.errors import ChipMismatch, Interrupted, RunnerError, error_categories
 from runner.linklocks import LinkLocks
 from runner.memmap import MemoryMap, Segment
-from runner.model import EraseScope
+from runner.model import EraseScope, VerifyMethod
 from runner.plan import (
     ConnectAction,
     DevicePlan,
@@ -151,7 +152,8 @@ class DeviceSession:
         #: method (``checksum``/``readback``); cleared by any task or recovery but a verify.
         self.proven: dict[tuple[int, int], str] = {}
         #: Why the session left a faster path (``link.fallback``), and whether the link's
-        #: on-target checksum may still decide comparisons (not once proven wrong).
+        #: on-target checksum may still decide comparisons (not once it failed or was
+        #: proven wrong; a verify planned by checksum then reads back).
         self.fallbacks: list[str] = []
         self.checksums_trusted = True
         #: Bytes kept across a preserving erase, and per-unit values written.
@@ -210,6 +212,7 @@ class DeviceSession:
         """The transport left a faster path: log it and warn; distrust what it decided."""
         self.fallbacks.append(why)
         if instead == "read-back":
+            self.checksums_trusted = False
             for unit in [unit for unit, how in self.proven.items() if how == "checksum"]:
                 del self.proven[unit]   # the final verify must not rest on it
         self.emit(ev.LINK_FALLBACK, feature=feature, instead=instead, reason=why,
@@ -217,7 +220,6 @@ class DeviceSession:
                           f"instead: {why}")
 
     def _checksum_disproved(self, piece: Segment) -> None:
-        self.checksums_trusted = False
         self._fell_back("the on-target checksum", "read-back",
                         f"its checksum of 0x{piece.address:08X}..0x{piece.end:08X} disagreed "
                         f"with the flash, which read back as the image")
@@ -313,6 +315,9 @@ class DeviceSession:
         if isinstance(action, VerifyAction):
             if not action.images:   # a verify of named images compares those alone
                 action = self.units.verify_action(action)
+            if action.method is VerifyMethod.CHECKSUM and not self.checksums_trusted:
+                # Planned by checksum, but it failed this session (already warned): read back.
+                action = dataclasses.replace(action, method=VerifyMethod.AUTO)
             tracker = StepProgress(self.context, fields, action.memory.size)
             flash = self.plan.chip.flash
             method = verify_memory(transport, action, erased=flash.erased,

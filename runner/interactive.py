@@ -22,12 +22,12 @@ file is written only once the operator says yes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from runner.errors import PlanError
-from runner.inventory import NewLink, NewSupply, Proposal
+from runner.inventory import Namer, NewLink, NewSupply, Proposal
 
 __all__ = ["Answer", "Prompter", "name_links"]
 
@@ -35,6 +35,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _PORT_PATH = re.compile(r"^[0-9]+-[0-9]+(\.[0-9]+)*$")
 _HUB_AND_PORT = re.compile(r"^([0-9]+-[0-9]+(?:\.[0-9]+)*)\s+port\s+([0-9]+)$")
 _NONE = frozenset({"none", "-", "no"})
+
+T = TypeVar("T")
 
 
 class Answer(ValueError):
@@ -48,7 +50,7 @@ class Prompter:
     source: TextIO
     output: TextIO
 
-    def ask(self, question: str, default: str, check: Any) -> Any:
+    def ask(self, question: str, default: str, check: Callable[[str], T]) -> T:
         """Ask until ``check(answer)`` accepts the answer (Enter gives ``default``)."""
         while True:
             self.output.write(f"  {question} [{default}]: ")
@@ -71,7 +73,7 @@ class Prompter:
             if answer.lower() in ("n", "no"):
                 return False
             raise Answer("answer y or n")
-        return bool(self.ask(question, "n", yes_or_no))
+        return self.ask(question, "n", yes_or_no)
 
     def say(self, text: str) -> None:
         self.output.write(text + "\n")
@@ -88,7 +90,7 @@ class _Naming:
     added: list[NewSupply] = field(default_factory=list)
 
 
-def name_links(prompter: Prompter) -> Any:
+def name_links(prompter: Prompter) -> Namer:
     """A :data:`runner.inventory.Namer` that asks ``prompter`` about each new link."""
     def namer(proposal: Proposal) -> tuple[list[NewLink], list[NewSupply]]:
         naming = _Naming(proposal=proposal, names=set(proposal.taken),

@@ -20,6 +20,10 @@ os.environ["FLASHRUNNER_STRICT_EVENTS"] = "1"
 _STATE = tempfile.mkdtemp(prefix="flashrunner-tests-state-")
 atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 os.environ["XDG_STATE_HOME"] = _STATE
+# Passed schema checks are remembered ($XDG_CACHE_HOME/flashrunner): a private cache here.
+_CACHE = tempfile.mkdtemp(prefix="flashrunner-tests-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = _CACHE
 
 
 def set_option_byte(sim: SimChip, index: int, value: int) -> None:

@@ -210,11 +210,15 @@ class UsartFraming:
     # ------------------------------------------------------------------ framing
 
     def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float) -> None:
-        self._write(bytes([code, code ^ 0xFF]))
+        # Every frame is built before the command byte goes out: between an ACK and the
+        # next frame there is only the write (the ROM waits on the host there).
+        frames = [serial_block(block) for block in blocks]
+        self._write(bytes((code, code ^ 0xFF)))
         self._ack("command", timeout if not blocks else _SHORT)
-        for index, block in enumerate(blocks):
-            self._write(serial_block(block))
-            self._ack(block.stage, timeout if index == len(blocks) - 1 else _SHORT)
+        last = len(frames) - 1
+        for index, frame in enumerate(frames):
+            self._write(frame)
+            self._ack(blocks[index].stage, timeout if index == last else _SHORT)
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)

@@ -4,25 +4,31 @@ jsonschema finds the problems; this module says them the way a colleague
 would: ``unknown key 'recipie' in devices.sensor-1; did you mean 'recipe'?``,
 located at the offending key (unknown keys), the parent mapping (missing
 keys) or the offending value (everything else).
+
+A file found free of schema problems is remembered (:mod:`runner.manifest.remembered`),
+so the next run of the same manifest neither imports jsonschema nor checks it again.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ManifestIssue
 from runner.manifest.fastpath import plain_devices
+from runner.manifest.remembered import check_digest, passed, remember
 from runner.manifest.yamlmarks import Mark, Marks, Path, format_path
 from schemas import load_schema
 
-__all__ = ["did_you_mean", "phrase", "phrase_errors", "strict_validator", "validate_file"]
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
+
+__all__ = ["did_you_mean", "phrase", "phrase_errors", "remembered_errors", "strict_validator",
+           "validate_file"]
 
 #: Every number in a manifest fits in 64 bits (and each field has its own range).
 NUMBER_LIMIT = 2**64
@@ -40,10 +46,14 @@ def _is_number(checker: Any, value: Any) -> bool:
     return _is_integer(checker, value)
 
 
-_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-    {"integer": _is_integer, "number": _is_number})
-_Strict = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, type_checker=_TYPES)
+@cache
+def _strict() -> Any:
+    import jsonschema
+
+    types = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number})
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, type_checker=types)
 
 
 def strict_validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
@@ -52,8 +62,23 @@ def strict_validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validat
     Every schema a manifest is checked against (the manifest's own, each
     transport's ``options_schema``) goes through this one.
     """
-    validator: jsonschema.Draft202012Validator = _Strict(dict(schema))
+    validator: jsonschema.Draft202012Validator = _strict()(dict(schema))
     return validator
+
+
+def remembered_errors(kind: str, schema: Mapping[str, Any],
+                      data: Any) -> Iterator[ValidationError]:
+    """``strict_validator(schema)``'s errors for ``data``; none, unchecked, when that
+    same check passed before (:mod:`runner.manifest.remembered`)."""
+    digest = check_digest(kind, schema, data)
+    if passed(digest):
+        return
+    clean = True
+    for error in strict_validator(schema).iter_errors(data):
+        clean = False
+        yield error
+    if clean:
+        remember(digest)
 
 _TYPE_NAMES = {
     "object": "a mapping", "array": "a list", "string": "text", "integer": "an integer",
@@ -62,11 +87,11 @@ _TYPE_NAMES = {
 
 
 @cache
-def _validator(top: bool) -> jsonschema.Draft202012Validator:
+def _file_schema(top: bool) -> dict[str, Any]:
     schema = load_schema("manifest")
     if not top:
         schema = {"$defs": schema["$defs"], "$ref": "#/$defs/included-file"}
-    return strict_validator(schema)
+    return schema
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -81,6 +106,9 @@ def validate_file(data: Any, marks: Marks, *, top: bool) -> list[ManifestIssue]:
     Plain device entries of a long list are accepted by a quick check
     (:mod:`runner.manifest.fastpath`); the validator sees the others.
     """
+    digest = check_digest("manifest-file", _file_schema(top), data)
+    if passed(digest):
+        return []
     plain = plain_devices()
     devices = data.get("devices") if isinstance(data, dict) else None
     if plain is not None and isinstance(devices, dict):
@@ -88,8 +116,15 @@ def validate_file(data: Any, marks: Marks, *, top: bool) -> list[ManifestIssue]:
                 if not plain.plainly_valid(name, entry)}
         if len(rest) < len(devices):
             data = {**data, "devices": rest}
-    errors = _validator(top).iter_errors(data)
-    return phrase_errors(errors, marks, ())
+    issues = phrase_errors(_validator(top).iter_errors(data), marks, ())
+    if not issues:
+        remember(digest)
+    return issues
+
+
+@cache
+def _validator(top: bool) -> jsonschema.Draft202012Validator:
+    return strict_validator(_file_schema(top))
 
 
 def phrase_errors(errors: Iterable[ValidationError], marks: Marks, prefix: Path,
@@ -274,6 +309,8 @@ def _type_fits(schema: Mapping[str, Any], value: Any) -> bool:
     kind = schema.get("type")
     if kind is None:
         return True
+    import jsonschema
+
     checker = jsonschema.Draft202012Validator.TYPE_CHECKER
     kinds = kind if isinstance(kind, list) else [kind]
     return any(checker.is_type(value, k) for k in kinds)

@@ -40,7 +40,7 @@ from runner.manifest.checks import (
 )
 from runner.manifest.paths import PathPolicy
 from runner.manifest.simulated import check_simulated_devices
-from runner.manifest.structure import phrase, strict_validator
+from runner.manifest.structure import phrase, remembered_errors
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
 from runner.unitdata import (
@@ -328,9 +328,8 @@ def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any
     An unused link is checked on its own, except for keys its devices would add.
     """
     merged = {**_link_options(checker, link), **own}
-    validator = strict_validator(transport.options_schema)
     subject = f"the options of {transport.kind} link {link}"
-    for error in validator.iter_errors(merged):
+    for error in remembered_errors("link-options", transport.options_schema, merged):
         if device is None and error.validator == "required" and not error.absolute_path:
             continue
         for path, at_key, message in phrase(error, subject):

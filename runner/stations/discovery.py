@@ -38,7 +38,12 @@ from runner.manifest.checks import device_link, entries
 from runner.manifest.sources import read_sources
 from runner.manifest.structure import did_you_mean
 from runner.model import Manifest, StationSpec
-from runner.stations.errors import StationCommandError, StationError, StationTimeout
+from runner.stations.errors import (
+    StationCommandError,
+    StationError,
+    StationTimeout,
+    StationUnreachable,
+)
 from runner.stations.ssh import command_line, connect
 from runner.stations.staging import put_files, station_bundles
 
@@ -159,10 +164,9 @@ async def _discover_on(scan: StationScan, *, simulate: bool,
     except StationError as error:
         return replace(report, error=error_fields(error))
     except (OSError, asyncssh.Error) as error:
-        lost = StationError(f"station {spec.name}: the connection failed: {error}",
-                            station=spec.name)
-        return replace(report, error={**error_fields(lost),
-                                      "error_category": "station-unreachable"})
+        lost = StationUnreachable(f"station {spec.name}: the connection failed: {error}",
+                                  station=spec.name)
+        return replace(report, error=error_fields(lost))
     finally:
         connection.close()
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runner.errors import PlanError
-from transports.chips import ChipDatabase, chip_database
+from transports.chips import ChipDatabase, chip_database, family_file
 
 KIB = 1024
 
@@ -250,3 +250,32 @@ def test_bootloader_option_range_starts_at_the_option_bytes(chips: ChipDatabase)
         if chip.bootloader.option_bytes is not None:
             start, end = chip.bootloader.option_bytes
             assert start <= chip.option_bytes.address < end, chip.line
+
+
+def test_every_part_is_in_the_data_file_its_family_names(documents: dict[str, Any]) -> None:
+    # chip_database() parses only the family file of the part asked for.
+    for source, document in documents.items():
+        for line in document["lines"]:
+            for part in line["parts"]:
+                assert family_file(part) == source, f"{part} is in {source}"
+
+
+def test_asking_for_one_part_parses_only_its_family_file(
+        documents: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import transports.chips as chips_module
+
+    parsed: list[str] = []
+    parse = chips_module._parse
+
+    def noting(entry: Any) -> Any:
+        parsed.append(entry.name)
+        return parse(entry)
+
+    monkeypatch.setattr(chips_module, "_parse", noting)
+    fresh = chip_database.__wrapped__()
+    full = ChipDatabase.from_documents(documents)
+    assert fresh.part("STM32F103CB") == full.part("stm32f103cb")
+    assert "stm32h743zi" in fresh and "stm32x999" not in fresh.chips
+    assert parsed[:2] == ["stm32f1.yaml", "stm32h7.yaml"]
+    assert fresh.by_dev_id(0x410) == full.by_dev_id(0x410)   # a DEV_ID lookup parses all
+    assert sorted(parsed) == sorted(documents) and len(fresh) == len(full)

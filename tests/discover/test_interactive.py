@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.cli_discover import _rehearsal
-from runner.discover import discover, inventory_links
+from runner.cli_discover import discover_here
 from runner.errors import PlanError
 from runner.interactive import Prompter, name_links
 from runner.inventory import sync_inventory
-from runner.launch import usb_bench
 from runner.manifest import load_manifest
 from runner.stations.localsshd import SSHD, start_station
 
@@ -192,9 +190,7 @@ def test_interactive_goes_with_write(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_the_answers_are_read_by_the_prompt_itself(inventory: Path) -> None:
     """Answers fed to the prompt's own input: a hub that cannot switch, the input ending."""
-    with usb_bench(_rehearsal(BENCH)) as control:
-        result = discover(control.usb_backend, links=inventory_links(inventory),
-                          read_firmware=False)
+    result = discover_here(inventory, BENCH, read_firmware=False)
     # As if hub 1-4 did not switch its ports: a hub-port answer there is refused.
     result = replace(result, devices=tuple(
         replace(f, power_switching="none") if f.port_path == "1-4" else f

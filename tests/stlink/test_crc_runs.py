@@ -135,3 +135,21 @@ def test_the_flash_command_prints_the_fallback_as_a_warning(
     assert "warning: " in err and "the on-target CRC is not used, read-back instead" in err
     log = next(tmp_path.glob("*.jsonl")).read_text()
     assert '"event": "link.fallback"' in log or '"event":"link.fallback"' in log
+
+
+def test_a_verify_planned_by_checksum_reads_back_once_the_crc_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.stlink.test_loader_runs as runs
+
+    monkeypatch.setattr(runs, "MANIFEST", runs.MANIFEST.replace("method: auto",
+                                                                "method: checksum"))
+    broken = patched(LOOP, UDF)
+    monkeypatch.setattr("transports.stlink.loaders.crc.crc_routine", lambda: broken)
+    world = SimulationWorld()
+    data = os.urandom(8 * 1024)
+    status, sink = run(tmp_path, world, data, options="serial: A")
+    assert status == 0
+    assert len(sink.named(ev.LINK_FALLBACK)) == 1
+    verify = finished(sink, "verify")
+    assert verify["method"] == "readback" and verify["planned_method"] == "checksum"
+    assert world.chips["board"].flash[:len(data)] == data

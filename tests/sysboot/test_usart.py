@@ -120,6 +120,25 @@ def test_mass_erase_clears_whole_flash(open_usart: OpenUsart) -> None:
     assert sim.flash == b"\xff" * len(sim.flash)
 
 
+def test_erasing_every_page_is_one_global_erase(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")
+    sim = sim_of(session)
+    session.erase(session.chip.flash.blocks)
+    assert sim.stats.mass_erases == 1 and sim.stats.blocks_erased == 0
+    assert sim.flash == bytes([sim.geometry.erased]) * len(sim.flash)
+    session.write(BASE, pattern(256))   # the pages count as erased by this session
+    assert session.read(BASE, 256) == pattern(256)
+
+
+def test_every_page_of_a_rom_without_mass_erase_is_erased_page_by_page(
+        open_usart: OpenUsart) -> None:
+    session = open_usart("stm32l073rz")   # AN2606: no global erase on L0
+    sim = sim_of(session)
+    session.erase(session.chip.flash.blocks)
+    assert sim.stats.mass_erases == 0
+    assert sim.stats.blocks_erased == len(session.chip.flash.blocks)
+
+
 def test_rom_without_mass_erase_is_erased_page_by_page(open_usart: OpenUsart) -> None:
     session = open_usart("stm32g071rb", DeviceProfile(quirks={"no-mass-erase": True}))
     sim = sim_of(session)
@@ -478,6 +497,41 @@ def test_brownout_mid_write_needs_a_reconnect(open_usart: OpenUsart) -> None:
     session.erase(session.chip.flash.blocks[:1])
     session.write(BASE, pattern(1024))
     assert session.read(BASE, 1024) == pattern(1024)
+
+
+def test_an_f1s_flash_size_and_uid_come_in_one_read(open_usart: OpenUsart,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    session = open_usart("stm32f103cb")
+    reads: list[tuple[int, int]] = []
+    read = session.engine.read_memory
+
+    def noting(address: int, length: int) -> bytes:
+        reads.append((address, length))
+        return read(address, length)
+
+    monkeypatch.setattr(session.engine, "read_memory", noting)
+    identity = session.identify()
+    assert reads == [(session.chip.flash_size_address, 20)]   # 0x1FFFF7E0..0x1FFFF7F4
+    assert identity.uid == sim_of(session).uid_hex
+    assert identity.flash_size == 128 * 1024
+
+
+def test_a_refused_combined_read_falls_back_to_one_read_per_word(
+        open_usart: OpenUsart, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = open_usart("stm32f103cb")
+    read = session.engine.read_memory
+    lengths: list[int] = []
+
+    def refusing_spans(address: int, length: int) -> bytes:
+        lengths.append(length)
+        if length == 20:
+            raise Refused("Read Memory: NACK at the length stage")
+        return read(address, length)
+
+    monkeypatch.setattr(session.engine, "read_memory", refusing_spans)
+    identity = session.identify()
+    assert lengths == [20, 2, 12]
+    assert identity.uid == sim_of(session).uid_hex and identity.flash_size == 128 * 1024
 
 
 def test_scattered_uid_words_are_read_one_by_one(open_usart: OpenUsart) -> None:

@@ -11,7 +11,8 @@ Everything else in flashrunner asks this module, never hard-codes addresses.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache, partial
 from importlib import resources
@@ -34,6 +35,7 @@ __all__ = [
     "OptionBytesInfo",
     "RomBootloader",
     "chip_database",
+    "family_file",
     "rom_bootloader",
     "rom_version",
 ]
@@ -319,6 +321,29 @@ def _built_chip(source: str, where: str, part: str, size: Mapping[str, Any],
                         hint="the shipped chip data is damaged; reinstall flashrunner") from exc
 
 
+class _Catalogue:
+    """Parts found in data files so far: how to build each, and the parts of each DEV_ID."""
+
+    def __init__(self) -> None:
+        self.recipes: dict[str, Callable[[], Chip]] = {}
+        self.by_dev_id: dict[int, list[str]] = {}
+        self._lines: dict[str, str] = {}
+
+    def add(self, source: str, document: Mapping[str, Any]) -> None:
+        for number, line in enumerate(document["lines"]):
+            for part, size in line["parts"].items():
+                where = f"lines/{number}/parts/{part}"
+                if part in self.recipes:
+                    raise PlanError(f"chip database {source}: {where}: part {part} is "
+                                    f"already defined by line {self._lines[part]}",
+                                    hint="the shipped chip data is damaged; reinstall "
+                                         "flashrunner")
+                self.recipes[part] = partial(_built_chip, source, where, part, size, line,
+                                             document)
+                self._lines[part] = line["name"]
+                self.by_dev_id.setdefault(line["dev_id"], []).append(part)
+
+
 class _Parts(Mapping[str, Chip]):
     """Parts by name, each built from its data line when first asked for.
 
@@ -366,9 +391,7 @@ class ChipDatabase:
             import jsonschema
 
             validator = jsonschema.Draft202012Validator(load_schema("chips"))
-        recipes: dict[str, Callable[[], Chip]] = {}
-        lines: dict[str, str] = {}
-        by_dev_id: dict[int, list[str]] = {}
+        catalogue = _Catalogue()
         for source, document in sorted(documents.items()):
             errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path)) \
                 if validator is not None else []
@@ -376,18 +399,8 @@ class ChipDatabase:
                 where = "/".join(str(p) for p in errors[0].absolute_path)
                 raise PlanError(f"chip database {source}: {where}: {errors[0].message}",
                                 hint="the shipped chip data is damaged; reinstall flashrunner")
-            for number, line in enumerate(document["lines"]):
-                for part, size in line["parts"].items():
-                    where = f"lines/{number}/parts/{part}"
-                    if part in recipes:
-                        raise PlanError(f"chip database {source}: {where}: part {part} is "
-                                        f"already defined by line {lines[part]}",
-                                        hint="the shipped chip data is damaged; reinstall "
-                                             "flashrunner")
-                    recipes[part] = partial(_built_chip, source, where, part, size, line,
-                                            document)
-                    lines[part] = line["name"]
-                    by_dev_id.setdefault(line["dev_id"], []).append(part)
+            catalogue.add(source, document)
+        recipes, by_dev_id = catalogue.recipes, catalogue.by_dev_id
         parts = _Parts(recipes)
         if validate:   # data from outside the package: every part is checked now
             for part in parts:
@@ -427,22 +440,105 @@ class ChipDatabase:
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _data_folder() -> Any:
+    return resources.files(__name__).joinpath("data")
+
+
+def _parse(entry: Any) -> Mapping[str, Any]:
+    document: Mapping[str, Any] = yaml.load(entry.read_text("utf-8"), Loader=_YAML_LOADER)
+    return document
+
+
 def shipped_documents() -> dict[str, Mapping[str, Any]]:
     """The chip data files shipped with flashrunner, parsed (``{file name: document}``)."""
-    documents: dict[str, Mapping[str, Any]] = {}
-    folder = resources.files(__name__).joinpath("data")
-    for entry in folder.iterdir():
-        if entry.name.endswith(".yaml"):
-            documents[entry.name] = yaml.load(entry.read_text("utf-8"), Loader=_YAML_LOADER)
-    return documents
+    return {entry.name: _parse(entry) for entry in _data_folder().iterdir()
+            if entry.name.endswith(".yaml")}
+
+
+def family_file(part: str) -> str:
+    """The shipped data file that holds ``part``: ``stm32f103cb`` is in ``stm32f1.yaml``."""
+    return f"{part[:7].lower()}.yaml"
+
+
+class _ShippedCatalogue:
+    """The shipped data files, each parsed when a part of its family is first asked for.
+
+    A run names a chip or two: parsing and indexing all eighteen files cost it
+    ~20 ms before its first byte. Looking a part up parses its family's file
+    (:func:`family_file`; the test suite holds every part to it); anything that
+    needs every part (listing, a DEV_ID lookup, an unknown name) parses them all.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._catalogue = _Catalogue()
+        self._pending = {entry.name: entry for entry in _data_folder().iterdir()
+                         if entry.name.endswith(".yaml")}
+
+    def _load(self, names: Iterable[str]) -> _Catalogue:
+        with self._lock:
+            for name in sorted(names):
+                entry = self._pending.pop(name, None)
+                if entry is not None:
+                    self._catalogue.add(name, _parse(entry))
+        return self._catalogue
+
+    def everything(self) -> _Catalogue:
+        return self._load(list(self._pending))
+
+    def recipe(self, part: str) -> Callable[[], Chip] | None:
+        recipes = self._catalogue.recipes
+        if part not in recipes:
+            self._load([family_file(part)])
+        if part not in recipes:
+            self.everything()
+        return recipes.get(part)
+
+
+class _ShippedRecipes(Mapping[str, Callable[[], Chip]]):
+    def __init__(self, shipped: _ShippedCatalogue) -> None:
+        self._shipped = shipped
+
+    def __getitem__(self, part: str) -> Callable[[], Chip]:
+        recipe = self._shipped.recipe(part)
+        if recipe is None:
+            raise KeyError(part)
+        return recipe
+
+    def __contains__(self, part: object) -> bool:
+        return isinstance(part, str) and self._shipped.recipe(part) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shipped.everything().recipes)
+
+    def __len__(self) -> int:
+        return len(self._shipped.everything().recipes)
+
+
+class _ShippedDevIds(Mapping[int, tuple[str, ...]]):
+    def __init__(self, shipped: _ShippedCatalogue) -> None:
+        self._shipped = shipped
+
+    def _all(self) -> dict[int, list[str]]:
+        return self._shipped.everything().by_dev_id
+
+    def __getitem__(self, dev_id: int) -> tuple[str, ...]:
+        return tuple(self._all()[dev_id])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 @cache
 def chip_database() -> ChipDatabase:
-    """The database shipped with flashrunner, loaded once per process.
+    """The database shipped with flashrunner, one per process, each file parsed when needed.
 
     Its schema check runs in the test suite
-    (``tests/chips/test_chip_database.py``), not at every start; the semantic
-    checks of :meth:`ChipDatabase.from_documents` still run.
+    (``tests/chips/test_chip_database.py``), not at every start; a part
+    defined twice is still refused when its files are parsed.
     """
-    return ChipDatabase.from_documents(shipped_documents(), validate=False)
+    shipped = _ShippedCatalogue()
+    return ChipDatabase(_Parts(_ShippedRecipes(shipped)), _ShippedDevIds(shipped))

@@ -100,8 +100,7 @@ class StLinkTransport:
                            "description": "auto: the RAM flash loader where the probe cannot "
                                           "write the program unit, else block writes on "
                                           "genuine parts and one unit at a time on clones; "
-                                          "loader (with an on-target CRC), fast, safe force "
-                                          "one path."},
+                                          "loader, fast, safe force one path."},
             "on-target-crc": {"type": "boolean", "default": True,
                               "description": "Compare (verify, skip-unchanged) by a CRC-32 "
                                              "the target computes in SRAM; false: read "
@@ -159,7 +158,7 @@ class StLinkTransport:
     @classmethod
     def planned_capabilities(cls, options: Mapping[str, Any],
                              chip: Chip) -> frozenset[Capability]:
-        """The on-target checksum wherever the CRC routine (or the loader) fits in SRAM."""
+        """The on-target checksum wherever a session will have an on-target CRC (oncrc)."""
         if crc_planned(options, chip):
             return cls.capabilities_base | {Capability.CHECKSUM}
         return cls.capabilities_base

@@ -55,6 +55,10 @@ __all__ = ["BASE_CAPABILITIES", "ROM_CHECKSUM_BYTES_PER_S", "BootloaderSession"]
 #: the length, the rest is the ROM feeding flash words to the CRC unit.
 ROM_CHECKSUM_BYTES_PER_S = 2_000_000.0
 
+#: Flash size and UID closer than this are read in one Read Memory (F0/F1/F3: 20 to 34 bytes);
+#: farther apart, the bytes between are left unread.
+_SPAN_READ = 40
+
 #: What every bootloader link can do, whatever the ROM.
 BASE_CAPABILITIES = frozenset({
     Capability.ERASE_PAGES, Capability.ERASE_MASS, Capability.WRITE, Capability.READ,
@@ -151,17 +155,19 @@ class BootloaderSession:
         uid = ""
         flash_size: int | None = None
         rdp = 0
-        try:
-            flash_size, uid = self._device_words(engine.read_memory)
-        except ReadProtected:
-            rdp = 1
-        except (ProtocolError, Refused):
-            # An F401 or L05x ROM NACKs short reads of these words but answers a read of
-            # the whole device-information page from its base (stm32loader PR #25, #61).
+        # One Read Memory over both where they sit close (an F1's 20 bytes), else one each;
+        # an F401 or L05x ROM NACKs short reads of these words but answers a read of the
+        # whole device-information page from its base (stm32loader PR #25, #61).
+        readers = [self._span_reader(engine), engine.read_memory, self._paged_reader(engine)]
+        for read in (reader for reader in readers if reader is not None):
             try:
-                flash_size, uid = self._device_words(self._paged_reader(engine))
+                flash_size, uid = self._device_words(read)
+                break
+            except ReadProtected:
+                rdp = 1
+                break
             except (ProtocolError, Refused):
-                pass  # some ROMs refuse these words altogether: identity stays partial
+                continue  # some ROMs refuse these words altogether: identity stays partial
         details = {"bootloader_commands": " ".join(f"{c:02X}" for c in
                                                    sorted(engine.commands.codes))}
         if engine.commands.unknown:
@@ -180,6 +186,23 @@ class BootloaderSession:
         # L0/L1 scatter the UID words: read each one.
         return flash_size, b"".join(read(self.chip.uid_address + off, 4)
                                     for off in offsets).hex()
+
+    def _span_reader(self, engine: BootloaderEngine) -> Callable[[int, int], bytes] | None:
+        """Reads served from one Read Memory over the flash size and the UID (None: far apart)."""
+        chip = self.chip
+        if chip.uid_offsets != (0, 4, 8):
+            return None
+        start = min(chip.flash_size_address, chip.uid_address)
+        end = max(chip.flash_size_address + 2, chip.uid_address + 12)
+        if end - start > _SPAN_READ:
+            return None
+        span: list[bytes] = []
+
+        def read(address: int, length: int) -> bytes:
+            if not span:
+                span.append(engine.read_memory(start, end - start))
+            return span[0][address - start:address - start + length]
+        return read
 
     @staticmethod
     def _paged_reader(engine: BootloaderEngine) -> Callable[[int, int], bytes]:
@@ -211,6 +234,11 @@ class BootloaderSession:
             self._mass_erase(every, progress)
             return
         indexes = sorted({block.index for block in blocks})
+        if indexes == every:
+            # Every page: one global erase (stm32flash does the same when the whole flash
+            # is written); an F103's 128 pages one by one take ~2.6 s, a mass erase ~40 ms.
+            self._mass_erase(every, progress)
+            return
         bank = self._whole_bank(indexes)
         if bank is not None and engine.commands.pick("erase") != Command.ERASE:
             try:
