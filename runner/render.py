@@ -9,6 +9,7 @@ durations are rounded to the millisecond.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import pairwise
@@ -20,6 +21,7 @@ from runner.memmap import MemoryMap
 from runner.plan import (
     ConnectAction,
     DevicePlan,
+    DeviceTasks,
     EraseAction,
     ImageUse,
     OptionBytesAction,
@@ -143,11 +145,68 @@ def write_json(plan: Plan, out: TextIO) -> None:
     head = json.dumps(_document(plan, marker), indent=2, ensure_ascii=False)
     before, _, after = head.partition(json.dumps(marker))
     out.write(before + "[")
+    lines = _DeviceLines()
     for index, device in enumerate(plan.devices):
         out.write(",\n    " if index else "\n    ")
-        out.write(json.dumps(_device_json(device), ensure_ascii=False))
+        out.write(lines.line(device))
     out.write("\n  ]" if plan.devices else "]")
     out.write(after + "\n")
+
+
+#: Stand-ins for what differs between devices alike, in a device line encoded once.
+_NAME, _AFTER, _ID = "\x00name\x00", "\x00after\x00", "\x00id\x00"
+_STAND_IN = re.compile('"\\\\u0000(name|after|id)\\\\u0000"')
+
+
+class _DeviceLines:
+    """Each device's JSON line, encoded once per group of devices alike.
+
+    Devices sharing their task group, chip, link, resource, options and
+    memory differ only in their name, ``after`` list and task ids: the line is
+    encoded once with stand-ins for those and filled in per device. The text
+    is the one ``json.dumps`` gives for the device (a name's escapes do not
+    depend on what surrounds it).
+    """
+
+    def __init__(self) -> None:
+        self._pieces: dict[tuple[object, ...], tuple[list[str], tuple[str, ...], object]] = {}
+
+    def line(self, device: DevicePlan) -> str:
+        tasks = device.tasks
+        if not isinstance(tasks, DeviceTasks):
+            return json.dumps(_device_json(device), ensure_ascii=False)
+        key = (id(tasks.group), id(device.chip), device.link, device.kind, device.resource,
+               id(device.options), id(device.memory), id(device.images))
+        known = self._pieces.get(key)
+        if known is None:
+            known = self._pieces[key] = self._encode(device, tasks)
+        pieces, suffixes, _ = known
+        if not pieces:
+            return json.dumps(_device_json(device), ensure_ascii=False)
+        name = json.dumps(device.device, ensure_ascii=False)
+        parts = [pieces[0], name, pieces[1], json.dumps(list(device.after), ensure_ascii=False),
+                 pieces[2]]
+        stem = name[:-1]
+        for suffix, piece in zip(suffixes, pieces[3:], strict=True):
+            parts.append(stem + suffix)
+            parts.append(piece)
+        return "".join(parts)
+
+    @staticmethod
+    def _encode(device: DevicePlan,
+                tasks: DeviceTasks) -> tuple[list[str], tuple[str, ...], object]:
+        document = _device_json(device)
+        document["name"], document["after"] = _NAME, _AFTER
+        for task in document["tasks"]:
+            task["id"] = _ID
+        split = _STAND_IN.split(json.dumps(document, ensure_ascii=False))
+        pieces, found = split[::2], split[1::2]
+        suffixes = tuple(f'/{t.index}-{t.kind.value}"' for t in tasks.group.templates)
+        if found != ["name", "after", *["id"] * len(suffixes)]:
+            pieces = []   # a stand-in's text is in the data itself: encode each device
+        # The objects keyed by id stay alive as long as their entry.
+        pinned = (tasks.group, device.chip, device.options, device.memory, device.images)
+        return pieces, suffixes, pinned
 
 
 def render_json(plan: Plan) -> dict[str, Any]:
