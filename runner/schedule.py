@@ -72,8 +72,8 @@ class _Graph:
         self.names = names
         self.index = {name: i for i, name in enumerate(names)}
         #: What device i comes after: ``targets[starts[i]:starts[i + 1]]`` (known, once).
-        self.starts = array("l", [0])
-        self.targets = array("l")
+        self.starts = array("i", [0])
+        self.targets = array("i")
         for deps in afters:
             first = len(self.targets)
             for name in deps:
@@ -82,13 +82,13 @@ class _Graph:
                     self.targets.append(j)
             self.starts.append(len(self.targets))
         # The reverse edges: who comes after device j.
-        counts = array("l", bytes(8 * (len(names) + 1)))
+        counts = array("i", bytes(4 * (len(names) + 1)))
         for j in self.targets:
             counts[j + 1] += 1
         for i in range(len(names)):
             counts[i + 1] += counts[i]
-        self.rstarts = array("l", counts)
-        self.rtargets = array("l", bytes(8 * len(self.targets)))
+        self.rstarts = array("i", counts)
+        self.rtargets = array("i", bytes(4 * len(self.targets)))
         for i in range(len(names)):
             for j in self.targets[self.starts[i]:self.starts[i + 1]]:
                 self.rtargets[counts[j]] = i
@@ -102,7 +102,7 @@ class _Graph:
 
     def waiting(self) -> array[int]:
         """How many devices each device waits for."""
-        return array("l", (self.starts[i + 1] - self.starts[i] for i in range(len(self.names))))
+        return array("i", (self.starts[i + 1] - self.starts[i] for i in range(len(self.names))))
 
     def layers(self) -> Iterator[list[int]]:
         """Topological layers, each in manifest order (a cycle's devices never come)."""
@@ -191,7 +191,7 @@ def simulate_schedule(devices: Sequence[Schedulable], max_parallel: int) -> Time
     graph = _Graph([d.device for d in devices], (d.after for d in devices))
     waiting = graph.waiting()
     resource_ids: dict[str, int] = {}
-    resource_of = array("l", (resource_ids.setdefault(d.resource, len(resource_ids))
+    resource_of = array("i", (resource_ids.setdefault(d.resource, len(resource_ids))
                               for d in devices))
     queues: list[list[int]] = [[] for _ in resource_ids]   # ready devices by order
     free_heads: list[tuple[int, int]] = []   # (order, resource), validated lazily
@@ -200,7 +200,7 @@ def simulate_schedule(devices: Sequence[Schedulable], max_parallel: int) -> Time
     nan = float("nan")
     starts = array("d", [nan]) * count
     ends = array("d", [nan]) * count
-    cause = array("l", [-1]) * count
+    cause = array("i", [-1]) * count
 
     def make_ready(index: int) -> None:
         resource = resource_of[index]

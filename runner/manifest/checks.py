@@ -23,10 +23,12 @@ STEP_KINDS = ("erase", "write", "verify", "option-bytes", "reset", "unit-data", 
 
 
 def entries(data: Any, section: str) -> dict[str, dict[str, Any]]:
-    """The well-formed named entries of a top-level section."""
+    """The well-formed named entries of a top-level section (read-only)."""
     table = data.get(section) if isinstance(data, dict) else None
     if not isinstance(table, dict):
         return {}
+    if all(isinstance(value, dict) for value in table.values()):
+        return table   # the usual case; a copy would cost as much as the section's index
     return {name: value for name, value in table.items() if isinstance(value, dict)}
 
 

@@ -108,18 +108,20 @@ def _recipe(checker: Checker, name: str, recipe: Any) -> None:
 def _after_cycles(checker: Checker) -> None:
     """Name each cycle of ``after`` once (depth first, iterative: chains may be long)."""
     devices = entries(checker.data, "devices")
-    graph = {
-        name: [o for o in device["after"] if isinstance(o, str) and o in devices and o != name]
-        if isinstance(device.get("after"), list) else []
-        for name, device in devices.items()
-    }
+
+    def waits_for(name: str) -> list[str]:   # read as the walk goes: no copy of the graph
+        after = devices[name].get("after")
+        if not isinstance(after, list):
+            return []
+        return [o for o in after if isinstance(o, str) and o in devices and o != name]
+
     reported: set[frozenset[str]] = set()
     state: dict[str, int] = {}   # 1: on the current path, 2: done
-    for root, firsts in graph.items():
+    for root in devices:
         if root in state:
             continue
         path: list[str] = [root]
-        pending: list[list[str]] = [list(reversed(firsts))]
+        pending: list[list[str]] = [list(reversed(waits_for(root)))]
         state[root] = 1
         while path:
             if not pending[-1]:
@@ -135,7 +137,7 @@ def _after_cycles(checker: Checker) -> None:
             elif other not in state:
                 state[other] = 1
                 path.append(other)
-                pending.append(list(reversed(graph[other])))
+                pending.append(list(reversed(waits_for(other))))
 
 
 def _report_cycle(checker: Checker, devices: dict[str, dict[str, Any]], ring: list[str]) -> None:
