@@ -197,6 +197,37 @@ def _size(size: int | None) -> str:
     return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
 
 
+#: The table's width: a long option-byte block is laid out in rows that fit it.
+COLUMNS = 100
+
+
+def _option_rows(options: OptionBytes, column: int) -> list[str]:
+    """The option bytes as hex, on one line when it fits, else in rows of 4-byte words.
+
+    Rows start with their offset in the block; the words are the bytes in memory
+    order, and the decoded fields follow, wrapped to the same width.
+    """
+    raw = options.raw.hex().upper()
+    fields = ", ".join(f"{k}=0x{v:X}" for k, v in options.fields.items())
+    line = raw + (f" ({fields})" if fields else "")
+    room = COLUMNS - column
+    if len(line) <= room:
+        return [line]
+    offset = f"+0x{len(options.raw) - 1:X}  "  # the widest offset sets its column
+    words = max(1, (room - len(offset) + 1) // 9)
+    words = 1 << (words.bit_length() - 1)  # a power of two: offsets stay round
+    step = 4 * words
+    rows = [f"+0x{start:0{len(offset) - 5}X}  " + " ".join(
+                raw[at:at + 8] for at in range(2 * start, 2 * min(start + step,
+                                                                  len(options.raw)), 8))
+            for start in range(0, len(options.raw), step)]
+    if fields:
+        import textwrap
+
+        rows += textwrap.wrap(f"({fields})", width=room, break_on_hyphens=False)
+    return rows
+
+
 def render_text(info: ChipInfo) -> str:
     rows: list[tuple[str, str]] = []
     identity = info.identity
@@ -211,9 +242,7 @@ def render_text(info: ChipInfo) -> str:
         rows.append(("rdp", "unknown" if identity.rdp_level is None
                      else f"level {identity.rdp_level}"))
         if info.option_bytes is not None and info.option_bytes.raw:
-            fields = ", ".join(f"{k}=0x{v:X}" for k, v in info.option_bytes.fields.items())
-            rows.append(("option bytes", info.option_bytes.raw.hex().upper()
-                         + (f" ({fields})" if fields else "")))
+            rows.append(("option bytes", ""))  # laid out below, once the column is known
         if identity.bootloader_version:
             rows.append(("bootloader", identity.bootloader_version))
         if identity.probe:
@@ -225,7 +254,14 @@ def render_text(info: ChipInfo) -> str:
     width = max((len(key) for key, _ in rows), default=0)
     expected = f", expected {info.expected}" if info.expected else ""
     lines = [f"{info.device} on link {info.link} ({info.kind}{expected})"]
-    lines += [f"  {key.ljust(width)}  {value}" for key, value in rows]
+    column = 2 + width + 2
+    for key, value in rows:
+        if key == "option bytes" and info.option_bytes is not None:
+            first, *more = _option_rows(info.option_bytes, column)
+            lines.append(f"  {key.ljust(width)}  {first}")
+            lines += [" " * column + row for row in more]
+        else:
+            lines.append(f"  {key.ljust(width)}  {value}")
     if info.mismatch:
         lines.append(f"! chip differs: {info.mismatch}")
     lines += [f"  note: {note}" for note in info.notes]

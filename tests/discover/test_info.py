@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,40 @@ def test_a_read_faulting_at_the_parts_uid_address_tries_the_other_families(
     monkeypatch.setattr("runner.info._read", counted)
     report = substituted(rdp1_manifest(tmp_path, "{kind: stlink}"), "board", "stm32g071rb")
     assert report.family == "g0" and asked[0] == "stm32f411re" and len(asked) > 1
+
+
+def test_a_long_option_byte_block_is_printed_in_rows_that_fit_100_columns(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    link = ["--link", "uart,/dev/ttyUSB0", "--chip", "stm32g071rb", "--simulate"]
+    raw = str(info_json(capsys, *link)["option_bytes"]["raw"]).upper()  # type: ignore[index]
+    assert len(raw) == 256  # the G0's 128-byte block; JSON keeps it in one string
+    assert main(["info", *link]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    start = next(i for i, line in enumerate(lines) if line.startswith("  option bytes"))
+    rows = [line[line.index("+0x"):] for line in lines[start:start + 8]]
+    assert [row.split()[0] for row in rows] == [f"+0x{16 * n:02X}" for n in range(8)]
+    assert "".join("".join(row.split()[1:]) for row in rows) == raw
+    assert rows[0].split()[1] == raw[:8] and "bootloader" in lines[start + 8]
+
+
+def test_decoded_fields_of_a_long_block_wrap_under_it() -> None:
+    from runner.info import render_text
+    from transports.base import ChipIdentity, OptionBytes
+
+    fields = {f"field_{n}": n for n in range(30)}
+    info = ChipInfo(device="board", link="l", kind="stlink", expected=None,
+                    identity=ChipIdentity(dev_id=0x460), parts=("stm32g071rb",),
+                    option_bytes=OptionBytes(raw=bytes(range(128)), rdp_level=0,
+                                             fields=fields))
+    lines = render_text(info).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    text = " ".join(line.strip() for line in lines)
+    assert "(field_0=0x0, field_1=0x1," in text and "field_29=0x1D)" in text
+    # A narrow key column leaves room for 8 words a row.
+    assert "+0x60  " + " ".join(bytes(range(n, n + 4)).hex().upper()
+                                for n in range(0x60, 0x80, 4)) in text
+    # A short block stays on its line, its fields beside it.
+    short = replace(info, option_bytes=OptionBytes(raw=b"\xaa\x55", rdp_level=0,
+                                                   fields={"user": 7}))
+    assert "  option bytes  AA55 (user=0x7)" in render_text(short)
