@@ -230,6 +230,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_FLAGGED if report.mismatch else EXIT_OK
 
 
+def _link_part(kind: str, options: Any, part: str | None) -> str:
+    """The part an ``info --link`` session expects, refused when the link cannot reach it.
+
+    Without ``--chip`` it is the first guess (DEV_ID tells): one whose ROM the link reaches.
+    """
+    from runner.romlinks import unreachable
+    from transports.chips import chip_database
+
+    chips = chip_database()
+    if part is not None:
+        try:
+            chip = chips.part(part)
+        except KeyError:
+            return part  # the manifest checks name the close parts
+        why = unreachable(chip, kind, options)
+        if why is not None:
+            raise PlanError(f"--link {kind} --chip {part}: {why}")
+        return part
+    if kind == "i2c" and options.get("address") is None:
+        raise PlanError("--link i2c without --chip needs address=: the ROM's I2C address "
+                        "differs per line (AN2606)",
+                        hint="flashrunner info --link i2c,bus=1 --chip stm32g071rb")
+    guesses = [chips.part(_FIRST_GUESS), *chips.chips.values()]
+    return next(c.part for c in guesses if unreachable(c, kind, options) is None)
+
+
 def _info_plan(args: argparse.Namespace) -> Any:
     import tempfile
 
@@ -241,8 +267,9 @@ def _info_plan(args: argparse.Namespace) -> Any:
     if args.link is None:
         return compile_plan(load_manifest(args.manifest, allow=args.allow_path),
                             simulate=args.simulate)
-    request = OneLine(command="info", part=args.chip or _FIRST_GUESS,
-                      link=parse_link(args.link), steps=({"erase": {"scope": "mass"}},),
+    link = parse_link(args.link)
+    request = OneLine(command="info", part=_link_part(link.kind, link.options, args.chip),
+                      link=link, steps=({"erase": {"scope": "mass"}},),
                       simulate=bool(args.simulate))
     with tempfile.TemporaryDirectory(prefix="flashrunner-info-") as folder:
         path = Path(folder) / "info.yaml"

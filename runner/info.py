@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.errors import ChipMismatch, RunnerError, TransportError
+from runner.errors import BusFault, ChipMismatch, PlanError, RunnerError, TransportError
 from runner.plan import DevicePlan, Plan
+from runner.romlinks import unreachable
 from transports.base import ChipIdentity, LinkRequest, OptionBytes
 from transports.chips import Chip, ChipDatabase, chip_database
 from transports.endpoints import HARDWARE, Endpoints
@@ -49,7 +50,11 @@ class ChipInfo:
 
 @contextmanager
 def plan_endpoints(plan: Plan, world: Any = None) -> Iterator[Endpoints]:
-    """The hardware, or ``plan``'s rehearsal bench (``world``, else a new one, closed after)."""
+    """The hardware, or ``plan``'s rehearsal bench (``world``, else a new one, closed after).
+
+    In a rehearsal every device's simulated chip is its plan part before anything is
+    opened, so identifying it can never make the simulation plug another part.
+    """
     from runner.launch import compose_endpoints, needs_simulation, simulation_world
 
     if world is None and not needs_simulation(plan):
@@ -58,7 +63,12 @@ def plan_endpoints(plan: Plan, world: Any = None) -> Iterator[Endpoints]:
     own = world is None
     world = simulation_world(plan) if world is None else world
     try:
-        yield compose_endpoints(plan, world)
+        endpoints = compose_endpoints(plan, world)
+        for device in plan.devices:
+            # Each simulated chip is the manifest's part from the start, whatever part
+            # a session later asks for (a board carrying another chip is substituted).
+            world.chip(device.device, device.chip)
+        yield endpoints
     finally:
         if own:
             world.close()
@@ -88,6 +98,37 @@ def _representatives(chips: ChipDatabase) -> list[Chip]:
     return list(seen.values())
 
 
+def _faulted_at_identity(error: BusFault, chip: Chip) -> bool:
+    """``error`` is a memory fault at one of ``chip``'s identity registers."""
+    address = getattr(error, "address", None)
+    if address is None:
+        return False
+    registers = [chip.idcode_address, chip.flash_size_address & ~3,
+                 *(chip.uid_address + offset for offset in chip.uid_offsets)]
+    return address in [r for r in registers if r is not None]
+
+
+def _guess(request: LinkRequest, device: DevicePlan, chips: ChipDatabase,
+           fault: BusFault) -> tuple[ChipIdentity, OptionBytes | None, list[str], Chip]:
+    """Read the chip as one part of each other flash-controller family until one answers.
+
+    Not over DFU: the ROM does not report DEV_ID there, the link infers it from the
+    flash layout and the part it was given, so a guess would name a wrong chip. A
+    rehearsal's chip stays the manifest's part: a guess the simulation refuses
+    (``ValueError``) is not that chip.
+    """
+    for guess in _representatives(chips):
+        if guess.part == device.chip.part or \
+                unreachable(guess, device.kind, device.options) is not None:
+            continue
+        try:
+            identity, options, notes = _read(replace(request, chip=guess))
+        except (TransportError, ValueError):
+            continue
+        return identity, options, notes, guess
+    raise fault
+
+
 def chip_info(device: DevicePlan, endpoints: Endpoints, *, expected: bool = True,
               chips: ChipDatabase | None = None) -> ChipInfo:
     """Connect to ``device`` over its link and read who it is.
@@ -96,6 +137,7 @@ def chip_info(device: DevicePlan, endpoints: Endpoints, *, expected: bool = True
     --link`` without ``--chip``) and no mismatch is flagged.
 
     Raises:
+        PlanError: the link cannot reach the part's ROM (its kind or a missing address).
         RunnerError: the link could not be opened (no device, no permission, …).
     """
     chips = chips or chip_database()
@@ -106,34 +148,25 @@ def chip_info(device: DevicePlan, endpoints: Endpoints, *, expected: bool = True
     if "write-mode" in load_transport(device.kind).options_schema.get("properties", {}):
         # The register path: no RAM loader is put into the target's SRAM.
         request = replace(request, options={**device.options, "write-mode": "safe"})
-    # When the named part cannot be read (another line's UID address faults), the other
-    # flash-controller families are tried, so the chip that is there can still be named.
-    # Not over DFU: the ROM does not report DEV_ID there, the link infers it from the
-    # flash layout and the part it was given, so a guess would name a wrong chip.
-    guesses = [device.chip] if device.kind == "dfu" else \
-        [device.chip, *(c for c in _representatives(chips) if c.part != device.chip.part)]
-    first_error: RunnerError | None = None
-    refused: ChipMismatch | None = None
-    for guess in guesses:
-        try:
-            identity, options, notes = _read(replace(request, chip=guess))
-            used = guess
-            break
-        except ChipMismatch as error:
-            refused = refused or error
-        except TransportError as error:
-            first_error = first_error or error
-        except ValueError as error:  # a rehearsal's chip is the manifest's part only
-            if first_error is None and refused is None:
-                first_error = RunnerError(str(error))
-    else:
-        if refused is not None and expected:
-            return replace(base, mismatch=refused.message,
-                            notes=(f"the link found another chip than {device.chip.part} and "
-                                   f"could not identify it further",))
-        failure = first_error or refused
-        assert failure is not None
-        raise failure
+    why = unreachable(device.chip, device.kind, device.options)
+    if why is not None:  # a configuration error: nothing is opened, nothing guessed
+        raise PlanError(f"device {device.device} on link {device.link}: {why}")
+    try:
+        identity, options, notes = _read(request)
+        used = device.chip
+    except ChipMismatch as error:
+        if not expected:
+            raise
+        return replace(base, mismatch=error.message,
+                       notes=(f"the link found another chip than {device.chip.part} and "
+                              f"could not identify it further",))
+    except BusFault as error:
+        # Only a chip that answered, and faulted where the named part keeps its
+        # identity (another line's DEV_ID/UID/flash-size address), is worth naming
+        # by trying the other families; any other failure is the report.
+        if device.kind == "dfu" or not _faulted_at_identity(error, device.chip):
+            raise
+        identity, options, notes, used = _guess(request, device, chips, error)
     parts = tuple(sorted((c.part for c in chips.by_dev_id(identity.dev_id)),
                          key=lambda part: part != device.chip.part))
     mismatch = None
@@ -164,6 +197,37 @@ def _size(size: int | None) -> str:
     return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
 
 
+#: The table's width: a long option-byte block is laid out in rows that fit it.
+COLUMNS = 100
+
+
+def _option_rows(options: OptionBytes, column: int) -> list[str]:
+    """The option bytes as hex, on one line when it fits, else in rows of 4-byte words.
+
+    Rows start with their offset in the block; the words are the bytes in memory
+    order, and the decoded fields follow, wrapped to the same width.
+    """
+    raw = options.raw.hex().upper()
+    fields = ", ".join(f"{k}=0x{v:X}" for k, v in options.fields.items())
+    line = raw + (f" ({fields})" if fields else "")
+    room = COLUMNS - column
+    if len(line) <= room:
+        return [line]
+    offset = f"+0x{len(options.raw) - 1:X}  "  # the widest offset sets its column
+    words = max(1, (room - len(offset) + 1) // 9)
+    words = 1 << (words.bit_length() - 1)  # a power of two: offsets stay round
+    step = 4 * words
+    rows = [f"+0x{start:0{len(offset) - 5}X}  " + " ".join(
+                raw[at:at + 8] for at in range(2 * start, 2 * min(start + step,
+                                                                  len(options.raw)), 8))
+            for start in range(0, len(options.raw), step)]
+    if fields:
+        import textwrap
+
+        rows += textwrap.wrap(f"({fields})", width=room, break_on_hyphens=False)
+    return rows
+
+
 def render_text(info: ChipInfo) -> str:
     rows: list[tuple[str, str]] = []
     identity = info.identity
@@ -178,9 +242,7 @@ def render_text(info: ChipInfo) -> str:
         rows.append(("rdp", "unknown" if identity.rdp_level is None
                      else f"level {identity.rdp_level}"))
         if info.option_bytes is not None and info.option_bytes.raw:
-            fields = ", ".join(f"{k}=0x{v:X}" for k, v in info.option_bytes.fields.items())
-            rows.append(("option bytes", info.option_bytes.raw.hex().upper()
-                         + (f" ({fields})" if fields else "")))
+            rows.append(("option bytes", ""))  # laid out below, once the column is known
         if identity.bootloader_version:
             rows.append(("bootloader", identity.bootloader_version))
         if identity.probe:
@@ -192,7 +254,14 @@ def render_text(info: ChipInfo) -> str:
     width = max((len(key) for key, _ in rows), default=0)
     expected = f", expected {info.expected}" if info.expected else ""
     lines = [f"{info.device} on link {info.link} ({info.kind}{expected})"]
-    lines += [f"  {key.ljust(width)}  {value}" for key, value in rows]
+    column = 2 + width + 2
+    for key, value in rows:
+        if key == "option bytes" and info.option_bytes is not None:
+            first, *more = _option_rows(info.option_bytes, column)
+            lines.append(f"  {key.ljust(width)}  {first}")
+            lines += [" " * column + row for row in more]
+        else:
+            lines.append(f"  {key.ljust(width)}  {value}")
     if info.mismatch:
         lines.append(f"! chip differs: {info.mismatch}")
     lines += [f"  note: {note}" for note in info.notes]

@@ -18,6 +18,9 @@ Fixtures wired otherwise give stm32flash-style sequences instead
 from __future__ import annotations
 
 import errno
+import os
+import select
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -49,8 +52,11 @@ __all__ = ["UsartFraming", "UsartTransport", "parse_sequence"]
 try:
     import termios
 
+    from serial.serialposix import Serial as _PosixSerial
+
     _SETTINGS_ERRORS: tuple[type[Exception], ...] = (ValueError, termios.error)
 except ImportError:  # pragma: no cover - not POSIX
+    _PosixSerial = None
     _SETTINGS_ERRORS = (ValueError,)
 _PORT_ERRORS = (serial.SerialException, OSError, *_SETTINGS_ERRORS)
 
@@ -156,46 +162,102 @@ class UsartFraming:
             if "exit-sequence" in options else None
         parity_bits = 0 if port.parity == serial.PARITY_NONE else 1
         self.byte_time = (10 + parity_bits) / float(port.baudrate)
+        #: The open POSIX port's descriptor, read and written directly (see :meth:`_read`).
+        self._fd: int | None = None
 
     # ------------------------------------------------------------------ bytes
+
+    def _refused(self, error: object) -> ConnectError:
+        return ConnectError(f"serial port {self.name} refused its settings: {error}",
+                            hint="a pty keeps no parity: use parity: none; otherwise "
+                                 "check the baud rate is one the adapter supports")
 
     def _io(self, action: Callable[[], Any]) -> Any:
         try:
             return action()
         except _SETTINGS_ERRORS as error:
-            raise ConnectError(f"serial port {self.name} refused its settings: {error}",
-                               hint="a pty keeps no parity: use parity: none; otherwise "
-                                    "check the baud rate is one the adapter supports") \
-                from error
+            raise self._refused(error) from error
         except (serial.SerialException, OSError) as error:
             raise LinkLost(f"serial port {self.name} failed: {error}",
                            hint="check the adapter is still plugged in") from error
 
+    def _lost(self, what: str, error: object) -> LinkLost:
+        return LinkLost(f"serial port {self.name} failed: {what}: {error}",
+                        hint="check the adapter is still plugged in")
+
     def _write(self, data: bytes) -> None:
         if self.trace.raw:
             self.trace.transfer("out", data, what="tx")
-        self._io(lambda: self.port.write(data))
+        fd = self._fd
+        if fd is None:
+            self._io(lambda: self.port.write(data))
+            return
+        pending = memoryview(data)
+        try:
+            while pending:
+                try:
+                    pending = pending[os.write(fd, pending):]
+                except BlockingIOError:
+                    select.select([], [fd], [])   # the driver's buffer is full: wait
+        except OSError as error:
+            raise self._lost("write failed", error) from error
 
     def _read(self, length: int, timeout: float) -> bytes:
         """Exactly ``length`` bytes in one call (fewer only when ``timeout`` passes).
 
-        Setting a pyserial timeout reconfigures the port (a ``tcsetattr``, which
-        some USB adapters turn into a control transfer), so the port keeps its
-        timeout while it is long enough and not more than about twice too long:
-        an ACK read and a 256-byte read then share one setting. The timeout only
-        matters when the chip does not answer.
+        On a POSIX port the descriptor is waited on and read directly: pyserial's
+        read and write loops (a second descriptor in every select, a wait for the
+        write to drain, timeout objects) put ~75 us between a ROM's ACK and our
+        next frame, ~0.1 s over a 64 KiB write and read-back; the wait here is
+        one select per arrival, the bound the same ``timeout``. Elsewhere (rfc2217,
+        socket, the simulator's ports) pyserial's read runs: setting its timeout
+        reconfigures the port (a ``tcsetattr``, which some USB adapters turn into a
+        control transfer), so the port keeps its timeout while it is long enough
+        and not more than about twice too long; an ACK read and a 256-byte read
+        then share one setting. The timeout only matters when the chip does not
+        answer.
         """
         needed = timeout + length * self.byte_time
-
-        def action() -> bytes:
-            current = self.port.timeout
-            if current is None or current < needed or current > 2 * needed + 0.5:
-                self.port.timeout = -(-needed * 10 // 1) / 10
-            return bytes(self.port.read(length))
-        data: bytes = self._io(action)
+        fd = self._fd
+        if fd is not None:
+            data = self._read_descriptor(fd, length, needed)
+        else:
+            def action() -> bytes:
+                current = self.port.timeout
+                if current is None or current < needed or current > 2 * needed + 0.5:
+                    self.port.timeout = -(-needed * 10 // 1) / 10
+                return bytes(self.port.read(length))
+            data = self._io(action)
         if self.trace.raw:
             self.trace.transfer("in", data, what="rx")
         return data
+
+    def _read_descriptor(self, fd: int, length: int, timeout: float) -> bytes:
+        chunks: list[bytes] = []
+        missing = length
+        deadline = time.monotonic() + timeout
+        try:
+            while missing:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    break
+                try:
+                    chunk = os.read(fd, missing)
+                except BlockingIOError:
+                    continue
+                if not chunk:   # readable, yet nothing: the port went away (pyserial's words)
+                    raise self._lost("read failed", "device reports readiness to read but "
+                                     "returned no data (device disconnected or multiple "
+                                     "access on port?)")
+                if len(chunk) == length:
+                    return chunk
+                chunks.append(chunk)
+                missing -= len(chunk)
+        except LinkLost:
+            raise
+        except OSError as error:
+            raise self._lost("read failed", error) from error
+        return b"".join(chunks)
 
     def _ack(self, stage: str, timeout: float) -> None:
         reply = self._read(1, timeout)
@@ -240,8 +302,28 @@ class UsartFraming:
     # ------------------------------------------------------------------ sync
 
     def sync(self) -> None:
+        self._adopt_descriptor()
         self._enter()
         self._handshake()
+
+    def _adopt_descriptor(self) -> None:
+        """Read and write an open POSIX port's descriptor directly, once it kept its settings.
+
+        A port that silently dropped the parity asked for (a pty keeps none) is
+        refused here, as pyserial refuses it when a setting changes later.
+        """
+        port = self.port
+        if _PosixSerial is None or not isinstance(port, _PosixSerial) or not port.is_open \
+                or port.fd is None:
+            return
+        fd: int = port.fd
+        try:
+            cflag = termios.tcgetattr(fd)[2]
+        except termios.error as error:
+            raise self._refused(error) from error
+        if bool(cflag & termios.PARENB) != (port.parity != serial.PARITY_NONE):
+            raise self._refused(f"parity {port.parity} was not kept")
+        self._fd = fd
 
     def _handshake(self) -> None:
         """AN3155 §2: 0x7F, tolerant of what real chips do (see reference §1.2)."""
@@ -367,6 +449,7 @@ class UsartFraming:
         return self._pulse_reset(boot0_high=False)
 
     def close(self) -> None:
+        self._fd = None
         pins, self.pins = self.pins, None
         if pins is not None:
             pins.close()  # the lines go back to their defaults with the request

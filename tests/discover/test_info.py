@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from runner.compiler import compile_plan
 from runner.info import ChipInfo, chip_info, plan_endpoints
 from runner.launch import simulation_world
 from runner.manifest import load_manifest
+from transports.base import LinkRequest
 from transports.chips import chip_database
 from transports.sim.chip import SimChip
 
@@ -137,3 +139,132 @@ def test_info_works_on_the_benchs_uart_i2c_and_can_links(
     out = capsys.readouterr().out
     assert out.startswith(f"{device} on link {link}, expected {part.lower()})\n")
     assert f"  chip                 {part}, " in out
+
+
+@pytest.mark.parametrize("link, why", [
+    ("i2c,bus=1", "no I2C bootloader address is known for stm32f072rb (AN2606)"),
+    ("can,interface=virtual,channel=can0", "stm32f072rb's ROM has no CAN bootloader (AN2606)"),
+])
+def test_a_link_the_parts_rom_cannot_answer_is_refused_naming_the_links_it_offers(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, link: str,
+        why: str) -> None:
+    monkeypatch.setattr("runner.info._read", opened)
+    assert main(["info", "--link", link, "--chip", "stm32f072rb", "--simulate"]) == 2
+    captured = capsys.readouterr()
+    assert why in captured.err
+    assert "use a link its ROM offers: uart, dfu (or stlink, over SWD)" in captured.err
+    assert "chip differs" not in captured.out
+
+
+def opened(*_: object) -> None:
+    raise AssertionError("a link was opened")
+
+
+def one_board(tmp_path: Path, link: str, part: str = "stm32f072rb") -> Path:
+    path = rdp1_manifest(tmp_path, link)
+    path.write_text(path.read_text().replace("{rdp: 1}", "{}").replace("stm32f411re", part))
+    return path
+
+
+def test_a_manifest_device_whose_rom_has_no_i2c_address_is_refused_before_opening(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("runner.info._read", opened)
+    assert main(["info", str(one_board(tmp_path, "{kind: i2c, bus: 1}")), "board"]) == 2
+    assert "device board on link link: no I2C bootloader address is known for stm32f072rb" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("link, part", [("{kind: i2c, bus: 1, address: 0x3B}", "stm32f072rb"),
+                                        ("{kind: uart, port: /dev/ttyUSB0}", "stm32f072rb"),
+                                        ("{kind: can, interface: virtual, channel: c}",
+                                         "stm32f446re")])
+def test_the_simulated_chip_is_the_manifests_part_and_is_reported_without_a_mismatch(
+        tmp_path: Path, link: str, part: str) -> None:
+    plan = compile_plan(load_manifest(one_board(tmp_path, link, part)), simulate=True)
+    world = simulation_world(plan)
+    try:
+        with plan_endpoints(plan, world) as endpoints:
+            assert world.chips["board"].chip.part == part  # before anything is opened
+            report = chip_info(plan.devices[0], endpoints)
+    finally:
+        world.close()
+    assert report.mismatch is None and report.parts[0] == part
+    assert report.identity is not None and len(report.identity.uid) == 24
+
+
+def test_info_link_chip_reports_that_part_over_i2c(capsys: pytest.CaptureFixture[str]) -> None:
+    report = info_json(capsys, "--link", "i2c,bus=1,address=0x3B", "--chip", "stm32f072rb",
+                       "--simulate")
+    assert report["mismatch"] is None and report["parts"][0] == "stm32f072rb"  # type: ignore[index]
+
+
+def test_a_link_refusing_its_settings_is_the_error_and_no_other_family_is_tried(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.info
+
+    asked: list[str] = []
+    read = runner.info._read
+
+    def counted(request: LinkRequest) -> object:
+        asked.append(request.chip.part)
+        return read(request)
+
+    monkeypatch.setattr("runner.info._read", counted)
+    assert main(["info", "--link", "stlink,min-voltage=3.6", "--chip", "stm32f411re",
+                 "--simulate"]) != 0
+    assert "chip differs" not in capsys.readouterr().out
+    assert asked == ["stm32f411re"]
+
+
+def test_a_read_faulting_at_the_parts_uid_address_tries_the_other_families(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.info
+
+    asked: list[str] = []
+    read = runner.info._read
+
+    def counted(request: LinkRequest) -> object:
+        asked.append(request.chip.part)
+        return read(request)
+
+    monkeypatch.setattr("runner.info._read", counted)
+    report = substituted(rdp1_manifest(tmp_path, "{kind: stlink}"), "board", "stm32g071rb")
+    assert report.family == "g0" and asked[0] == "stm32f411re" and len(asked) > 1
+
+
+def test_a_long_option_byte_block_is_printed_in_rows_that_fit_100_columns(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    link = ["--link", "uart,/dev/ttyUSB0", "--chip", "stm32g071rb", "--simulate"]
+    raw = str(info_json(capsys, *link)["option_bytes"]["raw"]).upper()  # type: ignore[index]
+    assert len(raw) == 256  # the G0's 128-byte block; JSON keeps it in one string
+    assert main(["info", *link]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    start = next(i for i, line in enumerate(lines) if line.startswith("  option bytes"))
+    rows = [line[line.index("+0x"):] for line in lines[start:start + 8]]
+    assert [row.split()[0] for row in rows] == [f"+0x{16 * n:02X}" for n in range(8)]
+    assert "".join("".join(row.split()[1:]) for row in rows) == raw
+    assert rows[0].split()[1] == raw[:8] and "bootloader" in lines[start + 8]
+
+
+def test_decoded_fields_of_a_long_block_wrap_under_it() -> None:
+    from runner.info import render_text
+    from transports.base import ChipIdentity, OptionBytes
+
+    fields = {f"field_{n}": n for n in range(30)}
+    info = ChipInfo(device="board", link="l", kind="stlink", expected=None,
+                    identity=ChipIdentity(dev_id=0x460), parts=("stm32g071rb",),
+                    option_bytes=OptionBytes(raw=bytes(range(128)), rdp_level=0,
+                                             fields=fields))
+    lines = render_text(info).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    text = " ".join(line.strip() for line in lines)
+    assert "(field_0=0x0, field_1=0x1," in text and "field_29=0x1D)" in text
+    # A narrow key column leaves room for 8 words a row.
+    assert "+0x60  " + " ".join(bytes(range(n, n + 4)).hex().upper()
+                                for n in range(0x60, 0x80, 4)) in text
+    # A short block stays on its line, its fields beside it.
+    short = replace(info, option_bytes=OptionBytes(raw=b"\xaa\x55", rdp_level=0,
+                                                   fields={"user": 7}))
+    assert "  option bytes  AA55 (user=0x7)" in render_text(short)

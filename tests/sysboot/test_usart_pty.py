@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
+import tty
 from collections.abc import Iterator
 
 import pytest
+import serial
 
-from runner.errors import ConnectError
+from runner.errors import ConnectError, LinkLost
 from transports.base import LinkRequest
 from transports.chips import ChipDatabase
 from transports.sim import SimChip
 from transports.sim.bootloader import BootloaderCore, Link, bootloader_profile
 from transports.sim.bootloader_stream import StreamBootloader
 from transports.sim.usart import PtyBootloader
-from transports.uart import UsartTransport
+from transports.sysboot.framing import NoReply
+from transports.uart import UsartFraming, UsartTransport
 
 
 @pytest.fixture
@@ -46,6 +51,74 @@ def test_real_serial_port_code_flashes_through_a_pty(
     finally:
         link.close()
     assert sim.flash[:512] == bytes(range(256)) * 2
+
+
+def test_the_port_is_not_reconfigured_while_a_session_reads(
+        chips: ChipDatabase, board: tuple[SimChip, PtyBootloader]) -> None:
+    # The POSIX port is waited on and read directly: no timeout change (a tcsetattr) per read.
+    _, pty = board
+    link = session(chips, pty.path, "none")
+    link.connect()
+    try:
+        port = link.engine.framing.port   # type: ignore[attr-defined]
+        before = port.timeout
+        assert link.read(0x08000000, 256) == b"\xff" * 256
+        assert port.timeout == before
+    finally:
+        link.close()
+
+
+@pytest.fixture
+def bare_pty() -> Iterator[tuple[int, UsartFraming]]:
+    """A pty nobody answers on unless the test does, with a framing on its port."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = serial.Serial()
+    port.port, port.baudrate, port.parity = os.ttyname(slave), 115200, serial.PARITY_NONE
+    port.timeout = 0.5
+    port.open()
+    framing = UsartFraming(port, name="USART pty", options={})
+    framing._adopt_descriptor()
+    try:
+        yield master, framing
+    finally:
+        framing.close()
+        for fd in (master, slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def test_a_reply_that_arrives_in_pieces_is_read_whole(
+        bare_pty: tuple[int, UsartFraming]) -> None:
+    master, framing = bare_pty
+    reply = bytes(range(256))
+
+    def answer() -> None:
+        os.write(master, reply[:100])
+        time.sleep(0.05)
+        os.write(master, reply[100:])
+
+    sender = threading.Thread(target=answer)
+    sender.start()
+    assert framing.receive(256, timeout=2.0, code=0x11) == reply
+    sender.join()
+
+
+def test_silence_on_the_port_is_no_reply_within_the_timeout(
+        bare_pty: tuple[int, UsartFraming]) -> None:
+    master, framing = bare_pty
+    os.write(master, b"\x79")
+    with pytest.raises(NoReply):
+        framing.receive(2, timeout=0.2, code=0x11)   # one byte came, the second never does
+
+
+def test_a_port_that_goes_away_is_link_lost(bare_pty: tuple[int, UsartFraming]) -> None:
+    master, framing = bare_pty
+    os.close(master)   # the adapter unplugged: the port hangs up
+    with pytest.raises(LinkLost, match="serial port USART pty failed"):
+        framing.receive(1, timeout=1.0, code=0x11)
 
 
 def test_settings_a_port_cannot_keep_are_a_connect_error(
