@@ -206,7 +206,7 @@ def _probe(device: Any, base: dict[str, Any], *, read_firmware: bool) -> Found:
     voltage: float | None = None
     if read_firmware and kind.debug and kind.generation != "v1" and not problems:
         candidate = _ProbeCandidate(serial=serial, port_path=base["port_path"], kind=kind,
-                                    product=product, device=device)
+                                    device=device, names=_NAMES)
         pipe = UsbPipe(candidate, names=_NAMES)
         try:
             pipe.open()

@@ -83,13 +83,15 @@ def test_the_crc_routine_sums_flash_on_every_family(session_on: Open, world: Sim
     starts = [chip.flash.base]
     if chip.flash.bank2_base is not None:
         starts.append(chip.flash.bank2_base - len(data) // 2)  # across the bank boundary
+    assert routine_of(session).runs == 0   # nothing runs until a compare or verify needs it
     for start in starts:
         session.erase(chip.flash.blocks_covering(start, len(data)))
         session.write(start, data)
+        assert session.checksum(start, len(data)).value == stm32_crc32(data)  # loads it first
         before = len(probe_of(world).commands)
         assert session.checksum(start, len(data)).value == stm32_crc32(data)
         assert len(probe_of(world).commands) - before < 16   # not a read-back
-    assert routine_of(session).runs == 1 + len(starts)       # the self-check, then each sum
+    assert routine_of(session).runs == 1 + 2 * len(starts)   # the self-check, then each sum
     assert reported == []
 
 
@@ -134,12 +136,17 @@ def test_a_reset_makes_the_routine_check_itself_again(session_on: Open) -> None:
     ((LOOP, UDF), "faulted"),
     ((STORE_STOP, STORE_R1_AS_STOP), "stopped at 0x00000000.*cannot be right"),
 ], ids=["wrong-result", "timeout", "fault", "impossible-stop"])
-def test_a_broken_routine_is_caught_at_connect_and_reads_back_loudly(
+def test_a_broken_routine_is_caught_at_its_first_use_and_reads_back_loudly(
         session_on: Open, world: SimulationWorld, reported: Fallbacks,
         monkeypatch: pytest.MonkeyPatch, patch: tuple[int, bytes], why: str) -> None:
     broken = patched(*patch)
     monkeypatch.setattr("transports.stlink.loaders.crc.crc_routine", lambda: broken)
     session = session_on("stm32f103c8")
+    assert routine_of(session).runs == 0 and reported == []   # not run before it is needed
+    data = os.urandom(2048)
+    session.erase(session.chip.flash.blocks_covering(0x08000000, len(data)))
+    session.write(0x08000000, data)
+    assert session.checksum(0x08000000, len(data)).value == stm32_crc32(data)  # read back
     details = session.identify().details
     assert details["checksum"] == "read-back"
     assert details["write_mode"] == "fast"   # the write path is not affected
@@ -147,10 +154,6 @@ def test_a_broken_routine_is_caught_at_connect_and_reads_back_loudly(
     assert (feature, instead) == ("the on-target CRC", "read-back")
     assert re.search(why, reason)
     assert Capability.CHECKSUM not in session.capabilities
-    data = os.urandom(2048)
-    session.erase(session.chip.flash.blocks_covering(0x08000000, len(data)))
-    session.write(0x08000000, data)
-    assert session.checksum(0x08000000, len(data)).value == stm32_crc32(data)  # read back
     assert world.chips["board"].flash[:len(data)] == data
 
 
@@ -159,6 +162,7 @@ def test_a_routine_that_breaks_mid_session_falls_back_to_read_back_at_once(
     session = session_on("stm32f411re")
     routine = routine_of(session)
     assert session.link is not None
+    assert session.checksum(0x08000000, 1024).value == stm32_crc32(b"\xff" * 1024)
     session.link.write_memory(routine.base + LOOP - 2, SPIN * 2)  # its code overwritten
     data = os.urandom(1024)
     session.erase(session.chip.flash.blocks[:1])

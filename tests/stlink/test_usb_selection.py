@@ -125,3 +125,17 @@ def test_a_dfu_device_with_the_same_serial_is_not_a_candidate(open_session: Open
     backend_of(world).plug(RomDfu())
     session = open_session("stm32f103c8", options={"serial": "0670FF545654725187163429"})
     assert session.identify().details["probe_serial"] == "0670FF545654725187163429"
+
+
+def test_enumeration_reads_the_serial_and_leaves_the_product_until_a_listing_needs_it(
+        open_session: Open, world: SimulationWorld) -> None:
+    # Every connect enumerates every probe: the product string is read only to
+    # describe a probe, as in the listing of an error.
+    open_session("stm32f103c8", quirks={"serial": "ABCDEF000000000000000001"}, connect=False)
+    probe = probe_of(world)
+    before = probe.counts.control
+    (candidate,) = find_candidates(backend_of(world))
+    assert candidate.serial == "ABCDEF000000000000000001"
+    assert probe.counts.control - before == 2  # the LANGID table and the serial
+    assert candidate.describe().endswith("(STM32 STLink)")
+    assert probe.counts.control - before == 3

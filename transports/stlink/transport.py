@@ -294,19 +294,19 @@ class StLinkTransport:
             {Capability.CHECKSUM} if self.crc is not None else set())
 
     def _on_target_crc(self, link: StLink, loader: RamLoader | None) -> OnTargetCrc | None:
-        """The loader's CRC, else the CRC routine once it passed its self-check, else None."""
+        """The loader's CRC, else the CRC routine (self-checked at first use), else None."""
         self.crc_note = crc_unavailable(self.options, self.chip)
         if self.crc_note is not None:
             return None
         if loader is not None:
             return loader  # it passed its own self-check as it loaded
-        routine = CrcRoutine(link, self.chip)
         try:
-            routine.load()
+            # Loaded and self-checked at its first use (CrcRoutine.crc32): a session
+            # that never compares or verifies never runs it.
+            return CrcRoutine(link, self.chip)
         except LoaderError as error:
             self._crc_failed(error)
             return None
-        return routine
 
     def _crc_failed(self, error: LoaderError) -> None:
         """Read back from now on, and say so: an event and a warning, never silently."""

@@ -19,6 +19,7 @@ import usb.core
 import usb.util
 
 from transports import usb as shared
+from transports.errors import RunnerError
 from transports.trace import NO_TRACE, Trace
 from transports.usb import UDEV_HINT, LinkNames
 
@@ -80,17 +81,33 @@ def normalise_serial(raw: str | None) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeCandidate:
-    """A probe seen on the bus, with what a user can select it by."""
+    """A probe seen on the bus, with what a user can select it by.
+
+    Only the serial is read at enumeration: every connect enumerates every
+    probe, and the product string is wanted only when a listing describes one.
+    """
 
     serial: str
     port_path: str
     kind: ProbeKind
-    product: str
     device: Any
+    names: LinkNames
+
+    @property
+    def product(self) -> str:
+        """The probe's product string (read now; the kind's name if it has none)."""
+        return shared.read_string(self.device, self.device.iProduct, "reading its product name",
+                                  self.names, thing=_THING) or self.kind.name
 
     def describe(self) -> str:
+        try:
+            product = self.product
+        except RunnerError:
+            # The listing is already an error message; a probe that cannot say its
+            # name is still listed by what it can be selected by.
+            product = self.kind.name
         return f"{self.kind.name} serial {self.serial or '?'} at port {self.port_path} " \
-               f"({self.product})"
+               f"({product})"
 
 
 def find_candidates(backend: Any = None, names: LinkNames | None = None
@@ -104,11 +121,9 @@ def find_candidates(backend: Any = None, names: LinkNames | None = None
             continue
         serial = shared.read_string(device, device.iSerialNumber, "reading its serial number",
                                     names, thing=_THING)
-        product = shared.read_string(device, device.iProduct, "reading its product name",
-                                     names, thing=_THING)
         found.append(ProbeCandidate(serial=normalise_serial(serial),
                                     port_path=shared.port_path(device), kind=kind,
-                                    product=product or kind.name, device=device))
+                                    device=device, names=names))
     return found
 
 

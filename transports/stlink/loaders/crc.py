@@ -11,6 +11,8 @@ Trust is earned and lost loudly (docs/architecture.md, "On-target CRC"):
 
 * :meth:`CrcRoutine.load` uploads it and runs it over a known pattern written
   into SRAM next to it; a CRC other than the host's own is a :class:`LoaderError`.
+  It loads at its first use (a session that never compares or verifies never
+  runs it) and again after anything that reclaims SRAM (a reset).
 * Every run carries a tag the routine echoes after its result, and the address
   it stopped at: a run that halts without the echo (a fault through the
   vector catch, a stray bkpt), stops anywhere but the range's end, or does not
@@ -80,9 +82,9 @@ class CrcRoutine:
         """Upload the routine and check it on a known pattern against the host's CRC."""
         self.loaded = False
         self.core.prepare()
-        code = self.image.code + b"\0" * (-len(self.image.code) % 4)
-        self.link.write_memory(self.base, code, width=4)
-        self.link.write_memory(self.pattern, SELF_CHECK_PATTERN, width=4)
+        # The pattern lies right after the code: one upload for both.
+        code = self.image.code.ljust(self.pattern - self.base, b"\0")
+        self.link.write_memory(self.base, code + SELF_CHECK_PATTERN, width=4)
         expected = stm32_crc32(SELF_CHECK_PATTERN)
         got = self._run(self.pattern, len(SELF_CHECK_PATTERN), "self-check")
         if got != expected:
