@@ -9,9 +9,10 @@ entries, its key — was written.
 The document is built straight from the parser's events (libyaml's when PyYAML
 was built with it, else PyYAML's own; both give the same data and marks), one
 pass, no node tree: a 50,000-device line costs a few small objects per device.
-Text is interned, so the thousands of ``chip``/``recipe`` keys and repeated
-values are one string each; an alias shares the anchored value rather than
-copying it.
+Equal text is one string (the thousands of ``chip``/``recipe`` keys and
+repeated values), kept in the document's own table rather than the
+interpreter's, which would keep an entry per device name for good; an alias
+shares the anchored value rather than copying it.
 
 Two deliberate departures from ``yaml.safe_load``:
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
@@ -219,6 +219,9 @@ class _Builder:
         self.root = NO_MARK
         self.root_offset = 0
         self.data: Any = None
+        #: Equal text is one string: the first one read (this document's, not the
+        #: interpreter's interned table, which would keep an entry per device name).
+        self.texts: dict[str, str] = {}
 
     # ------------------------------------------------------------------ events
 
@@ -294,7 +297,8 @@ class _Builder:
             if tag == _MERGE_TAG:
                 frame.key, frame.key_mark = _MERGE, mark
                 return
-            key = sys.intern(value) if tag == _STR_TAG else self._construct(tag, event)
+            key = self.texts.setdefault(value, value) if tag == _STR_TAG \
+                else self._construct(tag, event)
             if event.anchor is not None:
                 self._anchor(event.anchor, key, mark, 0, event.start_mark)
             self._key(frame, key, value, mark)
@@ -308,7 +312,7 @@ class _Builder:
                 tag = self.parser.resolve(  # type: ignore[no-untyped-call]
                     ScalarNode, value, event.implicit)
         if tag == _STR_TAG:
-            result: Any = sys.intern(value)
+            result: Any = self.texts.setdefault(value, value)
         else:
             try:
                 result = self._construct(tag, event)
