@@ -90,7 +90,9 @@ def _cmd_discover(args: argparse.Namespace) -> int:
                                 dry_run=args.dry_run or prompter is not None,
                                 namer=_namer(prompter))
         _show_and_write(args, change, prompter)
-        return EXIT_OK
+        unwalked = [f.message for f in result.flags if f.problem == "usb-not-walked"]
+        sys.stderr.writelines(f"{message}\n" for message in unwalked)
+        return EXIT_FLAGGED if unwalked else EXIT_OK
     sys.stdout.write(render_json(result) if args.json else render_table(result))
     return EXIT_FLAGGED if result.flags else EXIT_OK
 

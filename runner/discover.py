@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.bindings import bind, inventory_links
 from runner.discover_render import JSON_VERSION, as_json, from_json, render_json, render_table
-from runner.errors import RunnerError
+from runner.errors import EnvironmentProblem, RunnerError
 from runner.found import Discovery, Flag, Found, InventoryLink, Region, parent_hub
 from runner.sysdevices import can_interfaces, i2c_adapters, serial_adapters
 from transports import usb as shared
@@ -81,11 +81,22 @@ def discover(backend: Any, *, links: Sequence[InventoryLink] = (),
     With ``sysfs``, the USB-serial, I2C (functionality read through
     ``i2c_adapter``) and CAN adapters listed there are added.
 
+    Without libusb the adapters in ``sysfs`` are still listed: the USB walk's
+    absence is a flag (``usb-not-walked``), and the inventory's ST-Link and DFU
+    links are not reported missing, since nobody looked for them.
+
     Raises:
-        EnvironmentProblem: libusb is not installed.
+        EnvironmentProblem: libusb is not installed and there is no ``sysfs`` to walk.
     """
     found: list[Found] = []
-    for device in shared.find_devices(backend, what="USB device"):
+    unwalked: EnvironmentProblem | None = None
+    try:
+        devices = shared.find_devices(backend, what="USB device")
+    except EnvironmentProblem as error:
+        if sysfs is None:
+            raise
+        devices, unwalked = [], error
+    for device in devices:
         item = _classify(device, read_firmware=read_firmware)
         if item is not None:
             found.append(item)
@@ -100,7 +111,18 @@ def discover(backend: Any, *, links: Sequence[InventoryLink] = (),
              for f in found]
     found = _pair_vcps(found)
     bound, missing = bind(found, links)
-    return Discovery(devices=tuple(bound), flags=tuple(_flags(bound)), missing=tuple(missing))
+    flags = _flags(bound)
+    if unwalked is not None:
+        missing = [link for link in missing if link.kind not in USB_WALKED]
+        flags.insert(0, Flag(problem="usb-not-walked", serial="", port_paths=(),
+                             message=f"USB not walked: {unwalked.message}; probes, DFU "
+                                     f"devices and hubs are not listed"
+                                     + (f"; {unwalked.hint}" if unwalked.hint else "")))
+    return Discovery(devices=tuple(bound), flags=tuple(flags), missing=tuple(missing))
+
+
+#: The link kinds whose devices only the USB walk finds.
+USB_WALKED = frozenset({"stlink", "dfu"})
 
 
 #: Within one port path: the USB device first, then the adapters on its interfaces.
