@@ -113,7 +113,8 @@ class JsonlFileSink:
                 raise self._failure
             if self._file is None:
                 return
-            data = memoryview((line + "\n").encode("utf-8"))
+            encoded = (line + "\n").encode("utf-8")
+            data = memoryview(encoded)
             try:
                 while data:
                     written = self._file.write(data)
@@ -126,7 +127,7 @@ class JsonlFileSink:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._file.fileno(), self._complete)
                 raise self._failure from error
-            self._complete += len(line.encode("utf-8")) + 1
+            self._complete += len(encoded)
 
     def close(self) -> None:
         with self._lock:
@@ -291,7 +292,8 @@ class AuditLog:
             self._ts = max(now, self._ts)
             record: dict[str, Any] = {"ts": self._ts, "seq": self._seq, "run_id": self.run_id,
                                       "event": event}
-            record.update((key, _json_ready(value)) for key, value in fields.items())
+            for key, value in fields.items():
+                record[key] = value if type(value) in _PLAIN else _json_ready(value)
             record.pop("prev", None)
             record["prev"] = self._head
             line = render_record(record)

@@ -1,9 +1,9 @@
 """Verification, done once by the runner for every link.
 
-``auto`` asks the chip for an on-target checksum of each erase unit's share of
-the memory when the session offers :attr:`Capability.CHECKSUM` (cheap: a few
-bytes on the wire) and reads back only the units that disagree; ``readback``
-reads everything back. A
+``auto`` asks the chip for an on-target checksum of the memory, adjacent erase
+units' shares together (up to READ_BLOCK bytes), when the session offers
+:attr:`Capability.CHECKSUM` (cheap: a few bytes on the wire) and reads back
+only what disagrees; ``readback`` reads everything back. A
 mismatch is a :class:`VerifyError` naming the first differing address with the
 expected and actual bytes there. A checksum that disagrees with a unit whose
 bytes then read back right (whole words: no padding involved) proves the
@@ -59,8 +59,9 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
                   disproved: Disproved | None = None) -> str:
     """Check flash against ``action.memory``; return the method actually used.
 
-    With ``geometry`` the checksums are taken per erase unit (each unit's share
-    of the memory), so a mismatch is read back over one unit only. ``proven``
+    With ``geometry`` the checksums are taken over adjacent erase units' shares
+    of the memory, up to READ_BLOCK bytes at a time (per unit when some units
+    are ``proven``), so a mismatch is read back over that much only. ``proven``
     holds erase units (start, end) that a skip-unchanged write of this session
     compared whole against this very content and left untouched, with the
     method it used: a piece inside one is not compared again when that method
@@ -82,6 +83,12 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
     method = "checksum" if use_checksum else "readback"
     pieces = unit_pieces(action.memory, geometry) \
         if use_checksum or proven else list(action.memory)
+    if use_checksum and not proven:
+        # One on-target run per group of adjacent units, not per unit: a group that
+        # disagrees is read back (and a group that reads back right, whole words,
+        # proves the checksum wrong as a unit would).
+        pieces = [Segment(group[0].address, b"".join(piece.data for piece in group))
+                  if len(group) > 1 else group[0] for group in _groups(pieces)]
     for segment in pieces:
         if proven and _is_proven(segment, proven, "checksum" if use_checksum else "readback"):
             done += len(segment)
@@ -102,6 +109,23 @@ def verify_memory(transport: Transport, action: VerifyAction, *, erased: int, li
         done += len(segment)
         advance(done)
     return method
+
+
+def _groups(pieces: list[Segment]) -> list[list[Segment]]:
+    """``pieces`` in runs of adjacent ones of at most :data:`READ_BLOCK` bytes (a larger
+    piece alone); only a run's last piece may end off a word (its padding stays last)."""
+    groups: list[list[Segment]] = []
+    size = 0
+    for piece in pieces:
+        last = groups[-1][-1] if groups else None
+        if (last is not None and last.end == piece.address and len(last) % 4 == 0
+                and size + len(piece) <= READ_BLOCK):
+            groups[-1].append(piece)
+            size += len(piece)
+        else:
+            groups.append([piece])
+            size = len(piece)
+    return groups
 
 
 def _is_proven(segment: Segment, proven: Proven, method: str) -> bool:

@@ -67,7 +67,7 @@ XPSR_T = 1 << 24
 #: the private peripheral bus (SCB, DWT, FPB, DBGMCU of the M3/M4/M7).
 _BUS_REGIONS = ((0x00000000, 0x20000000), (0x40000000, 0x60000000), (0xE0000000, 0xE0100000))
 _PAGE = 0x1000
-_TRANSLATION_BUFFER = 8 << 20
+_TRANSLATION_BUFFER = 1 << 20  # QEMU's smallest code buffer
 _MAX_SLICE = 1 << 22  # instructions per emulator call (a loop without bus cycles)
 #: Cycles charged per load or store outside SRAM: the access and the few
 #: instructions a loader runs between two of them.
@@ -178,8 +178,8 @@ class SimCortexM:
             return self._uc
         uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
         # Room for the translations of a loader or a flash algorithm (a few KiB of
-        # code); unicorn's default reserves 1 GiB per core, costly to set up for
-        # every target of a large rehearsal.
+        # code, flushed at every resume); unicorn's default reserves 1 GiB per core,
+        # and even 8 MiB cost ~5 ms to set up per target of a large rehearsal.
         uc.ctl_set_tcg_buffer_size(_TRANSLATION_BUFFER)
         uc.ctl_set_cpu_model(_CPU_MODEL.get(self.core, arm.UC_CPU_ARM_CORTEX_M3))
         for start, end in self.target.ram_regions:
@@ -300,14 +300,20 @@ class SimCortexM:
 
     def _bus_read(self, uc: Any, offset: int, size: int, base: int) -> int:
         address = base + offset
-        self._charge(uc, may_stop=True)
+        # _charge(may_stop=True), written out: a routine summing or comparing flash
+        # makes one such read per word.
+        controller = self.target.controller
+        now = (controller.local_time or self.time) + BUS_ACCESS_CYCLES / self.clock_hz
+        controller.local_time = now
+        if now >= self._horizon:
+            self._stop(uc, CoreStop("horizon"))
         if self._flash_start <= address and address + size <= self._flash_end:
-            # The flash array itself, readable and idle: what the bus cycle would
-            # answer (SimSwdTarget.core_read), read from the chip directly, since a
-            # routine summing or comparing flash makes one such read per word.
-            target = self.target
-            if not target.sim.rdp_level and not target.controller.busy:
-                return target.sim.peek_flash(address, size)
+            # The flash array itself, readable and idle (controller.busy at ``now``):
+            # what the bus cycle would answer (SimSwdTarget.core_read), read from the
+            # chip directly.
+            sim = self.target.sim
+            if not sim.rdp_level and now >= controller.busy_until:
+                return sim.peek_flash(address, size)
 
         def read() -> int:
             value = int.from_bytes(self.target.core_read(address, size), "little")
