@@ -11,12 +11,10 @@ same line goes to every :class:`RecordOutput` (the JSONL file, ``--json`` on
 stdout) and the same record to every listening sink (the console): one stream,
 one ``seq`` and ``ts`` everywhere.
 
-Rendering is the standard library's JSON encoder, called on the record
-already in audit order (envelope first, ``prev`` last): the lines are the ones
-structlog's ``JSONRenderer`` wrote before (the test suite holds the two to the
-same bytes), without importing structlog and asyncio on every start (~45 ms
-before the first byte reaches a chip). Nothing global is configured, so an
-application that uses flashrunner as a library keeps its own logging.
+Rendering is structlog's ``JSONRenderer``, called on the record already in
+audit order (envelope first, ``prev`` last) as a processor of our own: the
+global structlog configuration is never read or changed, so an application
+that uses flashrunner as a library keeps its own logging.
 
 A station's records join the host's log through :meth:`AuditLog.append_foreign`:
 they get the host's ``seq``, ``ts`` and ``prev`` and keep their own in ``origin``.
@@ -36,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
+
+import structlog
 
 from runner.audit.chain import genesis, line_hash
 from runner.errors import EnvironmentProblem, StorageFailed
@@ -223,17 +223,14 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _fallback(value: Any) -> str:
-    """What JSON cannot take is written as its ``repr`` (as structlog's renderer did)."""
-    return repr(value)
+#: No bound logger, no context copy: the record is final when it reaches the renderer.
+#: What JSON cannot take is written as its ``repr``.
+_RENDERER = structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_fallback)
-
-
-def render_record(record: Mapping[str, Any]) -> str:
+def render_record(record: dict[str, Any]) -> str:
     """A record (a dict in audit order: envelope first, ``prev`` last) as its JSON line."""
-    return _ENCODER.encode(record)
+    return str(_RENDERER(None, "info", record))
 
 
 class AuditLog:

@@ -19,7 +19,7 @@ __all__ = ["libusb_version", "version_report"]
 
 #: Distributions whose version matters to a link, in the order printed.
 _DISTRIBUTIONS = (("pyusb", "ST-Link, DFU"), ("pyserial", "USART"), ("python-can", "CAN"),
-                  ("smbus2", "I2C"))
+                  ("smbus2", "I2C"), ("structlog", "audit log"))
 
 
 class _LibusbVersion(ctypes.Structure):
