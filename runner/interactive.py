@@ -106,16 +106,22 @@ def _ask_link(prompter: Prompter, naming: _Naming, link: NewLink) -> NewLink:
     hub = found.hub if found.hub_port is None else f"hub {found.hub} port {found.hub_port}"
     switching = found.hub_power_switching
     serial = f"serial {found.serial}, " if found.serial else ""
-    prompter.say(f"{where}new {found.kind} at {found.port_path}: {found.product or found.kind}, "
-                 f"{serial}{hub}" + (f" (power switching {switching})" if switching else ""))
+    node = f"{found.node} " if found.node else ""
+    at = f"at {found.port_path}" if found.port_path else "off USB"
+    prompter.say(f"{where}new {found.kind} {node}{at}: "
+                 f"{found.product or found.adapter_name or found.kind}"
+                 + (f", {serial}{hub}" if found.port_path else "")
+                 + (f" (power switching {switching})" if switching else ""))
     name = prompter.ask("link name", link.name, lambda answer: _name(naming, answer))
     naming.names.add(name)
-    role = "probe-power" if found.kind == "stlink" else "power"
     wiring: dict[str, Any] = {}
-    power = prompter.ask(f"hub port that powers it ({role}), or none", found.port_path,
-                         lambda answer: _hub_port(naming, link, answer))
-    if power is not None:
-        wiring[role] = power
+    if found.kind in ("stlink", "dfu"):
+        # An adapter's own hub port does not power the board behind it: not asked.
+        role = "probe-power" if found.kind == "stlink" else "power"
+        power = prompter.ask(f"hub port that powers it ({role}), or none", found.port_path,
+                             lambda answer: _hub_port(naming, link, answer))
+        if power is not None:
+            wiring[role] = power
     nrst = prompter.ask("NRST line (CHIP:LINE[:active-low|:active-high]), or none", "none",
                         lambda answer: _gpio_line(answer, "nrst"))
     if nrst is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from runner.adapterlinks import adapter_link, slug, to_fill_in
 from runner.discover import Discovery, Found
 from runner.errors import PlanError
 from runner.inputs import MANIFEST_LIMIT, read_input
@@ -62,8 +63,9 @@ class NewLink:
 
     name: str
     found: Found
-    #: The entry's options: ``kind`` and what selects the device (serial or port-path).
-    options: Mapping[str, str]
+    #: The entry's options: ``kind`` and what selects the device (serial or port-path;
+    #: an adapter's port, bus or channel).
+    options: Mapping[str, Any]
     #: The station's cabling at the link (the manifest's wiring grammar), if any.
     wiring: Mapping[str, Any] | None = None
 
@@ -131,20 +133,22 @@ def _flow_value(name: str, value: Any) -> str:
     return str(value) if isinstance(value, int) or plain else json.dumps(str(value))
 
 
-def _slug(path: str) -> str:
-    return re.sub(r"[^0-9A-Za-z]+", "-", path).strip("-")
-
-
 def new_links(result: Discovery, taken: set[str], *, prefix: str = "") -> list[NewLink]:
-    """A link for each probe or DFU board no link selects, named by the pattern."""
+    """A link for each probe, DFU board or adapter no link selects, named by the pattern."""
     flagged = {path for flag in result.flags for path in flag.port_paths}
     entries: list[NewLink] = []
     names = set(taken)
     for found in result.devices:
-        if found.kind not in ("stlink", "dfu") or found.link is not None:
+        if found.link is not None:
             continue
-        name, options = _entry(found, by_path=found.kind == "dfu"
-                               or found.port_path in flagged or not found.serial)
+        if found.kind in ("stlink", "dfu"):
+            name, options = _entry(found, by_path=found.kind == "dfu"
+                                   or found.port_path in flagged or not found.serial)
+        else:
+            proposed = adapter_link(found)
+            if proposed is None:
+                continue
+            name, options = proposed
         name = prefix + name
         base, number = name, 2
         while name in names:
@@ -154,9 +158,9 @@ def new_links(result: Discovery, taken: set[str], *, prefix: str = "") -> list[N
     return entries
 
 
-def _entry(found: Found, *, by_path: bool) -> tuple[str, dict[str, str]]:
+def _entry(found: Found, *, by_path: bool) -> tuple[str, dict[str, Any]]:
     if by_path:
-        return f"{found.kind}-{_slug(found.port_path)}", \
+        return f"{found.kind}-{slug(found.port_path)}", \
             {"kind": found.kind, "port-path": found.port_path}
     return f"{found.kind}-{found.serial[-6:].lower()}", \
         {"kind": found.kind, "serial": found.serial}
@@ -292,7 +296,8 @@ def _edit(path: Path, text: str, result: Discovery, *, prune: bool,
                                     [(s.name, s.body()) for s in supplies], eol, ADDED))
     additions = [(link.name, link.body()) for link in proposed]
     if additions:
-        heading = ADDED if station is None else f"{ADDED} on station {station}"
+        heading = "\n".join([ADDED if station is None else f"{ADDED} on station {station}",
+                             *to_fill_in(str(link.options["kind"]) for link in proposed)])
         edits.append(_additions(text, root, "transports", section, additions, eol, heading))
     if links is not None:
         edits.extend(links.edits(text, add=[name for name, _ in additions], remove=removed,
@@ -405,24 +410,34 @@ def _section(path: Path, root: yaml.MappingNode | None, key: str) -> yaml.Mappin
 
 def _additions(text: str, root: yaml.Node | None, key: str, section: yaml.MappingNode | None,
                additions: list[tuple[str, str]], eol: str, heading: str) -> Edit:
-    """Entries added at the end of the top-level mapping ``key`` (made if missing)."""
+    """Entries added at the end of the top-level mapping ``key`` (made if missing).
+
+    ``heading`` is the comment over them, one line per ``\\n``.
+    """
     if section is None or not section.value:
         block = "".join(f"  {name}: {body}{eol}" for name, body in additions)
+        comment = _comment(heading, "  ", eol)
         if section is not None and root is not None:
             # ``key: {}`` or an empty value: replace it by the block.
             assert isinstance(root, yaml.MappingNode)
             node = next(k for k, v in root.value if v.start_mark.index == section.start_mark.index
                         and k.value == key)
             return Edit(node.end_mark.index, _line_end(text, section.end_mark.index),
-                        f":{eol}  {heading}{eol}{block.rstrip()}")
+                        f":{eol}{comment}{block.rstrip()}")
         lead = "" if not text or text.endswith("\n") else eol
-        return Edit(len(text), len(text), f"{lead}{key}:{eol}  {heading}{eol}{block}")
+        return Edit(len(text), len(text), f"{lead}{key}:{eol}{comment}{block}")
     column = section.value[0][0].start_mark.column
     indent = " " * column
     position = last_index(section)
     newline = text.find("\n", position)
-    lines = f"{indent}{heading}{eol}" + "".join(f"{indent}{name}: {body}{eol}"
-                                                for name, body in additions)
+    lines = _comment(heading, indent, eol) + "".join(f"{indent}{name}: {body}{eol}"
+                                                     for name, body in additions)
     if newline < 0:
         return Edit(len(text), len(text), f"{eol}{lines}")
     return Edit(newline + 1, newline + 1, lines)
+
+
+def _comment(heading: str, indent: str, eol: str) -> str:
+    """``heading``'s lines as comments at ``indent`` (the first already starts with ``#``)."""
+    first, *more = heading.split("\n")
+    return f"{indent}{first}{eol}" + "".join(f"{indent}# {line}{eol}" for line in more)

@@ -119,9 +119,21 @@ def test_each_new_link_is_named_and_wired_on_a_terminal_and_written_on_yes(
     term.answer("NRST line (CHIP:LINE[:active-low|:active-high]), or none [none]: ",
                 "gpiochip0:5:active-low")
     term.answer("BOOT0 line (CHIP:LINE[:active-low|:active-high]), or none [none]: ", "none")
+    # The adapters: no hub port is asked (theirs does not power the board), the wiring is.
+    assert "new serial /dev/ttyUSB0 at 1-4.4: FT232R USB UART, serial A10K3XYZ, hub 1-4 " \
+        "port 4" in term.answer("link name [uart-1-4-4]: ", "board-f")
+    term.answer("NRST line (CHIP:LINE[:active-low|:active-high]), or none [none]: ",
+                "gpiochip0:6")
+    term.answer("BOOT0 line (CHIP:LINE[:active-low|:active-high]), or none [none]: ",
+                "gpiochip0:7")
+    for name in ("can0", "i2c-1"):
+        term.answer(f"link name [{name}]: ", "")
+        term.answer("NRST line (CHIP:LINE[:active-low|:active-high]), or none [none]: ", "")
+        term.answer("BOOT0 line (CHIP:LINE[:active-low|:active-high]), or none [none]: ", "")
+    assert "new i2c /dev/i2c-1 off USB: Synopsys DesignWare I2C adapter" in term.screen
     # The diff first, then the question; nothing is written before the yes.
     diff = term.answer("write these changes to " + str(inventory) + "? [n]: ", "maybe")
-    assert f"none\n--- {inventory}\n+++ {inventory}\n" in diff
+    assert f"\n--- {inventory}\n+++ {inventory}\n" in diff
     assert inventory.read_text() == before
     term.answer("answer y or n\n  write these changes to " + str(inventory) + "? [n]: ", "y")
     assert "written" in term.expect("written")
@@ -137,6 +149,11 @@ def test_each_new_link_is_named_and_wired_on_a_terminal_and_written_on_yes(
            'active-low: true}}}\n' in after
     assert 'power:\n  # found by flashrunner discover\n  hub-1-4: {kind: usb-hub, hub: "1-4"}\n' \
         in after
+    assert '  board-f: {kind: uart, port: "/dev/serial/by-path/pci-0000:00:14.0-usb-0:4.4:1.0-' \
+           'port0", wiring: {nrst: {chip: gpiochip0, line: 6}, boot0: {chip: gpiochip0, ' \
+           'line: 7}}}\n' in after
+    assert "  can0: {kind: can, interface: socketcan, channel: can0}\n" in after
+    assert "  i2c-1: {kind: i2c, bus: 1}\n" in after
     assert after.startswith(before.split("\n\n# end")[0].split("  probe-gone:")[0])
     # What was written is the manifest's grammar: a device on the link takes its wiring.
     product = tmp_path / "product.yaml"
@@ -164,7 +181,11 @@ def test_dry_run_asks_and_shows_the_diff_but_writes_nothing(inventory: Path) -> 
         term.answer("or none [1-", "none")
         term.answer("NRST line", "")
         term.answer("BOOT0 line", "")
-    shown = term.expect("+  stlink-351967")
+    for _ in range(3):   # the USB-serial, CAN and I2C adapters
+        term.answer("link name [", "")
+        term.answer("NRST line", "")
+        term.answer("BOOT0 line", "")
+    shown = term.expect("+  i2c-1")
     assert "+  dfu-1-3: {kind: dfu, port-path: \"1-3\"}" in shown
     assert term.finish() == 0
     assert "write these changes" not in term.screen
