@@ -199,18 +199,24 @@ def test_info_link_chip_reports_that_part_over_i2c(capsys: pytest.CaptureFixture
     assert report["mismatch"] is None and report["parts"][0] == "stm32f072rb"  # type: ignore[index]
 
 
-def test_a_link_refusing_its_settings_is_the_error_and_no_other_family_is_tried(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The parts info opens the link as, in order."""
     import runner.info
 
-    asked: list[str] = []
+    parts: list[str] = []
     read = runner.info._read
 
     def counted(request: LinkRequest) -> object:
-        asked.append(request.chip.part)
+        parts.append(request.chip.part)
         return read(request)
 
     monkeypatch.setattr("runner.info._read", counted)
+    return parts
+
+
+def test_a_link_refusing_its_settings_is_the_error_and_no_other_family_is_tried(
+        capsys: pytest.CaptureFixture[str], asked: list[str]) -> None:
     assert main(["info", "--link", "stlink,min-voltage=3.6", "--chip", "stm32f411re",
                  "--simulate"]) != 0
     assert "chip differs" not in capsys.readouterr().out
@@ -218,17 +224,7 @@ def test_a_link_refusing_its_settings_is_the_error_and_no_other_family_is_tried(
 
 
 def test_a_read_faulting_at_the_parts_uid_address_tries_the_other_families(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import runner.info
-
-    asked: list[str] = []
-    read = runner.info._read
-
-    def counted(request: LinkRequest) -> object:
-        asked.append(request.chip.part)
-        return read(request)
-
-    monkeypatch.setattr("runner.info._read", counted)
+        tmp_path: Path, asked: list[str]) -> None:
     report = substituted(rdp1_manifest(tmp_path, "{kind: stlink}"), "board", "stm32g071rb")
     assert report.family == "g0" and asked[0] == "stm32f411re" and len(asked) > 1
 

@@ -96,6 +96,23 @@ def test_digests_tell_types_and_values_apart() -> None:
     assert check_digest("k", schema, {"a": 1}) != check_digest("j", schema, {"a": 1})
 
 
+def test_long_sections_hashed_in_pieces_still_tell_every_value_apart() -> None:
+    schema = {"type": "object"}
+
+    def line(**changed: Any) -> dict[str, Any]:
+        devices = {f"dev-{i}": {"chip": "stm32f103c8", "after": [f"dev-{i - 1}"]}
+                   for i in range(1, 600)}
+        devices.update(changed)
+        return {"devices": devices, "list": list(range(300))}
+
+    same = check_digest("k", schema, line())
+    assert same is not None and same == check_digest("k", schema, line())
+    assert same != check_digest("k", schema, line(**{"dev-300": {"chip": "stm32f103cb",
+                                                                  "after": ["dev-299"]}}))
+    assert same != check_digest("k", schema, {**line(), "list": [*range(299), 300]})
+    assert same != check_digest("k", schema, line(**{"dev-600": {"chip": "stm32f103c8"}}))
+
+
 def test_an_unusable_cache_folder_only_costs_the_check(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-folder"
