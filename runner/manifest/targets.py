@@ -7,7 +7,8 @@
 * every unit-data field has a size fixed before its value exists, lies inside
   the device's flash and overlaps none of its images;
 * a link through the ROM bootloader (uart, i2c, can, dfu) reaches a chip whose
-  bootloader offers that interface;
+  bootloader offers that interface, and an i2c link knows the bootloader's
+  address (:func:`runner.romlinks.unreachable`, the check ``info`` makes);
 * each link kind exists, its options (a device's own merged over the link's)
   satisfy the transport's ``options_schema``, and it can do every step of the
   recipes that run over it, with this device's chip and options
@@ -43,6 +44,7 @@ from runner.manifest.simulated import check_simulated_devices
 from runner.manifest.structure import phrase, remembered_errors
 from runner.manifest.yamlmarks import Path as DataPath
 from runner.model import ImageSpec
+from runner.romlinks import unreachable
 from runner.unitdata import (
     CounterSource,
     CsvSource,
@@ -60,8 +62,6 @@ __all__ = ["check_targets", "image_spec", "step_needs"]
 _RESETS = {"hardware": Capability.RESET_HARDWARE, "software": Capability.RESET_SOFTWARE,
            "go": Capability.GO, "halt": Capability.RESET_SOFTWARE}
 _VERIFY = {"checksum": Capability.CHECKSUM, "readback": Capability.READ}
-#: Link kinds that talk to the ROM bootloader, and the interface it must offer (AN2606).
-_ROM_INTERFACE = {"uart": "usart", "i2c": "i2c", "can": "can", "dfu": "dfu"}
 
 
 def image_spec(name: str, entry: Mapping[str, Any], folder: Path) -> ImageSpec | None:
@@ -126,7 +126,7 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
     clean: set[tuple[object, ...]] = set()
     for name, device in entries(checker.data, "devices").items():
         chip = _chip(checker, chips, name, device)
-        link, options, _ = device_link(device)
+        link, options, link_path = device_link(device)
         used.add(link or "")
         recipe_name = device.get("recipe")
         recipe = recipes.get(recipe_name) if isinstance(recipe_name, str) else None
@@ -136,10 +136,11 @@ def check_targets(checker: Checker, chips: ChipDatabase, folders: Mapping[str, P
             continue
         issues = len(checker.issues)
         if link in links:
-            if chip is not None:
-                _bootloader(checker, name, chip, links[link])
-            _options(checker, name, link, options, links[link])
             merged = {**_link_options(checker, link), **options}
+            why = unreachable(chip, links[link].kind, merged) if chip is not None else None
+            if why is not None:
+                checker.at(("devices", name, *link_path), f"device {name} on link {link}: {why}")
+            _options(checker, name, link, options, links[link])
             _capabilities(checker, name, link, recipe_name, recipe, links[link],
                           device_capabilities(links[link], merged, chip), chip)
         if chip is not None and isinstance(recipe_name, str) and recipe is not None:
@@ -308,17 +309,6 @@ def _write_rules(checker: Checker, device: str, chip: Chip, link: str,
                    f"{what} starts at 0x{start:08X}, but a {transport.kind} link writes only "
                    f"at {alignment}-byte aligned addresses, so device {device} would be "
                    f"erased and then refused; move it to a {alignment}-byte boundary")
-
-
-def _bootloader(checker: Checker, device: str, chip: Chip, transport: TransportClass) -> None:
-    wanted = _ROM_INTERFACE.get(transport.kind)
-    offered = chip.bootloader.interfaces
-    if wanted is None or not offered or wanted in offered:
-        return
-    checker.at(("devices", device, "transport"),
-               f"the system bootloader of {chip.part} has no {wanted} interface (it offers "
-               f"{', '.join(sorted(offered))}), so a {transport.kind} link cannot reach it; "
-               f"use another link")
 
 
 def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any],

@@ -190,8 +190,9 @@ def test_a_bootloader_link_needs_the_chip_to_offer_that_interface(
     monkeypatch.setitem(registry.BUILTIN, "i2c", f"{__name__}:I2cLink")
     ((_, _, where, message),) = issues(manifest(tmp_path, link="{kind: i2c, port: '1'}"))
     assert where == "devices.dev.transport"
-    assert message.startswith("the system bootloader of stm32f103c8 has no i2c interface "
-                              "(it offers usart)")
+    assert message == ("device dev on link link: stm32f103c8's ROM has no I2C bootloader "
+                       "(AN2606), so a i2c link cannot reach it; use a link its ROM offers: "
+                       "uart (or stlink, over SWD)")
 
 
 def test_a_bootloader_link_is_fine_where_the_chip_offers_it(

@@ -41,7 +41,7 @@ CAN = "{kind: can, interface: virtual, channel: c0}"
 
 
 @pytest.mark.parametrize(("link", "chip"), [(UART, "stm32f103c8"),
-                                           ("{kind: i2c, bus: 1}", "stm32f072rb"),
+                                           ("{kind: i2c, bus: 1, address: 0x3B}", "stm32f072rb"),
                                            (CAN, "stm32f105rc")])
 def test_an_image_the_rom_cannot_write_at_is_refused_located(
         tmp_path: Path, link: str, chip: str) -> None:
