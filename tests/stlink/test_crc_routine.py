@@ -99,7 +99,8 @@ def test_the_checked_in_crc_routine_is_what_its_source_assembles_to(tmp_path: Pa
     if shutil.which("arm-none-eabi-as") is None:
         pytest.skip("the GNU ARM assembler (binutils-arm-none-eabi) is not installed")
     obj, binary = tmp_path / "crc.o", tmp_path / "crc.bin"
-    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-o", str(obj),
+    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-I", str(LOADERS),
+                    "-o", str(obj),
                     str(LOADERS / "stm32_crc.s")], check=True)
     subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(obj), str(binary)], check=True)
     assert binary.read_bytes() == (LOADERS / "stm32_crc.bin").read_bytes()

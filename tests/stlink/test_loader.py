@@ -231,7 +231,8 @@ def test_writing_over_data_reports_the_controller_flag(open_session: Open) -> No
                     reason="the GNU ARM assembler (binutils-arm-none-eabi) is not installed")
 def test_the_checked_in_loader_is_what_its_source_assembles_to(tmp_path: Path) -> None:
     obj, binary = tmp_path / "loader.o", tmp_path / "loader.bin"
-    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-o", str(obj),
+    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-I", str(LOADERS),
+                    "-o", str(obj),
                     str(LOADERS / "stm32_flash.s")], check=True)
     subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(obj), str(binary)], check=True)
     assert binary.read_bytes() == (LOADERS / "stm32_flash.bin").read_bytes()
