@@ -39,8 +39,9 @@ def unreachable(chip: Chip, kind: str, options: Mapping[str, Any]) -> str | None
     others = ", ".join(k for k in rom_links(chip) if k != kind) or "no other bootloader link"
     instead = f"a link its ROM offers: {others} (or stlink, over SWD)"
     if interface not in offered:
-        return (f"{chip.part}'s ROM has no {interface.upper()} bootloader (AN2606), so a "
-                f"{kind} link cannot reach it; use {instead}")
+        article = "an" if kind[0] in "aeio" else "a"   # an i2c link, a uart link
+        return (f"{chip.part}'s ROM has no {interface.upper()} bootloader (AN2606), so "
+                f"{article} {kind} link cannot reach it; use {instead}")
     if kind == "i2c" and options.get("address") is None and chip.bootloader.i2c_address is None:
         return (f"no I2C bootloader address is known for {chip.part} (AN2606), so an i2c link "
                 f"without address= cannot reach it; set the link's address, or use {instead}")

@@ -191,7 +191,7 @@ def test_a_bootloader_link_needs_the_chip_to_offer_that_interface(
     ((_, _, where, message),) = issues(manifest(tmp_path, link="{kind: i2c, port: '1'}"))
     assert where == "devices.dev.transport"
     assert message == ("device dev on link link: stm32f103c8's ROM has no I2C bootloader "
-                       "(AN2606), so a i2c link cannot reach it; use a link its ROM offers: "
+                       "(AN2606), so an i2c link cannot reach it; use a link its ROM offers: "
                        "uart (or stlink, over SWD)")
 
 
