@@ -214,6 +214,8 @@ def simulate_schedule(devices: Sequence[Schedulable], max_parallel: int) -> Time
 
     now = 0.0
     just_ended: list[int] = []
+    ended_at: dict[int, int] = {}      # of just_ended: device -> its place
+    first_on: dict[int, int] = {}      # of just_ended: resource -> the first there
     while True:
         while free_heads and len(running) < max_parallel:
             head, resource = heapq.heappop(free_heads)
@@ -224,13 +226,18 @@ def simulate_schedule(devices: Sequence[Schedulable], max_parallel: int) -> Time
             busy[resource] = 1
             starts[index] = now
             heapq.heappush(running, (now + devices[index].estimate_s, index))
-            cause[index] = _release(index, just_ended, graph, resource_of)
+            cause[index] = _release(index, just_ended, ended_at, first_on, graph,
+                                    resource_of)
         if not running:
             break
         now, ended = heapq.heappop(running)
         just_ended = [ended]
         while running and running[0][0] == now:
             just_ended.append(heapq.heappop(running)[1])
+        ended_at = {device: place for place, device in enumerate(just_ended)}
+        first_on = {}
+        for ended in just_ended:
+            first_on.setdefault(resource_of[ended], ended)
         for ended in just_ended:
             ends[ended] = now
             resource = resource_of[ended]
@@ -253,16 +260,16 @@ def simulate_schedule(devices: Sequence[Schedulable], max_parallel: int) -> Time
                     makespan=makespan, critical=tuple(reversed(chain)))
 
 
-def _release(index: int, just_ended: Sequence[int], graph: _Graph,
-             resource_of: array[int]) -> int:
-    """Which of the devices that just ended let device ``index`` start (-1 at time 0)."""
+def _release(index: int, just_ended: Sequence[int], ended_at: Mapping[int, int],
+             first_on: Mapping[int, int], graph: _Graph, resource_of: array[int]) -> int:
+    """Which of the devices that just ended let device ``index`` start (-1 at time 0):
+    the first of them it waits for, else the first on its resource, else the first.
+
+    Lookups, not scans of ``just_ended``: a wave of equal estimates ends together,
+    and each device of the next wave asks."""
     if not just_ended:
         return -1
-    waits_for = graph.waits_for(index)
-    for ended in just_ended:
-        if ended in waits_for:
-            return ended
-    for ended in just_ended:
-        if resource_of[ended] == resource_of[index]:
-            return ended
-    return just_ended[0]
+    waited = [ended for ended in graph.waits_for(index) if ended in ended_at]
+    if waited:
+        return min(waited, key=ended_at.__getitem__)
+    return first_on.get(resource_of[index], just_ended[0])

@@ -331,8 +331,13 @@ def _options(checker: Checker, device: str | None, link: str, own: dict[str, Any
 
 
 def _link_options(checker: Checker, link: str) -> dict[str, Any]:
-    return {k: v for k, v in entries(checker.data, "transports")[link].items()
-            if k not in LINK_KEYS}
+    # Asked per device: one lookup, not a pass over the section (one link per board
+    # is the usual line, so that pass made the check quadratic).
+    table = checker.data.get("transports") if isinstance(checker.data, dict) else None
+    entry = table.get(link) if isinstance(table, dict) else None
+    if not isinstance(entry, dict):
+        return {}
+    return {k: v for k, v in entry.items() if k not in LINK_KEYS}
 
 
 def _capabilities(checker: Checker, device: str, link: str, recipe_name: Any, recipe: Any,
