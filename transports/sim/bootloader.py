@@ -146,6 +146,8 @@ class BootloaderCore:
         #: Set when the chip reset itself (RDP/WRP commands, option bytes, brown-out).
         self.self_resets = 0
         self.last_go: int | None = None
+        #: The next command the host sends opens a session: ``op: connect`` faults fire.
+        self.connecting = True
 
     # ------------------------------------------------------------------ session
 
@@ -178,6 +180,25 @@ class BootloaderCore:
         """The reset the ROM performs after WRP/RDP/option-byte commands (AN3155 §1.6)."""
         self.self_resets += 1
         self.reset(boot0=True)
+
+    def session_started(self) -> None:
+        """The host opened a new session: connect faults may fire again."""
+        self.connecting = True
+        self.sim.faults.reset_counters()
+
+    def connect_fault(self) -> WireFault | None:
+        """The ``op: connect`` fault of a session's first command, if one fires.
+
+        A failed connect leaves the session unopened: the next attempt connects again."""
+        if not self.connecting:
+            return None
+        self.connecting = False
+        try:
+            self.fault("connect", 0)
+        except WireFault as fault:
+            self.connecting = True
+            return fault
+        return None
 
     def fault(self, op: str, length: int = 0) -> None:
         """Let a planned fault fire; raise :class:`WireFault` with its wire behaviour."""

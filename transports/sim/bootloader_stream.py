@@ -67,8 +67,6 @@ class StreamBootloader:
         #: Set by a ``link-lost`` fault: the chip no longer answers (until the host
         #: connects again: the link is back for a new session).
         self.dead = False
-        #: The next thing the host sends opens a session: ``op: connect`` faults fire.
-        self.connecting = True
         self.lock = threading.RLock()
         self._pending = bytearray()
         self._machine = self._run()
@@ -114,22 +112,15 @@ class StreamBootloader:
         """The host opened a new session: the link is back, connect faults may fire."""
         with self.lock:
             self.dead = False
-            self.connecting = True
-            self.core.sim.faults.reset_counters()
+            self.core.session_started()
 
     def _connect_fault(self) -> bool:
         """Fire an ``op: connect`` fault on the session's first command (after the USART's
         0x7F, which a synced ROM answers with a NACK anyway); True if one did."""
-        if not self.connecting:
-            return False
-        self.connecting = False
-        try:
-            self.core.fault("connect", 0)
-        except WireFault as fault:
-            self.connecting = True      # a failed connect: the next attempt connects again
+        fault = self.core.connect_fault()
+        if fault is not None:
             self._wire_fault(fault)
-            return True
-        return False
+        return fault is not None
 
     def restart(self) -> None:
         """Forget any half-received command and wait for activation again."""

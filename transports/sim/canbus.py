@@ -77,8 +77,6 @@ class CanBootloaderNode:
         self.channel = channel
         self.bitrate = bitrate
         self.dead = False
-        #: The next frame the host sends opens a session: ``op: connect`` faults fire.
-        self.connecting = True
         self.bus = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
         self._machine = self._run()
         next(self._machine)
@@ -92,22 +90,15 @@ class CanBootloaderNode:
     def session_started(self) -> None:
         """The host opened a new session: the link is back, connect faults may fire."""
         self.dead = False
-        self.connecting = True
-        self.core.sim.faults.reset_counters()
+        self.core.session_started()
 
     def _connect_fault(self, code: int) -> bool:
         """Fire an ``op: connect`` fault on the session's first command (Get Version, after
         the sync frame, which only selects the interface); True if one did."""
-        if not self.connecting:
-            return False
-        self.connecting = False
-        try:
-            self.core.fault("connect", 0)
-        except WireFault as fault:
-            self.connecting = True      # a failed connect: the next attempt connects again
+        fault = self.core.connect_fault()
+        if fault is not None:
             self._wire_fault(code, fault)
-            return True
-        return False
+        return fault is not None
 
     def _wire_fault(self, code: int, fault: WireFault) -> None:
         if fault.kind == "nack":
