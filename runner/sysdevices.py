@@ -30,13 +30,11 @@ from typing import Any
 
 from runner.found import Found, parent_hub
 from transports.endpoints import I2cAdapter
-from transports.power.sysfs import Sysfs
+from transports.power.sysfs import ARPHRD_CAN, Sysfs
 
 __all__ = ["ARPHRD_CAN", "I2C_FUNC_I2C", "by_id", "can_interfaces", "i2c_adapters", "id_path",
            "serial_adapters"]
 
-#: linux/if_arp.h: a CAN netdev's ``type``.
-ARPHRD_CAN = 280
 #: linux/i2c.h: the adapter does plain I2C transfers (i2c_rdwr), not only SMBus.
 I2C_FUNC_I2C = 0x00000001
 

@@ -14,7 +14,10 @@ import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["HostSysfs", "Sysfs", "port_dir"]
+__all__ = ["ARPHRD_CAN", "HostSysfs", "Sysfs", "port_dir"]
+
+#: linux/if_arp.h: the ``type`` of a socketcan netdev (``class/net/<name>/type``).
+ARPHRD_CAN = 280
 
 
 @runtime_checkable

@@ -37,14 +37,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from transports.power.sysfs import ARPHRD_CAN
 from transports.sim.usbhub import SimUsbHub
 
 __all__ = ["USB_CONTROLLER", "SimSysfs", "UsbIdentity"]
 
 #: The PCI xHCI controller every simulated USB bus hangs off.
 USB_CONTROLLER = "devices/pci0000:00/0000:00:14.0"
-#: ARPHRD_CAN (linux/if_arp.h): the ``type`` of a socketcan netdev.
-ARPHRD_CAN = 280
 
 _PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _DISABLE = re.compile(r"bus/usb/devices/(?P<hub>[\d.-]+):1\.0/(?P=hub)-port(?P<port>\d+)/disable$")
