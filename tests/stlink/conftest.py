@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,18 @@ from transports.sim.stlink import SimStLinkProbe, attach_probe, probe_for
 from transports.sim.usb import SimUsbBackend
 from transports.sim.world import DeviceProfile
 from transports.stlink import StLinkTransport
+
+#: The SRAM programs' sources and their checked-in binaries.
+LOADERS = Path(__file__).resolve().parents[2] / "transports/stlink/loaders"
+
+
+def assembled(source: str, folder: Path) -> bytes:
+    """``source`` (under LOADERS) built with the GNU ARM tools as the checked-in binary is."""
+    obj, binary = folder / "program.o", folder / "program.bin"
+    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-I", str(LOADERS),
+                    "-o", str(obj), str(LOADERS / source)], check=True)
+    subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(obj), str(binary)], check=True)
+    return binary.read_bytes()
 
 Open = Callable[..., StLinkTransport]
 

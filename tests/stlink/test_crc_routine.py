@@ -6,13 +6,12 @@ import dataclasses
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.stlink.conftest import Open, probe_of, request
+from tests.stlink.conftest import LOADERS, Open, assembled, probe_of, request
 from tests.stlink.test_families import representatives
 from transports.base import Capability, ResetMode
 from transports.checksums import stm32_crc32
@@ -22,7 +21,6 @@ from transports.sim.world import DeviceProfile
 from transports.stlink import StLinkTransport
 from transports.stlink.loaders import CrcImage, CrcRoutine, crc_routine
 
-LOADERS = Path(__file__).resolve().parents[2] / "transports/stlink/loaders"
 DHCSR, S_HALT = 0xE000EDF0, 1 << 17
 #: Offsets in stm32_crc.bin (see its disassembly): the word loop's first load, its
 #: ``eors`` of the word into the CRC, and the store of the stop address.
@@ -98,12 +96,7 @@ def test_the_crc_routine_sums_flash_on_every_family(session_on: Open, world: Sim
 def test_the_checked_in_crc_routine_is_what_its_source_assembles_to(tmp_path: Path) -> None:
     if shutil.which("arm-none-eabi-as") is None:
         pytest.skip("the GNU ARM assembler (binutils-arm-none-eabi) is not installed")
-    obj, binary = tmp_path / "crc.o", tmp_path / "crc.bin"
-    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-I", str(LOADERS),
-                    "-o", str(obj),
-                    str(LOADERS / "stm32_crc.s")], check=True)
-    subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(obj), str(binary)], check=True)
-    assert binary.read_bytes() == (LOADERS / "stm32_crc.bin").read_bytes()
+    assert assembled("stm32_crc.s", tmp_path) == (LOADERS / "stm32_crc.bin").read_bytes()
 
 
 def test_the_routine_leaves_the_core_halted_for_the_register_path(session_on: Open,

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from runner.errors import ConnectError, WriteError
-from tests.stlink.conftest import Open, probe_of
+from tests.stlink.conftest import LOADERS, Open, assembled, probe_of
 from tests.stlink.test_families import representatives
 from transports.checksums import stm32_crc32
 from transports.chips import Chip
 from transports.sim import SimulationWorld
 from transports.stlink.loaders import LoaderError, LoaderImage, RamLoader, flash_loader
 
-LOADERS = Path(__file__).resolve().parents[2] / "transports/stlink/loaders"
 FLASH = 0x08000000
 WRITEMEM_16BIT = 0x48
 #: Offsets in stm32_flash.bin (see its disassembly): the BSY poll's branch back,
@@ -230,9 +228,4 @@ def test_writing_over_data_reports_the_controller_flag(open_session: Open) -> No
 @pytest.mark.skipif(shutil.which("arm-none-eabi-as") is None,
                     reason="the GNU ARM assembler (binutils-arm-none-eabi) is not installed")
 def test_the_checked_in_loader_is_what_its_source_assembles_to(tmp_path: Path) -> None:
-    obj, binary = tmp_path / "loader.o", tmp_path / "loader.bin"
-    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m0", "-mthumb", "-I", str(LOADERS),
-                    "-o", str(obj),
-                    str(LOADERS / "stm32_flash.s")], check=True)
-    subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(obj), str(binary)], check=True)
-    assert binary.read_bytes() == (LOADERS / "stm32_flash.bin").read_bytes()
+    assert assembled("stm32_flash.s", tmp_path) == (LOADERS / "stm32_flash.bin").read_bytes()
