@@ -56,6 +56,7 @@ __all__ = [
     "read_string",
     "scan_shared",
     "select",
+    "shared_scan_of",
     "usb_errors",
 ]
 
@@ -234,6 +235,13 @@ class SharedScan(Generic[R]):
         self._started = 0
         self._finished = 0
         self._latest: tuple[R | None, BaseException | None] = (None, None)
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are waiting for a scan to begin or end (not running one)."""
+        with self._changed:
+            return self._waiting
 
     def run(self, scan: Callable[[], R]) -> R:
         with self._changed:
@@ -244,7 +252,11 @@ class SharedScan(Generic[R]):
                     self._started += 1
                     number = self._started
                     break
-                self._changed.wait()
+                self._waiting += 1
+                try:
+                    self._changed.wait()
+                finally:
+                    self._waiting -= 1
             else:
                 return self._answer(*self._latest)
         result: R | None = None
@@ -275,6 +287,12 @@ _SCANS_LOCK = threading.Lock()
 
 def scan_shared(backend: Any, purpose: str, scan: Callable[[], R]) -> R:
     """``scan()`` through the :class:`SharedScan` of ``backend`` for ``purpose``."""
+    shared: SharedScan[R] = shared_scan_of(backend, purpose)
+    return shared.run(scan)
+
+
+def shared_scan_of(backend: Any, purpose: str) -> SharedScan[Any]:
+    """The :class:`SharedScan` of ``backend`` (``None``: libusb's) for ``purpose``."""
     key = (id(backend), purpose)
     with _SCANS_LOCK:
         entry = _SCANS.get(key)
@@ -287,5 +305,4 @@ def scan_shared(backend: Any, purpose: str, scan: Callable[[], R]) -> R:
                 weakref.finalize(backend, _SCANS.pop, key, None)
             entry = (alive, SharedScan())
             _SCANS[key] = entry
-    shared: SharedScan[R] = entry[1]
-    return shared.run(scan)
+    return entry[1]

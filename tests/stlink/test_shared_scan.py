@@ -95,6 +95,7 @@ def test_concurrent_connects_share_scans_of_the_simulated_bus() -> None:
     from transports.sim import SimulationWorld
     from transports.sim.world import DeviceProfile
     from transports.stlink.usb import find_candidates
+    from transports.usb import shared_scan_of
 
     world = SimulationWorld()
     part = chip_database().part("stm32f103c8")
@@ -103,22 +104,33 @@ def test_concurrent_connects_share_scans_of_the_simulated_bus() -> None:
         attach_probe(world, f"d{i}", part)
     backend = backend_of(world)
     probes = list(backend.devices)
-    before = sum(probe.counts.control for probe in probes)
     assert len(probes) == 16
-    barrier = threading.Barrier(16)
+    # The first scan stops at the first probe's serial until the other fifteen
+    # links have asked, so they must all wait for (and share) the second one.
+    gate = threading.Event()
+    first = probes[0]
+    table = first.string_table
+
+    def held_table() -> tuple[str | bytes, ...]:
+        gate.wait(5)
+        return table()
+
+    first.string_table = held_table  # type: ignore[method-assign]
+    before = sum(probe.counts.control for probe in probes)
     found: list[list[str]] = []
 
     def connect() -> None:
-        barrier.wait(5)
         found.append(sorted(c.serial for c in find_candidates(backend)))
 
     threads = [threading.Thread(target=connect) for _ in range(16)]
-    for thread in threads:
+    threads[0].start()
+    shared = shared_scan_of(backend, "stlink")
+    for thread in threads[1:]:
         thread.start()
+    _wait_until(lambda: shared.waiting == 15)
+    gate.set()
     for thread in threads:
         thread.join(10)
     assert found == [sorted(f"{i:024d}" for i in range(16))] * 16
     reads = sum(probe.counts.control for probe in probes) - before
-    # 16 scans of 16 probes would be 512 control transfers (LANGID + serial each).
-    assert reads < 16 * 16 * 2 // 2
-
+    assert reads == 2 * 16 * 2   # two scans, each the LANGID table and the serial of 16
