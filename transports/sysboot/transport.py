@@ -262,10 +262,9 @@ class BootloaderSession:
         return None
 
     def _erase_pages(self, indexes: list[int], progress: Progress) -> None:
-        step = 32
-        for start in range(0, len(indexes), step):
-            self.engine.erase_pages(indexes[start:start + step])
-            progress(min(start + step, len(indexes)), len(indexes))
+        # As few commands as the ROM takes: each costs a round trip and the host's
+        # turnaround between two erases, and the pages erased are the same.
+        self.engine.erase_pages(indexes, progress)
 
     def _mass_erase(self, every: list[int], progress: Progress) -> None:
         if "no-mass-erase" in self.chip.bootloader.flags:
