@@ -125,3 +125,35 @@ def test_a_device_that_changes_what_it_describes_is_enumerated_as_it_is_now(
     found = usb.core.find(backend=backend, port_numbers=(1, 2))
     assert (found.serial_number, found.product, found.idProduct) == ("SER-A2", "Echo II",
                                                                      0x374B)
+
+
+def test_descriptors_are_read_while_the_device_works_through_a_bulk_command(
+        backend: SimUsbBackend) -> None:
+    # A probe's USB controller answers on endpoint 0 from its own tables while its
+    # firmware is busy with a command: another link enumerating the bus reads the
+    # serial without waiting for that command to end.
+    import threading
+
+    device = backend.devices[0]
+    found = next(d for d in usb.core.find(find_all=True, backend=backend, idVendor=0x0483)
+                 if d.serial_number == "SER-A")
+    busy, release = threading.Event(), threading.Event()
+
+    def long_command() -> None:
+        with device.lock:   # what a bulk transfer holds while the device handles it
+            busy.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=long_command)
+    worker.start()
+    try:
+        assert busy.wait(5)
+        usb.util.dispose_resources(found)
+        assert usb.util.get_string(found, found.iSerialNumber) == "SER-A"
+        assert usb.util.get_string(found, found.iProduct) == "Echo"
+        with pytest.raises(usb.core.USBError):   # an absent string still stalls
+            usb.util.get_string(found, 9)
+        assert worker.is_alive()   # all of it answered while the command was still running
+    finally:
+        release.set()
+        worker.join(5)

@@ -25,11 +25,13 @@ matches more than one device is refused with the candidates listed.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import usb.core
 import usb.util
@@ -46,12 +48,15 @@ __all__ = [
     "BUSY_HINT",
     "UDEV_HINT",
     "LinkNames",
+    "SharedScan",
     "Stalled",
     "UsbCandidate",
     "find_devices",
     "port_path",
     "read_string",
+    "scan_shared",
     "select",
+    "shared_scan_of",
     "usb_errors",
 ]
 
@@ -207,3 +212,97 @@ def select(candidates: Sequence[C], *, serial: str | None, port_path: str | None
     raise ConnectError(f"{len(matching)} {plural} match{' ' + wanted if wanted else ''} for "
                        f"{names.device}: {listed}; refusing to guess", hint=ambiguous_hint,
                        **where)
+
+
+R = TypeVar("R")
+
+
+class SharedScan(Generic[R]):
+    """One bus scan at a time, its result shared by every caller that waited for it.
+
+    Every connect enumerates the bus and reads each candidate's serial number to
+    find its probe. When a line opens sixty-four links at once, that is sixty-four
+    scans of sixty-four devices. Here a caller gets the result of a scan that
+    *started after it asked* (so nothing plugged in before the call is missed):
+    it runs the scan itself when none is under way, else waits for the one that
+    starts when the current one ends, which every caller that arrived meanwhile
+    shares. A scan's failure is every waiter's failure.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = False
+        self._started = 0
+        self._finished = 0
+        self._latest: tuple[R | None, BaseException | None] = (None, None)
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are waiting for a scan to begin or end (not running one)."""
+        with self._changed:
+            return self._waiting
+
+    def run(self, scan: Callable[[], R]) -> R:
+        with self._changed:
+            wanted = self._started + 1
+            while self._finished < wanted:
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    number = self._started
+                    break
+                self._waiting += 1
+                try:
+                    self._changed.wait()
+                finally:
+                    self._waiting -= 1
+            else:
+                return self._answer(*self._latest)
+        result: R | None = None
+        failure: BaseException | None = None
+        try:
+            result = scan()
+        except BaseException as error:  # every waiter sees it, and so does this caller
+            failure = error
+        with self._changed:
+            self._running = False
+            self._finished = number
+            self._latest = (result, failure)
+            self._changed.notify_all()
+        return self._answer(result, failure)
+
+    @staticmethod
+    def _answer(result: R | None, failure: BaseException | None) -> R:
+        if failure is not None:
+            raise failure
+        assert result is not None
+        return result
+
+
+#: One :class:`SharedScan` per backend object (libusb's default is ``None``) and purpose.
+_SCANS: dict[tuple[int, str], tuple[Callable[[], object], SharedScan[Any]]] = {}
+_SCANS_LOCK = threading.Lock()
+
+
+def scan_shared(backend: Any, purpose: str, scan: Callable[[], R]) -> R:
+    """``scan()`` through the :class:`SharedScan` of ``backend`` for ``purpose``."""
+    shared: SharedScan[R] = shared_scan_of(backend, purpose)
+    return shared.run(scan)
+
+
+def shared_scan_of(backend: Any, purpose: str) -> SharedScan[Any]:
+    """The :class:`SharedScan` of ``backend`` (``None``: libusb's) for ``purpose``."""
+    key = (id(backend), purpose)
+    with _SCANS_LOCK:
+        entry = _SCANS.get(key)
+        if entry is None or entry[0]() is not backend:
+            alive: Callable[[], object]
+            if backend is None:
+                alive = lambda: None  # noqa: E731 - libusb's default lives as long as we do
+            else:
+                alive = weakref.ref(backend)
+                weakref.finalize(backend, _SCANS.pop, key, None)
+            entry = (alive, SharedScan())
+            _SCANS[key] = entry
+    return entry[1]

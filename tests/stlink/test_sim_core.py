@@ -213,3 +213,18 @@ def test_a_core_read_of_protected_flash_is_a_bus_fault(open_session: Open,
     status = run(link, LOAD, r1=FLASH)
     assert status & S_LOCKUP
     assert target.core.fault is not None and "readout protection" in target.core.fault
+
+
+def test_the_core_runs_its_slices_with_the_gil_held(open_session: Open,
+                                                    world: SimulationWorld) -> None:
+    # transports/sim/stlink/emulator_calls.py: without it a large rehearsal's cores
+    # wait behind every other thread at each bus cycle they hand to the simulator.
+    from transports.sim.stlink.emulator_calls import HeldCalls
+
+    session = open_session("stm32f103c8")
+    link = session.link
+    assert link is not None
+    assert run(link, ADD, r1=1) & S_HALT
+    target = probe_of(world).target
+    assert target is not None
+    assert isinstance(target.core._calls, HeldCalls)

@@ -178,6 +178,8 @@ class SimUsbDevice:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        #: Held while a descriptor is read on endpoint 0 (see SimUsbBackend.ctrl_transfer).
+        self.descriptor_lock = threading.Lock()
         self.counts = TransferCounts()
         self.plugged = True
         self.accessible = True
@@ -550,6 +552,21 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         request = ControlRequest(request_type=bmRequestType, request=bRequest, value=wValue,
                                  index=wIndex, data=b"" if is_in else bytes(data), length=length,
                                  timeout_ms=int(timeout or 0))
+
+        if request.kind == 0 and request.request == _GET_DESCRIPTOR and is_in:
+            # A device's USB controller answers descriptor reads on endpoint 0 from its
+            # own tables, also while its firmware works through a bulk command; so
+            # another host enumerating the bus does not wait for that command to end.
+            with device.descriptor_lock:
+                try:
+                    reply = self._standard(device, request) or b""
+                except UsbStall:
+                    raise _usb_error("Pipe error", _LIBUSB_ERROR_PIPE, errno.EPIPE) from None
+                reply = reply[:length]
+                device.counts.control += 1
+                device.counts.bytes_in += len(reply)
+            data[:len(reply)] = array.array("B", reply)
+            return len(reply)
 
         def action() -> int:
             device.counts.control += 1

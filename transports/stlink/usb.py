@@ -112,19 +112,39 @@ class ProbeCandidate:
 
 def find_candidates(backend: Any = None, names: LinkNames | None = None
                     ) -> list[ProbeCandidate]:
-    """Every ST-Link debug probe on the bus (bootloader PIDs excluded)."""
+    """Every ST-Link debug probe on the bus (bootloader PIDs excluded).
+
+    The bus is scanned through :func:`~transports.usb.scan_shared`: links that
+    connect at the same moment share one scan that began after they asked.
+    """
     names = names or LinkNames(link="?", device="?")
     found = []
-    for device in shared.find_devices(backend, vid=ST_VID, what="ST-Link"):
-        kind = PROBE_KINDS.get(device.idProduct)
-        if kind is None or not kind.debug:
-            continue
-        serial = shared.read_string(device, device.iSerialNumber, "reading its serial number",
-                                    names, thing=_THING)
+    for device, kind, scanned in shared.scan_shared(backend, "stlink", lambda: _scan(backend)):
+        # Where the scan could not read the serial, read it here: errors name this link.
+        serial = scanned if scanned is not None else shared.read_string(
+            device, device.iSerialNumber, "reading its serial number", names, thing=_THING)
         found.append(ProbeCandidate(serial=normalise_serial(serial),
                                     port_path=shared.port_path(device), kind=kind,
                                     device=device, names=names))
     return found
+
+
+def _scan(backend: Any) -> list[tuple[Any, ProbeKind, str | None]]:
+    """The debug probes on the bus with their serials (None where it could not be read)."""
+    probes: list[tuple[Any, ProbeKind, str | None]] = []
+    for device in shared.find_devices(backend, vid=ST_VID, what="ST-Link"):
+        kind = PROBE_KINDS.get(device.idProduct)
+        if kind is None or not kind.debug:
+            continue
+        serial: str | None
+        try:
+            serial = shared.read_string(device, device.iSerialNumber, "reading its serial "
+                                        "number", LinkNames(link="?", device="?"),
+                                        thing=_THING)
+        except RunnerError:
+            serial = None
+        probes.append((device, kind, serial))
+    return probes
 
 
 def select_probe(candidates: Sequence[ProbeCandidate], *, serial: str | None,
