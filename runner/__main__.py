@@ -14,8 +14,9 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-signal.signal(signal.SIGTERM, _interrupted)
 try:
+    # Inside the try: a SIGTERM may land while the handler is being installed.
+    signal.signal(signal.SIGTERM, _interrupted)
     from runner.cli import entry
 except KeyboardInterrupt:
     sys.exit(130)

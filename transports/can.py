@@ -23,6 +23,7 @@ there only 125000 is possible. AN3154 has no node address: one bootloader per bu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transports.base import Capability, LinkRequest, SpeedModel
@@ -30,7 +31,17 @@ from transports.chips import Chip
 from transports.endpoints import WALL_CLOCK, Clock
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.sysboot.commands import Command
-from transports.sysboot.framing import ACK, NACK, BadReply, Block, BlockKind, Nack, NoReply
+from transports.sysboot.framing import (
+    ACK,
+    NACK,
+    BadReply,
+    Block,
+    BlockKind,
+    Nack,
+    NoReply,
+    Prepared,
+    then_ack,
+)
 from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession
 from transports.trace import NO_TRACE, Trace
 
@@ -123,7 +134,8 @@ class CanFraming:
 
     # ------------------------------------------------------------------ framing
 
-    def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float) -> None:
+    def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float,
+                busy: Callable[[], None] | None = None) -> None:
         self._drain()
         inline = b""
         framed: list[Block] = []
@@ -135,15 +147,29 @@ class CanFraming:
                 framed.append(block)
         self._send(code, inline)
         completion = not framed and code in _COMPLETION_ACK
-        self._ack(code, "command", timeout if not framed and not completion else _SHORT)
+        if not framed and not completion:
+            then_ack(busy, lambda: self._ack(code, "command", timeout))
+            return
+        self._ack(code, "command", _SHORT)
         if completion:
-            self._ack(code, blocks[0].stage if blocks else "completion", timeout)
-        for block in framed:
+            stage = blocks[0].stage if blocks else "completion"
+            then_ack(busy, lambda: self._ack(code, stage, timeout))
+        for index, block in enumerate(framed):
             ident = DATA_ID if block.kind is BlockKind.PAYLOAD else code
             for offset in range(0, len(block.data), 8):
                 self._send(ident, block.data[offset:offset + 8])
                 self._ack(code, block.stage, _SHORT)
-            self._ack(code, block.stage, timeout)
+            if index == len(framed) - 1:
+                then_ack(busy, partial(self._ack, code, block.stage, timeout))
+            else:
+                self._ack(code, block.stage, timeout)
+
+    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
+        return Prepared(code=code, blocks=tuple(blocks))
+
+    def send(self, prepared: Prepared, *, timeout: float,
+             busy: Callable[[], None] | None = None) -> None:
+        self.request(prepared.code, prepared.blocks, timeout=timeout, busy=busy)
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(code, stage, timeout)

@@ -18,8 +18,8 @@ estimates and simulated timing; the kernel sets the real one).
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping, Sequence
-from functools import reduce
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial, reduce
 from operator import xor
 from typing import Any, ClassVar
 
@@ -39,8 +39,10 @@ from transports.sysboot.framing import (
     CountMismatch,
     Nack,
     NoReply,
+    Prepared,
     check_byte,
     serial_block,
+    then_ack,
 )
 from transports.sysboot.transport import (
     BASE_CAPABILITIES,
@@ -121,11 +123,16 @@ class I2cFraming:
 
     # ------------------------------------------------------------------ framing
 
-    def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float) -> None:
+    def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float,
+                busy: Callable[[], None] | None = None) -> None:
         self._write(bytes([code, code ^ 0xFF]), "command")
-        self._ack("command", timeout if not blocks else _SHORT)
+        if not blocks:
+            then_ack(busy, lambda: self._ack("command", timeout))
+        else:
+            self._ack("command", _SHORT)
         for index, block in enumerate(blocks):
-            last = timeout if index == len(blocks) - 1 else _SHORT
+            final = index == len(blocks) - 1
+            last = timeout if final else _SHORT
             if block.kind is BlockKind.LIST:
                 # AN4221 §2.4: the count travels with its own check and ACK, then the
                 # items with an XOR of the items alone.
@@ -135,7 +142,17 @@ class I2cFraming:
                 self._write(block.data + bytes([reduce(xor, block.data, 0)]), block.stage)
             else:
                 self._write(serial_block(block), block.stage)
-            self._ack(block.stage, last)
+            if final:
+                then_ack(busy, partial(self._ack, block.stage, timeout))
+            else:
+                self._ack(block.stage, last)
+
+    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
+        return Prepared(code=code, blocks=tuple(blocks))
+
+    def send(self, prepared: Prepared, *, timeout: float,
+             busy: Callable[[], None] | None = None) -> None:
+        self.request(prepared.code, prepared.blocks, timeout=timeout, busy=busy)
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)

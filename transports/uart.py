@@ -38,7 +38,9 @@ from transports.sysboot.framing import (
     Block,
     Nack,
     NoReply,
+    Prepared,
     serial_block,
+    then_ack,
 )
 from transports.sysboot.transport import (
     BASE_CAPABILITIES,
@@ -272,15 +274,28 @@ class UsartFraming:
     # ------------------------------------------------------------------ framing
 
     def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float) -> None:
+        self.send(self.prepare(code, blocks), timeout=timeout)
+
+    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
+        return Prepared(code=code, blocks=tuple(blocks),
+                        frames=(bytes((code, code ^ 0xFF)),
+                                *(serial_block(block) for block in blocks)))
+
+    def send(self, prepared: Prepared, *, timeout: float,
+             busy: Callable[[], None] | None = None) -> None:
         # Every frame is built before the command byte goes out: between an ACK and the
         # next frame there is only the write (the ROM waits on the host there).
-        frames = [serial_block(block) for block in blocks]
-        self._write(bytes((code, code ^ 0xFF)))
-        self._ack("command", timeout if not blocks else _SHORT)
+        frames, blocks = prepared.frames, prepared.blocks
         last = len(frames) - 1
-        for index, frame in enumerate(frames):
-            self._write(frame)
-            self._ack(blocks[index].stage, timeout if index == last else _SHORT)
+        for index in range(last):
+            self._write(frames[index])
+            self._ack(blocks[index - 1].stage if index else "command", _SHORT)
+        self._write(frames[last])
+        stage = blocks[-1].stage if blocks else "command"
+        if busy is None:
+            self._ack(stage, timeout)
+        else:
+            then_ack(busy, lambda: self._ack(stage, timeout))
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)

@@ -589,3 +589,20 @@ def test_a_rom_that_reads_device_words_only_by_page_still_yields_uid_and_flash_s
     identity = session.identify()
     assert identity.uid == sim.uid_hex
     assert identity.flash_size == session.chip.flash.size
+
+
+def test_pages_one_list_can_hold_are_erased_with_one_command(open_usart: OpenUsart) -> None:
+    session = open_usart("stm32f103cb")        # legacy Erase: up to 255 pages a command
+    framing = session.engine.framing
+    codes: list[int] = []
+    request = framing.request
+
+    def counted(code: int, *args: object, **kwargs: object) -> None:
+        codes.append(code)
+        request(code, *args, **kwargs)  # type: ignore[arg-type]
+
+    framing.request = counted  # type: ignore[method-assign]
+    done: list[int] = []
+    session.erase(session.chip.flash.blocks[:64], lambda count, _total: done.append(count))
+    assert codes == [0x43] and done == [64]
+    assert sim_of(session).stats.blocks_erased == 64

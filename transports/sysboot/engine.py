@@ -15,10 +15,10 @@ silence is a :class:`LinkTimeout`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import reduce
+from functools import partial, reduce
 from operator import xor
 
 from transports.chips import Chip
@@ -40,6 +40,7 @@ from transports.sysboot.framing import (
     Framing,
     Nack,
     NoReply,
+    Prepared,
 )
 from transports.trace import NO_TRACE, Trace
 
@@ -108,25 +109,31 @@ class BootloaderEngine:
             yield reply
             if self.trace.commands:
                 self._traced(code, address, size, reply.text, started)
-        except Nack as nack:
+        except (Nack, BadReply, NoReply) as failure:
+            raise self._failed(code, failure, address, size, started) from failure
+
+    def _failed(self, code: int, failure: Nack | BadReply | NoReply, address: int | None,
+                size: int | None, started: float) -> RunnerError:
+        """The error a NACK, a garbled reply or silence of ``code`` is (traced with ``-v``)."""
+        if isinstance(failure, Nack):
             if self.trace.commands:
-                self._traced(code, address, size, f"NACK ({nack.stage})", started)
-            raise self._refusal(code, nack, address) from nack
-        except BadReply as bad:
+                self._traced(code, address, size, f"NACK ({failure.stage})", started)
+            return self._refusal(code, failure, address)
+        if isinstance(failure, BadReply):
             if self.trace.commands:
-                self._traced(code, address, size, f"unexpected {bad.reply.hex()} "
-                                                  f"({bad.stage})", started)
+                self._traced(code, address, size, f"unexpected {failure.reply.hex()} "
+                                                  f"({failure.stage})", started)
             self._try_resync()
-            raise self._protocol(code, bad.stage, f"unexpected reply {bad.reply.hex()}",
-                                 bad.reply, hint="check the baud rate and the wiring") from bad
-        except NoReply as silence:
-            if self.trace.commands:
-                self._traced(code, address, size, f"no answer ({silence.stage})", started)
-            self._try_resync()
-            raise LinkTimeout(
-                f"{command_name(code)}: no answer at the {silence.stage} stage on "
-                f"{self.device}", transport=self.link, device=self.device,
-                hint="check wiring, power and that the chip is in its bootloader") from silence
+            return self._protocol(code, failure.stage, f"unexpected reply "
+                                  f"{failure.reply.hex()}", failure.reply,
+                                  hint="check the baud rate and the wiring")
+        if self.trace.commands:
+            self._traced(code, address, size, f"no answer ({failure.stage})", started)
+        self._try_resync()
+        return LinkTimeout(
+            f"{command_name(code)}: no answer at the {failure.stage} stage on "
+            f"{self.device}", transport=self.link, device=self.device,
+            hint="check wiring, power and that the chip is in its bootloader")
 
     def _traced(self, code: int, address: int | None, size: int | None, reply: str,
                 started: float) -> None:
@@ -286,20 +293,112 @@ class BootloaderEngine:
                 self.framing.expect_ack("data", timeout=_SHORT, code=code)
         return data
 
-    def write_memory(self, address: int, data: bytes) -> None:
-        """AN3155 §3.6: program 1…256 bytes at a 4-byte aligned address (padded with 0xFF)."""
+    def read_blocks(self, blocks: Sequence[tuple[int, int]],
+                    got: Callable[[int, bytes], None]) -> None:
+        """Read Memory for every ``(address, length)`` in order, as :meth:`read_memory` each.
+
+        ``got(index, data)`` is told of every block's bytes: of all but the last
+        while the ROM is busy with the next read (after its request is sent, before
+        its answer is awaited), so between a block's last byte and the next
+        command there is only the write of that command, built beforehand.
+        """
+        for _, length in blocks:
+            if not 1 <= length <= MAX_BLOCK:
+                raise ValueError("Read Memory reads 1 to 256 bytes")
+        code = Command.READ
+        pending: list[tuple[int, bytes]] = []
+        upcoming = [self._read_request(code, *blocks[0])] if blocks else []
+        raised: list[BaseException] = []
+
+        def busy(index: int) -> None:
+            if index + 1 < len(blocks):
+                upcoming.append(self._read_request(code, *blocks[index + 1]))
+            if pending:
+                try:
+                    got(*pending.pop())
+                except BaseException as error:  # raised once this read's answer is in
+                    raised.append(error)
+
+        for index, (address, length) in enumerate(blocks):
+            prepared = upcoming.pop()
+            started = time.monotonic() if self.trace.commands else 0.0
+            try:
+                self.framing.send(prepared, timeout=_SHORT, busy=partial(busy, index))
+                data = self.framing.receive(length, timeout=_SHORT + length *
+                                            self.framing.byte_time * 2, code=code)
+                if self.framing.read_data_acked:
+                    self.framing.expect_ack("data", timeout=_SHORT, code=code)
+            except (Nack, BadReply, NoReply) as failure:
+                raise self._failed(code, failure, address, length, started) from failure
+            if self.trace.commands:
+                self._traced(code, address, length, "ACK", started)
+            if raised:
+                raise raised[0]
+            pending.append((index, data))
+        if pending:
+            got(*pending.pop())
+
+    def _read_request(self, code: int, address: int, length: int) -> Prepared:
+        return self.framing.prepare(code, (Block.word("address", address),
+                                           Block.value("length", bytes([length - 1]))))
+
+    def write_blocks(self, blocks: Sequence[tuple[int, bytes]],
+                     wrote: Callable[[int], None]) -> None:
+        """Write Memory for every ``(address, data)`` in order, as :meth:`write_memory` each.
+
+        ``wrote(index)`` is told of every block once its ACK is in: of all but the
+        last while the ROM programs the next (after its data is sent, before its ACK
+        is awaited), and the next block's frames are built there too, so between an
+        ACK and the next command there is only the write of that command.
+        """
+        for address, data in blocks:
+            self._check_write(address, data)
+        code = self._require("write") if blocks else Command.WRITE
+        done: list[int] = []
+        upcoming = [self._write_request(code, *blocks[0])] if blocks else []
+
+        def busy(index: int) -> None:
+            if index + 1 < len(blocks):
+                upcoming.append(self._write_request(code, *blocks[index + 1]))
+            if done:
+                wrote(done.pop())
+
+        for index, (address, data) in enumerate(blocks):
+            prepared, timeout = upcoming.pop()
+            started = time.monotonic() if self.trace.commands else 0.0
+            try:
+                self.framing.send(prepared, timeout=timeout, busy=partial(busy, index))
+            except (Nack, BadReply, NoReply) as failure:
+                raise self._failed(code, failure, address, len(data), started) from failure
+            if self.trace.commands:
+                self._traced(code, address, len(data) + (-len(data) % 4), "ACK", started)
+            done.append(index)
+        if done:
+            wrote(done.pop())
+
+    def _check_write(self, address: int, data: bytes) -> None:
         if address % 4:
             raise WriteError(f"Write Memory needs a 4-byte aligned address, not 0x{address:08X}",
                              address=address, transport=self.link, device=self.device,
                              hint="align the image (the plan pads to the write unit)")
-        padded = data + b"\xff" * (-len(data) % 4)
-        if not 1 <= len(padded) <= MAX_BLOCK:
+        if not 1 <= len(data) + (-len(data) % 4) <= MAX_BLOCK:
             raise ValueError("Write Memory writes 1 to 256 bytes")
-        code = self._require("write")
+
+    def _write_request(self, code: int, address: int, data: bytes) -> tuple[Prepared, float]:
+        """The prepared Write Memory of ``data`` (padded with 0xFF), and its timeout."""
+        padded = data + b"\xff" * (-len(data) % 4)
         program = self.chip.timing.program_seconds(len(padded), self.chip.flash.write_unit)
-        with self._command(code, address=address, size=len(padded)):
-            self.framing.request(code, (Block.word("address", address), Block.payload(padded)),
-                                 timeout=_SHORT + 10 * program)
+        return (self.framing.prepare(code, (Block.word("address", address),
+                                            Block.payload(padded))),
+                _SHORT + 10 * program)
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        """AN3155 §3.6: program 1…256 bytes at a 4-byte aligned address (padded with 0xFF)."""
+        self._check_write(address, data)
+        code = self._require("write")
+        prepared, timeout = self._write_request(code, address, data)
+        with self._command(code, address=address, size=len(data) + (-len(data) % 4)):
+            self.framing.send(prepared, timeout=timeout)
 
     def go(self, address: int) -> None:
         """AN3155 §3.5: jump to the vector table at ``address`` (MSP, then reset handler)."""
@@ -339,8 +438,13 @@ class BootloaderEngine:
         # stm32flash waits 35 s; large parts are allowed five times their typical figure.
         return max(35.0, 5 * self.chip.timing.mass_erase_ms / 1000)
 
-    def erase_pages(self, pages: Sequence[int]) -> None:
-        """Erase pages (or sectors) by number, in as many commands as the ROM needs."""
+    def erase_pages(self, pages: Sequence[int],
+                    erased: Callable[[int, int], None] | None = None) -> None:
+        """Erase pages (or sectors) by number, in as few commands as the ROM takes.
+
+        ``erased(done, total)`` is told after each command (stm32flash, too, sends
+        one command per list the ROM accepts: 255 legacy pages, 511 extended).
+        """
         code = self._require("erase")
         legacy = code == Command.ERASE
         limit = _LEGACY_ERASE_PAGES if legacy else _EXTENDED_ERASE_PAGES
@@ -358,6 +462,8 @@ class BootloaderEngine:
             with self._command(code, address=address) as traced:
                 self.framing.request(code, (block,), timeout=self._page_timeout(chunk))
                 traced.text = f"ACK ({len(chunk)} page{'s' if len(chunk) != 1 else ''})"
+            if erased is not None:
+                erased(start + len(chunk), len(pages))
 
     def mass_erase(self, bank: int | None = None) -> None:
         """Global erase (0x43 ``FF 00`` / 0x44 ``FFFF``), or one bank with 0x44 ``FFFE/FFFD``."""

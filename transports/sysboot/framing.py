@@ -22,7 +22,7 @@ command's name. A link that breaks raises :class:`transports.errors.LinkLost`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
@@ -41,8 +41,10 @@ __all__ = [
     "Framing",
     "Nack",
     "NoReply",
+    "Prepared",
     "check_byte",
     "serial_block",
+    "then_ack",
     "xor_bytes",
 ]
 
@@ -96,6 +98,35 @@ class Block:
         """The ``count - 1`` that precedes a PAYLOAD (1 byte) or LIST (``width`` bytes)."""
         width = 1 if self.kind is BlockKind.PAYLOAD else self.width
         return (self.count - 1).to_bytes(width, "big")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """A command and its blocks, made ready to send before the ACK it must wait for.
+
+    ``frames`` are the link's bytes for the command and each block where the link
+    encodes ahead (USART); empty where it encodes as it sends.
+    """
+
+    code: int
+    blocks: tuple[Block, ...]
+    frames: tuple[bytes, ...] = ()
+
+
+def then_ack(busy: Callable[[], None] | None, ack: Callable[[], None]) -> None:
+    """Run ``busy`` while the chip works on what was just sent, then take its ACK with ``ack``.
+
+    The ROM answers the frame already on the wire whatever ``busy`` does, so its
+    ACK is read even when ``busy`` raises (then ``busy``'s exception follows):
+    nothing is left in the input that a later command would take for its own.
+    """
+    if busy is not None:
+        try:
+            busy()
+        except BaseException:
+            ack()
+            raise
+    ack()
 
 
 def xor_bytes(data: bytes) -> int:
@@ -188,6 +219,14 @@ class Framing(Protocol):
         ``timeout`` bounds the last acknowledgement (the one that waits for
         the work); earlier ones use the link's short timeout.
         """
+
+    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
+        """Command ``code`` and its blocks ready for :meth:`send` (encoded where the link can)."""
+
+    def send(self, prepared: Prepared, *, timeout: float,
+             busy: Callable[[], None] | None = None) -> None:
+        """:meth:`request` for a prepared command; ``busy`` runs after its last block is
+        sent and before that block's ACK is awaited (see :func:`then_ack`)."""
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         """Wait for one more ACK of command ``code`` (e.g. RDP's second ACK)."""

@@ -262,10 +262,9 @@ class BootloaderSession:
         return None
 
     def _erase_pages(self, indexes: list[int], progress: Progress) -> None:
-        step = 32
-        for start in range(0, len(indexes), step):
-            self.engine.erase_pages(indexes[start:start + step])
-            progress(min(start + step, len(indexes)), len(indexes))
+        # As few commands as the ROM takes: each costs a round trip and the host's
+        # turnaround between two erases, and the pages erased are the same.
+        self.engine.erase_pages(indexes, progress)
 
     def _mass_erase(self, every: list[int], progress: Progress) -> None:
         if "no-mass-erase" in self.chip.bootloader.flags:
@@ -310,22 +309,36 @@ class BootloaderSession:
                    for block in geometry.blocks_covering(address, len(chunk)))
 
     def write(self, address: int, data: bytes, progress: Progress = no_progress) -> None:
-        engine = self.engine
-        done = 0
+        # Progress is reported per chunk written, while the ROM programs the next one
+        # (BootloaderEngine.write_blocks); skipped chunks count with the chunk before.
+        blocks: list[tuple[int, bytes]] = []
+        reach: list[int] = []   # bytes of ``data`` done once blocks[i] is written
+        skipped = 0
         for at, size in self._chunks(address, len(data)):
             chunk = data[at - address:at - address + size]
-            if not self._skippable(at, chunk):
-                engine.write_memory(at, chunk)
-                self._programmed.add(at - at % MAX_BLOCK)
-            done += size
-            progress(done, len(data))
+            if self._skippable(at, chunk):
+                if reach:
+                    reach[-1] = at + size - address
+                else:
+                    skipped = at + size - address
+                continue
+            blocks.append((at, chunk))
+            reach.append(at + size - address)
+        if skipped:
+            progress(skipped, len(data))
+        # Counted as programmed before they are sent: a write that fails half way may
+        # have programmed any of them, so none is skipped as still erased later.
+        self._programmed.update(at - at % MAX_BLOCK for at, _ in blocks)
+        self.engine.write_blocks(blocks, lambda index: progress(reach[index], len(data)))
 
     def read(self, address: int, length: int, progress: Progress = no_progress) -> bytes:
-        engine = self.engine
         out = bytearray()
-        for at, size in self._chunks(address, length):
-            out += engine.read_memory(at, size)
+
+        def got(_index: int, data: bytes) -> None:
+            out.extend(data)
             progress(len(out), length)
+
+        self.engine.read_blocks(self._chunks(address, length), got)
         return bytes(out)
 
     def checksum(self, address: int, length: int) -> Checksum:
