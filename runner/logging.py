@@ -3,13 +3,15 @@
 :class:`AuditLog` is the :class:`~runner.events.EventSink` a run reports to.
 For each event it checks the event's definition (:mod:`runner.events`), stamps
 ``ts`` (UTC, milliseconds, ``Z``, never earlier than the record before),
-numbers it (``seq``, strictly increasing in file order, under one lock across
-worker threads), binds the ``run_id``, makes values JSON-ready (bytes as hex,
+numbers it (``seq``, strictly increasing in file order across worker threads),
+binds the ``run_id``, makes values JSON-ready (bytes as hex,
 paths as text, enums as their value), adds ``prev`` (the SHA-256 of the
 previous line: :mod:`runner.audit.chain`) and renders one JSON line. That
 same line goes to every :class:`RecordOutput` (the JSONL file, ``--json`` on
 stdout) and the same record to every listening sink (the console): one stream,
-one ``seq`` and ``ts`` everywhere.
+one ``seq`` and ``ts`` everywhere. Records are written by group commit: the
+numbering lock holds no system call, and one writer at a time writes every
+record waiting, in one write per output (see :class:`AuditLog`).
 
 Rendering is structlog's ``JSONRenderer``, called on the record already in
 audit order (envelope first, ``prev`` last) as a processor of our own: the
@@ -31,6 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
@@ -61,9 +64,14 @@ __all__ = [
 
 
 class RecordOutput(Protocol):
-    """Where rendered records go: one call per record, the line without its newline."""
+    """Where rendered records go: a batch of lines (without newlines) in file order.
 
-    def write_record(self, line: str) -> None: ...
+    An output takes the batch whole or raises: :class:`AuditWriteFailed` says in
+    ``kept`` how many of the batch's first lines it did take whole; any other
+    ``OSError`` (or ``ValueError``, a closed stream) means none of them.
+    """
+
+    def write_records(self, lines: Sequence[str]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -72,18 +80,23 @@ class AuditWriteFailed(StorageFailed):
     """A record could not be written to the audit log (a full disk, an I/O error).
 
     The file is cut back to its last complete record, so it stays a valid prefix
-    of the run; nothing more is written to it.
+    of the run; nothing more is written to it. ``kept``: how many lines of the
+    batch being written are in the file whole (0 for any later batch).
     """
+
+    def __init__(self, message: str, *, hint: str | None = None, kept: int = 0) -> None:
+        super().__init__(message, hint=hint)
+        self.kept = kept
 
 
 class JsonlFileSink:
-    """A JSON-lines file written record by record.
+    """A JSON-lines file written a batch of records at a time.
 
-    Each record is written whole (unbuffered, retried until every byte is out),
-    so a killed run leaves a file whose every complete line is valid JSON. A
-    write that fails (``ENOSPC``) cuts the file back to the end of the last
-    complete record and raises :class:`AuditWriteFailed`; later records are
-    refused. An existing file is never truncated: opening one is refused.
+    Each batch is one write (unbuffered, retried until every byte is out), so a
+    killed run leaves a file whose every complete line is valid JSON. A write
+    that fails (``ENOSPC``) cuts the file back to the end of the last complete
+    record and raises :class:`AuditWriteFailed`; later records are refused. An
+    existing file is never truncated: opening one is refused.
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -105,28 +118,29 @@ class JsonlFileSink:
                 hint="check the directory exists and is writable") from error
         self._lock = threading.Lock()
         self._complete = 0          # bytes of the file that are whole records
-        self._failure: AuditWriteFailed | None = None
+        self._failure: str | None = None
 
-    def write_record(self, line: str) -> None:
+    def write_records(self, lines: Sequence[str]) -> None:
         with self._lock:
             if self._failure is not None:
-                raise self._failure
+                raise AuditWriteFailed(self._failure, hint=_FULL_DISK_HINT)
             if self._file is None:
                 return
-            encoded = (line + "\n").encode("utf-8")
+            encoded = ("\n".join(lines) + "\n").encode("utf-8")
             data = memoryview(encoded)
             try:
                 while data:
                     written = self._file.write(data)
                     data = data[written or 0:]
             except OSError as error:
-                self._failure = AuditWriteFailed(
-                    f"cannot write the audit log {self.path}: {error.strerror or error}",
-                    hint="free space on its disk (or fix the disk) and run again; the log "
-                         "holds every record up to the failure")
+                kept, whole = _whole_lines(lines, len(encoded) - len(data))
+                self._complete += whole
+                self._failure = \
+                    f"cannot write the audit log {self.path}: {error.strerror or error}"
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._file.fileno(), self._complete)
-                raise self._failure from error
+                raise AuditWriteFailed(self._failure, hint=_FULL_DISK_HINT,
+                                       kept=kept) from error
             self._complete += len(encoded)
 
     def close(self) -> None:
@@ -138,6 +152,22 @@ class JsonlFileSink:
                     pass
                 self._file.close()
                 self._file = None
+
+
+_FULL_DISK_HINT = ("free space on its disk (or fix the disk) and run again; the log holds "
+                   "every record up to the failure")
+
+
+def _whole_lines(lines: Sequence[str], written: int) -> tuple[int, int]:
+    """Of ``written`` bytes of ``lines`` (each with its newline): whole lines, their bytes."""
+    kept = whole = 0
+    for line in lines:
+        size = len(line.encode("utf-8")) + 1
+        if whole + size > written:
+            break
+        kept += 1
+        whole += size
+    return kept, whole
 
 
 class StdoutJsonSink:
@@ -154,14 +184,14 @@ class StdoutJsonSink:
         self._lock = threading.Lock()
         self.closed = False
 
-    def write_record(self, line: str) -> None:
+    def write_records(self, lines: Sequence[str]) -> None:
         stream = self._stream or sys.stdout
         with self._lock:
             if self.closed:
                 return
             try:
-                stream.write(line + "\n")
-                stream.flush()
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()   # once per batch: the stream stays live
             except (BrokenPipeError, ValueError):   # ValueError: the stream was closed
                 self.closed = True
                 _silence(stream)
@@ -233,8 +263,34 @@ def render_record(record: dict[str, Any]) -> str:
     return str(_RENDERER(None, "info", record))
 
 
+@dataclass(slots=True, eq=False)
+class _Numbered:
+    """A record numbered and rendered, waiting for the writer."""
+
+    seq: int
+    line: str
+    sha256: str          # of ``line``: the chain's head once it is written
+    event: str
+    record: dict[str, Any]
+    #: Held while the emitting thread waits: released once the record is written (or
+    #: the log failed), or when that thread is to write the next batch (``leads``).
+    wake: threading.Lock | None = None
+    leads: bool = False
+    #: The emitting thread stopped waiting (an interrupt): it is not asked to write.
+    gone: bool = False
+
+
 class AuditLog:
     """An :class:`~runner.events.EventSink` writing one run's numbered, chained records.
+
+    Records are written by group commit. Numbering (``seq``, ``ts``, rendering,
+    ``prev``) takes a short lock and makes no system call; the record then joins
+    the batch waiting. One thread at a time writes: all the records waiting, in
+    one write per output, then to the listeners record by record, in file order.
+    The threads whose records it wrote are woken together (not one after the
+    other, as a lock would wake them), and the first record that arrived
+    meanwhile is woken to write the next batch. :meth:`emit` returns once its
+    record is written (or the log has failed).
 
     Args:
         run_id: the run's id, bound to every record (and the chain's start).
@@ -242,6 +298,7 @@ class AuditLog:
         listeners: sinks that receive each record as written (the console).
         strict: raise :class:`~runner.events.EventContractError` for an event its
             definition does not allow (default: :func:`runner.events.strict_events`).
+        on_failure: called once, with the error, when an output cannot take a record.
     """
 
     def __init__(self, run_id: str, outputs: Sequence[RecordOutput] = (), *,
@@ -253,10 +310,17 @@ class AuditLog:
         self.outputs = tuple(outputs)
         self.listeners = tuple(listeners)
         self.strict = strict_events() if strict is None else strict
+        # Under _numbering: the last record numbered, the records waiting, whether a
+        # thread is writing.
+        self._numbering = threading.Lock()
         self._seq = 0
         self._ts = ""
-        self._head = genesis(run_id)
-        self._lock = threading.Lock()
+        self._prev = genesis(run_id)
+        self._waiting: list[_Numbered] = []
+        self._writing = False
+        # The last record written (changed only by the thread writing).
+        self._written_seq = 0
+        self._head = self._prev
 
     @property
     def failure(self) -> BaseException | None:
@@ -266,7 +330,7 @@ class AuditLog:
     @property
     def seq(self) -> int:
         """The number of records written so far."""
-        return self._seq
+        return self._written_seq
 
     @property
     def head(self) -> str:
@@ -280,8 +344,7 @@ class AuditLog:
             raise EventContractError("; ".join(problems))
         if problems:
             fields["contract_error"] = "; ".join(problems)
-        # The lock spans numbering, chaining and writing: seq and prev follow file order.
-        with self._lock:
+        with self._numbering:   # seq and prev follow file order: batches are written in turn
             if self._failure is not None:
                 return   # the log is a valid prefix: nothing after the failure joins it
             self._seq += 1
@@ -292,23 +355,94 @@ class AuditLog:
             for key, value in fields.items():
                 record[key] = value if type(value) in _PLAIN else _json_ready(value)
             record.pop("prev", None)
-            record["prev"] = self._head
+            record["prev"] = self._prev
             line = render_record(record)
+            self._prev = line_hash(line)
+            mine = _Numbered(self._seq, line, self._prev, event, record)
+            self._waiting.append(mine)
+            if self._writing:
+                mine.wake = threading.Lock()
+                mine.wake.acquire()
+            else:
+                self._writing = True
+        if mine.wake is not None:
             try:
-                for output in self.outputs:
-                    output.write_record(line)
-            except (OSError, ValueError) as error:   # ValueError: a closed stream
-                # What the log could not record is not shown as having happened either.
-                self._seq -= 1
-                self._failure = error
-                if self.on_failure is not None:
-                    self.on_failure(error)
+                mine.wake.acquire()   # written, or the log failed, or this thread writes next
+            except BaseException:     # interrupted (Ctrl-C in the main thread)
+                with self._numbering:
+                    mine.gone = not mine.leads
+                if mine.gone:
+                    raise
+                self._write_waiting()   # asked to write meanwhile: the others wait on it
+                raise
+            if not mine.leads:
                 return
-            self._head = line_hash(line)
+        self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        """Write every record waiting, batch after batch until another thread is to write."""
+        while True:
+            with self._numbering:
+                batch, self._waiting = self._waiting, []
+            try:
+                self._write(batch)
+            except BaseException:
+                self._hand_on(batch, write_on=False)
+                raise
+            if not self._hand_on(batch, write_on=True):
+                return
+
+    def _hand_on(self, batch: list[_Numbered], *, write_on: bool) -> bool:
+        """Wake the threads of ``batch`` and the writer of the next one.
+
+        Returns whether this thread writes the next batch too (its records' threads
+        are gone, so none of them can).
+        """
+        with self._numbering:
+            if self._failure is not None:
+                batch += self._waiting   # never to be written: their threads return
+                self._waiting = []
+            following = next((entry for entry in self._waiting if not entry.gone), None)
+            if following is not None:
+                following.leads = True
+            write_on = write_on and following is None and bool(self._waiting)
+            self._writing = following is not None or write_on
+        for entry in batch:
+            if entry.wake is not None:
+                entry.wake.release()
+        if following is not None and following.wake is not None:
+            following.wake.release()
+        return write_on
+
+    def _write(self, batch: list[_Numbered]) -> None:
+        """Write ``batch`` to every output, then show it to the listeners, in file order."""
+        lines = [entry.line for entry in batch]
+        kept, error = len(batch), None
+        for output in self.outputs:
+            if kept == 0:
+                break
+            try:
+                output.write_records(lines if kept == len(lines) else lines[:kept])
+            except Exception as failure:   # any output's failure ends the log
+                kept = min(kept, failure.kept if isinstance(failure, AuditWriteFailed) else 0)
+                error = error or failure
+        written = batch[:kept]
+        if written:
+            self._written_seq, self._head = written[-1].seq, written[-1].sha256
+        if error is not None:
+            # What the log could not record is not shown as having happened either.
+            with self._numbering:
+                self._failure = error
+                self._seq, self._prev = self._written_seq, self._head
+        try:
             if self.listeners:
-                del record["event"]
-                for listener in self.listeners:
-                    listener.emit(event, **record)
+                for entry in written:
+                    del entry.record["event"]
+                    for listener in self.listeners:
+                        listener.emit(entry.event, **entry.record)
+        finally:
+            if error is not None and self.on_failure is not None:
+                self.on_failure(error)
 
     def append_foreign(self, record: Mapping[str, Any] | str, *, station: str) -> None:
         """Merge a record of ``station``'s own log into this one.

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,8 @@ def test_a_record_with_envelope_named_fields_keeps_the_audit_order(tmp_path: Pat
     lines: list[str] = []
 
     class Lines:
-        def write_record(self, line: str) -> None:
-            lines.append(line)
+        def write_records(self, batch: Sequence[str]) -> None:
+            lines.extend(batch)
 
         def close(self) -> None:
             pass
