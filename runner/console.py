@@ -75,11 +75,15 @@ class ConsoleRenderer:
         width: columns to fit (default: the terminal's, asked at each redraw).
         ticker: redraw from a background thread (a live block's elapsed time and
             ETA move between events); tests drive :meth:`refresh` instead.
+        write_behind: hand the text to a writer thread instead of writing it in
+            the caller's (see :meth:`_write`); it is all out when ``run.finished``
+            has been handled and after :meth:`close`.
     """
 
     def __init__(self, stream: TextIO | None = None, *, live: bool | None = None,
                  colour: bool | None = None, refresh_s: float = 0.1, quiet: bool = False,
-                 width: int | None = None, ticker: bool = True) -> None:
+                 width: int | None = None, ticker: bool = True,
+                 write_behind: bool = False) -> None:
         self.stream = stream or sys.stderr
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.live = (tty if live is None else live) and not quiet
@@ -101,6 +105,13 @@ class ConsoleRenderer:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._use_ticker = ticker
+        self._write_behind = write_behind
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._output_lock = threading.Lock()   # one writer to the stream at a time
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._writer: threading.Thread | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             ev.RUN_STARTED: self._on_run_started, ev.PLAN_WARNING: self._on_plan_warning,
             ev.DEVICE_STARTED: self._on_device_started,
@@ -126,11 +137,49 @@ class ConsoleRenderer:
         return f"{_COLOURS[style]}{text}{_RESET}"
 
     def _write(self, text: str) -> None:
+        """Put ``text`` on the stream (in order), now or through the writer thread.
+
+        Events reach the console while the audit log holds its lock, so that the
+        screen shows records in the log's order. With ``write_behind`` the text
+        is queued here and written by a thread of its own: a slow terminal, a
+        full pipe or an SSH session then never holds up the devices whose
+        records wait behind it, and a line of many devices does not stall on a
+        write per event.
+        """
+        with self._pending_lock:
+            queued = self._write_behind and not self._closed.is_set()
+            if queued:
+                self._pending.append(text)
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_pending_until_closed,
+                                                    name="console-writer", daemon=True)
+                    self._writer.start()
+        if queued:
+            self._wake.set()
+            return
+        with self._output_lock:
+            self._put(text)
+
+    def _put(self, text: str) -> None:
         try:
             self.stream.write(text)
             self.stream.flush()
         except (BrokenPipeError, ValueError):   # the reader went away: the log has it all
             pass
+
+    def drain(self) -> None:
+        """Write everything queued so far (the writer thread, ``run.finished``, close)."""
+        with self._output_lock:
+            with self._pending_lock:
+                pending, self._pending = self._pending, []
+            if pending:
+                self._put("".join(pending))
+
+    def _write_pending_until_closed(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            self.drain()
 
     def _say(self, text: str, style: str = "") -> None:
         """A line above the live block (or just a line); never in quiet mode."""
@@ -334,10 +383,18 @@ class ConsoleRenderer:
         out += "".join(line + "\n" for line in _failure_kinds(devices))
         out += "".join(f"warning: not verified: {message}\n" for message in self._unverified)
         self._write(out)
+        self.drain()   # the summary is on the screen when the run's result is returned
 
     def close(self) -> None:
-        """Stop the ticker (a run that ended without ``run.finished``)."""
+        """Stop the ticker (a run that ended without ``run.finished``) and the writer.
+
+        Everything queued is written first; what comes later is written at once.
+        """
         self._stop.set()
+        with self._pending_lock:
+            self._closed.set()
+        self._wake.set()
+        self.drain()
 
     def summary_rows(self, devices: Any) -> list[str]:
         header = ("device", "outcome", "duration", "written", "verified", "error")
@@ -420,4 +477,4 @@ def console_for(stream: TextIO, *, quiet: bool = False, colour: str = "auto",
     tty = bool(getattr(stream, "isatty", lambda: False)())
     shares_screen = json_stdout and sys.stdout.isatty()
     return ConsoleRenderer(stream, live=tty and not shares_screen and not quiet,
-                           colour=use_colour(stream, colour), quiet=quiet)
+                           colour=use_colour(stream, colour), quiet=quiet, write_behind=True)

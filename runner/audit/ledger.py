@@ -13,6 +13,8 @@ logs and ledger vouch for each other.
 Default location: ``$XDG_STATE_HOME/flashrunner/ledger.jsonl``
 (``~/.local/state/flashrunner/ledger.jsonl``); ``--ledger DIR`` puts it in DIR.
 Appends take an exclusive lock (runs on one host may overlap) and are synced.
+An append reads only the ledger's tail: the last entry's ``seq`` numbers the
+next (a host's ledger grows by two lines a run, and every run appends twice).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ __all__ = ["LEDGER_FORMAT", "Ledger", "LedgerLine", "default_ledger_dir"]
 
 LEDGER_FORMAT = "flashrunner-ledger/1"
 _NAME = "ledger.jsonl"
+#: How much of the ledger's end an append reads to find the last entry (entries are
+#: a few hundred bytes; a longer last line sends the append to a whole read).
+_TAIL = 16 * 1024
 
 
 def default_ledger_dir() -> Path:
@@ -86,10 +91,10 @@ class Ledger:
         return lines[-1] if lines else None
 
     @contextmanager
-    def _locked(self) -> Iterator[IO[str]]:
+    def _locked(self) -> Iterator[IO[bytes]]:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+            handle = open(self.path, "a+b")  # noqa: SIM115
         except OSError as error:
             raise EnvironmentProblem(
                 f"cannot write the ledger {self.path}: {error.strerror}",
@@ -101,16 +106,40 @@ class Ledger:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @staticmethod
+    def _last(handle: IO[bytes]) -> tuple[bytes | None, int]:
+        """The last entry's line and how many entries there are (the lock held).
+
+        From the tail alone where the last entry numbers itself (``seq``), as every
+        entry an append wrote does; otherwise every line is read and counted.
+        """
+        size = handle.seek(0, os.SEEK_END)
+        start = max(0, size - _TAIL)
+        handle.seek(start)
+        tail = handle.read().rstrip(b"\n")
+        cut = tail.rfind(b"\n")
+        if tail and (cut >= 0 or start == 0):
+            last = tail[cut + 1:]
+            try:
+                entry = json.loads(last)
+            except ValueError:
+                entry = None
+            seq = entry.get("seq") if isinstance(entry, dict) else None
+            if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
+                return last, seq
+        handle.seek(0)
+        previous = [line for line in handle.read().split(b"\n") if line]
+        return (previous[-1] if previous else None), len(previous)
+
     def append(self, event: str, **fields: Any) -> LedgerLine:
         """Append an entry (``run.started`` / ``run.finished``) chained to the last one."""
         with self._locked() as handle:
-            handle.seek(0)
-            previous = [line for line in handle.read().splitlines() if line]
-            prev = line_hash(previous[-1]) if previous else line_hash(LEDGER_FORMAT)
-            entry = {"seq": len(previous) + 1, "event": event, **fields, "prev": prev}
+            last, count = self._last(handle)
+            prev = line_hash(last) if last is not None else line_hash(LEDGER_FORMAT)
+            entry = {"seq": count + 1, "event": event, **fields, "prev": prev}
             text = json.dumps(entry, ensure_ascii=False)
             handle.seek(0, os.SEEK_END)
-            handle.write(text + "\n")
+            handle.write(text.encode("utf-8") + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
-        return LedgerLine(number=len(previous) + 1, text=text, entry=entry)
+        return LedgerLine(number=count + 1, text=text, entry=entry)

@@ -65,3 +65,31 @@ def test_the_default_ledger_lives_in_the_state_directory(
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert default_ledger_dir() == tmp_path / ".local" / "state" / "flashrunner"
+
+
+def _entries(count: int) -> list[str]:
+    return [json.dumps({"seq": seq, "event": "run.started", "run_id": f"r-{seq}"})
+            for seq in range(1, count + 1)]
+
+
+def test_an_append_to_a_long_ledger_numbers_and_chains_from_its_last_entry(
+        tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    lines = _entries(5000)     # ~300 KiB: more than the tail an append reads
+    ledger.path.write_text("\n".join(lines) + "\n")
+    line = ledger.append("run.finished", run_id="r-5000")
+    assert line.number == 5001
+    assert line.entry is not None and line.entry["prev"] == line_hash(lines[-1])
+    assert [entry.number for entry in ledger.lines()[-2:]] == [5000, 5001]
+    assert (ledger.lines()[-1].entry or {})["seq"] == 5001
+
+
+@pytest.mark.parametrize("last", ['{"seq": 3, "event": "run.sta',        # a crash mid-write
+                                  json.dumps({"seq": 3, "host": "h" * 40_000})])  # > the tail
+def test_a_last_line_the_tail_does_not_settle_is_counted_with_the_rest(
+        tmp_path: Path, last: str) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.path.write_text("\n".join([*_entries(2), last]))
+    line = ledger.append("run.started", run_id="r-4")
+    assert line.number == 4
+    assert line.entry is not None and line.entry["prev"] == line_hash(last)

@@ -165,3 +165,16 @@ def test_the_erase_line_names_what_was_erased_and_what_was_kept() -> None:
                 "ranges": [["0x08000000", "0x08000400"], ["0x08000400", "0x08000800"]]}
     assert _step_text("erase", adjacent, 0) == "erase ok: 2 units 0x08000000..0x08000800"
     assert _step_text("erase", {"scope": "mass"}, 0) == "erase ok: the whole flash"
+
+
+@pytest.mark.parametrize("words", [["run", "--help"], ["run"], ["run", "line.yaml", "--bogus"]])
+def test_run_parses_alike_with_only_its_own_parser_built(
+        words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    said = []
+    for parser in (build_parser(), build_parser("run")):
+        with pytest.raises(SystemExit) as stopped:
+            parser.parse_args(words)
+        said.append((stopped.value.code, capsys.readouterr()))
+    assert said[0] == said[1]
+    assert build_parser("run").parse_args(["run", "m.yaml", "-q"]) == \
+        build_parser().parse_args(["run", "m.yaml", "-q"])
