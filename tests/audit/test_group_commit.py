@@ -158,32 +158,25 @@ def test_records_waiting_behind_a_write_go_out_in_one_write_per_output(
     assert failures == []
 
 
+@pytest.mark.parametrize("whole", [0, 2])
 def test_a_disk_filling_in_the_middle_of_a_batch_keeps_its_whole_records_and_stops(
-        tmp_path: Path) -> None:
-    log, held, seen, failures = _held_log(tmp_path, fail_after_lines=2)
+        tmp_path: Path, whole: int) -> None:
+    log, held, seen, failures = _held_log(tmp_path, fail_after_lines=whole)
     _emit_one_batch(log, held)
     lines = _lines(tmp_path / "run.jsonl")
-    # The held record, then the batch's first two whole records: the third was cut
+    # The held record, then the batch's first whole records: the next one was cut
     # back, the rest never joined.
-    assert len(lines) == 3
+    kept = 1 + whole
+    assert len(lines) == kept
     _assert_chained("run-1", lines)
-    assert (log.seq, log.head) == (3, line_hash(lines[-1]))
-    assert seen.seqs == [1, 2, 3]        # nothing shown that the log could not record
+    assert (log.seq, log.head) == (kept, line_hash(lines[-1]))
+    assert seen.seqs == list(range(1, kept + 1))   # nothing shown that was not recorded
     assert len(failures) == 1 and isinstance(failures[0], AuditWriteFailed)
     assert "No space left on device" in str(failures[0])
     assert log.failure is failures[0]
     log.emit("step.progress", **progress("late", 2))   # nothing joins after the failure
     assert _lines(tmp_path / "run.jsonl") == lines
-    assert (log.seq, seen.seqs, len(failures)) == (3, [1, 2, 3], 1)
-
-
-def test_a_batch_that_fails_at_once_leaves_the_log_at_the_record_before(
-        tmp_path: Path) -> None:
-    log, held, seen, failures = _held_log(tmp_path, fail_after_lines=0)
-    _emit_one_batch(log, held)
-    lines = _lines(tmp_path / "run.jsonl")
-    assert len(lines) == 1
-    assert (log.seq, log.head, seen.seqs, len(failures)) == (1, line_hash(lines[0]), [1], 1)
+    assert (log.seq, len(seen.seqs), len(failures)) == (kept, kept, 1)
 
 
 def test_every_emit_returns_with_its_record_in_the_file(tmp_path: Path) -> None:
