@@ -253,9 +253,26 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+class _Serializer:
+    """``json.dumps`` for the renderer, its encoder built once from the renderer's options.
+
+    ``json.dumps`` builds a new encoder for every call that passes options; the
+    options never change here, and the encoder's output is ``json.dumps``'s.
+    """
+
+    def __init__(self) -> None:
+        self._encode: Callable[[Any], str] | None = None
+
+    def __call__(self, obj: Any, **options: Any) -> str:
+        if self._encode is None:
+            self._encode = json.JSONEncoder(**options).encode
+        return self._encode(obj)
+
+
 #: No bound logger, no context copy: the record is final when it reaches the renderer.
 #: What JSON cannot take is written as its ``repr``.
-_RENDERER = structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=False)
+_RENDERER = structlog.processors.JSONRenderer(_Serializer(), sort_keys=False,
+                                              ensure_ascii=False)
 
 
 def render_record(record: dict[str, Any]) -> str:

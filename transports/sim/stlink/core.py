@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import unicorn
 from unicorn import arm_const as arm
 
-from transports.sim.stlink.emulator_calls import BindingCalls, HeldCalls, engine_calls
+from transports.sim.stlink.emulator_calls import EngineCalls, hold_the_gil
 
 if TYPE_CHECKING:
     from transports.sim.stlink.target import SimSwdTarget
@@ -96,7 +96,7 @@ class SimCortexM:
         self.time = 0.0
         self.fault: str | None = None
         self._uc: Any = None
-        self._calls: HeldCalls | BindingCalls | None = None
+        self._calls: EngineCalls | None = None
         self._live = False  # SRAM content is in the emulator (between resume and halt)
         self._horizon = 0.0
         self._last_poll: tuple[int, int] | None = None
@@ -179,6 +179,7 @@ class SimCortexM:
     def _emulator(self) -> Any:
         if self._uc is not None:
             return self._uc
+        hold_the_gil()  # every call below, and the slices' callbacks, without lock hand-offs
         uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
         # Room for the translations of a loader or a flash algorithm (a few KiB of
         # code, flushed at every resume); unicorn's default reserves 1 GiB per core,
@@ -191,10 +192,10 @@ class SimCortexM:
             uc.mmio_map(low, high - low, self._bus_read, low, self._bus_write, low)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
         self._uc = uc
-        self._calls = engine_calls(uc)
+        self._calls = EngineCalls(uc)
         return uc
 
-    def _engine(self) -> HeldCalls | BindingCalls:
+    def _engine(self) -> EngineCalls:
         calls = self._calls
         assert calls is not None, "the emulator is made before the core first runs"
         return calls
