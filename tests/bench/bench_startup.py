@@ -4,7 +4,8 @@ Times, as wall clock and CPU of the child process (median of several runs):
 
 * ``flashrunner --version``;
 * ``flashrunner validate`` on the shipped USART example;
-* a one-device run's time to first byte on the wire: ``flashrunner run`` on a
+* a one-device run's time to first byte on the wire, and from its last byte to
+  the process's exit: ``flashrunner run`` on a
   ``kind: uart`` link whose port is our pty simulator (the hardware code path,
   not simulate mode), from process start to the first byte the simulated ROM
   receives (the 0x7F that opens the session) — for a manifest run before
@@ -71,38 +72,52 @@ def timed(argv: list[str], cwd: Path = ROOT) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def first_byte(folder: Path, *, first_run: bool = False) -> float:
-    """Seconds from starting ``flashrunner run`` to the first byte on the simulated wire.
+def run_times(folder: Path, *, first_run: bool = False,
+              peer: bool = False) -> tuple[float, float]:
+    """Seconds from starting ``flashrunner run`` to the first byte on the simulated wire,
+    and from the last byte the simulated ROM sent to the process's exit.
 
     ``first_run``: with an empty cache, as the first run of a manifest is.
+    ``peer``: stm32flash writing the same image instead (its pages erased, no verify).
     """
     chip = chip_database().part("stm32f103cb")
     sim = SimChip(chip)
     stream = StreamBootloader(BootloaderCore(sim, bootloader_profile(chip, Link.USART, {})),
                               Link.USART)
     arrived: list[float] = []
-    feed = stream.feed
+    answered: list[float] = []
+    feed, take = stream.feed, stream.take
 
     def noting(data: bytes) -> None:
         if not arrived:
             arrived.append(time.perf_counter())
         feed(data)
 
+    def answering(limit: int | None = None) -> bytes:
+        data = take(limit)
+        if data:
+            answered[:] = [time.perf_counter()]
+        return data
+
     stream.feed = noting  # type: ignore[method-assign]
+    stream.take = answering  # type: ignore[method-assign]
     with PtyBootloader(stream) as pty:
         manifest = folder / "line.yaml"
         manifest.write_text(MANIFEST.format(image=folder / "app.bin", port=pty.path))
         env = ENV
         if first_run:
             env = {**ENV, "XDG_CACHE_HOME": tempfile.mkdtemp(dir=folder)}
+        argv = ["stm32flash", "-b", "115200", "-m", "8n1", "-w", str(folder / "app.bin"),
+                "-S", "0x08000000", pty.path] if peer else \
+            [sys.executable, "-m", "runner", "run", "--quiet", str(manifest)]
         start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "runner", "run", "--quiet",
-                                  str(manifest)], env=env, cwd=folder,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(argv, env=env, cwd=folder, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
         child.wait()
-    if not arrived or child.returncode != 0:
+        end = time.perf_counter()
+    if not arrived or not answered or child.returncode != 0:
         raise SystemExit(f"the run failed (exit {child.returncode})")
-    return arrived[0] - start
+    return arrived[0] - start, end - answered[0]
 
 
 def main() -> None:
@@ -128,12 +143,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         (folder / "app.bin").write_bytes(os.urandom(1024))
-        first_byte(folder)
-        again = [first_byte(folder) for _ in range(runs)]
-        first = [first_byte(folder, first_run=True) for _ in range(runs)]
+        run_times(folder)
+        again = [run_times(folder) for _ in range(runs)]
+        first = [run_times(folder, first_run=True) for _ in range(runs)]
+        peer = [run_times(folder, peer=True) for _ in range(runs)] \
+            if shutil.which("stm32flash") else []
     print(f"  {'run: process start to first byte on wire':<40} "
-          f"{statistics.median(again) * 1000:7.0f} ms wall (manifest run before)")
-    print(f"  {'':<40} {statistics.median(first) * 1000:7.0f} ms wall (its first run)")
+          f"{statistics.median(t for t, _ in again) * 1000:7.0f} ms wall (manifest run before)")
+    print(f"  {'':<40} {statistics.median(t for t, _ in first) * 1000:7.0f} ms wall "
+          f"(its first run)")
+    print(f"  {'run: last byte on wire to exit':<40} "
+          f"{statistics.median(t for _, t in again) * 1000:7.0f} ms wall (log, attestation "
+          f"and ledger synced)")
+    if peer:
+        print(f"  {'stm32flash -w, same image':<40} "
+              f"{statistics.median(t for t, _ in peer) * 1000:7.0f} ms to first byte, "
+              f"{statistics.median(t for _, t in peer) * 1000:.0f} ms last byte to exit")
 
 
 if __name__ == "__main__":
