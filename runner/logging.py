@@ -141,6 +141,11 @@ class JsonlFileSink:
                     os.ftruncate(self._file.fileno(), self._complete)
                 raise AuditWriteFailed(self._failure, hint=_FULL_DISK_HINT,
                                        kept=kept) from error
+            except BaseException:   # interrupted (Ctrl-C): the batch is not counted, so cut it
+                self._failure = f"writing the audit log {self.path} was interrupted"
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), self._complete)
+                raise
             self._complete += len(encoded)
 
     def close(self) -> None:
@@ -443,6 +448,10 @@ class AuditLog:
             except Exception as failure:   # any output's failure ends the log
                 kept = min(kept, failure.kept if isinstance(failure, AuditWriteFailed) else 0)
                 error = error or failure
+            except BaseException as interrupt:   # Ctrl-C: what the outputs took is unknown
+                with self._numbering:
+                    self._failure = interrupt
+                raise
         written = batch[:kept]
         if written:
             self._written_seq, self._head = written[-1].seq, written[-1].sha256

@@ -237,3 +237,26 @@ def test_the_file_sink_reports_how_many_lines_of_a_failed_batch_it_kept(
         sink.write_records(['{"seq": 7}'])
     assert refused.value.kept == 0
     assert _lines(tmp_path / "run.jsonl") == [f'{{"seq": {n}}}' for n in range(1, lines + 2)]
+
+
+def test_an_interrupted_write_ends_the_log_at_the_batch_before(tmp_path: Path) -> None:
+    class Interrupted(_HeldFile):
+        def write(self, data: memoryview) -> int:
+            self.calls.append(len(data))
+            if len(self.calls) > 1:
+                self.inner.write(data[:7])   # part of the record, then Ctrl-C
+                raise KeyboardInterrupt
+            return int(self.inner.write(data))
+
+    sink = JsonlFileSink(tmp_path / "run.jsonl")
+    sink._file = Interrupted(sink._file)  # type: ignore[assignment]
+    seen = _Seen()
+    log = AuditLog("run-1", [sink], listeners=[seen])
+    log.emit("step.progress", **progress("a", 0))
+    with pytest.raises(KeyboardInterrupt):
+        log.emit("step.progress", **progress("a", 1))
+    lines = _lines(tmp_path / "run.jsonl")
+    assert len(lines) == 1 and (log.seq, log.head) == (1, line_hash(lines[0]))
+    assert isinstance(log.failure, KeyboardInterrupt)
+    log.emit("step.progress", **progress("a", 2))   # nothing joins after it
+    assert _lines(tmp_path / "run.jsonl") == lines and seen.seqs == [1]
