@@ -229,5 +229,5 @@ def test_the_core_runs_its_slices_with_the_gil_held(open_session: Open,
     assert run(link, ADD, r1=1) & S_HALT
     target = probe_of(world).target
     assert target is not None
-    assert target.core._calls is not None
+    assert target.core._uc is not None   # the core made its emulator
     assert isinstance(binding.uclib, ctypes.PyDLL)

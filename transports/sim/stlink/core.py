@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import unicorn
 from unicorn import arm_const as arm
 
-from transports.sim.stlink.emulator_calls import EngineCalls, hold_the_gil
+from transports.sim.stlink.emulator_calls import hold_the_gil
 
 if TYPE_CHECKING:
     from transports.sim.stlink.target import SimSwdTarget
@@ -96,7 +96,6 @@ class SimCortexM:
         self.time = 0.0
         self.fault: str | None = None
         self._uc: Any = None
-        self._calls: EngineCalls | None = None
         self._live = False  # SRAM content is in the emulator (between resume and halt)
         self._horizon = 0.0
         self._last_poll: tuple[int, int] | None = None
@@ -127,10 +126,10 @@ class SimCortexM:
         return self._live
 
     def read_ram(self, address: int, length: int) -> bytes:
-        return self._engine().mem_read(address, length)
+        return bytes(self._uc.mem_read(address, length))
 
     def write_ram(self, address: int, data: bytes) -> None:
-        self._engine().mem_write(address, data)
+        self._uc.mem_write(address, data)
 
     # -- run control -------------------------------------------------------------------
 
@@ -192,52 +191,45 @@ class SimCortexM:
             uc.mmio_map(low, high - low, self._bus_read, low, self._bus_write, low)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
         self._uc = uc
-        self._calls = EngineCalls(uc)
         return uc
-
-    def _engine(self) -> EngineCalls:
-        calls = self._calls
-        assert calls is not None, "the emulator is made before the core first runs"
-        return calls
 
     def _enter(self) -> None:
         uc = self._emulator()
-        calls = self._engine()
         for start, end in self.target.ram_regions:
-            calls.mem_write(start, self.target.load_ram(start, end))
+            uc.mem_write(start, self.target.load_ram(start, end))
         # The host may have loaded other code since the last run: SRAM has no
         # instruction cache, so nothing translated from the old code may run.
         uc.ctl_flush_tb()
         for regsel, reg in _REGSEL.items():
             if regsel not in (13, 15, 16):
-                calls.reg_write(reg, self.registers[regsel])
-        calls.reg_write(arm.UC_ARM_REG_SP, self.registers[13])
-        calls.reg_write(arm.UC_ARM_REG_XPSR, self.registers[16])
-        calls.reg_write(arm.UC_ARM_REG_PC, self.registers[15] | 1)
+                uc.reg_write(reg, self.registers[regsel])
+        uc.reg_write(arm.UC_ARM_REG_SP, self.registers[13])
+        uc.reg_write(arm.UC_ARM_REG_XPSR, self.registers[16])
+        uc.reg_write(arm.UC_ARM_REG_PC, self.registers[15] | 1)
         self._live = True
         self._last_poll = None
 
     def _leave(self) -> None:
-        calls = self._engine()
+        uc = self._uc
         for regsel, reg in _REGSEL.items():
-            self.registers[regsel] = calls.reg_read(reg)
+            self.registers[regsel] = int(uc.reg_read(reg)) & 0xFFFFFFFF
         self.registers[15] &= ~1
         self.registers[16] |= XPSR_T
         for start, end in self.target.ram_regions:
-            self.target.store_ram(start, calls.mem_read(start, end - start))
+            self.target.store_ram(start, bytes(uc.mem_read(start, end - start)))
         self._live = False
 
     def _run(self, horizon: float, *, count: int) -> None:
-        calls = self._engine()
+        uc = self._uc
         self._horizon = horizon
         self._pending = None
         controller = self.target.controller
         start = self.time
         controller.local_time = start
         try:
-            pc = calls.reg_read(arm.UC_ARM_REG_PC) | 1
+            pc = int(uc.reg_read(arm.UC_ARM_REG_PC)) | 1
             try:
-                calls.emu_start(pc, 0xFFFFFFFF, count)
+                uc.emu_start(pc, 0xFFFFFFFF, count=count)
             except unicorn.UcError as error:
                 if self._pending is None:
                     self._pending = CoreFault(f"{error} at PC 0x{pc & ~1:08X}")
@@ -289,10 +281,10 @@ class SimCortexM:
     def _stop(self, uc: Any, pending: BaseException) -> None:
         if self._pending is None:
             self._pending = pending
-        self._engine().emu_stop()
+        uc.emu_stop()
 
     def _on_interrupt(self, uc: Any, number: int, _data: Any) -> None:
-        pc = self._engine().reg_read(arm.UC_ARM_REG_PC)
+        pc = int(uc.reg_read(arm.UC_ARM_REG_PC))
         if number == 7 and self.target.debugen:  # EXCP_BKPT
             self._stop(uc, BreakpointHit(pc))
         else:
@@ -352,7 +344,7 @@ class SimCortexM:
         controller = self.target.controller
         if not controller.owns(address):
             return  # other reads in the loop (a watchdog, RAM) do not end the poll
-        poll = (self._engine().reg_read(arm.UC_ARM_REG_PC), address)
+        poll = (int(uc.reg_read(arm.UC_ARM_REG_PC)), address)
         if controller.busy:
             if self._last_poll == poll:
                 controller.local_time = min(controller.busy_until, self._horizon)

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any
 
-__all__ = ["EngineCalls", "hold_the_gil"]
+__all__ = ["hold_the_gil"]
 
 _SWAPPED: list[bool] = []
 _SWAP_LOCK = threading.Lock()
@@ -56,28 +55,3 @@ def _swap() -> bool:
         return False
     return True
 
-
-class EngineCalls:
-    """The calls a simulated core makes on its engine ``uc``, in the core's terms."""
-
-    def __init__(self, uc: Any) -> None:
-        self._uc = uc
-
-    def emu_start(self, begin: int, until: int, count: int) -> None:
-        self._uc.emu_start(begin, until, count=count)
-
-    def emu_stop(self) -> None:
-        self._uc.emu_stop()
-
-    def reg_read(self, register: int) -> int:
-        """A 32-bit core register (the M profile has no wider ones)."""
-        return int(self._uc.reg_read(register)) & 0xFFFFFFFF
-
-    def reg_write(self, register: int, value: int) -> None:
-        self._uc.reg_write(register, value & 0xFFFFFFFF)
-
-    def mem_read(self, address: int, size: int) -> bytes:
-        return bytes(self._uc.mem_read(address, size))
-
-    def mem_write(self, address: int, data: bytes) -> None:
-        self._uc.mem_write(address, data)
