@@ -498,9 +498,11 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
 
     # -- IBackend: transfers -------------------------------------------------------------------
 
-    def _run(self, device: SimUsbDevice, action: Any, timeout: int) -> Any:
+    def _run(self, device: SimUsbDevice, action: Any, timeout: int,
+             lock: threading.Lock | threading.RLock | None = None) -> Any:
+        """``action`` under the device's transfer lock (or ``lock``), errors as libusb's."""
         try:
-            with device.lock:
+            with lock or device.lock:
                 return action()
         except UsbStall:
             raise _usb_error("Pipe error", _LIBUSB_ERROR_PIPE, errno.EPIPE) from None
@@ -553,21 +555,6 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
                                  index=wIndex, data=b"" if is_in else bytes(data), length=length,
                                  timeout_ms=int(timeout or 0))
 
-        if request.kind == 0 and request.request == _GET_DESCRIPTOR and is_in:
-            # A device's USB controller answers descriptor reads on endpoint 0 from its
-            # own tables, also while its firmware works through a bulk command; so
-            # another host enumerating the bus does not wait for that command to end.
-            with device.descriptor_lock:
-                try:
-                    reply = self._standard(device, request) or b""
-                except UsbStall:
-                    raise _usb_error("Pipe error", _LIBUSB_ERROR_PIPE, errno.EPIPE) from None
-                reply = reply[:length]
-                device.counts.control += 1
-                device.counts.bytes_in += len(reply)
-            data[:len(reply)] = array.array("B", reply)
-            return len(reply)
-
         def action() -> int:
             device.counts.control += 1
             answer = self._standard(device, request)
@@ -582,7 +569,12 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
             device.counts.bytes_out += len(request.data)
             return len(request.data)
 
-        result: int = self._run(device, action, timeout)
+        # A device's USB controller answers descriptor reads on endpoint 0 from its own
+        # tables, also while its firmware works through a bulk command: another host
+        # enumerating the bus does not wait for that command to end.
+        descriptor = request.kind == 0 and request.request == _GET_DESCRIPTOR and is_in
+        result: int = self._run(device, action, timeout,
+                                device.descriptor_lock if descriptor else None)
         return result
 
     def _standard(self, device: SimUsbDevice, request: ControlRequest) -> bytes | None:
