@@ -37,9 +37,9 @@ from transports.sysboot.framing import (
     BadReply,
     Block,
     BlockKind,
+    EncodesAsItSends,
     Nack,
     NoReply,
-    Prepared,
     then_ack,
 )
 from transports.sysboot.transport import BASE_CAPABILITIES, BootloaderSession
@@ -68,7 +68,7 @@ def _frame_bits(dlc: int) -> int:
     return 47 + 8 * dlc + (34 + 8 * dlc - 1) // 4
 
 
-class CanFraming:
+class CanFraming(EncodesAsItSends):
     """AN3154 framing on a python-can bus."""
 
     version_reply_length = 3  # version frame (1 byte) + option frame (2 bytes)
@@ -163,13 +163,6 @@ class CanFraming:
                 then_ack(busy, partial(self._ack, code, block.stage, timeout))
             else:
                 self._ack(code, block.stage, timeout)
-
-    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
-        return Prepared(code=code, blocks=tuple(blocks))
-
-    def send(self, prepared: Prepared, *, timeout: float,
-             busy: Callable[[], None] | None = None) -> None:
-        self.request(prepared.code, prepared.blocks, timeout=timeout, busy=busy)
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(code, stage, timeout)

@@ -37,9 +37,9 @@ from transports.sysboot.framing import (
     Block,
     BlockKind,
     CountMismatch,
+    EncodesAsItSends,
     Nack,
     NoReply,
-    Prepared,
     check_byte,
     serial_block,
     then_ack,
@@ -61,7 +61,7 @@ _GET_COUNT = {0x10: 11, 0x11: 17, 0x12: 18}
 _NAK = (errno.EREMOTEIO, errno.ENXIO, errno.EAGAIN, errno.ETIMEDOUT)
 
 
-class I2cFraming:
+class I2cFraming(EncodesAsItSends):
     """AN4221 framing: one transaction per frame, status bytes polled."""
 
     version_reply_length = 1  # AN4221 §2.3: Get Version answers its version byte only
@@ -146,13 +146,6 @@ class I2cFraming:
                 then_ack(busy, partial(self._ack, block.stage, timeout))
             else:
                 self._ack(block.stage, last)
-
-    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
-        return Prepared(code=code, blocks=tuple(blocks))
-
-    def send(self, prepared: Prepared, *, timeout: float,
-             busy: Callable[[], None] | None = None) -> None:
-        self.request(prepared.code, prepared.blocks, timeout=timeout, busy=busy)
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)

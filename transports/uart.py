@@ -292,10 +292,7 @@ class UsartFraming:
             self._ack(blocks[index - 1].stage if index else "command", _SHORT)
         self._write(frames[last])
         stage = blocks[-1].stage if blocks else "command"
-        if busy is None:
-            self._ack(stage, timeout)
-        else:
-            then_ack(busy, lambda: self._ack(stage, timeout))
+        then_ack(busy, lambda: self._ack(stage, timeout))
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)

@@ -38,6 +38,7 @@ __all__ = [
     "Block",
     "BlockKind",
     "CountMismatch",
+    "EncodesAsItSends",
     "Framing",
     "Nack",
     "NoReply",
@@ -111,6 +112,22 @@ class Prepared:
     code: int
     blocks: tuple[Block, ...]
     frames: tuple[bytes, ...] = ()
+
+
+class EncodesAsItSends:
+    """:meth:`Framing.prepare` and :meth:`Framing.send` for a link that encodes each block
+    as it sends it (I2C, CAN): nothing is made ahead, ``send`` is ``request``."""
+
+    def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float,
+                busy: Callable[[], None] | None = None) -> None:
+        raise NotImplementedError
+
+    def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
+        return Prepared(code=code, blocks=tuple(blocks))
+
+    def send(self, prepared: Prepared, *, timeout: float,
+             busy: Callable[[], None] | None = None) -> None:
+        self.request(prepared.code, prepared.blocks, timeout=timeout, busy=busy)
 
 
 def then_ack(busy: Callable[[], None] | None, ack: Callable[[], None]) -> None:
