@@ -132,7 +132,6 @@ class I2cFraming(EncodesAsItSends):
             self._ack("command", _SHORT)
         for index, block in enumerate(blocks):
             final = index == len(blocks) - 1
-            last = timeout if final else _SHORT
             if block.kind is BlockKind.LIST:
                 # AN4221 §2.4: the count travels with its own check and ACK, then the
                 # items with an XOR of the items alone.
@@ -145,7 +144,7 @@ class I2cFraming(EncodesAsItSends):
             if final:
                 then_ack(busy, partial(self._ack, block.stage, timeout))
             else:
-                self._ack(block.stage, last)
+                self._ack(block.stage, _SHORT)
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)
