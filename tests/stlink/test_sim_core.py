@@ -231,3 +231,50 @@ def test_the_core_runs_its_slices_with_the_gil_held(open_session: Open,
     assert target is not None
     assert target.core._uc is not None   # the core made its emulator
     assert isinstance(binding.uclib, ctypes.PyDLL)
+
+
+#: loop: ldr r3, [r1] ; adds r0, r0, r3 ; adds r1, #4 ; subs r2, #1 ; bne loop ; bkpt
+SUM = bytes.fromhex("0b68 c018 0431 013a fad1 00be".replace(" ", ""))
+#: ldr r0, [r1] ; strh r2, [r1] ; ldr r3, [r1] ; bkpt
+LOAD_PROGRAM_LOAD = bytes.fromhex("0868 0a80 0b68 00be".replace(" ", ""))
+
+
+def test_loads_from_an_idle_flash_array_stay_inside_the_emulator(
+        open_session: Open, world: SimulationWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = open_session("stm32f103c8")
+    link = session.link
+    assert link is not None
+    words = [0x01020304 * (i + 1) & 0xFFFFFFFF for i in range(256)]
+    session.erase(session.chip.flash.blocks[:1])
+    session.write(FLASH, struct.pack(f"<{len(words)}I", *words))
+    target = probe_of(world).target
+    assert target is not None
+    calls: list[int] = []
+    real = target.core._bus_read
+
+    def counted(uc: object, offset: int, size: int, base: int) -> int:
+        calls.append(base + offset)
+        return real(uc, offset, size, base)
+
+    monkeypatch.setattr(target.core, "_bus_read", counted)
+    assert run(link, SUM, r0=0, r1=FLASH, r2=len(words)) & S_HALT
+    assert get_register(link, 0) == sum(words) & 0xFFFFFFFF
+    assert not [a for a in calls if FLASH <= a < FLASH + session.chip.flash.size]
+
+
+def test_a_store_to_the_array_after_direct_loads_is_one_program_cycle(
+        open_session: Open, world: SimulationWorld) -> None:
+    session = open_session("stm32f103c8")
+    link = session.link
+    target = probe_of(world).target
+    assert link is not None and target is not None
+    session.erase(session.chip.flash.blocks[:1])
+    link.write_word(0x40022004, 0x45670123)   # FPEC KEYR
+    link.write_word(0x40022004, 0xCDEF89AB)
+    link.write_word(0x40022010, 0x1)          # CR.PG
+    before = target.sim.stats.bytes_programmed
+    assert run(link, LOAD_PROGRAM_LOAD, r1=FLASH + 8, r2=0xBEEF) & S_HALT
+    assert get_register(link, 0) == 0xFFFFFFFF            # read before, directly
+    assert get_register(link, 3) & 0xFFFF == 0xBEEF       # read after, through the bus
+    assert target.sim.stats.bytes_programmed - before == 2  # programmed once, not replayed
+    assert not link.read_word(0x4002200C) & 0x14          # SR: no PGERR, no WRPRTERR

@@ -216,6 +216,11 @@ class SimChip:
             self.stats.bytes_read += length
             return bytes(self._flash[offset:offset + length])
 
+    def flash_array(self) -> bytearray:
+        """The array itself, for a CPU emulator that maps it read-only: it is never
+        resized or replaced, so a view of it stays the flash's content."""
+        return self._flash
+
     def peek_flash(self, address: int, size: int) -> int:
         """A bus read of ``size`` bytes inside the array, little-endian, as
         :meth:`read_flash` without protection (for the core's own loads)."""

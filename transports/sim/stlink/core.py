@@ -5,11 +5,16 @@ algorithms) loads it into SRAM, sets the core registers through DCRSR/DCRDR,
 clears C_HALT in DHCSR and polls S_HALT until the code stops at a ``bkpt``
 (ARMv7-M C1.6: with C_DEBUGEN set, BKPT halts the core in Debug state and sets
 DFSR.BKPT). This module executes that code with ``unicorn`` against the very
-register models the host's own register path talks to: every load or store
-outside SRAM is a bus cycle handed to :class:`~transports.sim.stlink.target.SimSwdTarget`,
-so a loader with the wrong PSIZE, one that does not wait for BSY on a part that
-drops such writes, or one that writes a locked controller fails exactly as the
-host path would.
+register models the host's own register path talks to: every store outside
+SRAM, and every load but one from an idle flash array, is a bus cycle handed to
+:class:`~transports.sim.stlink.target.SimSwdTarget`, so a loader with the wrong
+PSIZE, one that does not wait for BSY on a part that drops such writes, or one
+that writes a locked controller fails exactly as the host path would. While
+the array is readable (RDP 0) and no operation is under way, it is mapped
+read-only over the chip's own bytes and the emulator loads from it directly
+(a CRC of 8 KiB is 2,048 loads); the first store to it, or an operation the
+core or the host starts, turns it back into bus cycles, the store replayed
+as one.
 
 Time: the core runs concurrently with the host in simulated time. It is run
 lazily: before the probe handles an access, the core catches up to the host's
@@ -17,7 +22,8 @@ clock, executing one instruction per cycle of the part's reset clock (HSI/MSI;
 a loader does not touch RCC). During that catch-up the flash controller sees
 the core's own time, so programming overlaps USB transfers as on silicon;
 inside a catch-up, time advances by a few cycles per bus access outside SRAM
-(the instructions between them). A polling loop that reads a busy status
+(the instructions between them), and by one cycle per instruction otherwise
+(a direct load from the array is one instruction). A polling loop that reads a busy status
 register twice in a row is fast-forwarded to the end of the operation instead
 of being stepped through.
 
@@ -29,6 +35,7 @@ wait states.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -64,9 +71,10 @@ _REGSEL: dict[int, int] = {
     16: arm.UC_ARM_REG_XPSR, 17: arm.UC_ARM_REG_MSP, 18: arm.UC_ARM_REG_PSP,
 }
 XPSR_T = 1 << 24
-#: Where bus cycles go to the target's memory map (everything but SRAM): code,
-#: system memory and option bytes, peripherals (flash controller, DBGMCU), and
-#: the private peripheral bus (SCB, DWT, FPB, DBGMCU of the M3/M4/M7).
+#: Where bus cycles go to the target's memory map (everything but SRAM and the
+#: flash array): code alias, system memory and option bytes, peripherals (flash
+#: controller, DBGMCU), and the private peripheral bus (SCB, DWT, FPB, DBGMCU of
+#: the M3/M4/M7).
 _BUS_REGIONS = ((0x00000000, 0x20000000), (0x40000000, 0x60000000), (0xE0000000, 0xE0100000))
 _PAGE = 0x1000
 _TRANSLATION_BUFFER = 1 << 20  # QEMU's smallest code buffer
@@ -103,6 +111,11 @@ class SimCortexM:
         self.instructions = 0
         flash = target.chip.flash
         self._flash_start, self._flash_end = flash.base, flash.base + flash.size
+        #: The flash array is mapped as memory the emulator reads itself (True) or as
+        #: bus cycles (False); None before the emulator exists.
+        self._flash_direct: bool | None = None
+        self._flash_view: Any = None
+        self._flash_store = False  # a store hit the array while it was mapped read-only
 
     # -- registers ------------------------------------------------------------------
 
@@ -187,11 +200,63 @@ class SimCortexM:
         uc.ctl_set_cpu_model(_CPU_MODEL.get(self.core, arm.UC_CPU_ARM_CORTEX_M3))
         for start, end in self.target.ram_regions:
             uc.mem_map(start, -(-(end - start) // _PAGE) * _PAGE)
-        for low, high in _BUS_REGIONS:
+        for low, high in self._bus_regions():
             uc.mmio_map(low, high - low, self._bus_read, low, self._bus_write, low)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(unicorn.UC_HOOK_MEM_WRITE_PROT, self._on_flash_store,
+                    begin=self._flash_start, end=self._flash_end - 1)
         self._uc = uc
         return uc
+
+    def _bus_regions(self) -> list[tuple[int, int]]:
+        """The bus regions around the flash array (mapped on its own, :meth:`_map_flash`)."""
+        start, end = self._flash_start, self._flash_end
+        regions: list[tuple[int, int]] = []
+        for low, high in _BUS_REGIONS:
+            if low <= start and end <= high:
+                regions += [(a, b) for a, b in ((low, start), (end, high)) if a < b]
+            else:
+                regions.append((low, high))
+        return regions
+
+    # -- the flash array: read directly while nothing can change what a read sees -------
+
+    def _map_flash(self, *, direct: bool) -> None:
+        """Map the flash array for direct reads, or as bus cycles to the controller.
+
+        A routine that sums or compares flash (the on-target CRC, a flash
+        algorithm's verify) loads every word of it; each load as a bus cycle is a
+        call out of the emulator. While the array is readable and idle (RDP 0,
+        no operation under way) a load answers its content whatever the
+        controller's state, so the array is then mapped read-only over the chip's
+        own bytes. A store to it (programming) and an operation the core starts
+        turn it back into bus cycles, where the controller decides.
+        """
+        if self._flash_direct is direct:
+            return
+        uc, start, size = self._uc, self._flash_start, self._flash_end - self._flash_start
+        if self._flash_direct is not None:
+            uc.mem_unmap(start, size)
+        if direct:
+            if self._flash_view is None:
+                array = self.target.sim.flash_array()
+                self._flash_view = (ctypes.c_char * len(array)).from_buffer(array)
+            uc.mem_map_ptr(start, size, unicorn.UC_PROT_READ | unicorn.UC_PROT_EXEC,
+                           ctypes.addressof(self._flash_view))
+        else:
+            uc.mmio_map(start, size, self._bus_read, start, self._bus_write, start)
+        self._flash_direct = direct
+
+    def _flash_readable_directly(self) -> bool:
+        size = self._flash_end - self._flash_start
+        return (not size % _PAGE and not self._flash_start % _PAGE
+                and not self.target.sim.rdp_level and not self.target.controller.busy)
+
+    def _on_flash_store(self, uc: Any, _access: int, _address: int, _size: int, _value: int,
+                        _data: Any) -> bool:
+        """A store to the array mapped read-only: stop before it, to replay it as a bus cycle."""
+        self._flash_store = True
+        return False
 
     def _enter(self) -> None:
         uc = self._emulator()
@@ -206,6 +271,7 @@ class SimCortexM:
         uc.reg_write(arm.UC_ARM_REG_SP, self.registers[13])
         uc.reg_write(arm.UC_ARM_REG_XPSR, self.registers[16])
         uc.reg_write(arm.UC_ARM_REG_PC, self.registers[15] | 1)
+        self._map_flash(direct=self._flash_readable_directly())
         self._live = True
         self._last_poll = None
 
@@ -226,13 +292,22 @@ class SimCortexM:
         controller = self.target.controller
         start = self.time
         controller.local_time = start
+        if self._flash_direct and controller.busy:  # the host started an operation
+            self._map_flash(direct=False)
         try:
             pc = int(uc.reg_read(arm.UC_ARM_REG_PC)) | 1
-            try:
-                uc.emu_start(pc, 0xFFFFFFFF, count=count)
-            except unicorn.UcError as error:
-                if self._pending is None:
-                    self._pending = CoreFault(f"{error} at PC 0x{pc & ~1:08X}")
+            while True:
+                try:
+                    uc.emu_start(pc, 0xFFFFFFFF, count=count)
+                except unicorn.UcError as error:
+                    if self._flash_store:  # stopped before a store to the array: replay it
+                        self._flash_store = False
+                        self._map_flash(direct=False)
+                        pc = int(uc.reg_read(arm.UC_ARM_REG_PC)) | 1
+                        continue
+                    if self._pending is None:
+                        self._pending = CoreFault(f"{error} at PC 0x{pc & ~1:08X}")
+                break
         finally:
             reached = controller.local_time or start
             if self._pending is None:  # the whole slice ran
@@ -338,6 +413,10 @@ class SimCortexM:
             return 0
 
         self._bus(uc, write)
+        if self._flash_direct and controller.busy:
+            # The core started an erase or a program: a load from the array now
+            # waits for it (the controller's stall), so it is a bus cycle again.
+            self._map_flash(direct=False)
 
     def _fast_forward(self, uc: Any, address: int) -> None:
         """The same instruction reading a busy controller again: skip to its end."""
