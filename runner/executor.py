@@ -373,6 +373,25 @@ class _Scheduler:
         return self.stopping_reason in ("interrupted", "stopped")
 
 
+def _run_in_workers(plan: Plan, context: RunContext, processes: int,
+                    stop: _Stop) -> tuple[dict[str, DeviceResult], bool]:
+    """The devices in forked workers, each with this scheduler over its share."""
+    from runner.shards import run_in_workers
+
+    results, interrupted = run_in_workers(
+        plan, context, processes,
+        scheduler=lambda mine, theirs: _Scheduler(mine, theirs, None, _Stop(theirs.cancel)),
+        stopped=lambda: stop.reason)
+    if stop.reason is not None:  # as in _Scheduler._worker: the log may not hold it
+        for name, result in results.items():
+            if result.outcome is Outcome.OK:
+                results[name] = dataclasses.replace(
+                    result, outcome=Outcome.FAILED,
+                    error=f"its outcome could not be recorded: {stop.reason}",
+                    error_category="environment")
+    return results, interrupted
+
+
 def _run_started(plan: Plan) -> dict[str, Any]:
     return {
         "manifest": plan.name, "manifest_path": str(plan.manifest_path),
@@ -398,7 +417,8 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
             cancel: threading.Event | None = None,
             run_id: str | None = None, locks: LinkLocks | None = None,
             gate: Gate | None = None, dispatch: Dispatch | None = None,
-            sealing: Sealing | None = None, tracing: Tracing | None = None) -> RunResult:
+            sealing: Sealing | None = None, tracing: Tracing | None = None,
+            processes: int = 1) -> RunResult:
     """Run ``plan``; report through one audit stream.
 
     Every record is written to the plan's log file (if it names one) and to
@@ -411,6 +431,8 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
     each device runs; ``gate`` holds devices back until it opens them;
     ``dispatch`` runs the devices elsewhere (on stations) in place of the
     local scheduler. ``tracing`` hands each session its protocol trace (``-v``).
+    ``processes`` above 1 runs the devices in that many worker processes forked
+    from this one (:mod:`runner.shards`; only for far ends they can take along).
     A run that writes a log
     file leaves its attestation beside it, signed with ``sealing``'s key if it
     has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
@@ -431,7 +453,8 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
     with _signals_cancel(cancel):
         return _execute(plan, endpoints=endpoints, events=events, outputs=outputs,
                         cancel=cancel, run_id=run_id, locks=locks, gate=gate,
-                        dispatch=dispatch, sealing=sealing, tracing=tracing)
+                        dispatch=dispatch, sealing=sealing, tracing=tracing,
+                        processes=processes)
 
 
 def _refuse_unsimulatable(plan: Plan) -> None:
@@ -448,7 +471,8 @@ def _refuse_unsimulatable(plan: Plan) -> None:
 def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
              outputs: Sequence[RecordOutput], cancel: threading.Event, run_id: str | None,
              locks: LinkLocks | None, gate: Gate | None, dispatch: Dispatch | None,
-             sealing: Sealing | None, tracing: Tracing | None = None) -> RunResult:
+             sealing: Sealing | None, tracing: Tracing | None = None,
+             processes: int = 1) -> RunResult:
     now = datetime.now(timezone.utc)
     run_id = run_id or new_run_id(now)
     stop = _Stop(cancel)
@@ -483,6 +507,8 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
                              hardware=_hardware_control(plan, endpoints))
         if dispatch is not None:
             results, interrupted = dispatch(plan, context)
+        elif processes > 1 and gate is None:
+            results, interrupted = _run_in_workers(plan, context, processes, stop)
         else:
             scheduler = _Scheduler(plan, context, gate, stop)
             interrupted = scheduler.run()

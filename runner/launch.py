@@ -303,10 +303,17 @@ def execute(plan: Plan, *, events: EventSink | None = None,
     if own_world:
         world = simulation_world(plan)
     endpoints: Endpoints = HARDWARE if world is None else compose_endpoints(plan, world)
+    processes = 1
+    if own_world and gate is None and tracing is None:
+        # The world is this run's alone: workers may take their copies of it along.
+        from runner.shards import processes_for
+
+        processes = processes_for(plan)
     try:
         return executor.execute(plan, endpoints=endpoints, events=events, outputs=outputs,
                                 cancel=cancel, run_id=run_id, locks=locks, gate=gate,
-                                dispatch=dispatch, sealing=sealing, tracing=tracing)
+                                dispatch=dispatch, sealing=sealing, tracing=tracing,
+                                processes=processes)
     finally:
         if own_world and world is not None:
             world.close()

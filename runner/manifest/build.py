@@ -290,7 +290,7 @@ def _simulation(spec: Mapping[str, Any]) -> SimulationSpec:
         for name, device in (spec.get("devices") or {}).items()
     }
     return SimulationSpec(time_scale=float(spec.get("time-scale", 1.0)), seed=spec.get("seed"),
-                          devices=frozen_map(devices),
+                          processes=spec.get("processes"), devices=frozen_map(devices),
                           hubs=frozen_map({path: _frozen(hub) for path, hub
                                            in (spec.get("hubs") or {}).items()}),
                           adapters=frozen_map({kind: _frozen(spec[kind]) for kind

@@ -1,0 +1,108 @@
+"""`flashrunner run` of a rehearsal shared among worker processes (runner/shards.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/task").exists() or not hasattr(os, "fork"),
+                                reason="forks workers and reads /proc")
+
+
+def _line(folder: Path, devices: int, *, time_scale: float, rate: int) -> Path:
+    (folder / "app.bin").write_bytes(bytes(range(256)) * 16)
+    lines = ["manifest: 1", "name: worker-line", "simulate: true",
+             f"simulation: {{time-scale: {time_scale}, processes: 2}}",
+             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
+    lines += [f"  link-{i}: {{kind: sim, rate: {rate}}}" for i in range(devices)]
+    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
+              "    - verify: {}", f"execution: {{max-parallel: {devices}}}", "devices:"]
+    lines += [f"  dev-{i}: {{chip: stm32f103c8, transport: link-{i}, recipe: std}}"
+              for i in range(devices)]
+    path = folder / "line.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _start(manifest: Path, log: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    return subprocess.Popen([sys.executable, "-m", "runner", "run", str(manifest), "--json",
+                             "--log-file", str(log)], cwd=manifest.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(word) for word in text.split()}
+
+
+def test_the_json_stream_and_the_log_hold_every_device_of_every_worker(
+        tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    process = _start(_line(tmp_path, 32, time_scale=0, rate=1_000_000), log)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records == [json.loads(line) for line in log.read_text().splitlines()]
+    finished = [r for r in records if r["event"] == "device.finished"]
+    assert sorted(r["device"] for r in finished) == sorted(f"dev-{i}" for i in range(32))
+    assert all(r["outcome"] == "ok" for r in finished)
+    assert records[-1]["event"] == "run.finished" and records[-1]["exit_code"] == 0
+
+
+def test_sigterm_stops_the_workers_and_the_run_exits_130(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    process = _start(_line(tmp_path, 8, time_scale=1, rate=4000), log)
+    assert process.stdout is not None
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        workers |= _children(process.pid)
+        if json.loads(line)["event"] == "step.progress" or time.monotonic() > deadline:
+            break
+    workers |= _children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(r["event"] == "run.interrupted" for r in records) == 1
+    assert records[-1]["event"] == "run.finished" and records[-1]["interrupted"]
+    outcomes = {r["device"]: r["outcome"] for r in records if r["event"] == "device.finished"}
+    assert outcomes and "ok" not in outcomes.values()
+    assert len(workers) == 2
+    for pid in workers:  # reaped by the run before it exited
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("value, expected", [("2", 2), ("1", 1)])
+def test_simulation_processes_is_read_from_the_manifest(tmp_path: Path, value: str,
+                                                        expected: int) -> None:
+    from runner.manifest import load_manifest
+
+    path = _line(tmp_path, 2, time_scale=0, rate=1000)
+    path.write_text(path.read_text().replace("processes: 2", f"processes: {value}"))
+    assert load_manifest(path).simulation.processes == expected
+
+
+def test_zero_processes_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    from runner.errors import ManifestError
+    from runner.manifest import load_manifest
+
+    path = _line(tmp_path, 2, time_scale=0, rate=1000)
+    path.write_text(path.read_text().replace("processes: 2", "processes: 0"))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert "line.yaml:4:" in str(caught.value) and "processes" in str(caught.value)
