@@ -32,7 +32,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -360,28 +360,29 @@ class AuditLog:
         return self._head
 
     def emit(self, event: str, **fields: Any) -> None:
-        fields.pop("run_id", None)
-        problems = contract_problems(event, fields)
-        if problems and self.strict:
-            raise EventContractError("; ".join(problems))
-        if problems:
-            fields["contract_error"] = "; ".join(problems)
+        self.emit_all(((event, fields),))
+
+    def emit_all(self, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Emit ``events`` in order as one batch: numbered together, written in one
+        write per output (a run's records arriving from its worker processes)."""
+        checked: list[tuple[str, dict[str, Any]]] = []
+        for event, fields in events:
+            fields.pop("run_id", None)
+            problems = contract_problems(event, fields)
+            if problems and self.strict:
+                raise EventContractError("; ".join(problems))
+            if problems:
+                fields["contract_error"] = "; ".join(problems)
+            checked.append((event, fields))
+        if not checked:
+            return
         with self._numbering:   # seq and prev follow file order: batches are written in turn
             if self._failure is not None:
                 return   # the log is a valid prefix: nothing after the failure joins it
-            self._seq += 1
-            now = iso_timestamp()
-            self._ts = max(now, self._ts)
-            record: dict[str, Any] = {"ts": self._ts, "seq": self._seq, "run_id": self.run_id,
-                                      "event": event}
-            for key, value in fields.items():
-                record[key] = value if type(value) in _PLAIN else _json_ready(value)
-            record.pop("prev", None)
-            record["prev"] = self._prev
-            line = render_record(record)
-            self._prev = line_hash(line)
-            mine = _Numbered(self._seq, line, self._prev, event, record)
-            self._waiting.append(mine)
+            for event, fields in checked:
+                mine = self._number(event, fields)
+                mine.gone = True   # nobody waits for it but the batch's last
+            mine.gone = False
             if self._writing:
                 mine.wake = threading.Lock()
                 mine.wake.acquire()
@@ -400,6 +401,23 @@ class AuditLog:
             if not mine.leads:
                 return
         self._write_waiting()
+
+    def _number(self, event: str, fields: dict[str, Any]) -> _Numbered:
+        """Number, render and chain one record; it joins the batch waiting (lock held)."""
+        self._seq += 1
+        now = iso_timestamp()
+        self._ts = max(now, self._ts)
+        record: dict[str, Any] = {"ts": self._ts, "seq": self._seq, "run_id": self.run_id,
+                                  "event": event}
+        for key, value in fields.items():
+            record[key] = value if type(value) in _PLAIN else _json_ready(value)
+        record.pop("prev", None)
+        record["prev"] = self._prev
+        line = render_record(record)
+        self._prev = line_hash(line)
+        numbered = _Numbered(self._seq, line, self._prev, event, record)
+        self._waiting.append(numbered)
+        return numbered
 
     def _write_waiting(self) -> None:
         """Write every record waiting, batch after batch until another thread is to write."""

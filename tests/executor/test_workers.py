@@ -55,7 +55,8 @@ def test_devices_that_share_a_link_an_edge_or_wiring_stay_in_one_group() -> None
 
 def test_a_small_line_or_one_with_threaded_far_ends_stays_in_this_process() -> None:
     big = _line(64, processes=None)
-    assert shards.processes_for(big, cores=2) == 2
+    assert shards.processes_for(big, cores=2) == 4     # two per core
+    assert shards.processes_for(big, cores=8) == 4     # at most one per 16 devices
     assert shards.processes_for(big, cores=1) == 1
     assert shards.processes_for(_line(20, processes=None), cores=4) == 1
     one = replace(big, simulation=SimulationSpec(time_scale=0.0, processes=1))
@@ -138,3 +139,10 @@ def test_a_cancel_stops_every_worker_and_is_said_once(tmp_path: Path) -> None:
     records = read_jsonl(log)
     assert sum(r["event"] == "run.interrupted" for r in records) == 1
     assert records[-1]["event"] == "run.finished"
+
+
+def test_max_parallel_is_shared_in_proportion_and_no_worker_is_left_short() -> None:
+    assert shards.shares_of([22, 21, 21], 64) == [22, 21, 21]   # room for every device
+    assert shards.shares_of([22, 21, 21], 30) == [11, 10, 9]
+    assert shards.shares_of([30, 2], 8) == [7, 1]
+    assert shards.shares_of([5, 5, 5], 2) == [1, 1, 1]          # at least one each
