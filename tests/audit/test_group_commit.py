@@ -260,3 +260,42 @@ def test_an_interrupted_write_ends_the_log_at_the_batch_before(tmp_path: Path) -
     assert isinstance(log.failure, KeyboardInterrupt)
     log.emit("step.progress", **progress("a", 2))   # nothing joins after it
     assert _lines(tmp_path / "run.jsonl") == lines and seen.seqs == [1]
+
+
+def test_a_batch_emitted_at_once_is_numbered_together_and_written_in_one_write(
+        tmp_path: Path) -> None:
+    stdout = _CountingStream()
+    log, held, seen, failures = _held_log(tmp_path, stdout=stdout)
+    held.release.set()
+    log.emit_all([("step.progress", progress(f"d{i}", i)) for i in range(6)])
+    lines = _lines(tmp_path / "run.jsonl")
+    assert len(lines) == 6 and len(held.calls) == 1 and stdout.writes == 1
+    _assert_chained("run-1", lines)
+    assert [json.loads(line)["device"] for line in lines] == [f"d{i}" for i in range(6)]
+    assert seen.seqs == list(range(1, 7)) and failures == []
+
+
+def test_a_batch_waiting_behind_another_threads_write_goes_out_next_in_order(
+        tmp_path: Path) -> None:
+    """Only the batch's last record is waited for: the writer before it must wake
+    that one, never an entry nobody waits on (which would hang the batch)."""
+    log, held, seen, failures = _held_log(tmp_path)
+    lead = threading.Thread(target=log.emit, args=("step.progress",),
+                            kwargs=progress("lead", 0))
+    lead.start()
+    assert held.entered.wait(10)
+    batch = threading.Thread(target=log.emit_all,
+                             args=([("step.progress", progress(f"b{i}", i)) for i in range(4)],))
+    batch.start()
+    deadline = time.monotonic() + 10
+    while log._seq < 5:
+        assert time.monotonic() < deadline, "the batch was never numbered"
+        time.sleep(0.001)
+    held.release.set()
+    for thread in (lead, batch):
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "an emit hangs"
+    lines = _lines(tmp_path / "run.jsonl")
+    assert [json.loads(line)["device"] for line in lines] == ["lead", "b0", "b1", "b2", "b3"]
+    _assert_chained("run-1", lines)
+    assert len(held.calls) == 2 and failures == []
