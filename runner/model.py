@@ -385,7 +385,7 @@ class SimulationSpec:
     hubs: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_map)
     #: ``simulation.serial``/``i2c``/``can``: the host's simulated adapters, by kind and name.
     adapters: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=frozen_map)
-    #: ``simulation.processes``: how many processes share the devices (``None``: one per
+    #: ``simulation.processes``: how many processes share the devices (``None``: two per
     #: core for a large line, :mod:`runner.shards`; 1: this process alone).
     processes: int | None = None
 
