@@ -235,7 +235,7 @@ def run_in_workers(plan: Plan, context: RunContext, count: int, *,
     shards = _balanced(groups_of(plan.devices), count)
     shares = shares_of([len(shard) for shard in shards], plan.execution.max_parallel)
     workers = [_fork(plan, context, shard, share, scheduler)
-               for shard, share in zip(shards, shares)]
+               for shard, share in zip(shards, shares, strict=True)]
     return _follow(plan, context, workers, stopped)
 
 
