@@ -153,11 +153,27 @@ class WorkerLoss(Exception):
     """A worker process ended without handing back its devices' results."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Worker:
+    """A forked worker as the host follows it (runtime state, not the model)."""
+
     pid: int
     fd: int
     devices: tuple[str, ...]
+    #: its pipe is closed / it has been reaped: its fd and pid may be another's now
+    closed: bool = False
+    reaped: bool = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+    def reap(self) -> int:
+        """Wait for the worker to end; its wait status."""
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        return status
 
 
 class _PipeSink:
@@ -234,9 +250,27 @@ def run_in_workers(plan: Plan, context: RunContext, count: int, *,
     """
     shards = _balanced(groups_of(plan.devices), count)
     shares = shares_of([len(shard) for shard in shards], plan.execution.max_parallel)
-    workers = [_fork(plan, context, shard, share, scheduler)
-               for shard, share in zip(shards, shares, strict=True)]
-    return _follow(plan, context, workers, stopped)
+    workers: list[_Worker] = []
+    try:
+        for shard, share in zip(shards, shares, strict=True):
+            workers.append(_fork(plan, context, shard, share, scheduler))
+        return _follow(plan, context, workers, stopped)
+    except BaseException:
+        _stop_all(workers)  # the host cannot follow them any more: none is left behind
+        raise
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    """End every worker still running and reap it (the host is giving up on them)."""
+    for worker in workers:
+        if not worker.reaped:
+            with suppress(OSError):
+                os.kill(worker.pid, signal.SIGKILL)
+        with suppress(OSError):
+            worker.close()
+        if not worker.reaped:
+            with suppress(ChildProcessError):
+                worker.reap()
 
 
 def _fork(plan: Plan, context: RunContext, shard: list[DevicePlan], share: int,
@@ -344,8 +378,8 @@ def _follow(plan: Plan, context: RunContext, workers: list[_Worker],
                         interrupted = interrupted or was_interrupted
                 _emit_all(context.events, records)
     for worker in workers:
-        os.close(worker.fd)
-        _, status = os.waitpid(worker.pid, 0)
+        worker.close()
+        status = worker.reap()
         if any(name not in results for name in worker.devices):
             lost[worker.pid] = _ended(status)
     for worker in workers:

@@ -146,3 +146,27 @@ def test_max_parallel_is_shared_in_proportion_and_no_worker_is_left_short() -> N
     assert shards.shares_of([22, 21, 21], 30) == [11, 10, 9]
     assert shards.shares_of([30, 2], 8) == [7, 1]
     assert shards.shares_of([5, 5, 5], 2) == [1, 1, 1]          # at least one each
+
+
+def test_a_host_that_cannot_follow_its_workers_leaves_none_behind(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    forked: list[int] = []
+    real_fork = shards._fork
+
+    def noting(*args: object, **kwargs: object) -> object:
+        worker = real_fork(*args, **kwargs)  # type: ignore[arg-type]
+        forked.append(worker.pid)
+        return worker
+
+    def broken(sink: object, records: object) -> None:
+        raise RuntimeError("the host's sink broke")
+
+    monkeypatch.setattr(shards, "_fork", noting)
+    monkeypatch.setattr(shards, "_emit_all", broken)
+    with pytest.raises(RuntimeError, match="sink broke"):
+        execute(plan([device(f"d{i:02d}", rate=8000) for i in range(4)], max_parallel=4,
+                     simulation=SimulationSpec(time_scale=1.0, processes=2)))
+    assert len(forked) == 2
+    for pid in forked:  # killed and reaped before the error went on
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
