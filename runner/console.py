@@ -269,6 +269,8 @@ class ConsoleRenderer:
         count = len(devices) if isinstance(devices, (list, tuple)) else int(devices or 0)
         self.run = RunProgress(devices=count, estimate_s=float(f.get("estimate_s") or 0.0))
         mode = ", simulated" if f.get("simulate") else ""
+        if f.get("workers"):
+            mode += f" in {f['workers']} worker processes"
         self._say(f"flashrunner {f.get('tool_version', '')}: {f.get('manifest')} — "
                   f"{plural(count, 'device')}, max-parallel {f.get('max_parallel')}{mode}")
         if self.live and self._use_ticker and self._ticker is None:

@@ -216,7 +216,9 @@ _RUN_STARTED = EventType(
                        "SHA-256 of the run's run.started entry there"},
               "sign_key": {**_NULLABLE_STR,
                            "description": "the keyid the attestation is signed with, null "
-                                          "when the run is not signed"}},
+                                          "when the run is not signed"},
+              "workers": {**_INT, "description": "the worker processes a rehearsal's devices "
+                                                 "run in (absent: this process)"}},
 )
 _PLAN_WARNING = EventType(
     name=PLAN_WARNING,

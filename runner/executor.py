@@ -488,6 +488,9 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
     seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
         if log_file is not None else None
     started_fields = _run_started(plan)
+    workers = processes if processes > 1 and dispatch is None and gate is None else 1
+    if workers > 1:
+        started_fields["workers"] = workers
     try:
         if seal is not None:
             started_fields.update(seal.started_fields(host=started_fields["host"]))
@@ -507,8 +510,8 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
                              hardware=_hardware_control(plan, endpoints))
         if dispatch is not None:
             results, interrupted = dispatch(plan, context)
-        elif processes > 1 and gate is None:
-            results, interrupted = _run_in_workers(plan, context, processes, stop)
+        elif workers > 1:
+            results, interrupted = _run_in_workers(plan, context, workers, stop)
         else:
             scheduler = _Scheduler(plan, context, gate, stop)
             interrupted = scheduler.run()

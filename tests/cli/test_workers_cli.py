@@ -60,6 +60,8 @@ def test_the_json_stream_and_the_log_hold_every_device_of_every_worker(
     assert sorted(r["device"] for r in finished) == sorted(f"dev-{i}" for i in range(32))
     assert all(r["outcome"] == "ok" for r in finished)
     assert records[-1]["event"] == "run.finished" and records[-1]["exit_code"] == 0
+    assert records[0]["workers"] == 2
+    assert "32 devices, max-parallel 32, simulated in 2 worker processes" in err
 
 
 def test_sigterm_stops_the_workers_and_the_run_exits_130(tmp_path: Path) -> None:

@@ -86,6 +86,7 @@ def test_a_line_in_two_workers_logs_as_one_run(tmp_path: Path,
     assert verdict.status == VALID and verdict.complete, verdict.findings
     events = Counter(r["event"] for r in records)
     assert events["run.started"] == events["run.finished"] == 1
+    assert records[0]["event"] == "run.started" and records[0]["workers"] == 2
     assert events["device.started"] == events["device.finished"] == 24
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     for name in ("d00", "d13"):
