@@ -73,12 +73,18 @@ def processes_for(plan: Plan, *, cores: int | None = None) -> int:
     groups = len(groups_of(plan.devices))
     if wanted is not None:
         return max(1, min(wanted, groups))
-    available = cores if cores is not None else len(os.sched_getaffinity(0))
+    available = cores if cores is not None else _cores()
     if available < 2:
         return 1  # one core: the host's share of the records would only be added
     by_size = len(plan.devices) // MIN_DEVICES_PER_WORKER
     return max(1, min(WORKERS_PER_CORE * available, by_size, groups,
                       plan.execution.max_parallel))
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def groups_of(devices: Sequence[DevicePlan]) -> list[list[DevicePlan]]:
