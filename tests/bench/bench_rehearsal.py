@@ -13,7 +13,9 @@ The bound is one device's own duration (T, the one-device run of the same
 kind): N devices on N links could finish in T. Printed per size: the run's
 duration (from its summary), T, their ratio beside the target, the child's
 CPU seconds and wall seconds (start-up included) and the console output's
-size. Targets: 64 ST-Link devices within 1.5 T, 256 sim devices within 1.2 T.
+size, and how many processes ran the devices (a large rehearsal runs in worker
+processes, two per core: docs/architecture.md, "Rehearsals on more than one
+core"). Targets: 64 ST-Link devices within 1.5 T, 256 sim devices within 1.2 T.
 
 Run: python tests/bench/bench_rehearsal.py
 """
@@ -54,8 +56,9 @@ def write_manifest(folder: Path, kind: str, devices: int) -> Path:
 TARGETS = {("stlink", 64): 1.5, ("sim", 256): 1.2}
 
 
-def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, float, int]:
-    """The run's duration (s), the child's CPU and wall time (s) and the console's bytes."""
+def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, float, int, int]:
+    """The run's duration (s), the child's CPU and wall time (s) (its workers' included),
+    the console's bytes and the processes the devices ran in (run.started ``workers``)."""
     manifest = write_manifest(folder, kind, devices)
     log = folder / f"{kind}-{devices}.jsonl"
     for old in folder.glob(f"{log.name}*"):
@@ -71,31 +74,33 @@ def rehearse(folder: Path, kind: str, devices: int) -> tuple[float, float, float
     if done.returncode != 0:
         raise SystemExit(f"{kind} x{devices}: the rehearsal failed (exit {done.returncode}):\n"
                          f"{done.stderr.decode()[-2000:]}")
-    finished = [json.loads(line) for line in done.stdout.decode().splitlines()
-                if '"run.finished"' in line]
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()
+               if '"run.finished"' in line or '"run.started"' in line]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return finished[-1]["duration_ms"] / 1000, cpu, wall, len(done.stderr)
+    workers = int(records[0].get("workers", 1))
+    return records[-1]["duration_ms"] / 1000, cpu, wall, len(done.stderr), workers
 
 
 def main() -> None:
     print(f"rehearsals at time scale 1; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
     print(f"{'link':<8} {'devices':>7} {'duration':>9} {'T':>7} {'ratio':>6} {'target':>7} "
-          f"{'met':>4} {'CPU':>7} {'wall':>7} {'console':>10}")
+          f"{'met':>4} {'CPU':>7} {'wall':>7} {'console':>10} {'workers':>8}")
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         (folder / "app.bin").write_bytes(os.urandom(8 * 1024))
         for kind, counts in (("stlink", (1, 16, 64)), ("sim", (1, 256))):
             single = 0.0
             for devices in counts:
-                duration, cpu, wall, console = rehearse(folder, kind, devices)
+                duration, cpu, wall, console, workers = rehearse(folder, kind, devices)
                 single = single or duration
                 ratio = duration / single
                 target = TARGETS.get((kind, devices))
                 bound = f"{target:.1f}" if target else "-"
                 met = ("yes" if ratio <= target else "no") if target else ""
                 print(f"{kind:<8} {devices:>7} {duration:>8.2f}s {single:>6.2f}s {ratio:>6.2f} "
-                      f"{bound:>7} {met:>4} {cpu:>6.2f}s {wall:>6.2f}s {console:>8} B")
+                      f"{bound:>7} {met:>4} {cpu:>6.2f}s {wall:>6.2f}s {console:>8} B "
+                      f"{workers:>8}")
 
 
 if __name__ == "__main__":
