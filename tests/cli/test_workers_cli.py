@@ -108,3 +108,31 @@ def test_zero_processes_is_refused_where_it_is_written(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
     assert "line.yaml:4:" in str(caught.value) and "processes" in str(caught.value)
+
+
+def test_a_counter_shared_by_two_workers_hands_out_each_value_once(tmp_path: Path) -> None:
+    """serials.json is locked per allocation (runner/serials.py), across processes too."""
+    (tmp_path / "app.bin").write_bytes(bytes(range(256)) * 8)
+    lines = ["manifest: 1", "name: serial-line", "simulate: true",
+             "simulation: {time-scale: 0, processes: 2}",
+             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
+    lines += [f"  l{i}: {{kind: sim}}" for i in range(32)]
+    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
+              "    - unit-data:", "        address: 0x0800C000",
+              "        source: {counter: {state: serials.json, start: 1000, width: 4, "
+              "endianness: little}}", "    - verify: {}",
+              "execution: {max-parallel: 32}", "devices:"]
+    lines += [f"  b{i}: {{chip: stm32f411re, transport: l{i}, recipe: std}}" for i in range(32)]
+    manifest = tmp_path / "line.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+    log = tmp_path / "run.jsonl"
+    process = _start(manifest, log)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[0]["workers"] == 2
+    values = [r["unit_value"] for r in records
+              if r["event"] == "step.finished" and "unit_value" in r]
+    assert sorted(int(v) for v in values) == list(range(1000, 1032))
+    journal = (tmp_path / "serials.rehearsal.json.journal").read_text().splitlines()
+    assert len(journal) == 32
