@@ -45,10 +45,10 @@ from runner.plan import DevicePlan, DeviceResult, Outcome, Plan
 __all__ = ["Scheduler", "SchedulerFactory", "WorkerLoss", "groups_of", "processes_for",
            "run_in_workers", "shares_of"]
 
-#: Link kinds whose simulated far end lives wholly in the session that opened it
-#: (a USB backend, a memory): a worker process takes it with it. A pty or a
-#: virtual CAN bus is served by a thread of this process, so those stay here.
-_PORTABLE_KINDS = frozenset({"stlink", "dfu", "sim"})
+#: Link kinds whose simulated far end lives wholly in the session that opened it (a
+#: USB backend, an I2C bus object, a memory): a worker process takes it along. A pty
+#: or a virtual CAN bus is served by a thread of this process, so those stay here.
+_PORTABLE_KINDS = frozenset({"stlink", "dfu", "i2c", "sim"})
 #: A line smaller than this runs in one process: a worker's fork and the hand-over
 #: of its records cost more than a few devices save.
 MIN_DEVICES_PER_WORKER = 16

@@ -136,3 +136,27 @@ def test_a_counter_shared_by_two_workers_hands_out_each_value_once(tmp_path: Pat
     assert sorted(int(v) for v in values) == list(range(1000, 1032))
     journal = (tmp_path / "serials.rehearsal.json.journal").read_text().splitlines()
     assert len(journal) == 32
+
+
+def test_i2c_rom_links_run_in_workers_with_the_devices_of_one_bus_together(
+        tmp_path: Path) -> None:
+    (tmp_path / "app.bin").write_bytes(bytes(range(256)) * 4)
+    lines = ["manifest: 1", "name: i2c-line", "simulate: true",
+             "simulation: {time-scale: 0, processes: 2}",
+             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
+    lines += [f"  bus{i}: {{kind: i2c, bus: {i + 1}, clock: 400000}}" for i in range(16)]
+    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
+              "    - verify: {}", "execution: {max-parallel: 32}", "devices:"]
+    # two G071s on each bus (one resource: they stay in one worker, one after the other)
+    lines += [f"  s{i}-{address:x}: {{chip: stm32g071rb, transport: {{use: bus{i}, "
+              f"address: 0x{address:x}}}, recipe: std}}"
+              for i in range(16) for address in (0x51, 0x57)]
+    manifest = tmp_path / "line.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+    process = _start(manifest, tmp_path / "run.jsonl")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[0]["workers"] == 2
+    finished = [r for r in records if r["event"] == "device.finished"]
+    assert len(finished) == 32 and all(r["outcome"] == "ok" for r in finished)
