@@ -45,10 +45,12 @@ from runner.plan import DevicePlan, DeviceResult, Outcome, Plan
 __all__ = ["Scheduler", "SchedulerFactory", "WorkerLoss", "groups_of", "processes_for",
            "run_in_workers", "shares_of"]
 
-#: Link kinds whose simulated far end lives wholly in the session that opened it (a
-#: USB backend, an I2C bus object, a memory): a worker process takes it along. A pty
-#: or a virtual CAN bus is served by a thread of this process, so those stay here.
-_PORTABLE_KINDS = frozenset({"stlink", "dfu", "i2c", "sim"})
+#: Link kinds whose simulated far end the world makes when a session first opens it
+#: (transports/sim/endpoints.py: a USB backend, a serial URL handler, an I2C bus
+#: object, a virtual CAN node and its thread, a memory), so a worker makes its own
+#: after the fork: every built-in kind. A plugin's far end may be made otherwise
+#: (before the fork, or served from this process), so a line with one stays here.
+_PORTABLE_KINDS = frozenset({"stlink", "dfu", "i2c", "sim", "uart", "can"})
 #: A line smaller than this runs in one process: a worker's fork and the hand-over
 #: of its records cost more than a few devices save.
 MIN_DEVICES_PER_WORKER = 16

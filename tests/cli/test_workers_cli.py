@@ -160,3 +160,30 @@ def test_i2c_rom_links_run_in_workers_with_the_devices_of_one_bus_together(
     assert records[0]["workers"] == 2
     finished = [r for r in records if r["event"] == "device.finished"]
     assert len(finished) == 32 and all(r["outcome"] == "ok" for r in finished)
+
+
+@pytest.mark.parametrize("kind", ["uart", "can"])
+def test_rom_links_whose_far_ends_have_threads_run_in_workers_too(tmp_path: Path,
+                                                                  kind: str) -> None:
+    """The world makes a link's far end (a serial URL handler, a virtual CAN node and its
+    thread) when the session opens it: in the worker, after the fork."""
+    (tmp_path / "app.bin").write_bytes(bytes(range(256)) * 4)
+    link = ("{kind: uart, port: /dev/ttyUSB%d, baud: 115200}" if kind == "uart"
+            else "{kind: can, interface: socketcan, channel: can%d}")
+    chip = "stm32f103c8" if kind == "uart" else "stm32f405rg"
+    lines = ["manifest: 1", f"name: {kind}-line", "simulate: true",
+             "simulation: {time-scale: 0, processes: 2}",
+             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
+    lines += [f"  p{i}: {link % i}" for i in range(32)]
+    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
+              "    - verify: {}", "execution: {max-parallel: 32}", "devices:"]
+    lines += [f"  d{i}: {{chip: {chip}, transport: p{i}, recipe: std}}" for i in range(32)]
+    manifest = tmp_path / "line.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+    process = _start(manifest, tmp_path / "run.jsonl")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[0]["workers"] == 2
+    finished = [r for r in records if r["event"] == "device.finished"]
+    assert len(finished) == 32 and all(r["outcome"] == "ok" for r in finished)

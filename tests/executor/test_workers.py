@@ -53,7 +53,7 @@ def test_devices_that_share_a_link_an_edge_or_wiring_stay_in_one_group() -> None
     assert sorted(groups) == [["a", "d"], ["b", "c"], ["e"], ["f", "g"]]
 
 
-def test_a_small_line_or_one_with_threaded_far_ends_stays_in_this_process() -> None:
+def test_a_small_line_or_one_with_a_plugins_far_ends_stays_in_this_process() -> None:
     big = _line(64, processes=None)
     assert shards.processes_for(big, cores=2) == 4     # two per core
     assert shards.processes_for(big, cores=8) == 4     # at most one per 16 devices
@@ -63,8 +63,10 @@ def test_a_small_line_or_one_with_threaded_far_ends_stays_in_this_process() -> N
     assert shards.processes_for(one, cores=4) == 1
     fail_fast = replace(big, execution=replace(big.execution, fail_fast=True))
     assert shards.processes_for(fail_fast, cores=4) == 1
-    on_a_pty = replace(big, devices=tuple(replace(d, kind="uart") for d in big.devices))
-    assert shards.processes_for(on_a_pty, cores=4) == 1
+    on_uarts = replace(big, devices=tuple(replace(d, kind="uart") for d in big.devices))
+    assert shards.processes_for(on_uarts, cores=2) == 4   # its far ends are made per session
+    on_a_plugin = replace(big, devices=tuple(replace(d, kind="acme-jtag") for d in big.devices))
+    assert shards.processes_for(on_a_plugin, cores=4) == 1
     # asked for: as many as there are independent groups, whatever the size
     assert shards.processes_for(replace(_line(3), simulation=SimulationSpec(processes=8)),
                                 cores=1) == 3
