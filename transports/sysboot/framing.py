@@ -22,6 +22,7 @@ command's name. A link that breaks raises :class:`transports.errors.LinkLost`.
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -114,13 +115,14 @@ class Prepared:
     frames: tuple[bytes, ...] = ()
 
 
-class EncodesAsItSends:
+class EncodesAsItSends(ABC):
     """:meth:`Framing.prepare` and :meth:`Framing.send` for a link that encodes each block
     as it sends it (I2C, CAN): nothing is made ahead, ``send`` is ``request``."""
 
+    @abstractmethod
     def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float,
                 busy: Callable[[], None] | None = None) -> None:
-        raise NotImplementedError
+        """:meth:`Framing.request`: the command and its blocks, in the link's own frames."""
 
     def prepare(self, code: int, blocks: Sequence[Block] = ()) -> Prepared:
         return Prepared(code=code, blocks=tuple(blocks))
