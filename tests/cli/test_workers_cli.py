@@ -18,19 +18,44 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/task").exists() or not hasa
                                 reason="forks workers and reads /proc")
 
 
-def _line(folder: Path, devices: int, *, time_scale: float, rate: int) -> Path:
-    (folder / "app.bin").write_bytes(bytes(range(256)) * 16)
+_STEPS = ["    - erase: {scope: used}", "    - write: [app]", "    - verify: {}"]
+
+
+def _manifest(folder: Path, *, links: list[str], devices: list[str],
+              steps: list[str] = _STEPS, time_scale: float = 0, image: int = 1024) -> Path:
+    """A rehearsal in two workers: ``links`` and ``devices`` are their YAML entries."""
+    (folder / "app.bin").write_bytes(bytes(range(256)) * (image // 256))
     lines = ["manifest: 1", "name: worker-line", "simulate: true",
              f"simulation: {{time-scale: {time_scale}, processes: 2}}",
-             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
-    lines += [f"  link-{i}: {{kind: sim, rate: {rate}}}" for i in range(devices)]
-    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
-              "    - verify: {}", f"execution: {{max-parallel: {devices}}}", "devices:"]
-    lines += [f"  dev-{i}: {{chip: stm32f103c8, transport: link-{i}, recipe: std}}"
-              for i in range(devices)]
+             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:",
+             *(f"  {link}" for link in links), "recipes:", "  std:", *steps,
+             f"execution: {{max-parallel: {len(devices)}}}", "devices:",
+             *(f"  {entry}" for entry in devices)]
     path = folder / "line.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _line(folder: Path, devices: int, *, time_scale: float, rate: int) -> Path:
+    return _manifest(folder, time_scale=time_scale, image=4096,
+                     links=[f"link-{i}: {{kind: sim, rate: {rate}}}" for i in range(devices)],
+                     devices=[f"dev-{i}: {{chip: stm32f103c8, transport: link-{i}, recipe: std}}"
+                              for i in range(devices)])
+
+
+def _run_ok(manifest: Path) -> list[dict[str, object]]:
+    """Run ``manifest`` to exit 0; its ``--json`` records, the first saying two workers."""
+    process = _start(manifest, manifest.parent / "run.jsonl")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[0]["workers"] == 2
+    return records
+
+
+def _all_ok(records: list[dict[str, object]], count: int) -> bool:
+    finished = [r for r in records if r["event"] == "device.finished"]
+    return len(finished) == count and all(r["outcome"] == "ok" for r in finished)
 
 
 def _start(manifest: Path, log: Path) -> subprocess.Popen[str]:
@@ -112,54 +137,31 @@ def test_zero_processes_is_refused_where_it_is_written(tmp_path: Path) -> None:
 
 def test_a_counter_shared_by_two_workers_hands_out_each_value_once(tmp_path: Path) -> None:
     """serials.json is locked per allocation (runner/serials.py), across processes too."""
-    (tmp_path / "app.bin").write_bytes(bytes(range(256)) * 8)
-    lines = ["manifest: 1", "name: serial-line", "simulate: true",
-             "simulation: {time-scale: 0, processes: 2}",
-             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
-    lines += [f"  l{i}: {{kind: sim}}" for i in range(32)]
-    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
-              "    - unit-data:", "        address: 0x0800C000",
-              "        source: {counter: {state: serials.json, start: 1000, width: 4, "
-              "endianness: little}}", "    - verify: {}",
-              "execution: {max-parallel: 32}", "devices:"]
-    lines += [f"  b{i}: {{chip: stm32f411re, transport: l{i}, recipe: std}}" for i in range(32)]
-    manifest = tmp_path / "line.yaml"
-    manifest.write_text("\n".join(lines) + "\n")
-    log = tmp_path / "run.jsonl"
-    process = _start(manifest, log)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    records = [json.loads(line) for line in out.splitlines()]
-    assert records[0]["workers"] == 2
+    unit_data = ["    - unit-data:", "        address: 0x0800C000",
+                 "        source: {counter: {state: serials.json, start: 1000, width: 4, "
+                 "endianness: little}}"]
+    records = _run_ok(_manifest(
+        tmp_path, image=2048, steps=[*_STEPS[:2], *unit_data, _STEPS[2]],
+        links=[f"l{i}: {{kind: sim}}" for i in range(32)],
+        devices=[f"b{i}: {{chip: stm32f411re, transport: l{i}, recipe: std}}"
+                 for i in range(32)]))
     values = [r["unit_value"] for r in records
               if r["event"] == "step.finished" and "unit_value" in r]
-    assert sorted(int(v) for v in values) == list(range(1000, 1032))
+    assert sorted(int(str(v)) for v in values) == list(range(1000, 1032))
     journal = (tmp_path / "serials.rehearsal.json.journal").read_text().splitlines()
     assert len(journal) == 32
 
 
 def test_i2c_rom_links_run_in_workers_with_the_devices_of_one_bus_together(
         tmp_path: Path) -> None:
-    (tmp_path / "app.bin").write_bytes(bytes(range(256)) * 4)
-    lines = ["manifest: 1", "name: i2c-line", "simulate: true",
-             "simulation: {time-scale: 0, processes: 2}",
-             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
-    lines += [f"  bus{i}: {{kind: i2c, bus: {i + 1}, clock: 400000}}" for i in range(16)]
-    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
-              "    - verify: {}", "execution: {max-parallel: 32}", "devices:"]
     # two G071s on each bus (one resource: they stay in one worker, one after the other)
-    lines += [f"  s{i}-{address:x}: {{chip: stm32g071rb, transport: {{use: bus{i}, "
-              f"address: 0x{address:x}}}, recipe: std}}"
-              for i in range(16) for address in (0x51, 0x57)]
-    manifest = tmp_path / "line.yaml"
-    manifest.write_text("\n".join(lines) + "\n")
-    process = _start(manifest, tmp_path / "run.jsonl")
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    records = [json.loads(line) for line in out.splitlines()]
-    assert records[0]["workers"] == 2
-    finished = [r for r in records if r["event"] == "device.finished"]
-    assert len(finished) == 32 and all(r["outcome"] == "ok" for r in finished)
+    records = _run_ok(_manifest(
+        tmp_path,
+        links=[f"bus{i}: {{kind: i2c, bus: {i + 1}, clock: 400000}}" for i in range(16)],
+        devices=[f"s{i}-{address:x}: {{chip: stm32g071rb, transport: {{use: bus{i}, "
+                 f"address: 0x{address:x}}}, recipe: std}}"
+                 for i in range(16) for address in (0x51, 0x57)]))
+    assert _all_ok(records, 32)
 
 
 @pytest.mark.parametrize("kind", ["uart", "can"])
@@ -167,23 +169,10 @@ def test_rom_links_whose_far_ends_have_threads_run_in_workers_too(tmp_path: Path
                                                                   kind: str) -> None:
     """The world makes a link's far end (a serial URL handler, a virtual CAN node and its
     thread) when the session opens it: in the worker, after the fork."""
-    (tmp_path / "app.bin").write_bytes(bytes(range(256)) * 4)
     link = ("{kind: uart, port: /dev/ttyUSB%d, baud: 115200}" if kind == "uart"
             else "{kind: can, interface: socketcan, channel: can%d}")
     chip = "stm32f103c8" if kind == "uart" else "stm32f405rg"
-    lines = ["manifest: 1", f"name: {kind}-line", "simulate: true",
-             "simulation: {time-scale: 0, processes: 2}",
-             "images:", "  app: {file: app.bin, address: 0x08000000}", "transports:"]
-    lines += [f"  p{i}: {link % i}" for i in range(32)]
-    lines += ["recipes:", "  std:", "    - erase: {scope: used}", "    - write: [app]",
-              "    - verify: {}", "execution: {max-parallel: 32}", "devices:"]
-    lines += [f"  d{i}: {{chip: {chip}, transport: p{i}, recipe: std}}" for i in range(32)]
-    manifest = tmp_path / "line.yaml"
-    manifest.write_text("\n".join(lines) + "\n")
-    process = _start(manifest, tmp_path / "run.jsonl")
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    records = [json.loads(line) for line in out.splitlines()]
-    assert records[0]["workers"] == 2
-    finished = [r for r in records if r["event"] == "device.finished"]
-    assert len(finished) == 32 and all(r["outcome"] == "ok" for r in finished)
+    records = _run_ok(_manifest(
+        tmp_path, links=[f"p{i}: {link % i}" for i in range(32)],
+        devices=[f"d{i}: {{chip: {chip}, transport: p{i}, recipe: std}}" for i in range(32)]))
+    assert _all_ok(records, 32)
