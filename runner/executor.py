@@ -210,14 +210,8 @@ class _Scheduler:
             if self.stop is not None and isinstance(error, OSError):
                 self.stop.environment(error)
         finally:
-            if self.stop is not None and self.stop.reason is not None \
-                    and result.outcome is Outcome.OK:
-                # The log may not hold this device's outcome: it is not reported ok.
-                result = DeviceResult(
-                    device=result.device, outcome=Outcome.FAILED, steps=result.steps,
-                    duration_s=result.duration_s, identity=result.identity,
-                    error=f"its outcome could not be recorded: {self.stop.reason}",
-                    error_category="environment")
+            if self.stop is not None and self.stop.reason is not None:
+                result = _unrecorded(result, self.stop.reason)
             self.done.put(result)
 
     def _link_locked(self, device: DevicePlan) -> contextlib.AbstractContextManager[object]:
@@ -382,14 +376,19 @@ def _run_in_workers(plan: Plan, context: RunContext, processes: int,
         plan, context, processes,
         scheduler=lambda mine, theirs: _Scheduler(mine, theirs, None, _Stop(theirs.cancel)),
         stopped=lambda: stop.reason)
-    if stop.reason is not None:  # as in _Scheduler._worker: the log may not hold it
-        for name, result in results.items():
-            if result.outcome is Outcome.OK:
-                results[name] = dataclasses.replace(
-                    result, outcome=Outcome.FAILED,
-                    error=f"its outcome could not be recorded: {stop.reason}",
-                    error_category="environment")
+    if stop.reason is not None:
+        results = {name: _unrecorded(result, stop.reason) for name, result in results.items()}
     return results, interrupted
+
+
+def _unrecorded(result: DeviceResult, reason: str) -> DeviceResult:
+    """A device whose outcome the log may not hold (it failed under the run) is not ok."""
+    if result.outcome is not Outcome.OK:
+        return result
+    return DeviceResult(device=result.device, outcome=Outcome.FAILED, steps=result.steps,
+                        duration_s=result.duration_s, identity=result.identity,
+                        error=f"its outcome could not be recorded: {reason}",
+                        error_category="environment")
 
 
 def _run_started(plan: Plan) -> dict[str, Any]:
@@ -432,7 +431,8 @@ def execute(plan: Plan, *, endpoints: Endpoints = HARDWARE,
     ``dispatch`` runs the devices elsewhere (on stations) in place of the
     local scheduler. ``tracing`` hands each session its protocol trace (``-v``).
     ``processes`` above 1 runs the devices in that many worker processes forked
-    from this one (:mod:`runner.shards`; only for far ends they can take along).
+    from this one (:mod:`runner.shards`; only for far ends they can take along,
+    and not with ``dispatch``, ``gate`` or ``tracing``).
     A run that writes a log
     file leaves its attestation beside it, signed with ``sealing``'s key if it
     has one, and is entered in ``sealing``'s ledger (:mod:`runner.audit.seal`).
@@ -488,7 +488,9 @@ def _execute(plan: Plan, *, endpoints: Endpoints, events: ev.EventSink | None,
     seal = RunSeal(sealing or Sealing(), run_id=run_id, log_file=log_file) \
         if log_file is not None else None
     started_fields = _run_started(plan)
-    workers = processes if processes > 1 and dispatch is None and gate is None else 1
+    # Workers run the local scheduler with nothing the host decides per device, and a
+    # session's protocol trace (-v) is written from this process only.
+    workers = processes if dispatch is None and gate is None and tracing is None else 1
     if workers > 1:
         started_fields["workers"] = workers
     try:

@@ -304,7 +304,7 @@ def execute(plan: Plan, *, events: EventSink | None = None,
         world = simulation_world(plan)
     endpoints: Endpoints = HARDWARE if world is None else compose_endpoints(plan, world)
     processes = 1
-    if own_world and gate is None and tracing is None:
+    if own_world:
         # The world is this run's alone: workers may take their copies of it along.
         from runner.shards import processes_for
 
