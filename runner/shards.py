@@ -342,7 +342,6 @@ def _follow(plan: Plan, context: RunContext, workers: list[_Worker],
     cancel_sent = False
     started: set[str] = set()
     finished: set[str] = set()
-    lost: dict[int, str] = {}
     with selectors.DefaultSelector() as selector:
         buffers: dict[int, bytearray] = {}
         for worker in workers:
@@ -389,10 +388,7 @@ def _follow(plan: Plan, context: RunContext, workers: list[_Worker],
         worker.close()
         status = worker.reap()
         if any(name not in results for name in worker.devices):
-            lost[worker.pid] = _ended(status)
-    for worker in workers:
-        if worker.pid in lost:
-            _fail_unfinished(plan, context, worker, results, lost[worker.pid])
+            _fail_unfinished(plan, context, worker, results, _ended(status))
     if cancel_sent:
         interrupted = True
     return results, interrupted
