@@ -31,6 +31,7 @@ from transports.chips import Chip
 from transports.endpoints import WALL_CLOCK, Clock
 from transports.errors import ConnectError, EnvironmentProblem, LinkLost
 from transports.gpio import GpioBackend, GpiodBackend, LineSpec, TargetPins
+from transports.lowlatency import LowLatency, Outcome, request_low_latency
 from transports.sysboot.framing import (
     ACK,
     NACK,
@@ -166,6 +167,9 @@ class UsartFraming:
         self.byte_time = (10 + parity_bits) / float(port.baudrate)
         #: The open POSIX port's descriptor, read and written directly (see :meth:`_read`).
         self._fd: int | None = None
+        #: What asking the adapter for low latency did (:mod:`transports.lowlatency`).
+        self.low_latency = LowLatency(outcome=Outcome.NOT_ASKED)
+        self._ask_low_latency = bool(options.get("low-latency", True))
 
     # ------------------------------------------------------------------ bytes
 
@@ -314,9 +318,21 @@ class UsartFraming:
     # ------------------------------------------------------------------ sync
 
     def sync(self) -> None:
+        self._request_low_latency()
         self._adopt_descriptor()
         self._enter()
         self._handshake()
+
+    def _request_low_latency(self) -> None:
+        """Once per open port, unless the link says ``low-latency: false``."""
+        if self.low_latency.outcome is not Outcome.NOT_ASKED:
+            return
+        started = time.monotonic()
+        if self._ask_low_latency:
+            self.low_latency = request_low_latency(self.port)
+        if self.trace.commands:
+            self.trace.command("ASYNC_LOW_LATENCY", self.low_latency.describe(),
+                               started=started)
 
     def _adopt_descriptor(self) -> None:
         """Read and write an open POSIX port's descriptor directly, once it kept its settings.
@@ -462,6 +478,8 @@ class UsartFraming:
 
     def close(self) -> None:
         self._fd = None
+        low_latency, self.low_latency = self.low_latency, LowLatency(outcome=Outcome.NOT_ASKED)
+        low_latency.release()
         pins, self.pins = self.pins, None
         if pins is not None:
             pins.close()  # the lines go back to their defaults with the request
@@ -516,6 +534,10 @@ class UsartTransport(BootloaderSession):
                                "description": "stm32flash -i style entry, e.g. -dtr,rts,-rts"},
             "exit-sequence": {"type": "string", "pattern": _SEQUENCE,
                               "description": "stm32flash -i style exit, e.g. dtr"},
+            "low-latency": {"type": "boolean", "default": True,
+                            "description": "Ask the adapter's driver for low latency "
+                                           "(ASYNC_LOW_LATENCY: an FTDI latency timer of "
+                                           "1 ms instead of 16) while the port is held."},
         },
     }
 

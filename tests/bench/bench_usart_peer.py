@@ -21,6 +21,15 @@ As on a production line, where every board runs the same manifest, the
 manifest has been validated before each timed run (``flashrunner validate``,
 untimed): its passed schema check is remembered, so the run skips it.
 
+Through an FT232R: USB-serial converters hold a short reply until their
+latency timer expires (16 ms on an FTDI unless the host asks otherwise,
+AN232B-04), and nearly every reply of the ROM is one ACK byte. flashrunner
+asks the driver for ASYNC_LOW_LATENCY (Linux ftdi_sio then sets the timer to
+1 ms); stm32flash never does (its serial_posix.c sets termios only). A pty
+cannot take that ioctl, so the simulator holds each reply as the converter
+would, with the timer each tool would have got on hardware: 1 ms for
+flashrunner, 16 ms for stm32flash (transports/sim/latency.py).
+
 Run: python tests/bench/bench_usart_peer.py [runs]
 """
 
@@ -68,11 +77,12 @@ devices:
 """
 
 
-def _target(part: str) -> tuple[SimChip, PtyBootloader]:
+def _target(part: str, latency_s: float | None) -> tuple[SimChip, PtyBootloader]:
     chip = chip_database().part(part)
     sim = SimChip(chip, clock=SimClock(time_scale=1.0))
     core = BootloaderCore(sim, bootloader_profile(chip, Link.USART, {}))
-    return sim, PtyBootloader(StreamBootloader(core, Link.USART), bits_per_byte=BITS)
+    return sim, PtyBootloader(StreamBootloader(core, Link.USART), bits_per_byte=BITS,
+                              latency_timer_s=latency_s)
 
 
 #: The children's environment: from bytecode, as an installed package runs.
@@ -90,8 +100,9 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, float, subprocess.Complete
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done
 
 
-def flashrunner(part: str, image: Path, folder: Path) -> tuple[float, float]:
-    sim, pty = _target(part)
+def flashrunner(part: str, image: Path, folder: Path,
+                latency_s: float | None) -> tuple[float, float]:
+    sim, pty = _target(part, latency_s)
     with pty:
         manifest = folder / "line.yaml"
         manifest.write_text(MANIFEST.format(image=image, port=pty.path, baud=BAUD, part=part))
@@ -104,8 +115,9 @@ def flashrunner(part: str, image: Path, folder: Path) -> tuple[float, float]:
     return wall, cpu
 
 
-def stm32flash(part: str, image: Path, folder: Path) -> tuple[float, float]:
-    sim, pty = _target(part)
+def stm32flash(part: str, image: Path, folder: Path,
+               latency_s: float | None) -> tuple[float, float]:
+    sim, pty = _target(part, latency_s)
     with pty:
         wall, cpu, done = timed(["stm32flash", "-b", str(BAUD), "-m", "8n1", "-w", str(image),
                                  "-v", "-S", f"0x{BASE:08X}", pty.path], folder)
@@ -120,8 +132,10 @@ def main() -> None:
     if shutil.which("stm32flash") is None:
         raise SystemExit("stm32flash is not installed (apt-get install stm32flash)")
     wire = SIZE * BITS / BAUD
-    cases = (("stm32f103cb", "F103, ROM v2.2: read-back", 2 * wire),
-             ("stm32h743zi", "H743, ROM v3.1: Get Checksum", wire))
+    # part, label, floor, latency timer (s) behind flashrunner's port and stm32flash's
+    cases = (("stm32f103cb", "F103, ROM v2.2: read-back", 2 * wire, None, None),
+             ("stm32h743zi", "H743, ROM v3.1: Get Checksum", wire, None, None),
+             ("stm32f103cb", "F103 via FT232R: read-back", 2 * wire, 0.001, 0.016))
     print(f"{SIZE // 1024} KiB erase + write + verify, USART {BAUD} baud, {BITS} bits/byte, "
           f"wall-clock seconds, {runs} alternated runs each (median), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
@@ -131,18 +145,22 @@ def main() -> None:
         folder = Path(name)
         image = folder / "app.bin"
         image.write_bytes(os.urandom(SIZE))
-        for part, label, floor in cases:
+        for part, label, floor, our_latency, peer_latency in cases:
             ours: list[tuple[float, float]] = []
             peer: list[tuple[float, float]] = []
             for _ in range(runs):
-                ours.append(flashrunner(part, image, folder))
-                peer.append(stm32flash(part, image, folder))
+                ours.append(flashrunner(part, image, folder, our_latency))
+                peer.append(stm32flash(part, image, folder, peer_latency))
             mine = statistics.median(wall for wall, _ in ours)
             theirs = statistics.median(wall for wall, _ in peer)
             print(f"{label:<32} {mine:>11.2f}s {theirs:>10.2f}s {mine / theirs:>6.3f} "
                   f"{floor:>6.2f}s {100 * floor / mine:>9.1f}% {100 * floor / theirs:>11.1f}%")
             print(f"{'':<32} runs: flashrunner {', '.join(f'{w:.2f}' for w, _ in ours)}; "
                   f"stm32flash {', '.join(f'{w:.2f}' for w, _ in peer)}")
+            if our_latency is not None and peer_latency is not None:
+                print(f"{'':<32} latency timer: flashrunner {our_latency * 1e3:.0f} ms "
+                      f"(asks for low latency), stm32flash {peer_latency * 1e3:.0f} ms "
+                      f"(the converter's default)")
             pairs = ", ".join(f"{a[0] / b[0]:.3f}" for a, b in zip(ours, peer, strict=True))
             print(f"{'':<32} ratio per pair: {pairs}; "
                   f"CPU s (median): flashrunner {statistics.median(c for _, c in ours):.2f}, "

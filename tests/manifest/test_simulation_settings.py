@@ -96,8 +96,15 @@ def test_a_quirk_value_is_typed(tmp_path: Path) -> None:
         in message
 
 
+def test_an_adapter_latency_timer_is_one_to_255_ms(tmp_path: Path) -> None:
+    [message] = problems(write(tmp_path, "{quirks: {latency-timer: 0}}", kind="uart"))
+    assert ":7:37: simulation.devices.board.quirks.latency-timer:" in message
+    assert "minimum" in message or "at least 1" in message
+
+
 @pytest.mark.parametrize(("kind", "quirks"), [
-    ("uart", "{usart-version: 0x22, double-ack: true, boot0: rts, commands: [0, 1, 2]}"),
+    ("uart", "{usart-version: 0x22, double-ack: true, boot0: rts, commands: [0, 1, 2], "
+             "latency-timer: 16}"),
     ("i2c", "{i2c-version: 0x12, smbus-only: true}"),
     ("can", "{can-erase: fork, no-mass-erase: true}"),
     ("dfu", "{port-path: 1-4.2, getstatus-while-busy: answer, mass-erase-poll-ms: 100}"),

@@ -53,6 +53,25 @@ def test_real_serial_port_code_flashes_through_a_pty(
     assert sim.flash[:512] == bytes(range(256)) * 2
 
 
+def test_an_adapter_latency_timer_behind_the_pty_holds_every_short_reply(
+        chips: ChipDatabase) -> None:
+    chip = chips.part("stm32g071rb")
+    sim = SimChip(chip)
+    core = BootloaderCore(sim, bootloader_profile(chip, Link.USART, {}))
+    with PtyBootloader(StreamBootloader(core, Link.USART), latency_timer_s=0.016) as pty:
+        link = session(chips, pty.path, "none")
+        link.connect()
+        try:
+            # A pty takes no TIOCSSERIAL: the session goes on with the adapter as it is.
+            assert link.engine.framing.low_latency.describe().startswith(  # type: ignore[attr-defined]
+                "unsupported")
+            link.write(0x08000000, bytes(range(256)))
+        finally:
+            link.close()
+        assert pty.latency is not None and pty.latency.held >= 4 + 3   # connect, Write Memory
+        assert pty.latency.waited_s <= pty.latency.held * 0.016
+
+
 def test_the_port_is_not_reconfigured_while_a_session_reads(
         chips: ChipDatabase, board: tuple[SimChip, PtyBootloader]) -> None:
     # The POSIX port is waited on and read directly: no timeout change (a tcsetattr) per read.

@@ -107,7 +107,9 @@ class SimulatedEndpoints:
         def factory() -> str:
             options = {**dict(request.options), **dict(world.profile(request.device).quirks)}
             stream = StreamBootloader(_bootloader_core(world, request, Link.USART), Link.USART)
-            board = UsartEndpoint(stream, _wiring(options))
+            timer = options.get("latency-timer")
+            board = UsartEndpoint(stream, _wiring(options), latency_timer_s=None
+                                  if timer is None else int(timer) / 1000)
             url = register_endpoint(key, board)
             world.on_close(lambda: unregister_endpoint(key))
             sim_hardware(world).attach(request.device, board)  # BOOT0/NRST on GPIO, if wired

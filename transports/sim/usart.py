@@ -39,6 +39,7 @@ import serial
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 from transports.sim.bootloader_stream import StreamBootloader
+from transports.sim.latency import LatencyTimer
 from transports.sim.uartframe import CHIP_FRAMING, Framing, reframe
 
 __all__ = [
@@ -70,9 +71,15 @@ class Wiring:
 class UsartEndpoint:
     """A simulated board on a serial adapter: the ROM's byte stream plus BOOT0/NRST."""
 
-    def __init__(self, stream: StreamBootloader, wiring: Wiring = Wiring()) -> None:
+    def __init__(self, stream: StreamBootloader, wiring: Wiring = Wiring(), *,
+                 latency_timer_s: float | None = None) -> None:
         self.stream = stream
         self.wiring = wiring
+        #: The adapter's latency timer (:mod:`transports.sim.latency`); None: replies
+        #: reach the host as soon as their last byte is sent.
+        self.latency = LatencyTimer(stream.core.sim.clock, latency_timer_s) \
+            if latency_timer_s is not None else None
+        self._reply = 0  # bytes of the reply being read, until it is drained
         self.lines = {"dtr": False, "rts": False}
         self.baudrate = 115200
         self.bits_per_byte = 11
@@ -147,15 +154,27 @@ class UsartEndpoint:
 
     def read(self, size: int) -> bytes:
         if self.framing == CHIP_FRAMING and not self._received:
-            return self.stream.take(size)
-        self._received += reframe(self.stream.take(), CHIP_FRAMING, self.framing)
-        answer = bytes(self._received[:size])
-        del self._received[:size]
+            answer = self.stream.take(size)
+        else:
+            self._received += reframe(self.stream.take(), CHIP_FRAMING, self.framing)
+            answer = bytes(self._received[:size])
+            del self._received[:size]
+        if self.latency is not None and answer:
+            self._reply += len(answer)
+            if not self.waiting:  # the reply's last byte: it comes with the adapter's packet
+                self.latency.hold(self._reply)
+                self._reply = 0
         return answer
+
+    def set_low_latency(self, on: bool) -> None:
+        """The host's driver asked for low latency (ASYNC_LOW_LATENCY)."""
+        if self.latency is not None:
+            self.latency.low_latency = on
 
     def discard_input(self) -> None:
         self.stream.take()
         self._received.clear()
+        self._reply = 0
 
     @property
     def waiting(self) -> int:
@@ -263,6 +282,10 @@ class SimSerial(SerialBase):  # type: ignore[misc]
     def reset_input_buffer(self) -> None:
         self._alive().discard_input()
 
+    def set_low_latency_mode(self, low_latency_settings: bool) -> None:
+        """pyserial's POSIX call: TIOCSSERIAL with ASYNC_LOW_LATENCY, here the adapter's timer."""
+        self._alive().set_low_latency(bool(low_latency_settings))
+
     def reset_output_buffer(self) -> None:
         self._alive()
 
@@ -293,11 +316,17 @@ class PtyBootloader:
     too, so a tool that closes and reopens the port finds the chip as it left it.
     """
 
-    def __init__(self, stream: StreamBootloader, *, bits_per_byte: int | None = None) -> None:
+    def __init__(self, stream: StreamBootloader, *, bits_per_byte: int | None = None,
+                 latency_timer_s: float | None = None) -> None:
         self.stream = stream
         #: Wire pacing per byte; None: from the termios settings (a pty drops parity,
         #: so ``11`` paces as 8E1 would on a real port).
         self.bits_per_byte = bits_per_byte
+        #: An adapter's latency timer between the chip and the pty. A pty has no
+        #: TIOCSSERIAL, so no host can lower it here: a test gives the period the
+        #: host would have got on hardware.
+        self.latency = LatencyTimer(stream.core.sim.clock, latency_timer_s) \
+            if latency_timer_s is not None else None
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
@@ -333,6 +362,8 @@ class PtyBootloader:
             self.stream.feed(data)
             answer = self.stream.take()
             if answer:
+                if self.latency is not None:
+                    self.latency.hold(len(answer))
                 try:
                     os.write(self._master, answer)
                 except OSError:

@@ -1,0 +1,104 @@
+"""Low latency on a serial port: the USB-serial adapter's latency timer at 1 ms.
+
+An FTDI converter holds what it receives from the chip until it has a full
+packet (62 bytes) or its latency timer expires — 16 ms unless asked otherwise
+(FTDI AN232B-04, "Data Latency"). The ROM bootloader answers almost every
+frame with one ACK byte, so on such an adapter each command of a write or a
+read-back waits up to 16 ms for its ACK: ~1,500 of them for 64 KiB written
+and read back, seconds on every board. Linux's ``ftdi_sio`` sets the timer to
+1 ms while the port carries ``ASYNC_LOW_LATENCY`` (``TIOCSSERIAL``; a flag a
+user may set without privileges), and it keeps the flag until the adapter is
+unplugged, so a session that sets it clears it again when it lets the port go.
+A port without the ioctl (a pty, a socket, another OS) is used as it is.
+
+docs/architecture.md, "Serial latency", says how a rehearsal models it.
+"""
+
+from __future__ import annotations
+
+import array
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ASYNC_LOW_LATENCY", "LowLatency", "Outcome", "request_low_latency"]
+
+#: linux/tty_flags.h; the fifth int of ``struct serial_struct`` holds the flags.
+ASYNC_LOW_LATENCY = 0x2000
+_FLAGS = 4
+
+try:
+    import fcntl
+    import termios
+
+    _IOCTLS: tuple[int, int] | None = (termios.TIOCGSERIAL, termios.TIOCSSERIAL)
+except (ImportError, AttributeError):  # pragma: no cover - not Linux
+    _IOCTLS = None
+
+
+class Outcome(enum.Enum):
+    SET = "set"                  # this session set it, and clears it when done
+    ALREADY = "already on"       # set before this session (a udev rule, another tool)
+    UNSUPPORTED = "unsupported"  # the port has no such setting
+    NOT_ASKED = "not asked"      # the link says ``low-latency: false``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LowLatency:
+    """What asking a port for low latency did; :meth:`release` undoes what it set."""
+
+    outcome: Outcome
+    detail: str = ""
+    _port: Any = None
+
+    def describe(self) -> str:
+        return f"{self.outcome.value} ({self.detail})" if self.detail else self.outcome.value
+
+    def release(self) -> None:
+        """Clear the flag this session set; nothing otherwise. Never raises."""
+        if self.outcome is not Outcome.SET or self._port is None:
+            return
+        try:
+            _set(self._port, False)
+        except (OSError, ValueError):
+            pass  # the port went away: its flag went with it
+
+
+def request_low_latency(port: Any) -> LowLatency:
+    """Ask the open ``port`` for low latency: ``ASYNC_LOW_LATENCY`` on a POSIX descriptor,
+    else the port's own ``set_low_latency_mode`` (pyserial's name) where it has one."""
+    fd = getattr(port, "fd", None)
+    if isinstance(fd, int) and _IOCTLS is not None:
+        try:
+            flags = _serial_struct(fd)[_FLAGS]
+        except OSError as error:
+            return LowLatency(outcome=Outcome.UNSUPPORTED, detail=error.strerror or str(error))
+        if flags & ASYNC_LOW_LATENCY:
+            return LowLatency(outcome=Outcome.ALREADY)
+    elif not callable(getattr(port, "set_low_latency_mode", None)):
+        return LowLatency(outcome=Outcome.UNSUPPORTED, detail="not a POSIX serial port")
+    try:
+        _set(port, True)
+    except (OSError, ValueError) as error:
+        return LowLatency(outcome=Outcome.UNSUPPORTED, detail=str(error))
+    return LowLatency(outcome=Outcome.SET, _port=port)
+
+
+def _serial_struct(fd: int) -> array.array[int]:
+    assert _IOCTLS is not None
+    buffer = array.array("i", [0] * 32)  # struct serial_struct is 72 bytes on LP64
+    fcntl.ioctl(fd, _IOCTLS[0], buffer)
+    return buffer
+
+
+def _set(port: Any, on: bool) -> None:
+    fd = getattr(port, "fd", None)
+    if not (isinstance(fd, int) and _IOCTLS is not None):
+        port.set_low_latency_mode(on)
+        return
+    buffer = _serial_struct(fd)
+    if on:
+        buffer[_FLAGS] |= ASYNC_LOW_LATENCY
+    else:
+        buffer[_FLAGS] &= ~ASYNC_LOW_LATENCY
+    fcntl.ioctl(fd, _IOCTLS[1], buffer)
