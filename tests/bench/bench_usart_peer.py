@@ -90,6 +90,15 @@ ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRIT
 ENV["PYTHONPATH"] = str(ROOT)
 
 
+#: Per tool: (replies the converter held, simulated seconds they waited) of each run.
+HELD: dict[str, list[tuple[int, float]]] = {"flashrunner": [], "stm32flash": []}
+
+
+def _count_held(tool: str, pty: PtyBootloader) -> None:
+    if pty.latency is not None:
+        HELD[tool].append((pty.latency.held, pty.latency.waited_s))
+
+
 def timed(argv: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
     """Wall and CPU seconds of one child process, and what it did."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,6 +118,7 @@ def flashrunner(part: str, image: Path, folder: Path,
         subprocess.run([sys.executable, "-m", "runner", "validate", str(manifest)],
                        capture_output=True, env=ENV, cwd=folder, check=True)
         wall, cpu, done = timed([sys.executable, "-m", "runner", "run", str(manifest)], folder)
+    _count_held("flashrunner", pty)
     if done.returncode != 0:
         raise SystemExit(f"flashrunner failed:\n{done.stdout.decode()}{done.stderr.decode()}")
     assert bytes(sim.flash[:SIZE]) == image.read_bytes()
@@ -121,6 +131,7 @@ def stm32flash(part: str, image: Path, folder: Path,
     with pty:
         wall, cpu, done = timed(["stm32flash", "-b", str(BAUD), "-m", "8n1", "-w", str(image),
                                  "-v", "-S", f"0x{BASE:08X}", pty.path], folder)
+    _count_held("stm32flash", pty)
     if done.returncode != 0:
         raise SystemExit(f"stm32flash failed:\n{done.stdout.decode()}{done.stderr.decode()}")
     assert bytes(sim.flash[:SIZE]) == image.read_bytes()
@@ -161,6 +172,11 @@ def main() -> None:
                 print(f"{'':<32} latency timer: flashrunner {our_latency * 1e3:.0f} ms "
                       f"(asks for low latency), stm32flash {peer_latency * 1e3:.0f} ms "
                       f"(the converter's default)")
+                held = {tool: HELD[tool][-runs:] for tool in HELD}
+                print(f"{'':<32} replies held per run, mean wait: " + "; ".join(
+                    f"{tool} {statistics.median(n for n, _ in got):.0f}, "
+                    f"{1e3 * sum(w for _, w in got) / sum(n for n, _ in got):.2f} ms"
+                    for tool, got in held.items()))
             pairs = ", ".join(f"{a[0] / b[0]:.3f}" for a, b in zip(ours, peer, strict=True))
             print(f"{'':<32} ratio per pair: {pairs}; "
                   f"CPU s (median): flashrunner {statistics.median(c for _, c in ours):.2f}, "
