@@ -8,8 +8,10 @@ read-back waits up to 16 ms for its ACK: ~1,500 of them for 64 KiB written
 and read back, seconds on every board. Linux's ``ftdi_sio`` sets the timer to
 1 ms while the port carries ``ASYNC_LOW_LATENCY`` (``TIOCSSERIAL``; a flag a
 user may set without privileges), and it keeps the flag until the adapter is
-unplugged, so a session that sets it clears it again when it lets the port go.
-A port without the ioctl (a pty, a socket, another OS) is used as it is.
+unplugged, so a session that sets it clears it again when it lets the port go
+(a process killed mid-run leaves it set, which only makes the port answer
+sooner). A port without the ioctl (a pty, a socket, a cp210x, another OS) is
+used as it is.
 
 docs/architecture.md, "Serial latency", says how a rehearsal models it.
 """
