@@ -26,6 +26,7 @@ EXCERPTS: dict[str, tuple[str, tuple[str, ...]]] = {
         "READMEM_32BIT 0x20000060 12 B → 12 B",
     )),
     "uart,/dev/ttyUSB0": ("stm32f103cb", (
+        "ASYNC_LOW_LATENCY → set",  # the converter's latency timer at 1 ms for the session
         "Get Version (0x01) → ACK v2.2",
         "Get (0x00) → ACK v2.2, 11 commands",
         "Get ID (0x02) → ACK PID 0x0410",
