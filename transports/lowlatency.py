@@ -69,8 +69,11 @@ class LowLatency:
 def request_low_latency(port: Any) -> LowLatency:
     """Ask the open ``port`` for low latency: ``ASYNC_LOW_LATENCY`` on a POSIX descriptor,
     else the port's own ``set_low_latency_mode`` (pyserial's name) where it has one."""
-    fd = getattr(port, "fd", None)
-    if isinstance(fd, int) and _IOCTLS is not None:
+    if hasattr(port, "fd"):   # pyserial's POSIX port
+        fd = port.fd
+        if not isinstance(fd, int) or _IOCTLS is None:
+            return LowLatency(outcome=Outcome.UNSUPPORTED,
+                              detail="no TIOCSSERIAL here" if _IOCTLS is None else "not open")
         try:
             flags = _serial_struct(fd)[_FLAGS]
         except OSError as error:
@@ -94,10 +97,12 @@ def _serial_struct(fd: int) -> array.array[int]:
 
 
 def _set(port: Any, on: bool) -> None:
-    fd = getattr(port, "fd", None)
-    if not (isinstance(fd, int) and _IOCTLS is not None):
+    if not hasattr(port, "fd"):
         port.set_low_latency_mode(on)
         return
+    fd = port.fd
+    if not isinstance(fd, int) or _IOCTLS is None:
+        return  # closed: nothing to change until it is open again
     buffer = _serial_struct(fd)
     if on:
         buffer[_FLAGS] |= ASYNC_LOW_LATENCY
