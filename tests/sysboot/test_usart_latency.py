@@ -164,3 +164,10 @@ def test_a_pty_has_no_serial_struct_and_still_works() -> None:
 
 def test_a_network_port_is_not_asked() -> None:
     assert request_low_latency(serial.serial_for_url("loop://")).outcome is Outcome.UNSUPPORTED
+
+
+def test_a_port_not_yet_open_is_not_asked_and_nothing_is_cleared_later() -> None:
+    port = serial.Serial()   # pyserial's POSIX port, no descriptor yet
+    grant = request_low_latency(port)
+    assert grant.outcome is Outcome.UNSUPPORTED and grant.detail == "not open"
+    grant.release()
