@@ -36,6 +36,10 @@ try:
     _IOCTLS: tuple[int, int] | None = (termios.TIOCGSERIAL, termios.TIOCSSERIAL)
 except (ImportError, AttributeError):  # pragma: no cover - not Linux
     _IOCTLS = None
+try:
+    from serial.serialposix import Serial as _PosixSerial
+except ImportError:  # pragma: no cover - not POSIX
+    _PosixSerial = None
 
 
 class Outcome(enum.Enum):
@@ -69,8 +73,8 @@ class LowLatency:
 def request_low_latency(port: Any) -> LowLatency:
     """Ask the open ``port`` for low latency: ``ASYNC_LOW_LATENCY`` on a POSIX descriptor,
     else the port's own ``set_low_latency_mode`` (pyserial's name) where it has one."""
-    if hasattr(port, "fd"):   # pyserial's POSIX port
-        fd = port.fd
+    if _is_posix(port):
+        fd = getattr(port, "fd", None)
         if not isinstance(fd, int) or _IOCTLS is None:
             return LowLatency(outcome=Outcome.UNSUPPORTED,
                               detail="no TIOCSSERIAL here" if _IOCTLS is None else "not open")
@@ -89,6 +93,10 @@ def request_low_latency(port: Any) -> LowLatency:
     return LowLatency(outcome=Outcome.SET, _port=port)
 
 
+def _is_posix(port: Any) -> bool:
+    return _PosixSerial is not None and isinstance(port, _PosixSerial)
+
+
 def _serial_struct(fd: int) -> array.array[int]:
     assert _IOCTLS is not None
     buffer = array.array("i", [0] * 32)  # struct serial_struct is 72 bytes on LP64
@@ -97,10 +105,10 @@ def _serial_struct(fd: int) -> array.array[int]:
 
 
 def _set(port: Any, on: bool) -> None:
-    if not hasattr(port, "fd"):
+    if not _is_posix(port):
         port.set_low_latency_mode(on)
         return
-    fd = port.fd
+    fd = getattr(port, "fd", None)
     if not isinstance(fd, int) or _IOCTLS is None:
         return  # closed: nothing to change until it is open again
     buffer = _serial_struct(fd)

@@ -118,7 +118,9 @@ class _Driver:
         return 0
 
 
-class _Port:
+class _Port(serial.Serial):
+    """A POSIX port on descriptor 7, never opened here."""
+
     fd = 7
 
 
