@@ -10,8 +10,8 @@ and read back, seconds on every board. Linux's ``ftdi_sio`` sets the timer to
 user may set without privileges), and it keeps the flag until the adapter is
 unplugged, so a session that sets it clears it again when it lets the port go
 (a process killed mid-run leaves it set, which only makes the port answer
-sooner). A port without the ioctl (a pty, a socket, a cp210x, another OS) is
-used as it is.
+sooner). A port without the ioctl (a pty, a socket, another OS) is used as it
+is; a driver that takes the flag but has no such timer (CDC ACM) ignores it.
 
 docs/architecture.md, "Serial latency", says how a rehearsal models it.
 """
