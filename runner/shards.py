@@ -117,15 +117,17 @@ def groups_of(devices: Sequence[DevicePlan]) -> list[list[DevicePlan]]:
     return list(groups.values())
 
 
-def _balanced(groups: list[list[DevicePlan]], count: int) -> list[list[DevicePlan]]:
-    """``groups`` dealt into ``count`` shards of about equal estimated time, plan order kept."""
+def _balanced(devices: Sequence[DevicePlan], count: int) -> list[list[DevicePlan]]:
+    """``devices``' groups dealt into ``count`` shards of about equal estimated time, each
+    shard in plan order."""
+    groups = groups_of(devices)
     shards: list[list[DevicePlan]] = [[] for _ in range(count)]
     load = [0.0] * count
     for group in sorted(groups, key=lambda g: -sum(d.estimate_s for d in g)):
         index = load.index(min(load))
         shards[index].extend(group)
         load[index] += sum(d.estimate_s for d in group) or len(group)
-    order = {device.device: i for i, device in enumerate(d for g in groups for d in g)}
+    order = {device.device: i for i, device in enumerate(devices)}
     return [sorted(shard, key=lambda d: order[d.device]) for shard in shards if shard]
 
 
@@ -256,7 +258,7 @@ def run_in_workers(plan: Plan, context: RunContext, count: int, *,
     with (the executor's own); ``stopped()`` is the run's stop reason, if the
     environment failed under it.
     """
-    shards = _balanced(groups_of(plan.devices), count)
+    shards = _balanced(plan.devices, count)
     shares = shares_of([len(shard) for shard in shards], plan.execution.max_parallel)
     workers: list[_Worker] = []
     try:

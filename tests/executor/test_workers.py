@@ -53,6 +53,12 @@ def test_devices_that_share_a_link_an_edge_or_wiring_stay_in_one_group() -> None
     assert sorted(groups) == [["a", "d"], ["b", "c"], ["e"], ["f", "g"]]
 
 
+def test_each_worker_starts_its_devices_in_plan_order() -> None:
+    devices = [device("a", bus="can0"), device("b"), device("c", bus="can0"), device("d")]
+    dealt = [[d.device for d in shard] for shard in shards._balanced(devices, 1)]
+    assert dealt == [["a", "b", "c", "d"]]
+
+
 def test_a_small_line_or_one_with_a_plugins_far_ends_stays_in_this_process() -> None:
     big = _line(64, processes=None)
     assert shards.processes_for(big, cores=2) == 4     # two per core
