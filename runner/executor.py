@@ -186,6 +186,11 @@ class _Scheduler:
         self.streaks: dict[str, list[str]] = {}
         self.quarantined: set[str] = set()
 
+    @property
+    def stopped_by(self) -> str | None:
+        """The environment failure that stopped this scheduler's devices, if one did."""
+        return self.stop.reason if self.stop is not None else None
+
     def emit(self, event: str, **fields: Any) -> None:
         self.context.events.emit(event, **fields)
 
@@ -375,7 +380,7 @@ def _run_in_workers(plan: Plan, context: RunContext, processes: int,
     results, interrupted = run_in_workers(
         plan, context, processes,
         scheduler=lambda mine, theirs: _Scheduler(mine, theirs, None, _Stop(theirs.cancel)),
-        stopped=lambda: stop.reason)
+        stop=stop)
     if stop.reason is not None:
         results = {name: _unrecorded(result, stop.reason) for name, result in results.items()}
     return results, interrupted

@@ -155,6 +155,19 @@ class Scheduler(Protocol):
 
     def run(self) -> bool: ...
 
+    @property
+    def stopped_by(self) -> str | None:
+        """The environment failure that stopped it (a kept backup that could not be saved)."""
+
+
+class RunStop(Protocol):
+    """The run's stop: the first environment failure, which cancels the whole run."""
+
+    @property
+    def reason(self) -> str | None: ...
+
+    def environment(self, error: BaseException) -> None: ...
+
 
 SchedulerFactory = Callable[[Plan, RunContext], Scheduler]
 
@@ -250,13 +263,13 @@ class _ModelPickler(pickle.Pickler):
 
 
 def run_in_workers(plan: Plan, context: RunContext, count: int, *,
-                   scheduler: SchedulerFactory, stopped: Callable[[], str | None],
+                   scheduler: SchedulerFactory, stop: RunStop,
                    ) -> tuple[dict[str, DeviceResult], bool]:
     """Run ``plan``'s devices in ``count`` forked workers; (results, interrupted).
 
     ``scheduler(plan, context)`` builds the scheduler a worker runs its share
-    with (the executor's own); ``stopped()`` is the run's stop reason, if the
-    environment failed under it.
+    with (the executor's own). ``stop`` is the run's: an environment failure in
+    a worker stops the whole run through it, as it would in one process.
     """
     shards = _balanced(plan.devices, count)
     shares = shares_of([len(shard) for shard in shards], plan.execution.max_parallel)
@@ -264,7 +277,7 @@ def run_in_workers(plan: Plan, context: RunContext, count: int, *,
     try:
         for shard, share in zip(shards, shares, strict=True):
             workers.append(_fork(plan, context, shard, share, scheduler))
-        return _follow(plan, context, workers, stopped)
+        return _follow(plan, context, workers, stop)
     except BaseException:
         _stop_all(workers)  # the host cannot follow them any more: none is left behind
         raise
@@ -331,19 +344,33 @@ def _work(plan: Plan, context: RunContext, shard: list[DevicePlan], share: int,
     work = scheduler(mine, replace(context, events=sink, cancel=cancel))
     try:
         interrupted = work.run()
-        sink.send(("results", work.results, interrupted))
+        sink.send(("results", work.results, interrupted, work.stopped_by))
     finally:
         sink.close()
     return 0
 
 
 def _follow(plan: Plan, context: RunContext, workers: list[_Worker],
-            stopped: Callable[[], str | None]) -> tuple[dict[str, DeviceResult], bool]:
+            stop: RunStop) -> tuple[dict[str, DeviceResult], bool]:
     results: dict[str, DeviceResult] = {}
     interrupted = False
     cancel_sent = False
     started: set[str] = set()
     finished: set[str] = set()
+
+    def cancel_all() -> None:
+        """Once: ``run.interrupted`` for the whole run, and every worker told to stop."""
+        nonlocal cancel_sent
+        if cancel_sent or not context.cancel.is_set():
+            return
+        cancel_sent = True
+        why = stop.reason
+        context.events.emit(ev.RUN_INTERRUPTED, reason=f"stopped: {why}" if why else
+                            "cancelled", running=sorted(started - finished))
+        for worker in workers:
+            with suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+
     with selectors.DefaultSelector() as selector:
         buffers: dict[int, bytearray] = {}
         for worker in workers:
@@ -351,15 +378,7 @@ def _follow(plan: Plan, context: RunContext, workers: list[_Worker],
             buffers[worker.fd] = bytearray()
         open_workers = len(workers)
         while open_workers:
-            if context.cancel.is_set() and not cancel_sent:
-                cancel_sent = True
-                running = sorted(started - finished)
-                why = stopped()
-                reason = f"stopped: {why}" if why else "cancelled"
-                context.events.emit(ev.RUN_INTERRUPTED, reason=reason, running=running)
-                for worker in workers:
-                    with suppress(ProcessLookupError):
-                        os.kill(worker.pid, signal.SIGTERM)
+            cancel_all()
             for key, _ in selector.select(timeout=0.1):
                 worker = key.data
                 chunk = os.read(worker.fd, 1 << 16)
@@ -382,10 +401,13 @@ def _follow(plan: Plan, context: RunContext, workers: list[_Worker],
                             finished.add(fields["device"])
                         records.append((event, fields))
                     elif kind == "results":
-                        _, theirs, was_interrupted = message
+                        _, theirs, was_interrupted, stopped_by = message
                         results.update(theirs)
                         interrupted = interrupted or was_interrupted
+                        if stopped_by is not None:
+                            stop.environment(RuntimeError(stopped_by))
                 _emit_all(context.events, records)
+        cancel_all()  # a stop the last worker to end brought
     for worker in workers:
         worker.close()
         status = worker.reap()

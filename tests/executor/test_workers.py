@@ -103,6 +103,27 @@ def test_a_line_in_two_workers_logs_as_one_run(tmp_path: Path,
         assert "device.identified" in mine
 
 
+def test_an_environment_failure_in_a_worker_stops_the_whole_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = executor_module.run_device
+
+    def full_disk(session: DeviceSession) -> DeviceResult:
+        result = real(session)
+        if session.plan.device != "d00":
+            return result
+        return replace(result, outcome=Outcome.FAILED, error_type="StorageFailed",
+                       error="bytes to keep could not be saved: No space left on device",
+                       error_category="environment")
+
+    monkeypatch.setattr(executor_module, "run_device", full_disk)
+    log = tmp_path / "run.jsonl"
+    run = execute(_line(24, log=log))
+    assert run.exit_code == 3                   # as in one process, not 130
+    assert run.stopped_by is not None and "No space left" in run.stopped_by
+    interrupted = [r for r in read_jsonl(log) if r["event"] == "run.interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["reason"].startswith("stopped: ")
+
+
 def test_a_worker_that_dies_fails_its_unfinished_devices_and_reports_none_ok(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = DeviceSession.emit
