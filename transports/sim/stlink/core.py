@@ -71,10 +71,10 @@ _REGSEL: dict[int, int] = {
     16: arm.UC_ARM_REG_XPSR, 17: arm.UC_ARM_REG_MSP, 18: arm.UC_ARM_REG_PSP,
 }
 XPSR_T = 1 << 24
-#: Where bus cycles go to the target's memory map (everything but SRAM and the
-#: flash array): code alias, system memory and option bytes, peripherals (flash
-#: controller, DBGMCU), and the private peripheral bus (SCB, DWT, FPB, DBGMCU of
-#: the M3/M4/M7).
+#: Where bus cycles go to the target's memory map (everything but SRAM): code
+#: alias, flash, system memory and option bytes, peripherals (flash controller,
+#: DBGMCU), and the private peripheral bus (SCB, DWT, FPB, DBGMCU of the
+#: M3/M4/M7). The flash array is mapped on its own (:meth:`SimCortexM._map_flash`).
 _BUS_REGIONS = ((0x00000000, 0x20000000), (0x40000000, 0x60000000), (0xE0000000, 0xE0100000))
 _PAGE = 0x1000
 _TRANSLATION_BUFFER = 1 << 20  # QEMU's smallest code buffer
@@ -115,7 +115,6 @@ class SimCortexM:
         #: bus cycles (False); None before the emulator exists.
         self._flash_direct: bool | None = None
         self._flash_view: Any = None
-        self._flash_store = False  # a store hit the array while it was mapped read-only
 
     # -- registers ------------------------------------------------------------------
 
@@ -203,8 +202,6 @@ class SimCortexM:
         for low, high in self._bus_regions():
             uc.mmio_map(low, high - low, self._bus_read, low, self._bus_write, low)
         uc.hook_add(unicorn.UC_HOOK_INTR, self._on_interrupt)
-        uc.hook_add(unicorn.UC_HOOK_MEM_WRITE_PROT, self._on_flash_store,
-                    begin=self._flash_start, end=self._flash_end - 1)
         self._uc = uc
         return uc
 
@@ -252,12 +249,6 @@ class SimCortexM:
         return (not size % _PAGE and not self._flash_start % _PAGE
                 and not self.target.sim.rdp_level and not self.target.controller.busy)
 
-    def _on_flash_store(self, uc: Any, _access: int, _address: int, _size: int, _value: int,
-                        _data: Any) -> bool:
-        """A store to the array mapped read-only: stop before it, to replay it as a bus cycle."""
-        self._flash_store = True
-        return False
-
     def _enter(self) -> None:
         uc = self._emulator()
         for start, end in self.target.ram_regions:
@@ -300,8 +291,9 @@ class SimCortexM:
                 try:
                     uc.emu_start(pc, 0xFFFFFFFF, count=count)
                 except unicorn.UcError as error:
-                    if self._flash_store:  # stopped before a store to the array: replay it
-                        self._flash_store = False
+                    if error.errno == unicorn.UC_ERR_WRITE_PROT and self._flash_direct:
+                        # Stopped before a store to the array, the only read-only
+                        # mapping: replay it as a bus cycle.
                         self._map_flash(direct=False)
                         pc = int(uc.reg_read(arm.UC_ARM_REG_PC)) | 1
                         continue
