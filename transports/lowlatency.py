@@ -33,9 +33,9 @@ try:
     import fcntl
     import termios
 
-    _IOCTLS: tuple[int, int] | None = (termios.TIOCGSERIAL, termios.TIOCSSERIAL)
+    _TIOCGSERIAL: int | None = termios.TIOCGSERIAL
 except (ImportError, AttributeError):  # pragma: no cover - not Linux
-    _IOCTLS = None
+    _TIOCGSERIAL = None
 try:
     from serial.serialposix import Serial as _PosixSerial
 except ImportError:  # pragma: no cover - not POSIX
@@ -75,11 +75,11 @@ def request_low_latency(port: Any) -> LowLatency:
     else the port's own ``set_low_latency_mode`` (pyserial's name) where it has one."""
     if _is_posix(port):
         fd = getattr(port, "fd", None)
-        if not isinstance(fd, int) or _IOCTLS is None:
+        if not isinstance(fd, int) or _TIOCGSERIAL is None:
             return LowLatency(outcome=Outcome.UNSUPPORTED,
-                              detail="no TIOCSSERIAL here" if _IOCTLS is None else "not open")
+                              detail="no TIOCSSERIAL here" if _TIOCGSERIAL is None else "not open")
         try:
-            flags = _serial_struct(fd)[_FLAGS]
+            flags = _flags(fd)
         except OSError as error:
             return LowLatency(outcome=Outcome.UNSUPPORTED, detail=error.strerror or str(error))
         if flags & ASYNC_LOW_LATENCY:
@@ -97,23 +97,16 @@ def _is_posix(port: Any) -> bool:
     return _PosixSerial is not None and isinstance(port, _PosixSerial)
 
 
-def _serial_struct(fd: int) -> array.array[int]:
-    assert _IOCTLS is not None
+def _flags(fd: int) -> int:
+    """The port's ``struct serial_struct`` flags (TIOCGSERIAL)."""
+    assert _TIOCGSERIAL is not None
     buffer = array.array("i", [0] * 32)  # struct serial_struct is 72 bytes on LP64
-    fcntl.ioctl(fd, _IOCTLS[0], buffer)
-    return buffer
+    fcntl.ioctl(fd, _TIOCGSERIAL, buffer)
+    return buffer[_FLAGS]
 
 
 def _set(port: Any, on: bool) -> None:
-    if not _is_posix(port):
-        port.set_low_latency_mode(on)
+    """pyserial's own call (TIOCSSERIAL on POSIX); a closed POSIX port has nothing to change."""
+    if _is_posix(port) and (not isinstance(getattr(port, "fd", None), int) or _TIOCGSERIAL is None):
         return
-    fd = getattr(port, "fd", None)
-    if not isinstance(fd, int) or _IOCTLS is None:
-        return  # closed: nothing to change until it is open again
-    buffer = _serial_struct(fd)
-    if on:
-        buffer[_FLAGS] |= ASYNC_LOW_LATENCY
-    else:
-        buffer[_FLAGS] &= ~ASYNC_LOW_LATENCY
-    fcntl.ioctl(fd, _IOCTLS[1], buffer)
+    port.set_low_latency_mode(on)
