@@ -126,12 +126,9 @@ class I2cFraming(EncodesAsItSends):
     def request(self, code: int, blocks: Sequence[Block] = (), *, timeout: float,
                 busy: Callable[[], None] | None = None) -> None:
         self._write(bytes([code, code ^ 0xFF]), "command")
-        if not blocks:
-            then_ack(busy, lambda: self._ack("command", timeout))
-        else:
-            self._ack("command", _SHORT)
-        for index, block in enumerate(blocks):
-            final = index == len(blocks) - 1
+        stage = "command"
+        for block in blocks:
+            self._ack(stage, _SHORT)
             if block.kind is BlockKind.LIST:
                 # AN4221 §2.4: the count travels with its own check and ACK, then the
                 # items with an XOR of the items alone.
@@ -141,10 +138,8 @@ class I2cFraming(EncodesAsItSends):
                 self._write(block.data + bytes([reduce(xor, block.data, 0)]), block.stage)
             else:
                 self._write(serial_block(block), block.stage)
-            if final:
-                then_ack(busy, partial(self._ack, block.stage, timeout))
-            else:
-                self._ack(block.stage, _SHORT)
+            stage = block.stage
+        then_ack(busy, partial(self._ack, stage, timeout))
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)

@@ -22,6 +22,7 @@ import os
 import select
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import serial
@@ -289,14 +290,13 @@ class UsartFraming:
              busy: Callable[[], None] | None = None) -> None:
         # Every frame is built before the command byte goes out: between an ACK and the
         # next frame there is only the write (the ROM waits on the host there).
-        frames, blocks = prepared.frames, prepared.blocks
-        last = len(frames) - 1
-        for index in range(last):
-            self._write(frames[index])
-            self._ack(blocks[index - 1].stage if index else "command", _SHORT)
-        self._write(frames[last])
-        stage = blocks[-1].stage if blocks else "command"
-        then_ack(busy, lambda: self._ack(stage, timeout))
+        self._write(prepared.frames[0])
+        stage = "command"
+        for frame, block in zip(prepared.frames[1:], prepared.blocks, strict=True):
+            self._ack(stage, _SHORT)
+            self._write(frame)
+            stage = block.stage
+        then_ack(busy, partial(self._ack, stage, timeout))
 
     def expect_ack(self, stage: str, *, timeout: float, code: int) -> None:
         self._ack(stage, timeout)
