@@ -68,7 +68,7 @@ class RecordOutput(Protocol):
 
     An output takes the batch whole or raises: :class:`AuditWriteFailed` says in
     ``kept`` how many of the batch's first lines it did take whole; any other
-    ``OSError`` (or ``ValueError``, a closed stream) means none of them.
+    exception means none of them.
     """
 
     def write_records(self, lines: Sequence[str]) -> None: ...
@@ -133,8 +133,10 @@ class JsonlFileSink:
                     written = self._file.write(data)
                     data = data[written or 0:]
             except OSError as error:
-                kept, whole = _whole_lines(lines, len(encoded) - len(data))
-                self._complete += whole
+                # A rendered record holds no raw newline: each one ends a whole line.
+                done = encoded[:len(encoded) - len(data)]
+                kept = done.count(b"\n")
+                self._complete += done.rfind(b"\n") + 1
                 self._failure = \
                     f"cannot write the audit log {self.path}: {error.strerror or error}"
                 with contextlib.suppress(OSError):
@@ -161,18 +163,6 @@ class JsonlFileSink:
 
 _FULL_DISK_HINT = ("free space on its disk (or fix the disk) and run again; the log holds "
                    "every record up to the failure")
-
-
-def _whole_lines(lines: Sequence[str], written: int) -> tuple[int, int]:
-    """Of ``written`` bytes of ``lines`` (each with its newline): whole lines, their bytes."""
-    kept = whole = 0
-    for line in lines:
-        size = len(line.encode("utf-8")) + 1
-        if whole + size > written:
-            break
-        kept += 1
-        whole += size
-    return kept, whole
 
 
 class StdoutJsonSink:
