@@ -139,8 +139,9 @@ class ConsoleRenderer:
     def _write(self, text: str) -> None:
         """Put ``text`` on the stream (in order), now or through the writer thread.
 
-        Events reach the console while the audit log holds its lock, so that the
-        screen shows records in the log's order. With ``write_behind`` the text
+        Events reach the console from the thread that wrote them to the audit
+        log, right after the write and in the log's order, while other devices'
+        records wait behind it. With ``write_behind`` the text
         is queued here and written by a thread of its own: a slow terminal, a
         full pipe or an SSH session then never holds up the devices whose
         records wait behind it, and a line of many devices does not stall on a
