@@ -18,7 +18,8 @@ it) and are stopped by the world's ``close``. The simulated board is wired
 the way the manifest describes it: the USART endpoint's BOOT0/NRST lines
 follow the link's ``boot0``/``reset`` options, which a device profile's
 ``quirks`` may override (``boot0``, ``reset``, ``invert-boot0``,
-``invert-reset``) for fixtures driven by entry sequences.
+``invert-reset``) for fixtures driven by entry sequences, and its adapter has
+the latency timer ``latency-timer`` gives it.
 """
 
 from __future__ import annotations
@@ -107,9 +108,9 @@ class SimulatedEndpoints:
         def factory() -> str:
             options = {**dict(request.options), **dict(world.profile(request.device).quirks)}
             stream = StreamBootloader(_bootloader_core(world, request, Link.USART), Link.USART)
-            timer = options.get("latency-timer")
-            board = UsartEndpoint(stream, _wiring(options), latency_timer_s=None
-                                  if timer is None else int(timer) / 1000)
+            timer_ms = options.get("latency-timer")
+            latency_s = None if timer_ms is None else int(timer_ms) / 1000
+            board = UsartEndpoint(stream, _wiring(options), latency_timer_s=latency_s)
             url = register_endpoint(key, board)
             world.on_close(lambda: unregister_endpoint(key))
             sim_hardware(world).attach(request.device, board)  # BOOT0/NRST on GPIO, if wired

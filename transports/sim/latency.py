@@ -5,12 +5,12 @@ packets of 62 data bytes: a full packet at once, a shorter rest only when the
 latency timer next expires (16 ms by default; 1 ms while the host's driver
 holds the port in low latency). With the timer free-running, a reply that is
 not a whole number of packets reaches the host at the next tick after its
-last byte: on average half a period later, up to a whole one.
+last byte: up to a whole period later, and nearly a whole one when the host
+sends each command as soon as the last reply is in.
 
-Both simulated serial front ends (the pty and ``flashsim://``) hold a reply
-with this model when a test or a rehearsal gives the board an adapter with a
-latency timer (the uart quirk ``latency-timer``); docs/architecture.md,
-"Serial latency".
+Both simulated serial front ends hold a reply with this model: ``flashsim://``
+for a board whose uart quirks set ``latency-timer``, the pty for a caller that
+gives a period (docs/architecture.md, "Serial latency").
 """
 
 from __future__ import annotations
