@@ -305,9 +305,11 @@ class BootloaderEngine:
         for _, length in blocks:
             if not 1 <= length <= MAX_BLOCK:
                 raise ValueError("Read Memory reads 1 to 256 bytes")
+        if not blocks:
+            return
         code = Command.READ
         pending: list[tuple[int, bytes]] = []
-        upcoming = [self._read_request(code, *blocks[0])] if blocks else []
+        upcoming = [self._read_request(code, *blocks[0])]
         raised: list[BaseException] = []
 
         def busy(index: int) -> None:
@@ -353,9 +355,11 @@ class BootloaderEngine:
         """
         for address, data in blocks:
             self._check_write(address, data)
-        code = self._require("write") if blocks else Command.WRITE
+        if not blocks:
+            return
+        code = self._require("write")
         done: list[int] = []
-        upcoming = [self._write_request(code, *blocks[0])] if blocks else []
+        upcoming = [self._write_request(code, *blocks[0])]
 
         def busy(index: int) -> None:
             if index + 1 < len(blocks):
