@@ -280,8 +280,9 @@ class SharedScan(Generic[R]):
         return result
 
 
-#: One :class:`SharedScan` per backend object (libusb's default is ``None``) and purpose.
-_SCANS: dict[tuple[int, str], tuple[Callable[[], object], SharedScan[Any]]] = {}
+#: One :class:`SharedScan` per backend object (libusb's default is ``None``) and purpose;
+#: an entry goes with its backend, before the backend's ``id`` can be reused.
+_SCANS: dict[tuple[int, str], SharedScan[Any]] = {}
 _SCANS_LOCK = threading.Lock()
 
 
@@ -295,14 +296,9 @@ def shared_scan_of(backend: Any, purpose: str) -> SharedScan[Any]:
     """The :class:`SharedScan` of ``backend`` (``None``: libusb's) for ``purpose``."""
     key = (id(backend), purpose)
     with _SCANS_LOCK:
-        entry = _SCANS.get(key)
-        if entry is None or entry[0]() is not backend:
-            alive: Callable[[], object]
-            if backend is None:
-                alive = lambda: None  # noqa: E731 - libusb's default lives as long as we do
-            else:
-                alive = weakref.ref(backend)
+        shared = _SCANS.get(key)
+        if shared is None:
+            shared = _SCANS[key] = SharedScan()
+            if backend is not None:  # libusb's default lives as long as we do
                 weakref.finalize(backend, _SCANS.pop, key, None)
-            entry = (alive, SharedScan())
-            _SCANS[key] = entry
-    return entry[1]
+    return shared
